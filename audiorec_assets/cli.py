@@ -1,0 +1,86 @@
+"""The ``audiorec`` command: ``demo`` runs the whole study on the lake, ``sql`` queries the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from audiorec_assets.settings import LakePaths, default_lake, load_settings
+
+
+def _instance():
+    """The persistent Dagster instance when ``$DAGSTER_HOME`` is set (runs then show in ``dagster dev``)."""
+    import dagster as dg
+
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _run(defs, instance, selection, label: str, partition_key: str | None = None) -> None:
+    import dagster as dg
+
+    started = time.perf_counter()
+    print(f"[audiorec] {label} ...", flush=True)
+    result = dg.materialize(
+        assets=list(defs.assets or []) + list(defs.asset_checks or []),
+        selection=selection,
+        partition_key=partition_key,
+        resources=defs.resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed_checks:
+        print(f"[audiorec]   check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}", flush=True)
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                print(f"[audiorec]   {event.step_key} failed: {error.message.strip() if error else ''}", file=sys.stderr)
+        raise SystemExit(f"[audiorec] {label} failed (run {result.run_id}).")
+    print(f"[audiorec] {label} done in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def demo(lake_root: Path) -> None:
+    """Write the demo data if ``raw/`` is empty, then materialize the graph for the configured encoders."""
+    import dagster as dg
+
+    from audiorec_assets.definitions import build_definitions
+
+    lake = LakePaths(lake_root)
+    lake.root.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(lake.root)
+    print(f"[audiorec] lake: {lake.root} (preset {settings.preset})", flush=True)
+    defs = build_definitions(lake.root)
+    instance = _instance()
+    _run(defs, instance, dg.AssetSelection.groups("ingest"), "ingest + split + data-quality checks")
+
+
+def sql(lake_root: Path, query: str) -> None:
+    import duckdb
+
+    with duckdb.connect(str(LakePaths(lake_root).warehouse), read_only=True) as con:
+        print(con.sql(query).df().to_string(index=False))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="audiorec", description=__doc__)
+    parser.add_argument("--lake", type=Path, default=None, help="lake directory (default: $AUDIOREC_LAKE or ./data_lake)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="write the demo data if raw/ is empty and run the whole study")
+    sql_parser = commands.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    sql_parser.add_argument("query")
+    args = parser.parse_args(argv)
+    lake_root = (args.lake or default_lake()).resolve()
+    if args.command == "demo":
+        demo(lake_root)
+    elif args.command == "sql":
+        sql(lake_root, args.query)
+
+
+if __name__ == "__main__":
+    main()

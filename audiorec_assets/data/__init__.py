@@ -1,0 +1,1 @@
+"""Reading sources, ingest, the split and data-quality suites (no Dagster imports)."""

@@ -1,0 +1,166 @@
+"""Data-quality suites (Great Expectations 1.x) for ``tracks`` and ``interactions``.
+
+Set-level facts that one row cannot show (is this user in train? is this pair also in
+train?) are computed in DuckDB as per-row flags first, then checked by expectations like any
+column, so every failure reads the same way in the Dagster UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from audiorec_assets.data.audio import check_decodes
+from audiorec_assets.data.splits import SplitWindows
+
+INTERACTION_COLUMNS = ["user_id", "track_id", "first_ts", "plays", "split"]
+TRACK_COLUMNS = ["track_id", "item_idx", "audio_path", "duration_s"]
+
+
+@dataclass
+class QualityResult:
+    """Outcome of one suite: ``failures`` lists each failed expectation with its evidence."""
+
+    suite: str
+    success: bool
+    evaluated: int
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.success:
+            return f"{self.suite}: all {self.evaluated} expectations passed"
+        lines = [f"{self.suite}: {len(self.failures)} of {self.evaluated} expectations failed"]
+        lines += [f"- {f['expectation']}({f.get('column', '')}): {f['detail']}" for f in self.failures]
+        return "\n".join(lines)
+
+
+def _validate(name: str, frame: pd.DataFrame, expectations: list[Any],
+              id_columns: list[str] | None = None) -> QualityResult:
+    """Run ``expectations`` on ``frame``; failed column expectations carry up to 5 offending rows (``id_columns``)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas(name)
+        .add_dataframe_asset(name=name)
+        .add_batch_definition_whole_dataframe(name)
+        .get_batch(batch_parameters={"dataframe": frame})
+    )
+    suite = gx.ExpectationSuite(name=name)
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    result = batch.validate(suite)
+    failures = []
+    for res in result.results:
+        if res.success:
+            continue
+        kwargs = res.expectation_config.kwargs
+        detail = {k: res.result.get(k) for k in ("observed_value", "unexpected_count", "partial_unexpected_list")
+                  if res.result.get(k) not in (None, [])}
+        if res.exception_info and res.exception_info.get("raised_exception"):
+            detail["exception"] = res.exception_info.get("exception_message")
+        column = kwargs.get("column")
+        value_set = kwargs.get("value_set")
+        if id_columns and column in frame.columns and value_set is not None:
+            offending = frame.loc[~frame[column].isin(value_set), id_columns].head(5)
+            detail["examples"] = offending.astype(str).to_dict(orient="records")
+        failures.append({
+            "expectation": res.expectation_config.type,
+            "column": column or kwargs.get("column_list") or kwargs.get("column_A") or "",
+            "detail": _jsonable(detail),
+        })
+    return QualityResult(suite=name, success=bool(result.success), evaluated=len(result.results), failures=failures)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value][:10]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.DataFrame:
+    """Interactions rows plus per-row set flags: inside its window, user / track / pair present in train."""
+    return con.execute(
+        """WITH i AS (SELECT * FROM read_parquet($path)),
+                tr AS (SELECT user_id, track_id FROM i WHERE split = 'train')
+           SELECT i.*,
+             CASE WHEN i.split = 'train' THEN i.first_ts >= $train_start AND i.first_ts < $test_start
+                  ELSE i.first_ts >= $test_start AND i.first_ts < $test_end END AS in_window,
+             i.split = 'train' OR i.user_id IN (SELECT user_id FROM tr) AS user_in_train,
+             i.split = 'train' OR i.track_id IN (SELECT track_id FROM tr) AS track_in_train,
+             i.split <> 'train' AND EXISTS (SELECT 1 FROM tr WHERE tr.user_id = i.user_id AND tr.track_id = i.track_id)
+               AS eval_pair_in_train
+           FROM i""",
+        {"path": str(interactions), "train_start": windows.train_start, "test_start": windows.test_start,
+         "test_end": windows.test_end},
+    ).df()
+
+
+def check_interactions(flags: pd.DataFrame) -> QualityResult:
+    """Schema, nulls, split values, windows, no train/eval leak, warm start, no duplicates."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    expectations: list[Any] = [E.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS + [
+        "in_window", "user_in_train", "track_in_train", "eval_pair_in_train"], exact_match=True),
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        E.ExpectColumnValuesToBeInTypeList(column="first_ts", type_list=["datetime64[ns]", "datetime64[us]", "datetime64"]),
+        E.ExpectColumnValuesToBeInTypeList(column="plays", type_list=["int32", "int64"]),
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
+        E.ExpectColumnValuesToBeBetween(column="plays", min_value=1),
+        E.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "track_id", "split"]),
+    ]
+    expectations += [E.ExpectColumnValuesToNotBeNull(column=c) for c in INTERACTION_COLUMNS]
+    expectations += [E.ExpectColumnValuesToBeInSet(column=c, value_set=[True])
+                     for c in ("in_window", "user_in_train", "track_in_train")]
+    expectations.append(E.ExpectColumnValuesToBeInSet(column="eval_pair_in_train", value_set=[False]))
+    return _validate("interactions", flags, expectations, id_columns=["user_id", "track_id", "split"])
+
+
+def tracks_flags(tracks: pd.DataFrame) -> pd.DataFrame:
+    """Tracks rows plus per-row audio flags: the file exists and its first second decodes."""
+    exists, decodes = [], []
+    for path in tracks["audio_path"]:
+        ok = isinstance(path, str) and Path(path).is_file()
+        exists.append(ok)
+        if ok:
+            try:
+                check_decodes(Path(path))
+            except Exception:
+                ok = False
+        decodes.append(ok)
+    flagged = tracks.copy()
+    flagged["audio_exists"] = exists
+    flagged["audio_decodes"] = decodes
+    flagged["item_idx_expected"] = range(len(tracks))
+    flagged["track_id_sorted"] = sorted(tracks["track_id"].astype(str))
+    return flagged
+
+
+def check_tracks(flags: pd.DataFrame) -> QualityResult:
+    """Schema, unique ids, dense ``item_idx`` in track-id order, audio exists and decodes, positive duration."""
+    import great_expectations as gx
+
+    E = gx.expectations
+    expectations: list[Any] = [
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        E.ExpectColumnValuesToBeUnique(column="track_id"),
+        E.ExpectColumnValuesToBeUnique(column="item_idx"),
+        E.ExpectColumnPairValuesToBeEqual(column_A="item_idx", column_B="item_idx_expected"),
+        E.ExpectColumnPairValuesToBeEqual(column_A="track_id", column_B="track_id_sorted"),
+        E.ExpectColumnValuesToBeBetween(column="duration_s", min_value=0, strict_min=True),
+        E.ExpectColumnValuesToBeInSet(column="audio_exists", value_set=[True]),
+        E.ExpectColumnValuesToBeInSet(column="audio_decodes", value_set=[True]),
+    ]
+    expectations += [E.ExpectColumnToExist(column=c) for c in TRACK_COLUMNS]
+    expectations += [E.ExpectColumnValuesToNotBeNull(column=c) for c in TRACK_COLUMNS]
+    return _validate("tracks", flags, expectations, id_columns=["track_id", "audio_path"])

@@ -1,0 +1,199 @@
+"""The three raw layouts (CONTRACT.md) → one typed listens Parquet file and a track list.
+
+All parsing is DuckDB's CSV/Parquet reader, streaming to Parquet, so memory does not grow
+with the log (the full Music4All-Onion log is 252 M events).
+"""
+
+from __future__ import annotations
+
+import bz2
+import shutil
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from audiorec_assets.data.audio import AUDIO_EXTENSIONS
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "track_id", "timestamp")
+ONION_LOG = "userid_trackid_timestamp.tsv"
+OWN_LOGS: tuple[str, ...] = ("listens.csv", "listens.tsv", "listens.parquet")
+
+
+class Layout(str, Enum):
+    ONION = "onion"
+    OWN = "own"
+
+
+class SourceError(ValueError):
+    """The raw data cannot be used; the message names the file (and line) at fault and what to do."""
+
+
+@dataclass(frozen=True)
+class RawSource:
+    """Where a lake's raw inputs are: the listening log, the audio folder, optional track metadata."""
+
+    layout: Layout
+    log_path: Path
+    audio_dir: Path
+    tracks_csv: Path | None = None
+
+
+def detect_source(raw_dir: Path) -> RawSource:
+    """Find which layout ``raw_dir`` holds; raise :class:`SourceError` when none or several fit."""
+    if not raw_dir.is_dir():
+        raise SourceError(f"No raw data folder at {raw_dir}: run `audiorec demo` or put your data there (README: Data).")
+    found: list[RawSource] = []
+    for name in (ONION_LOG, ONION_LOG + ".bz2"):
+        if (raw_dir / name).exists():
+            found.append(RawSource(Layout.ONION, raw_dir / name, raw_dir / "audios"))
+    for name in OWN_LOGS:
+        if (raw_dir / name).exists():
+            tracks = raw_dir / "tracks.csv"
+            found.append(RawSource(Layout.OWN, raw_dir / name, raw_dir / "audio", tracks if tracks.exists() else None))
+    if not found:
+        expected = ", ".join([ONION_LOG, ONION_LOG + ".bz2", *OWN_LOGS])
+        raise SourceError(f"No listening log in {raw_dir}: expected one of {expected} (or run `audiorec demo`).")
+    if len(found) > 1:
+        names = ", ".join(s.log_path.name for s in found)
+        raise SourceError(f"Several listening logs in {raw_dir} ({names}): keep exactly one.")
+    return found[0]
+
+
+def _reader_sql(path: Path, *, all_varchar: bool = False) -> str:
+    """A DuckDB table function reading ``path`` with its header; columns typed by us, not sniffed."""
+    quoted = str(path).replace("'", "''")
+    if path.suffix == ".parquet":
+        return f"read_parquet('{quoted}')"
+    delim = "\\t" if path.name.endswith((".tsv", ".tsv.bz2")) else ","
+    types = "all_varchar=true" if all_varchar else "columns={'user_id':'VARCHAR','track_id':'VARCHAR','timestamp':'VARCHAR'}"
+    return f"read_csv('{quoted}', delim=E'{delim}', header=true, {types}, store_rejects=true, quote='\"')"
+
+
+def log_columns(con, path: Path) -> list[str]:
+    """Column names of the log's header."""
+    quoted = str(path).replace("'", "''")
+    if path.suffix == ".parquet":
+        rel = f"read_parquet('{quoted}')"
+    else:
+        delim = "\\t" if path.name.endswith(".tsv") else ","
+        rel = f"read_csv('{quoted}', delim=E'{delim}', header=true, all_varchar=true)"
+    try:
+        return [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+    except Exception as err:
+        raise SourceError(f"{path}: cannot read the header ({err})") from None
+
+
+def check_columns(path: Path, columns: list[str]) -> None:
+    """Raise naming the missing columns and what was found (with a hint for near-misses)."""
+    lowered = {c.strip().lower(): c for c in columns}
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if not missing:
+        return
+    hints = []
+    for col in missing:
+        near = lowered.get(col) or lowered.get(col.replace("_", "")) or lowered.get(col.replace("_id", ""))
+        if near:
+            hints.append(f"'{near}' looks like '{col}': rename it")
+    hint = (" " + "; ".join(hints) + ".") if hints else ""
+    raise SourceError(
+        f"{path}: missing column(s) {missing}; found {columns}. Expected header: {', '.join(REQUIRED_COLUMNS)}.{hint}"
+    )
+
+
+def decompress_if_needed(log_path: Path, scratch_dir: Path) -> Path:
+    """DuckDB reads plain and gzip/zstd CSV but not bzip2: stream-decompress ``.bz2`` to ``scratch_dir``."""
+    if log_path.suffix != ".bz2":
+        return log_path
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    target = scratch_dir / log_path.stem
+    if target.exists() and target.stat().st_mtime >= log_path.stat().st_mtime:
+        return target
+    partial = target.with_name(target.name + ".partial")
+    with bz2.open(log_path, "rb") as src, open(partial, "wb") as dst:
+        shutil.copyfileobj(src, dst, length=16 * 1024 * 1024)
+    partial.replace(target)
+    return target
+
+
+def _timestamp_sql(column_type: str) -> str:
+    """SQL turning the log's ``timestamp`` column into TIMESTAMP (strings, epoch seconds or native)."""
+    if column_type.startswith("TIMESTAMP"):
+        return "CAST(timestamp AS TIMESTAMP)"
+    if column_type in {"BIGINT", "INTEGER", "DOUBLE", "HUGEINT", "UBIGINT"}:
+        return "CAST(to_timestamp(CAST(timestamp AS DOUBLE)) AS TIMESTAMP)"
+    return "TRY_CAST(timestamp AS TIMESTAMP)"
+
+
+def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> int:
+    """Validate and copy the listening log to ``target`` (Parquet: user_id, track_id, ts).
+
+    Raises :class:`SourceError` naming file and line for malformed rows, unparsable
+    timestamps, empty ids or an empty log. ``target`` is written only when all rows are good.
+    Returns the number of events.
+    """
+    log_path = decompress_if_needed(source.log_path, scratch_dir)
+    columns = log_columns(con, log_path)
+    check_columns(source.log_path, columns)
+    reader = _reader_sql(log_path)
+    types = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})").fetchall())
+    ts_sql = _timestamp_sql(types["timestamp"])
+    # line numbers: the header is line 1, and DuckDB keeps insertion order by default
+    con.sql(
+        f"""CREATE OR REPLACE TEMP VIEW raw_listens AS
+            SELECT user_id, track_id, timestamp AS raw_timestamp, {ts_sql} AS ts,
+                   row_number() OVER () + 1 AS line
+            FROM {reader}"""
+    )
+    bad = con.sql(
+        """SELECT line, user_id, track_id, raw_timestamp,
+                  CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'empty user_id'
+                       WHEN track_id IS NULL OR trim(track_id) = '' THEN 'empty track_id'
+                       ELSE 'unparsable timestamp' END AS problem
+           FROM raw_listens
+           WHERE user_id IS NULL OR trim(user_id) = '' OR track_id IS NULL OR trim(track_id) = '' OR ts IS NULL
+           ORDER BY line LIMIT 5"""
+    ).fetchall()
+    _raise_on_rejects(con, source.log_path)  # rejects are known only after that full scan
+    if bad:
+        n_bad = con.sql(
+            "SELECT count(*) FROM raw_listens WHERE user_id IS NULL OR trim(user_id) = '' "
+            "OR track_id IS NULL OR trim(track_id) = '' OR ts IS NULL"
+        ).fetchone()[0]
+        where = "row" if source.log_path.suffix == ".parquet" else "line"
+        examples = "; ".join(f"{where} {line}: {problem} ({ts!r})" for line, _, _, ts, problem in bad)
+        raise SourceError(f"{source.log_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    con.sql(
+        f"COPY (SELECT trim(user_id) AS user_id, trim(track_id) AS track_id, ts FROM raw_listens) "
+        f"TO '{partial}' (FORMAT parquet, COMPRESSION zstd)"
+    )
+    n_events = con.sql(f"SELECT count(*) FROM read_parquet('{partial}')").fetchone()[0]
+    if n_events == 0:
+        partial.unlink()
+        raise SourceError(f"{source.log_path}: the listening log has a header but no events.")
+    partial.replace(target)
+    return int(n_events)
+
+
+def _raise_on_rejects(con, path: Path) -> None:
+    try:
+        rows = con.sql("SELECT line, error_message, csv_line FROM reject_errors ORDER BY line LIMIT 3").fetchall()
+    except Exception:  # no reject table: Parquet input
+        return
+    if rows:
+        detail = "; ".join(f"line {line}: {msg.splitlines()[0]} in {csv_line!r}" for line, msg, csv_line in rows)
+        raise SourceError(f"{path}: malformed row(s): {detail}")
+
+
+def find_audio(audio_dir: Path) -> dict[str, Path]:
+    """Map track id (file stem) → audio file for every supported file in ``audio_dir``."""
+    if not audio_dir.is_dir():
+        return {}
+    found: dict[str, Path] = {}
+    for path in sorted(audio_dir.iterdir()):
+        if path.suffix.lower() in AUDIO_EXTENSIONS and path.is_file():
+            if path.stem in found:
+                raise SourceError(f"Two audio files for track {path.stem!r}: {found[path.stem].name} and {path.name}; keep one.")
+            found[path.stem] = path
+    return found

@@ -1,0 +1,174 @@
+"""The Music4All-Onion train / val / test split, in DuckDB (SQL in ``sql/split.sql``).
+
+Both presets of SEED_NOTES.md: ``guide`` halves the last month by time, ``paper_code``
+splits the evaluation users 50/50 at random (seeded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audiorec_assets.data.sources import Layout
+from audiorec_assets.settings import ExperimentSettings
+
+ONION_TRAIN_START = datetime(2019, 2, 20)
+ONION_TEST_START = datetime(2020, 2, 20)
+EVAL_DAYS = 30
+TRAIN_DAYS = 365
+
+
+class SplitError(ValueError):
+    """The split cannot be made with these settings and data; the message says which setting to change."""
+
+
+@dataclass(frozen=True)
+class SplitWindows:
+    """Half-open windows: train ``[train_start, test_start)``, evaluation ``[test_start, test_end)``.
+
+    In the ``guide`` preset ``val_end`` cuts the evaluation window into val (before) and test.
+    """
+
+    train_start: datetime
+    test_start: datetime
+    test_end: datetime
+    val_end: datetime | None
+
+
+@dataclass(frozen=True)
+class SplitReport:
+    """Counts of what the split kept and dropped, for metadata and tests."""
+
+    events_in_window: int
+    train_pairs: int
+    eval_pairs_before_filters: int
+    dropped_not_new: int
+    dropped_cold_user: int
+    dropped_cold_track: int
+    val_pairs: int
+    test_pairs: int
+    train_users: int
+    val_users: int
+    test_users: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def resolve_windows(con, listens: Path, layout: Layout, settings: ExperimentSettings) -> SplitWindows:
+    """The study's dates for Onion, dates derived from the data otherwise; settings override either."""
+    split = settings.split
+    min_ts, max_ts = con.execute("SELECT min(ts), max(ts) FROM read_parquet($p)", {"p": str(listens)}).fetchone()
+    if layout is Layout.ONION:
+        test_start = split.test_start or ONION_TEST_START
+        train_start = split.train_start or ONION_TRAIN_START
+    else:
+        test_start = split.test_start or _midnight(max_ts - timedelta(days=EVAL_DAYS))
+        train_start = split.train_start or max(_midnight(min_ts), test_start - timedelta(days=TRAIN_DAYS))
+    # "no upper bound" (SEED_NOTES): end just after the last event
+    test_end = split.test_end or (max_ts + timedelta(seconds=1))
+    if not train_start < test_start < test_end:
+        raise SplitError(
+            f"Settings split.train_start={train_start}, split.test_start={test_start}, split.test_end={test_end} "
+            f"must be increasing (the data span {min_ts} .. {max_ts})."
+        )
+    val_end = None
+    if settings.preset == "guide":
+        val_end = test_start + (test_end - test_start) * split.val_fraction
+    return SplitWindows(train_start, test_start, test_end, val_end)
+
+
+def _midnight(ts: datetime) -> datetime:
+    return datetime(ts.year, ts.month, ts.day)
+
+
+def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: SplitWindows,
+               settings: ExperimentSettings, target: Path) -> SplitReport:
+    """Collapse, filter and split the listens into ``target`` (Parquet rows of ``audiorec.interactions``).
+
+    Columns: user_id, track_id, first_ts, plays, split; sorted by split, user, first_ts, track.
+    The work stays in DuckDB (no pandas copy of the log); ``target`` is replaced atomically.
+    """
+    _register_column(con, "catalogue", "track_id", catalogue_track_ids)
+    params = {
+        "listens": str(listens),
+        "train_start": windows.train_start,
+        "test_start": windows.test_start,
+        "test_end": windows.test_end,
+    }
+    for statement in _split_statements():
+        used = {k: v for k, v in params.items() if f"${k}" in statement}
+        con.execute(statement, used)
+    if settings.preset == "guide":
+        assert windows.val_end is not None
+        split_sql = "CASE WHEN e.first_ts < $val_end THEN 'val' ELSE 'test' END"
+        split_params: dict[str, object] = {"val_end": windows.val_end}
+    else:
+        _register_column(con, "val_users", "user_id", _random_val_users(con, settings))
+        split_sql = "CASE WHEN e.user_id IN (SELECT user_id FROM val_users) THEN 'val' ELSE 'test' END"
+        split_params = {}
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE interactions AS
+            SELECT user_id, track_id, first_ts, plays, split FROM (
+              SELECT user_id, track_id, first_ts, plays, 'train' AS split, 0 AS split_order FROM train_pairs
+              UNION ALL
+              SELECT e.user_id, e.track_id, e.first_ts, e.plays, {split_sql},
+                     CASE WHEN {split_sql} = 'val' THEN 1 ELSE 2 END FROM eval_pairs AS e)
+            ORDER BY split_order, user_id, first_ts, track_id""",
+        split_params,
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    con.execute(f"COPY interactions TO '{partial}' (FORMAT parquet, COMPRESSION zstd)")
+    partial.replace(target)
+    return _report(con)
+
+
+def _register_column(con, table: str, column: str, values: list[str]) -> None:
+    frame = pd.DataFrame({column: pd.Series(values, dtype=object)})
+    con.register(f"{table}_df", frame)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT {column}::VARCHAR AS {column} FROM {table}_df")
+    con.unregister(f"{table}_df")
+
+
+def _random_val_users(con, settings: ExperimentSettings) -> list[str]:
+    """paper_code: the evaluation users halved at random (seeded; ids sorted first so the draw is stable)."""
+    users = np.array([row[0] for row in con.sql("SELECT DISTINCT user_id FROM eval_pairs ORDER BY user_id").fetchall()],
+                     dtype=object)
+    rng = np.random.default_rng(settings.seed)
+    n_val = int(round(len(users) * settings.split.val_fraction))
+    return list(users[rng.permutation(len(users))[:n_val]])
+
+
+def _split_statements() -> list[str]:
+    text = resources.files("audiorec_assets.data").joinpath("sql/split.sql").read_text()
+    lines = [line for line in text.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _report(con) -> SplitReport:
+    counts = con.sql(
+        """WITH train_users AS (SELECT DISTINCT user_id FROM train_pairs),
+                train_tracks AS (SELECT DISTINCT track_id FROM train_pairs),
+                new_pairs AS (SELECT e.* FROM eval_all e
+                              ANTI JOIN train_pairs t ON t.user_id = e.user_id AND t.track_id = e.track_id)
+           SELECT
+             (SELECT count(*) FROM windowed),
+             (SELECT count(*) FROM train_pairs),
+             (SELECT count(*) FROM eval_all),
+             (SELECT count(*) FROM eval_all) - (SELECT count(*) FROM new_pairs),
+             (SELECT count(*) FROM new_pairs WHERE user_id NOT IN (SELECT user_id FROM train_users)),
+             (SELECT count(*) FROM new_pairs WHERE user_id IN (SELECT user_id FROM train_users)
+                AND track_id NOT IN (SELECT track_id FROM train_tracks)),
+             (SELECT count(*) FILTER (split = 'val') FROM interactions),
+             (SELECT count(*) FILTER (split = 'test') FROM interactions),
+             (SELECT count(DISTINCT user_id) FILTER (split = 'train') FROM interactions),
+             (SELECT count(DISTINCT user_id) FILTER (split = 'val') FROM interactions),
+             (SELECT count(DISTINCT user_id) FILTER (split = 'test') FROM interactions)"""
+    ).fetchone()
+    return SplitReport(*(int(c) for c in counts))

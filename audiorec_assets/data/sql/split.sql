@@ -1,0 +1,32 @@
+-- The Music4All-Onion split (SEED_NOTES.md). Parameters: $listens (Parquet path),
+-- $train_start, $test_start, $test_end (half-open windows).
+-- Inputs: temp table `catalogue(track_id)` = tracks with audio.
+
+-- events inside the windows, on catalogue tracks
+CREATE OR REPLACE TEMP TABLE windowed AS
+SELECT l.user_id, l.track_id, l.ts,
+       CASE WHEN l.ts < $test_start THEN 'train' ELSE 'eval' END AS period
+FROM read_parquet($listens) AS l
+SEMI JOIN catalogue AS c ON c.track_id = l.track_id
+WHERE l.ts >= $train_start AND l.ts < $test_end;
+
+-- first-listen collapse: one row per user x track x period, with the play count
+CREATE OR REPLACE TEMP TABLE pairs AS
+SELECT user_id, track_id, period, min(ts) AS first_ts, count(*)::INTEGER AS plays
+FROM windowed
+GROUP BY user_id, track_id, period;
+
+CREATE OR REPLACE TEMP TABLE train_pairs AS
+SELECT user_id, track_id, first_ts, plays FROM pairs WHERE period = 'train';
+
+-- evaluation pairs, before the filters (kept for the report)
+CREATE OR REPLACE TEMP TABLE eval_all AS
+SELECT user_id, track_id, first_ts, plays FROM pairs WHERE period = 'eval';
+
+-- new-to-user (never played in train) and warm start (user and track occur in train)
+CREATE OR REPLACE TEMP TABLE eval_pairs AS
+SELECT e.*
+FROM eval_all AS e
+ANTI JOIN train_pairs AS t ON t.user_id = e.user_id AND t.track_id = e.track_id
+WHERE e.user_id IN (SELECT DISTINCT user_id FROM train_pairs)
+  AND e.track_id IN (SELECT DISTINCT track_id FROM train_pairs);

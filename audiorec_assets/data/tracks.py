@@ -1,0 +1,67 @@
+"""The catalogue: one row per track with audio, ``item_idx`` = rank of the sorted track id."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from audiorec_assets.data.audio import audio_duration
+from audiorec_assets.data.sources import RawSource, SourceError, find_audio
+
+
+@dataclass(frozen=True)
+class CatalogueReport:
+    tracks: int
+    listened_without_audio: int
+    audio_without_listens: int
+    examples_without_audio: list[str]
+
+
+def build_tracks(con, source: RawSource, listens: Path) -> tuple[pd.DataFrame, CatalogueReport]:
+    """``audiorec.tracks`` rows: track_id, item_idx, audio_path, duration_s (+ tracks.csv columns).
+
+    Track ids are sorted ascending and numbered from 0 (the study's ``trackid_sorted.csv``).
+    Whether listens without audio are an error is decided by the split (setting ``missing_audio``);
+    here they are counted.
+    """
+    audio = find_audio(source.audio_dir)
+    listened = {row[0] for row in con.execute("SELECT DISTINCT track_id FROM read_parquet($p)", {"p": str(listens)}).fetchall()}
+    if not audio:
+        raise SourceError(
+            f"No audio files ({', '.join(('wav', 'flac', 'mp3', 'ogg'))}) in {source.audio_dir}: "
+            f"put one file per track there, named <track_id>.<ext>."
+        )
+    track_ids = sorted(audio)
+    tracks = pd.DataFrame(
+        {
+            "track_id": track_ids,
+            "item_idx": range(len(track_ids)),
+            "audio_path": [str(audio[t]) for t in track_ids],
+            "duration_s": [audio_duration(audio[t]) for t in track_ids],
+        }
+    )
+    tracks["item_idx"] = tracks["item_idx"].astype("int32")
+    if source.tracks_csv is not None:
+        tracks = _join_metadata(tracks, source.tracks_csv)
+    missing = sorted(listened - set(audio))
+    report = CatalogueReport(
+        tracks=len(tracks),
+        listened_without_audio=len(missing),
+        audio_without_listens=len(set(audio) - listened),
+        examples_without_audio=missing[:5],
+    )
+    return tracks, report
+
+
+def _join_metadata(tracks: pd.DataFrame, tracks_csv: Path) -> pd.DataFrame:
+    meta = pd.read_csv(tracks_csv, dtype=str, keep_default_na=False)
+    if "track_id" not in meta.columns:
+        raise SourceError(f"{tracks_csv}: needs a track_id column; found {list(meta.columns)}.")
+    duplicated = meta["track_id"][meta["track_id"].duplicated()]
+    if len(duplicated):
+        raise SourceError(f"{tracks_csv}: track_id {duplicated.iloc[0]!r} appears more than once.")
+    reserved = {"item_idx", "audio_path", "duration_s"} & set(meta.columns)
+    meta = meta.drop(columns=sorted(reserved))
+    return tracks.merge(meta, on="track_id", how="left")

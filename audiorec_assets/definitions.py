@@ -1,0 +1,28 @@
+"""The one ``Definitions`` of audiorec (loaded by ``workspace.yaml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from audiorec_assets.defs import checks, ingest
+from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.settings import LakePaths, default_lake
+
+
+def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
+    """Assemble every asset, check, resource and automation for the lake at ``lake_root``.
+
+    The lake is read at load time only to list the encoder partitions (vectors a user dropped
+    into ``<lake>/embeddings/``); reload the code location after adding one.
+    """
+    paths = LakePaths(lake_root) if lake_root else LakePaths(default_lake())
+    return dg.Definitions(
+        assets=[ingest.listens, ingest.tracks, ingest.interactions],
+        asset_checks=[checks.tracks_quality, checks.interactions_quality],
+        resources={"lake": LakeResource(root=str(paths.root))},
+    )
+
+
+defs = build_definitions()

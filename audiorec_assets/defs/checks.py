@@ -1,0 +1,40 @@
+"""Blocking asset checks: Great Expectations suites on the ingest tables.
+
+A failed check stops the assets downstream of it in the same run, and its failures show in
+the UI as check metadata.
+"""
+
+
+import dagster as dg
+import pandas as pd
+
+from audiorec_assets.data import quality
+from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, split_windows_from_lake
+from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.warehouse import scratch_connection
+
+
+def _check_result(result: quality.QualityResult, extra: dict[str, object] | None = None) -> dg.AssetCheckResult:
+    metadata: dict[str, object] = {"expectations": result.evaluated, "failed": len(result.failures)}
+    if result.failures:
+        metadata["failures"] = dg.MetadataValue.json(result.failures)
+        metadata["summary"] = dg.MetadataValue.md("```\n" + result.summary() + "\n```")
+    metadata.update(extra or {})
+    return dg.AssetCheckResult(passed=result.success, severity=dg.AssetCheckSeverity.ERROR, metadata=metadata)
+
+
+@dg.asset_check(asset=TRACKS, blocking=True, name="great_expectations",
+                description="Unique ids, dense item_idx in sorted order, audio exists and decodes, duration > 0.")
+def tracks_quality(lake: LakeResource) -> dg.AssetCheckResult:
+    catalogue = pd.read_parquet(lake.paths().table_dir("tracks") / "all.parquet")
+    return _check_result(quality.check_tracks(quality.tracks_flags(catalogue)))
+
+
+@dg.asset_check(asset=INTERACTIONS, blocking=True, name="great_expectations",
+                description="Schema, nulls, split values, windows, no train/eval leak, warm start, no duplicates.")
+def interactions_quality(lake: LakeResource) -> dg.AssetCheckResult:
+    paths = lake.paths()
+    windows = split_windows_from_lake(lake)
+    with scratch_connection(paths) as con:
+        flags = quality.interactions_flags(con, paths.table_dir("interactions") / "all.parquet", windows)
+    return _check_result(quality.check_interactions(flags), {"rows_checked": len(flags)})

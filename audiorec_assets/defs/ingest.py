@@ -1,0 +1,146 @@
+"""Ingest assets: raw files → ``audiorec.listens``, ``audiorec.tracks``, ``audiorec.interactions``."""
+
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from audiorec_assets.data import splits, sources
+from audiorec_assets.data.tracks import build_tracks
+from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.warehouse import register_view, scratch_connection, write_table_file
+
+LISTENS = dg.AssetKey(["audiorec", "listens"])
+TRACKS = dg.AssetKey(["audiorec", "tracks"])
+INTERACTIONS = dg.AssetKey(["audiorec", "interactions"])
+
+
+def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> sources.RawSource:
+    """The raw source of the lake; writes the demo data set first when ``raw/`` is empty."""
+    paths = lake.paths()
+    if not paths.raw.exists() or not any(paths.raw.iterdir()):
+        from audiorec_assets.data.demo import generate_demo
+
+        if log:
+            log.info(f"{paths.raw} is empty: writing the demo data set (seed {lake.settings().seed})")
+        generate_demo(paths.raw, seed=lake.settings().seed)
+    return sources.detect_source(paths.raw)
+
+
+@dg.asset(key=LISTENS, group_name="ingest", kinds={"duckdb", "parquet"},
+          description="Every listening event of the raw log, typed and validated (user_id, track_id, ts).")
+def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    paths = lake.paths()
+    started = time.perf_counter()
+    source = ensure_raw(lake, context.log)
+    target = paths.table_dir("listens") / "all.parquet"
+    with scratch_connection(paths) as con:
+        n_events = sources.ingest_listens(con, source, target, paths.tmp)
+        users, tracks, first, last = con.execute(
+            "SELECT count(DISTINCT user_id), count(DISTINCT track_id), min(ts), max(ts) FROM read_parquet($p)",
+            {"p": str(target)},
+        ).fetchone()
+    register_view(paths, "listens")
+    return dg.MaterializeResult(metadata={
+        "layout": source.layout.value,
+        "source_file": dg.MetadataValue.path(str(source.log_path)),
+        "dagster/row_count": n_events,
+        "users": users,
+        "tracks": tracks,
+        "first_event": str(first),
+        "last_event": str(last),
+        "seconds": round(time.perf_counter() - started, 2),
+    })
+
+
+@dg.asset(key=TRACKS, deps=[LISTENS], group_name="ingest", kinds={"duckdb", "parquet"},
+          description="The catalogue: one row per track with audio; item_idx = rank of the sorted track id.")
+def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    paths = lake.paths()
+    source = sources.detect_source(paths.raw)
+    with scratch_connection(paths) as con:
+        catalogue, report = build_tracks(con, source, paths.table_dir("listens") / "all.parquet")
+    write_table_file(paths, "tracks", catalogue)
+    if report.listened_without_audio:
+        context.log.warning(
+            f"{report.listened_without_audio} listened track(s) have no audio in {source.audio_dir}, "
+            f"e.g. {report.examples_without_audio}; setting missing_audio decides what the split does."
+        )
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(catalogue),
+        "audio_dir": dg.MetadataValue.path(str(source.audio_dir)),
+        "total_hours": round(float(catalogue["duration_s"].sum()) / 3600, 2),
+        "listened_without_audio": report.listened_without_audio,
+        "audio_without_listens": report.audio_without_listens,
+        "preview": dg.MetadataValue.md(catalogue.head(10).to_markdown(index=False)),
+    })
+
+
+@dg.asset(key=INTERACTIONS, deps=[LISTENS, TRACKS], group_name="ingest", kinds={"duckdb", "parquet"},
+          description="The Music4All-Onion split: one row per user x track x split after the first-listen collapse.")
+def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    paths = lake.paths()
+    settings = lake.settings()
+    source = sources.detect_source(paths.raw)
+    listens_file = paths.table_dir("listens") / "all.parquet"
+    catalogue = pd.read_parquet(paths.table_dir("tracks") / "all.parquet", columns=["track_id"])
+    with scratch_connection(paths) as con:
+        _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), settings.missing_audio, context)
+        windows = splits.resolve_windows(con, listens_file, source.layout, settings)
+        report = splits.make_split(con, listens_file, list(catalogue["track_id"]), windows, settings,
+                                   paths.table_dir("interactions") / "all.parquet")
+    register_view(paths, "interactions")
+    write_table_file(paths, "split_info", pd.DataFrame([{
+        "preset": settings.preset, "seed": settings.seed, "layout": source.layout.value,
+        "train_start": windows.train_start, "test_start": windows.test_start,
+        "val_end": windows.val_end, "test_end": windows.test_end,
+        "val_fraction": settings.split.val_fraction,
+    }]))
+    counts = report.as_dict()
+    table = pd.DataFrame({
+        "split": ["train", "val", "test"],
+        "pairs": [report.train_pairs, report.val_pairs, report.test_pairs],
+        "users": [report.train_users, report.val_users, report.test_users],
+    })
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs,
+        "preset": settings.preset,
+        "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()}),
+        "per_split": dg.MetadataValue.md(table.to_markdown(index=False)),
+        "filters": dg.MetadataValue.json(counts),
+    })
+
+
+def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], policy: str,
+                                context: dg.AssetExecutionContext) -> None:
+    listened = [row[0] for row in con.execute(
+        "SELECT DISTINCT track_id FROM read_parquet($p) ORDER BY track_id", {"p": str(listens_file)}).fetchall()]
+    missing = [t for t in listened if t not in catalogue]
+    if not missing:
+        return
+    n_events = con.execute(
+        "SELECT count(*) FROM read_parquet($p) WHERE track_id IN (SELECT unnest($m))",
+        {"p": str(listens_file), "m": missing},
+    ).fetchone()[0]
+    message = f"{len(missing)} listened track(s) ({n_events} events) have no audio file, e.g. {missing[:5]}"
+    if policy == "fail":
+        raise sources.SourceError(
+            f"{message}. Add the audio files, or set missing_audio: drop in experiment.yaml to drop those listens."
+        )
+    context.log.warning(f"{message}: dropped (missing_audio: drop)")
+    context.add_output_metadata({"dropped_tracks_without_audio": len(missing), "dropped_events_without_audio": int(n_events)})
+
+
+def split_windows_from_lake(lake: LakeResource) -> splits.SplitWindows:
+    """The windows the last ``interactions`` run used (from ``audiorec.split_info``)."""
+    info = pd.read_parquet(lake.paths().table_dir("split_info") / "all.parquet").iloc[0]
+    val_end = info["val_end"]
+    return splits.SplitWindows(
+        train_start=info["train_start"].to_pydatetime(),
+        test_start=info["test_start"].to_pydatetime(),
+        test_end=info["test_end"].to_pydatetime(),
+        val_end=None if pd.isna(val_end) else pd.Timestamp(val_end).to_pydatetime(),
+    )
+

@@ -1,0 +1,77 @@
+"""What every audio encoder promises: mono float32 waveforms in, one float32 vector per track out."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+MODELS_ENV = "AUDIOREC_MODELS"
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Pretrained weights are absent; the message says which setting or folder to fill."""
+
+
+class EncoderError(RuntimeError):
+    """An encoder could not embed a track; the message names the track or file."""
+
+
+@dataclass(frozen=True)
+class EncoderContext:
+    """Run-time choices an encoder needs (from ExperimentSettings.encode)."""
+
+    device: str = "cpu"
+    batch_size: int = 8
+    models_dir: Path | None = None  # None: $AUDIOREC_MODELS, else the user cache dir
+    seed: int = 42
+
+    def resolved_models_dir(self) -> Path:
+        if self.models_dir is not None:
+            return Path(self.models_dir)
+        if os.environ.get(MODELS_ENV):
+            return Path(os.environ[MODELS_ENV])
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("audiorec")) / "models"
+
+
+class AudioEncoder(ABC):
+    """A frozen pretrained (or built-in) model that maps audio to a fixed-size vector.
+
+    Subclasses declare how they want their audio: ``sample_rate`` (the shared loader
+    resamples to it), ``clip_seconds`` (the loader keeps the first ``clip_seconds``; ``None``
+    keeps everything) and describe ``pooling`` for the metadata. ``embed`` does the model's
+    own windowing, layer choice and pooling.
+    """
+
+    name: ClassVar[str]
+    dim: ClassVar[int]
+    sample_rate: ClassVar[int]
+    clip_seconds: ClassVar[float | None]
+    pooling: ClassVar[str]
+    model_id: ClassVar[str]
+
+    def __init__(self, context: EncoderContext | None = None):
+        self.context = context or EncoderContext()
+
+    def load(self) -> None:
+        """Load weights (may raise :class:`WeightsNotFoundError`). Called once before ``embed``."""
+
+    @abstractmethod
+    def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        """Embed a batch of mono float32 waveforms at ``sample_rate``: returns ``(n, dim)`` float32."""
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "encoder": self.name,
+            "dim": self.dim,
+            "sample_rate": self.sample_rate,
+            "clip_seconds": self.clip_seconds,
+            "pooling": self.pooling,
+            "model_id": self.model_id,
+        }

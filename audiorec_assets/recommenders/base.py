@@ -1,0 +1,89 @@
+"""What every recommender promises: fit on the train split, top-N for any users, save and reload."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from audiorec_assets.recommenders.data import InteractionData
+from audiorec_assets.settings import ExperimentSettings
+
+
+@dataclass
+class FitReport:
+    """What training did: per-epoch curves (empty for models without training) and the best epoch."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    seconds: float = 0.0
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopN:
+    """Recommendations for ``users``: ``items[r, j]`` is the (j+1)-th best item_idx, -1 when fewer exist."""
+
+    users: np.ndarray  # (n,) user index
+    items: np.ndarray  # (n, N) int64
+    scores: np.ndarray  # (n, N) float32, NaN where items == -1
+
+
+class Recommender(ABC):
+    """A recommender over frozen item vectors (``item_vectors[i]`` belongs to ``item_idx`` i).
+
+    ``recommend`` never returns a user's train items.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, settings: ExperimentSettings):
+        self.settings = settings
+
+    @abstractmethod
+    def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
+        """Train on ``data.train`` (``data.val`` may drive early stopping)."""
+
+    @abstractmethod
+    def recommend(self, users: np.ndarray, n: int) -> TopN:
+        """Top-``n`` items for user indices ``users``, train history excluded."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the fitted model to ``directory`` without pickles."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray) -> Recommender:
+        """Rebuild a fitted model written by :meth:`save`."""
+
+
+def exclude_and_top_n(scores: np.ndarray, users: np.ndarray, data: InteractionData, n: int) -> TopN:
+    """Mask each user's train items in a dense ``(len(users), n_items)`` score block and take top-``n``.
+
+    Shared by score-everything models (shallow, bert4rec, popularity). ``scores`` is modified in place.
+    """
+    train = data.train
+    starts, ends = train.indptr[users], train.indptr[users + 1]
+    lengths = ends - starts
+    rows = np.repeat(np.arange(len(users)), lengths)
+    cols = np.concatenate([train.indices[s:e] for s, e in zip(starts, ends)]) if len(users) else np.zeros(0, np.int64)
+    scores[rows, cols] = -np.inf
+    n_eff = min(n, scores.shape[1])
+    part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-part_scores, axis=1, kind="stable")
+    items = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    top_scores = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    invalid = ~np.isfinite(top_scores)
+    items[invalid] = -1
+    top_scores[invalid] = np.nan
+    if n_eff < n:
+        pad = n - n_eff
+        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
+        top_scores = np.pad(top_scores, ((0, 0), (0, pad)), constant_values=np.nan)
+    return TopN(users=users, items=items, scores=top_scores)

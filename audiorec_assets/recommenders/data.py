@@ -1,0 +1,100 @@
+"""The split as arrays: what every recommender trains on and every evaluation scores against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class UserItems:
+    """A CSR-style list of items per user: items of user ``u`` are ``indices[indptr[u]:indptr[u+1]]``.
+
+    Within a user, items are ordered by first-listen time (oldest first).
+    """
+
+    indptr: np.ndarray  # int64, (n_users + 1,)
+    indices: np.ndarray  # int64, item_idx
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def items_of(self, user: int) -> np.ndarray:
+        return self.indices[self.indptr[user] : self.indptr[user + 1]]
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def row_ids(self) -> np.ndarray:
+        """User index of every entry of ``indices``."""
+        return np.repeat(np.arange(self.n_users), self.lengths())
+
+    @classmethod
+    def from_pairs(cls, user_idx: np.ndarray, item_idx: np.ndarray, order_key: np.ndarray, n_users: int) -> UserItems:
+        order = np.lexsort((order_key, user_idx))
+        users_sorted = user_idx[order]
+        counts = np.bincount(users_sorted, minlength=n_users)
+        indptr = np.zeros(n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return cls(indptr=indptr, indices=item_idx[order].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class InteractionData:
+    """Users, items and the three splits of ``audiorec.interactions``, indexed densely.
+
+    ``user_ids[u]`` is the original id of user index ``u`` (sorted ascending);
+    ``track_ids[i]`` is the track of ``item_idx`` ``i`` (the embedding row).
+    Users are those with at least one train item.
+    """
+
+    user_ids: np.ndarray
+    track_ids: np.ndarray
+    train: UserItems
+    train_plays: np.ndarray  # plays aligned with ``train.indices``
+    val: UserItems
+    test: UserItems
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.track_ids)
+
+    def split(self, name: str) -> UserItems:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def eval_users(self, name: str) -> np.ndarray:
+        """Indices of users with at least one item in split ``name``."""
+        return np.flatnonzero(self.split(name).lengths() > 0)
+
+    @classmethod
+    def from_frames(cls, interactions: pd.DataFrame, tracks: pd.DataFrame) -> InteractionData:
+        """Build from ``audiorec.interactions`` and ``audiorec.tracks`` rows."""
+        track_ids = tracks.sort_values("item_idx")["track_id"].to_numpy(dtype=object)
+        item_of = pd.Series(np.arange(len(track_ids)), index=track_ids)
+        train_rows = interactions[interactions["split"] == "train"]
+        user_ids = np.sort(train_rows["user_id"].unique()).astype(object)
+        user_of = pd.Series(np.arange(len(user_ids)), index=user_ids)
+
+        def build(split: str) -> tuple[UserItems, np.ndarray]:
+            rows = interactions[interactions["split"] == split]
+            rows = rows[rows["user_id"].isin(user_of.index) & rows["track_id"].isin(item_of.index)]
+            users = user_of.loc[rows["user_id"]].to_numpy()
+            items = item_of.loc[rows["track_id"]].to_numpy()
+            first_ts = pd.to_datetime(rows["first_ts"]).to_numpy().astype("datetime64[ns]").astype(np.int64)
+            # order within a user: first-listen time, ties broken by item index (deterministic)
+            time_rank = np.lexsort((items, first_ts)).argsort()
+            user_items = UserItems.from_pairs(users, items, time_rank, len(user_ids))
+            plays = rows["plays"].to_numpy(dtype=np.int64)[np.lexsort((time_rank, users))]
+            return user_items, plays
+
+        train, train_plays = build("train")
+        val, _ = build("val")
+        test, _ = build("test")
+        return cls(user_ids=user_ids, track_ids=track_ids, train=train, train_plays=train_plays, val=val, test=test)

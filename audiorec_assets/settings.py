@@ -1,0 +1,177 @@
+"""Experiment settings (``<lake>/experiment.yaml``) and lake paths.
+
+Plain pydantic, no Dagster import: the science core reads these, and the Dagster layer
+builds them through :class:`audiorec_assets.defs.resources.LakeResource`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+LAKE_ENV = "AUDIOREC_LAKE"
+SETTINGS_FILE = "experiment.yaml"
+
+Preset = Literal["guide", "paper_code"]
+
+
+class SettingsError(ValueError):
+    """A setting in experiment.yaml (or a run override) is invalid; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSettings(_Section):
+    """Time windows of the Music4All-Onion split.
+
+    ``None`` means: the study's dates for the Onion layout, dates derived from the data
+    otherwise (train = the year before the last month, evaluation = the last month).
+    Windows are half-open: train ``[train_start, test_start)``, evaluation
+    ``[test_start, test_end)``.
+    """
+
+    train_start: datetime | None = None
+    test_start: datetime | None = None
+    test_end: datetime | None = None
+    val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+
+
+class EncodeSettings(_Section):
+    batch_size: int = Field(8, ge=1)
+    on_error: Literal["fail", "skip"] = "fail"
+    device: str = "cpu"
+    shuffled_base: str = "musicnn"
+    models_dir: str | None = None  # where pretrained weights live; default: AUDIOREC_MODELS or the user cache
+
+
+class ShallowSettings(_Section):
+    negatives: int = Field(20, ge=1)
+    batch_size: int = Field(10_000, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    hidden_dim: int = Field(0, ge=0)  # >0 adds a Linear projection on the item side (guide)
+    margin: float | None = None  # None: the preset's (guide 1.0, paper_code 0.2)
+
+
+class Bert4RecSettings(_Section):
+    hidden_dim: int = Field(256, ge=8)  # guide only; paper_code uses the audio dimension
+    layers: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    ffn_dim: int = Field(256, ge=8)
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    max_len: int = Field(300, ge=2)
+    infer_len: int = Field(50, ge=2)
+    mask_prob: float | None = None  # None: the preset's (guide 0.15, paper_code 0.2)
+    batch_size: int = Field(128, ge=1)
+    max_epochs: int = Field(100, ge=1)
+    patience: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
+class ExperimentSettings(_Section):
+    """Everything a run of the study depends on. Defaults reproduce the guide preset."""
+
+    preset: Preset = "guide"
+    seed: int = 42
+    split: SplitSettings = SplitSettings()
+    missing_audio: Literal["fail", "drop"] = "fail"
+    encoders: list[str] = ["mfcc", "musicnn", "shuffled", "random"]
+    recommenders: list[str] = ["knn", "shallow", "bert4rec", "popularity"]
+    ks: list[int] = [10, 20, 50]
+    top_n: int = Field(100, ge=1)
+    encode: EncodeSettings = EncodeSettings()
+    shallow: ShallowSettings = ShallowSettings()
+    bert4rec: Bert4RecSettings = Bert4RecSettings()
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ExperimentSettings:
+        """Return a copy with (nested) keys replaced, validated again."""
+        merged = _deep_merge(self.model_dump(), overrides)
+        return parse_settings(merged, source="run overrides")
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_settings(raw: dict[str, Any], source: str) -> ExperimentSettings:
+    try:
+        return ExperimentSettings.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
+        )
+        raise SettingsError(f"Invalid settings in {source}: {problems}") from None
+
+
+def load_settings(lake: Path) -> ExperimentSettings:
+    """Read ``<lake>/experiment.yaml``; defaults when the file is absent."""
+    path = lake / SETTINGS_FILE
+    if not path.exists():
+        return ExperimentSettings()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise SettingsError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path} must hold a mapping of settings, got {type(raw).__name__}")
+    return parse_settings(raw, source=str(path))
+
+
+def default_lake() -> Path:
+    """``$AUDIOREC_LAKE`` or ``data_lake/`` in the current directory."""
+    return Path(os.environ.get(LAKE_ENV) or "data_lake").resolve()
+
+
+class LakePaths:
+    """Where every file of the lake lives (CONTRACT.md)."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def tables(self) -> Path:
+        """Parquet files behind the warehouse views (one folder per table)."""
+        return self.root / "tables"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse.duckdb"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def embedding_file(self, encoder: str) -> Path:
+        return self.embeddings / f"{encoder}.npy"
+
+    def model_dir(self, encoder: str, recommender: str) -> Path:
+        return self.models / encoder / recommender
+
+    def table_dir(self, table: str) -> Path:
+        return self.tables / table

@@ -1,0 +1,62 @@
+"""Builders for small raw lakes used across tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+Listen = tuple[str, str, str]  # user_id, track_id, timestamp
+
+
+def write_tone(path: Path, seconds: float = 1.0, sr: int = 8000, freq: float = 440.0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(str(path), (0.2 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
+    return path
+
+
+def write_onion(raw: Path, listens: Iterable[Listen], tracks: Iterable[str] | None = None, bz2: bool = False) -> Path:
+    """A Music4All-Onion raw folder: ``userid_trackid_timestamp.tsv`` (+ ``audios/``)."""
+    listens = list(listens)
+    raw.mkdir(parents=True, exist_ok=True)
+    text = "user_id\ttrack_id\ttimestamp\n" + "".join(f"{u}\t{t}\t{ts}\n" for u, t, ts in listens)
+    track_ids = sorted(set(tracks) if tracks is not None else {t for _, t, _ in listens})
+    for i, track in enumerate(track_ids):
+        write_tone(raw / "audios" / f"{track}.wav", freq=200.0 + 20 * i)
+    if bz2:
+        import bz2 as bz2_module
+
+        path = raw / "userid_trackid_timestamp.tsv.bz2"
+        path.write_bytes(bz2_module.compress(text.encode()))
+        return path
+    path = raw / "userid_trackid_timestamp.tsv"
+    path.write_text(text)
+    return path
+
+
+def write_own(raw: Path, listens: Iterable[Listen], fmt: str = "csv", tracks: Iterable[str] | None = None,
+              metadata: bool = True) -> Path:
+    """An own-catalogue raw folder: ``listens.<fmt>`` + ``audio/`` (+ ``tracks.csv``)."""
+    import pandas as pd
+
+    listens = list(listens)
+    raw.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(listens, columns=["user_id", "track_id", "timestamp"])
+    track_ids = sorted(set(tracks) if tracks is not None else set(frame["track_id"]))
+    for i, track in enumerate(track_ids):
+        write_tone(raw / "audio" / f"{track}.flac", freq=300.0 + 15 * i)
+    if metadata:
+        pd.DataFrame({"track_id": track_ids, "artist": [f"artist {i % 3}" for i in range(len(track_ids))]}).to_csv(
+            raw / "tracks.csv", index=False
+        )
+    path = raw / f"listens.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "tsv":
+        frame.to_csv(path, index=False, sep="\t")
+    else:
+        frame.assign(timestamp=pd.to_datetime(frame["timestamp"])).to_parquet(path, index=False)
+    return path

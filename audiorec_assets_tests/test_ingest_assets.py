@@ -1,0 +1,98 @@
+"""Materialize the ingest graph on small lakes: three layouts, blocking checks, bad input."""
+
+import dagster as dg
+import duckdb
+import pandas as pd
+import pytest
+
+from audiorec_assets.defs import checks, ingest
+from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets_tests.helpers import write_onion, write_own
+
+INGEST = [ingest.listens, ingest.tracks, ingest.interactions, checks.tracks_quality, checks.interactions_quality]
+
+LISTENS = [
+    ("u1", "a", "2019-03-01 10:00:00"), ("u1", "b", "2019-06-01 10:00:00"), ("u1", "a", "2019-07-01 10:00:00"),
+    ("u2", "b", "2019-05-01 00:00:00"), ("u2", "c", "2019-08-01 00:00:00"),
+    ("u1", "c", "2020-02-21 10:00:00"), ("u2", "a", "2020-03-16 00:00:00"),
+]
+
+
+def materialize(lake, overrides: str = "", raise_on_error: bool = True):
+    return dg.materialize(INGEST, resources={"lake": LakeResource(root=str(lake), overrides_yaml=overrides)},
+                          raise_on_error=raise_on_error)
+
+
+def sql(lake, query: str) -> pd.DataFrame:
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        return con.sql(query).df()
+
+
+@pytest.mark.parametrize("layout", ["onion", "onion_bz2", "csv", "tsv", "parquet"])
+def test_every_layout_materializes_tables_and_passes_checks(lake, layout):
+    if layout.startswith("onion"):
+        write_onion(lake / "raw", LISTENS, bz2=layout.endswith("bz2"))
+    else:
+        write_own(lake / "raw", LISTENS, fmt=layout)
+    result = materialize(lake)
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    tracks = sql(lake, "SELECT * FROM audiorec.tracks ORDER BY item_idx")
+    assert tracks["track_id"].tolist() == ["a", "b", "c"]
+    assert tracks["item_idx"].tolist() == [0, 1, 2]
+    assert (tracks["duration_s"] > 0).all()
+    rows = sql(lake, "SELECT user_id, track_id, plays, split FROM audiorec.interactions ORDER BY split, user_id, track_id")
+    # u1 replays "a" (2 plays); test period = the last 30 days before the last event, halved by time
+    assert list(rows.itertuples(index=False, name=None)) == [
+        ("u2", "a", 1, "test"),
+        ("u1", "a", 2, "train"), ("u1", "b", 1, "train"), ("u2", "b", 1, "train"), ("u2", "c", 1, "train"),
+        ("u1", "c", 1, "val"),
+    ]
+    if layout in ("csv", "tsv", "parquet"):
+        assert "artist" in tracks.columns
+
+
+def test_failed_quality_check_blocks_downstream(lake, monkeypatch):
+    write_own(lake / "raw", LISTENS)
+    # an audio file that exists but does not decode: the tracks check must fail and block interactions
+    (lake / "raw" / "audio" / "b.flac").write_bytes(b"not audio at all")
+    monkeypatch.setattr("audiorec_assets.data.tracks.audio_duration", lambda path: 1.0)
+    result = materialize(lake, raise_on_error=False)
+    evaluations = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
+    assert not evaluations["tracks"].passed
+    failures = evaluations["tracks"].metadata["failures"].value
+    assert any(f["column"] == "audio_decodes" and "b" in str(f["detail"]["examples"]) for f in failures)
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert "interactions" not in materialized
+
+
+def test_missing_audio_fails_by_default_and_drop_reports(lake):
+    write_own(lake / "raw", LISTENS + [("u1", "ghost", "2019-09-01 00:00:00")], tracks=["a", "b", "c"])
+    with pytest.raises(Exception, match="ghost"):
+        materialize(lake)
+    result = materialize(lake, overrides="missing_audio: drop")
+    assert result.success
+    meta = result.asset_materializations_for_node("audiorec__interactions")[0].metadata
+    assert meta["dropped_tracks_without_audio"].value == 1
+    assert "ghost" not in set(sql(lake, "SELECT track_id FROM audiorec.interactions")["track_id"])
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("user,track_id,timestamp\nu1,a,2019-03-01 10:00:00\n", r"missing column\(s\) \['user_id'\]"),
+        ("user_id,track_id,timestamp\nu1,a,2019-03-01 10:00:00\nu1,b,yesterday\n", r"listens.csv.*line 3.*'yesterday'"),
+        ("user_id,track_id,timestamp\n", "no events"),
+        ("user_id,track_id,timestamp\nu1,,2019-03-01 10:00:00\n", "line 2: empty track_id"),
+    ],
+)
+def test_bad_logs_name_file_and_line_and_keep_previous_tables(lake, content, message):
+    write_own(lake / "raw", LISTENS)
+    assert materialize(lake).success
+    before = sql(lake, "SELECT count(*) AS n FROM audiorec.listens")["n"][0]
+    (lake / "raw" / "listens.csv").write_text(content)
+    with pytest.raises(Exception, match=message):
+        materialize(lake)
+    # the earlier, good tables are intact
+    assert sql(lake, "SELECT count(*) AS n FROM audiorec.listens")["n"][0] == before
+    assert not list((lake / "tables" / "listens").glob(".*"))

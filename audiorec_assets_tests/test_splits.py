@@ -1,0 +1,114 @@
+"""The split on hand-made logs: boundaries, replays, cold users/tracks, both presets."""
+
+from datetime import datetime
+
+import duckdb
+import pandas as pd
+import pytest
+
+from audiorec_assets.data.sources import Layout
+from audiorec_assets.data.splits import SplitError, make_split, resolve_windows
+from audiorec_assets.settings import ExperimentSettings
+
+
+def run_split(tmp_path, events, preset="guide", catalogue=None, layout=Layout.ONION, **split):
+    listens = tmp_path / "listens.parquet"
+    frame = pd.DataFrame(events, columns=["user_id", "track_id", "ts"])
+    frame["ts"] = pd.to_datetime(frame["ts"], format="ISO8601")
+    frame.to_parquet(listens)
+    settings = ExperimentSettings(preset=preset, split=split)
+    con = duckdb.connect()
+    windows = resolve_windows(con, listens, layout, settings)
+    catalogue = catalogue or sorted(frame["track_id"].unique())
+    report = make_split(con, listens, catalogue, windows, settings, tmp_path / "interactions.parquet")
+    rows = pd.read_parquet(tmp_path / "interactions.parquet")
+    return rows, report, windows
+
+
+def as_set(rows):
+    return {(r.user_id, r.track_id, r.split, r.plays) for r in rows.itertuples()}
+
+
+def test_boundaries_are_half_open(tmp_path):
+    events = [
+        ("u1", "early", "2019-02-19 23:59:59"),  # before train_start: dropped
+        ("u1", "a", "2019-02-20 00:00:00"),  # first instant of train
+        ("u1", "b", "2020-02-19 23:59:59"),  # last instant of train
+        ("u2", "a", "2020-01-01 00:00:00"),
+        ("u2", "b", "2020-02-20 00:00:00"),  # first instant of the evaluation period
+    ]
+    rows, report, windows = run_split(tmp_path, events)
+    assert windows.train_start == datetime(2019, 2, 20) and windows.test_start == datetime(2020, 2, 20)
+    assert as_set(rows) == {("u1", "a", "train", 1), ("u1", "b", "train", 1), ("u2", "a", "train", 1),
+                            ("u2", "b", "val", 1)}
+    assert report.events_in_window == 4
+
+
+def test_replays_collapse_to_first_listen_and_count_plays(tmp_path):
+    events = [
+        ("u1", "a", "2019-05-01 10:00:00"), ("u1", "a", "2019-03-01 10:00:00"), ("u1", "a", "2019-04-01 10:00:00"),
+        ("u1", "a", "2020-03-01 10:00:00"),  # replay in the test period: not new to the user, dropped
+        ("u2", "a", "2019-06-01 00:00:00"), ("u2", "b", "2019-06-02 00:00:00"),
+        ("u1", "b", "2020-03-02 00:00:00"), ("u1", "b", "2020-03-03 00:00:00"),
+    ]
+    rows, report, _ = run_split(tmp_path, events)
+    first = rows[(rows.user_id == "u1") & (rows.track_id == "a")]
+    assert len(first) == 1 and first.iloc[0]["plays"] == 3
+    assert first.iloc[0]["first_ts"] == pd.Timestamp("2019-03-01 10:00:00")
+    eval_b = rows[(rows.user_id == "u1") & (rows.track_id == "b")]
+    assert len(eval_b) == 1 and eval_b.iloc[0]["plays"] == 2 and eval_b.iloc[0]["split"] in ("val", "test")
+    assert report.dropped_not_new == 1
+
+
+def test_users_and_tracks_only_in_evaluation_are_removed(tmp_path):
+    events = [
+        ("u1", "a", "2019-03-01"), ("u1", "b", "2019-03-02"), ("u2", "a", "2019-03-03"),
+        ("u3", "a", "2020-03-01"),  # cold user
+        ("u2", "new", "2020-03-01"),  # cold track
+        ("u2", "b", "2020-03-02"),  # kept
+    ]
+    rows, report, _ = run_split(tmp_path, events)
+    evaluation = rows[rows.split != "train"]
+    assert set(zip(evaluation.user_id, evaluation.track_id)) == {("u2", "b")}
+    assert (report.dropped_cold_user, report.dropped_cold_track) == (1, 1)
+
+
+def test_guide_halves_the_month_by_time_and_paper_code_by_users(tmp_path):
+    users = [f"u{i:02d}" for i in range(20)]
+    events = [(u, t, "2019-06-01") for u in users for t in ("a", "b")]
+    events += [("u00", "early", "2019-07-01"), ("u00", "late", "2019-07-01")]  # makes both tracks warm
+    events += [(u, "early", "2020-02-25") for u in users[1:]]  # first half of the month
+    events += [(u, "late", "2020-03-18") for u in users[1:]]  # second half
+    events += [("u00", "a", "2020-03-20 00:00:00")]  # sets the data end
+    rows, _, windows = run_split(tmp_path, events, preset="guide")
+    assert windows.val_end == windows.test_start + (windows.test_end - windows.test_start) / 2
+    evaluation = rows[rows.split != "train"]
+    assert set(evaluation[evaluation.track_id == "early"].split) == {"val"}
+    assert set(evaluation[evaluation.track_id == "late"].split) == {"test"}
+
+    rows_pc, _, windows_pc = run_split(tmp_path, events, preset="paper_code")
+    assert windows_pc.val_end is None
+    evaluation_pc = rows_pc[rows_pc.split != "train"]
+    assert (evaluation_pc.groupby("user_id")["split"].nunique() == 1).all(), "whole users go to val or test"
+    n_users = evaluation_pc.user_id.nunique()
+    assert n_users == 19
+    assert evaluation_pc.drop_duplicates("user_id")["split"].eq("val").sum() == round(n_users / 2)
+    again, _, _ = run_split(tmp_path, events, preset="paper_code")
+    pd.testing.assert_frame_equal(rows_pc, again)
+
+
+def test_settings_dates_override_and_bad_order_names_the_settings(tmp_path):
+    events = [("u1", "a", "2021-01-01"), ("u1", "b", "2021-06-01"), ("u1", "c", "2021-07-01")]
+    rows, _, windows = run_split(tmp_path, events, layout=Layout.OWN, train_start="2020-12-01",
+                                 test_start="2021-06-15", test_end="2021-08-01")
+    assert windows.test_end == datetime(2021, 8, 1)
+    assert set(rows[rows.split == "train"].track_id) == {"a", "b"}
+    with pytest.raises(SplitError, match="split.train_start"):
+        run_split(tmp_path, events, layout=Layout.OWN, train_start="2021-07-01", test_start="2021-06-15")
+
+
+def test_own_layout_derives_dates_from_the_data(tmp_path):
+    events = [("u1", "a", "2020-01-01"), ("u1", "b", "2021-12-31 12:00:00")]
+    _, _, windows = run_split(tmp_path, events, layout=Layout.OWN)
+    assert windows.test_start == datetime(2021, 12, 1)
+    assert windows.train_start == datetime(2020, 12, 1)
