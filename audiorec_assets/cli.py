@@ -31,6 +31,7 @@ def _run(defs, instance, selection, label: str, partition_key: str | None = None
         partition_key=partition_key,
         resources=defs.resources,
         instance=instance,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         raise_on_error=False,
     )
     failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
@@ -40,9 +41,21 @@ def _run(defs, instance, selection, label: str, partition_key: str | None = None
         for event in result.all_events:
             if event.is_step_failure:
                 error = event.step_failure_data.error
-                print(f"[audiorec]   {event.step_key} failed: {error.message.strip() if error else ''}", file=sys.stderr)
+                while error is not None and error.cause is not None:  # the user's error, not Dagster's wrapper
+                    error = error.cause
+                message = error.message.strip() if error else ""
+                print(f"[audiorec]   {event.step_key} failed: {message}", file=sys.stderr)
         raise SystemExit(f"[audiorec] {label} failed (run {result.run_id}).")
     print(f"[audiorec] {label} done in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def encoder_order(encoders: list[str], shuffled_base: str) -> list[str]:
+    """Encoders in run order: the controls after the encoder they are derived from."""
+    controls = [e for e in encoders if e in ("shuffled", "random")]
+    others = [e for e in encoders if e not in controls]
+    if controls and shuffled_base not in others:
+        others.append(shuffled_base)
+    return others + controls
 
 
 def demo(lake_root: Path) -> None:
@@ -50,6 +63,8 @@ def demo(lake_root: Path) -> None:
     import dagster as dg
 
     from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.defs.evaluation import COMPARISON_ASSETS, LEADERBOARD
+    from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
@@ -58,6 +73,26 @@ def demo(lake_root: Path) -> None:
     defs = build_definitions(lake.root)
     instance = _instance()
     _run(defs, instance, dg.AssetSelection.groups("ingest"), "ingest + split + data-quality checks")
+    encoders = encoder_order(settings.encoders, settings.encode.shuffled_base)
+    for encoder in encoders:
+        _run(defs, instance, dg.AssetSelection.groups("embeddings"), f"embeddings[{encoder}]", partition_key=encoder)
+    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
+    for encoder in settings.encoders:
+        for recommender in settings.recommenders:
+            key = dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})
+            _run(defs, instance, per_partition, f"{recommender} on {encoder}: train, recommend, evaluate",
+                 partition_key=key)
+    _run(defs, instance, dg.AssetSelection.assets(LEADERBOARD, *[a.key for a in COMPARISON_ASSETS]),
+         "leaderboard + comparison tables")
+    print_leaderboard(lake)
+
+
+def print_leaderboard(lake: LakePaths) -> None:
+    from audiorec_assets.warehouse import read_table
+
+    board = read_table(lake, "leaderboard")
+    print("\nLeaderboard (test split, @50; audiorec.leaderboard):")
+    print(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def sql(lake_root: Path, query: str) -> None:

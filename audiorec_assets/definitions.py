@@ -6,7 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.defs import checks, ingest
+from audiorec_assets.defs import checks, evaluation, ingest
+from audiorec_assets.defs.embeddings import build_embeddings_asset
+from audiorec_assets.defs.models import build_model_assets
+from audiorec_assets.defs.partitions import encoder_partitions, model_partitions
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.settings import LakePaths, default_lake
 
@@ -19,7 +22,12 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
     """
     paths = LakePaths(lake_root) if lake_root else LakePaths(default_lake())
     return dg.Definitions(
-        assets=[ingest.listens, ingest.tracks, ingest.interactions],
+        assets=[
+            ingest.listens, ingest.tracks, ingest.interactions,
+            build_embeddings_asset(encoder_partitions(paths)),
+            *build_model_assets(model_partitions(paths)),
+            evaluation.leaderboard, *evaluation.COMPARISON_ASSETS,
+        ],
         asset_checks=[checks.tracks_quality, checks.interactions_quality],
         resources={"lake": LakeResource(root=str(paths.root))},
     )

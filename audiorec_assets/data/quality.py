@@ -116,6 +116,8 @@ def check_interactions(flags: pd.DataFrame) -> QualityResult:
         E.ExpectColumnValuesToBeInTypeList(column="first_ts", type_list=["datetime64[ns]", "datetime64[us]", "datetime64"]),
         E.ExpectColumnValuesToBeInTypeList(column="plays", type_list=["int32", "int64"]),
         E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
+        # an empty val or test split means the windows or filters leave nothing to evaluate
+        E.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "val", "test"]),
         E.ExpectColumnValuesToBeBetween(column="plays", min_value=1),
         E.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "track_id", "split"]),
     ]

@@ -1,0 +1,122 @@
+"""``audiorec/embeddings``: one partition per encoder, written to ``<lake>/embeddings/<encoder>.npy``."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from audiorec_assets.defs.ingest import TRACKS
+from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.encoders import AUDIO_ENCODERS, audio_encoder_class, make_audio_encoder
+from audiorec_assets.encoders.base import EncoderContext
+from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
+from audiorec_assets.encoders.run import encode_catalogue, encoder_signature, load_previous, vector_problems, vector_stats
+from audiorec_assets.lakeio import atomic_path, save_npy_atomic
+from audiorec_assets.settings import ExperimentSettings, LakePaths
+from audiorec_assets.warehouse import write_table_file
+
+EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
+VALID_CHECK = "vectors_valid"
+
+
+def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=EMBEDDINGS, partitions_def=partitions_def, deps=[TRACKS], group_name="embeddings", kinds={"numpy", "pytorch"},
+        check_specs=[dg.AssetCheckSpec(VALID_CHECK, asset=EMBEDDINGS, blocking=True,
+                                       description="rows = tracks, finite, no all-zero rows, not constant")],
+        description="Frozen item vectors per encoder: float32, one row per track in item_idx order.",
+    )
+    def embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+        paths, settings = lake.paths(), lake.settings()
+        name = context.partition_key
+        tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
+        started = time.perf_counter()
+        if name in AUDIO_ENCODERS:
+            vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
+        elif name in ("shuffled", "random"):
+            vectors, info = _control(name, len(tracks), paths, settings)
+        else:
+            vectors, info = _dropped_in(name, paths)
+        info["seconds"] = round(time.perf_counter() - started, 2)
+        problems = vector_problems(vectors, len(tracks))
+        stats = vector_stats(vectors) if vectors.ndim == 2 and len(vectors) else {}
+        info.update({"encoder": name, "tracks": int(vectors.shape[0]), "dim": int(vectors.shape[1])})
+        write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}), part=name)
+        return dg.MaterializeResult(
+            metadata={**{k: v for k, v in info.items() if v is not None}, **stats,
+                      "path": dg.MetadataValue.path(str(paths.embedding_file(name)))},
+            check_results=[dg.AssetCheckResult(
+                check_name=VALID_CHECK, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"problems": dg.MetadataValue.json(problems), **stats},
+            )],
+        )
+
+    return embeddings
+
+
+def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: ExperimentSettings,
+                  log: dg.DagsterLogManager) -> tuple[np.ndarray, dict]:
+    encode = settings.encode
+    context = EncoderContext(device=encode.device, batch_size=encode.batch_size, seed=settings.seed,
+                             models_dir=Path(encode.models_dir) if encode.models_dir else None)
+    encoder = make_audio_encoder(name, context)
+    vectors_path, index_path = paths.embedding_file(name), paths.embeddings / f"{name}.index.parquet"
+    previous = load_previous(vectors_path, index_path)
+    last_log = [0.0]
+
+    def progress(done: int, total: int, seconds: float) -> None:
+        if done == total or seconds - last_log[0] >= 10:
+            last_log[0] = seconds
+            rate = done / seconds if seconds else 0.0
+            eta = (total - done) / rate if rate else float("nan")
+            log.info(f"{name}: {done}/{total} tracks encoded, {rate:.2f} tracks/s, ETA {eta:.0f} s")
+
+    audio_paths = [Path(p) for p in tracks["audio_path"]]
+    vectors, hashes, report = encode_catalogue(encoder, audio_paths, previous, encode.on_error, progress)
+    if report.skipped:
+        log.warning(f"{name}: {len(report.skipped)} track(s) could not be encoded and got the mean vector: "
+                    f"{report.skipped[:10]}")
+    save_npy_atomic(vectors_path, vectors)
+    index = pd.DataFrame({"track_id": tracks["track_id"].to_numpy(), "content_hash": hashes,
+                          "signature": encoder_signature(encoder)})
+    with atomic_path(index_path, suffix=".parquet") as tmp:
+        index.to_parquet(tmp, index=False)
+    return vectors, {**encoder.describe(), "device": encode.device, "encoded": report.encoded,
+                     "reused": report.reused, "skipped": report.skipped,
+                     "x_realtime": round(report.realtime_factor, 1) if report.encoded else None}
+
+
+def _control(name: str, n_tracks: int, paths: LakePaths, settings: ExperimentSettings) -> tuple[np.ndarray, dict]:
+    base = settings.encode.shuffled_base
+    base_file = paths.embedding_file(base)
+    if name == "shuffled":
+        if not base_file.exists():
+            raise FileNotFoundError(
+                f"'shuffled' permutes the vectors of encoder '{base}' (setting encode.shuffled_base), but "
+                f"{base_file} does not exist: materialize the embeddings partition '{base}' first."
+            )
+        vectors = shuffled_vectors(np.load(base_file), seed=settings.seed)
+    else:
+        dim = np.load(base_file, mmap_mode="r").shape[1] if base_file.exists() else audio_encoder_class(base).dim
+        vectors = random_vectors(n_tracks, dim, seed=settings.seed)
+    save_npy_atomic(paths.embedding_file(name), vectors)
+    return vectors, {"model_id": f"control of {base}" if name == "shuffled" else "gaussian N(0, 1)",
+                     "base_encoder": base, "seed": settings.seed, "skipped": []}
+
+
+def _dropped_in(name: str, paths: LakePaths) -> tuple[np.ndarray, dict]:
+    """A user's own ``<name>.npy``: validated, never rewritten."""
+    path = paths.embedding_file(name)
+    if not path.exists():
+        raise FileNotFoundError(f"Encoder '{name}' is not built in and {path} does not exist.")
+    vectors = np.load(path, mmap_mode="r")
+    if vectors.dtype != np.float32:
+        raise ValueError(f"{path}: dtype {vectors.dtype}; audiorec expects float32 (np.save(path, x.astype('float32'))).")
+    return np.asarray(vectors), {"model_id": f"user file {path.name}", "skipped": []}
+
+
+def load_vectors(paths: LakePaths, encoder: str) -> np.ndarray:
+    return np.load(paths.embedding_file(encoder))
+

@@ -1,0 +1,100 @@
+"""Popularity baseline: the same list for everyone, most-played train items first.
+
+Score of an item = its total train plays (sum of ``data.train_plays``); ties broken by
+item index ascending; only items that occur in train are ranked (like KNN, whose index
+holds the train items); each user's train items removed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from audiorec_assets.recommenders.base import FitReport, Recommender, TopN
+from audiorec_assets.recommenders.data import InteractionData, UserItems
+from audiorec_assets.recommenders.knn import (
+    DEFAULT_BATCH_SIZE,
+    FORMAT_VERSION,
+    write_meta,
+    drop_seen_top_n,
+    history_batches,
+    read_meta,
+)
+from audiorec_assets.settings import ExperimentSettings
+
+RANKED_FILE = "ranked_items.npy"
+PLAYS_FILE = "item_plays.npy"
+
+
+def popularity_ranking(data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
+    """(ranked train items, total plays per item_idx): plays descending, then item index ascending."""
+    plays = np.bincount(data.train.indices, weights=data.train_plays.astype(np.float64), minlength=data.n_items)
+    in_train = np.flatnonzero(np.bincount(data.train.indices, minlength=data.n_items) > 0)
+    order = np.lexsort((in_train, -plays[in_train]))  # last key is primary
+    return in_train[order].astype(np.int64), plays
+
+
+class PopularityRecommender(Recommender):
+    """Most total train plays first, train history excluded."""
+
+    name = "popularity"
+
+    def __init__(self, settings: ExperimentSettings, batch_size: int = DEFAULT_BATCH_SIZE):
+        super().__init__(settings)
+        self.batch_size = batch_size
+        self._ranked: np.ndarray | None = None
+        self._plays: np.ndarray | None = None
+        self._train: UserItems | None = None
+
+    def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
+        """Count plays; ``item_vectors`` are ignored (the baseline knows no audio)."""
+        start = time.perf_counter()
+        self._ranked, self._plays = popularity_ranking(data)
+        self._train = data.train
+        return FitReport(seconds=time.perf_counter() - start, params={"n_ranked_items": int(len(self._ranked))})
+
+    def recommend(self, users: np.ndarray, n: int) -> TopN:
+        """Per batch, the top ``n + longest history`` of the global ranking minus each user's train items."""
+        if self._ranked is None:
+            raise RuntimeError("PopularityRecommender is not fitted: call fit() or load()")
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        users = np.asarray(users, dtype=np.int64)
+        items_out = np.full((len(users), n), -1, dtype=np.int64)
+        scores_out = np.full((len(users), n), np.nan, dtype=np.float32)
+        lengths = self._train.lengths()
+        for pos in history_batches(users, lengths, n, self.batch_size):
+            batch = users[pos]
+            head = self._ranked[: n + int(lengths[batch].max())]
+            candidates = np.broadcast_to(head, (len(batch), len(head)))
+            scores = np.broadcast_to(self._plays[head], candidates.shape)
+            items_out[pos], scores_out[pos] = drop_seen_top_n(candidates, scores, batch, self._train, n)
+        return TopN(users=users, items=items_out, scores=scores_out)
+
+    def save(self, directory: Path) -> None:
+        """``ranked_items.npy``, ``item_plays.npy`` and ``model.json``."""
+        if self._ranked is None:
+            raise RuntimeError("PopularityRecommender is not fitted")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        np.save(directory / RANKED_FILE, self._ranked, allow_pickle=False)
+        np.save(directory / PLAYS_FILE, self._plays, allow_pickle=False)
+        write_meta(directory, {
+            "name": self.name, "format_version": FORMAT_VERSION, "n_users": int(self._train.n_users),
+            "n_items": int(len(self._plays)), "n_ranked_items": int(len(self._ranked)),
+        })
+
+    @classmethod
+    def load(
+        cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray
+    ) -> PopularityRecommender:
+        """Restore a model written by :meth:`save`; ``data`` supplies the train history to exclude."""
+        directory = Path(directory)
+        read_meta(directory, cls.name, data)
+        model = cls(settings)
+        model._ranked = np.load(directory / RANKED_FILE, allow_pickle=False)
+        model._plays = np.load(directory / PLAYS_FILE, allow_pickle=False)
+        model._train = data.train
+        return model
