@@ -1,0 +1,368 @@
+"""Shared helpers for the Hugging Face audio encoders (MERT, Music2Vec), strictly offline.
+
+* :func:`resolve_weights_dir` finds a snapshot directory: ``<models_dir>/<encoder name>/``
+  (anything holding a ``config.json``) first, then the Hugging Face cache
+  (``snapshot_download(repo_id, local_files_only=True)``); otherwise it raises
+  :class:`WeightsNotFoundError` saying which folder to fill and how.
+* :func:`load_hf_audio_model` builds the model and its ``Wav2Vec2FeatureExtractor`` from that
+  directory with ``local_files_only=True`` (never the network), optionally with the
+  snapshot's own code (``trust_remote_code``), and moves the model to the device.
+* :func:`embed_mean_pooled` runs batched inference and averages the last hidden state over
+  the valid frames of each track.
+
+Padding. A batch of unequal lengths is zero-padded and masked. That is exact (a track's
+vector does not depend on its batch mates) only when nothing in the model mixes padded
+frames into real ones: true for HuBERT-style models with layer-norm conv features (MERT),
+false for group-norm feature encoders (the norm spans the padded time axis), batch-norm
+positional convs, and data2vec-audio (its 5 stacked positional convs see the padded frames
+after the first layer). For those, :func:`length_batches` only batches tracks of exactly
+equal length, so no padding is ever needed; with the loader's fixed 30-s clips nearly every
+track has the same length anyway.
+
+Also shared by the non-HF pretrained encoders (EnCodecMAE, JukeMIR, MusicFM):
+:func:`models_dir_hint` (the text every missing-weights error ends with),
+:func:`torch_load_checkpoint` and :func:`length_batches`.
+
+torch, transformers and huggingface_hub are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from audiorec_assets.encoders.base import MODELS_ENV, AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+
+
+# --------------------------------------------------------------------------- weights lookup
+
+
+def models_dir_hint(context: EncoderContext) -> str:
+    return (
+        f"The models folder is {context.resolved_models_dir()} (setting `encode.models_dir` in "
+        f"experiment.yaml, else the environment variable {MODELS_ENV}, else the user cache)."
+    )
+
+
+def missing_snapshot_message(name: str, repo_id: str, folder: Path, context: EncoderContext) -> str:
+    return (
+        f"Encoder {name!r}: no weights for Hugging Face model {repo_id!r}. Create the folder {folder} "
+        f"holding the model's snapshot (config.json, weights, preprocessor_config.json), e.g. on a machine "
+        f"with access to the Hugging Face hub: `huggingface-cli download {repo_id} --local-dir {folder}` "
+        f"(then copy the folder here), or put {repo_id} in this machine's Hugging Face cache. "
+        f"{models_dir_hint(context)} Nothing is downloaded at run time."
+    )
+
+
+def hf_cache_snapshot(repo_id: str) -> Path | None:
+    """The cached snapshot of ``repo_id`` in the local Hugging Face cache, or ``None`` (never downloads)."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
+        return None
+    try:
+        path = Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError, offline mode errors, a broken cache
+        return None
+    return path if (path / CONFIG_FILE).is_file() else None
+
+
+def resolve_weights_dir(context: EncoderContext, name: str, repo_id: str) -> Path:
+    """``<models_dir>/<name>/`` if it holds a config.json, else the HF cache's snapshot, else raise."""
+    folder = context.resolved_models_dir() / name
+    if (folder / CONFIG_FILE).is_file():
+        return folder
+    cached = hf_cache_snapshot(repo_id)
+    if cached is not None:
+        return cached
+    raise WeightsNotFoundError(missing_snapshot_message(name, repo_id, folder, context))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def torch_load_checkpoint(path: Path) -> Any:
+    """``torch.load`` on CPU; a local checkpoint that is not weights-only is loaded fully (trusted local file)."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickled non-tensor objects (Lightning hyper-parameters, ...)
+        log.info("%s is not a weights-only checkpoint (%s); loading it fully", path, type(err).__name__)
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+
+
+
+def fill_missing_config(config: Any, reference_class: str) -> list[str]:
+    """Give ``config`` every attribute of ``transformers.<reference_class>()`` that it lacks.
+
+    Hub code written for an older transformers (MERT's ``MERTConfig``) misses attributes that
+    newer versions of the base modules read (e.g. ``conv_pos_batch_norm`` since 4.48), and
+    fails at construction. The reference class's defaults are the values those older
+    versions behaved as. Returns the names that were filled.
+    """
+    import transformers
+
+    defaults = getattr(transformers, reference_class)().to_dict()
+    filled = []
+    for key, value in defaults.items():
+        if key.startswith("_") or key in ("model_type", "architectures", "auto_map", "transformers_version"):
+            continue
+        if not hasattr(config, key):
+            setattr(config, key, value)
+            filled.append(key)
+    return filled
+
+
+def load_feature_extractor(weights_dir: Path, sample_rate: int) -> Any:
+    """The snapshot's ``Wav2Vec2FeatureExtractor`` (or a standard one if it ships none), at ``sample_rate``."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    if (weights_dir / PREPROCESSOR_FILE).is_file():
+        fe = Wav2Vec2FeatureExtractor.from_pretrained(str(weights_dir), local_files_only=True)
+    else:
+        log.warning(
+            "%s has no %s; using a standard Wav2Vec2FeatureExtractor (zero mean / unit variance per track)",
+            weights_dir,
+            PREPROCESSOR_FILE,
+        )
+        fe = Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=sample_rate, padding_value=0.0, do_normalize=True, return_attention_mask=True
+        )
+    if fe.sampling_rate != sample_rate:
+        log.warning(
+            "%s declares sampling_rate %s; audio is fed at %s Hz as this encoder specifies",
+            weights_dir,
+            fe.sampling_rate,
+            sample_rate,
+        )
+        fe.sampling_rate = sample_rate
+    return fe
+
+
+@dataclass
+class HfAudioModel:
+    """A loaded model, its feature extractor and how to batch it."""
+
+    model: Any
+    feature_extractor: Any
+    device: str
+    sample_rate: int
+    padded_batches: bool  # False: batch only equal-length waveforms
+    conv_kernels: tuple[int, ...]
+    conv_strides: tuple[int, ...]
+
+    @property
+    def min_samples(self) -> int:
+        """Receptive field of the conv feature encoder: the shortest input giving one frame."""
+        field, jump = 1, 1
+        for k, s in zip(self.conv_kernels, self.conv_strides):
+            field += (k - 1) * jump
+            jump *= s
+        return field
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+
+def supports_padded_batches(config: Any) -> bool:
+    """Whether zero-padding + attention mask leaves each track's output unchanged (see module doc)."""
+    if getattr(config, "model_type", "") == "data2vec-audio":
+        return False
+    if getattr(config, "feat_extract_norm", "layer") != "layer":
+        return False
+    if getattr(config, "conv_pos_batch_norm", False):
+        return False
+    return True
+
+
+def load_hf_audio_model(
+    weights_dir: Path,
+    *,
+    device: str,
+    sample_rate: int,
+    model_class: str | None = None,
+    trust_remote_code: bool = False,
+    config_defaults: str | None = None,
+    batching: str = "auto",
+) -> HfAudioModel:
+    """Build the model in ``weights_dir`` on ``device``, offline.
+
+    ``model_class`` names a transformers class (e.g. ``"Data2VecAudioModel"``); ``None`` uses
+    ``AutoModel``, which with ``trust_remote_code`` runs the snapshot's own modelling code
+    (its config.json ``auto_map``). ``config_defaults`` names a transformers config class
+    whose defaults fill attributes the snapshot's config lacks (:func:`fill_missing_config`).
+    ``batching``: ``"auto"`` (:func:`supports_padded_batches`), ``"padded"`` or ``"by_length"``.
+    """
+    import transformers
+    from transformers import AutoConfig
+
+    path = str(weights_dir)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    if config_defaults:
+        filled = fill_missing_config(config, config_defaults)
+        if filled:
+            log.info("%s: filled config attributes missing from the snapshot: %s", weights_dir, filled)
+    cls = transformers.AutoModel if model_class is None else getattr(transformers, model_class)
+    kwargs: dict[str, Any] = {"config": config, "local_files_only": True}
+    if model_class is None:
+        kwargs["trust_remote_code"] = trust_remote_code
+    model = cls.from_pretrained(path, **kwargs)
+    model.eval()
+    model.to(device)
+    if batching not in ("auto", "padded", "by_length"):
+        raise ValueError(f"batching must be auto, padded or by_length, got {batching!r}")
+    padded = supports_padded_batches(model.config) if batching == "auto" else batching == "padded"
+    return HfAudioModel(
+        model=model,
+        feature_extractor=load_feature_extractor(weights_dir, sample_rate),
+        device=device,
+        sample_rate=sample_rate,
+        padded_batches=padded,
+        conv_kernels=tuple(int(k) for k in model.config.conv_kernel),
+        conv_strides=tuple(int(s) for s in model.config.conv_stride),
+    )
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, same_length: bool) -> list[list[int]]:
+    """Indices grouped into batches of at most ``batch_size``, sorted by length (less padding).
+
+    With ``same_length`` a batch only holds waveforms of exactly equal length.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if (
+            batches
+            and len(batches[-1]) < batch_size
+            and (not same_length or lengths[batches[-1][-1]] == lengths[i])
+        ):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def conv_output_lengths(lengths: np.ndarray, kernels: Sequence[int], strides: Sequence[int]) -> np.ndarray:
+    """Frames a stack of unpadded 1-D convs makes from ``lengths`` samples (``floor((L - k) / s) + 1``)."""
+    out = np.asarray(lengths, dtype=np.int64)
+    for k, s in zip(kernels, strides):
+        out = np.maximum((out - k) // s + 1, 0)
+    return out
+
+
+def prepare_waveforms(
+    waveforms: Sequence[np.ndarray], max_samples: int | None, min_samples: int, encoder: str
+) -> list[np.ndarray]:
+    """Mono float32, cut to ``max_samples``, short ones zero-padded to ``min_samples``; empty raises."""
+    out = []
+    for i, w in enumerate(waveforms):
+        w = np.asarray(w, dtype=np.float32).reshape(-1)
+        if w.size == 0:
+            raise EncoderError(f"{encoder}: waveform #{i} of the batch is empty")
+        if max_samples is not None:
+            w = w[:max_samples]
+        if w.size < min_samples:
+            w = np.pad(w, (0, min_samples - w.size))
+        out.append(np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0))
+    return out
+
+
+def embed_mean_pooled(
+    bundle: HfAudioModel, waveforms: Sequence[np.ndarray], batch_size: int, max_samples: int | None = None
+) -> np.ndarray:
+    """``(n, hidden)`` float32: last hidden state averaged over each track's valid frames."""
+    import torch
+
+    name = type(bundle.model).__name__
+    waves = prepare_waveforms(waveforms, max_samples, bundle.min_samples, name)
+    out = np.zeros((len(waves), bundle.hidden_size), dtype=np.float32)
+    lengths = [w.size for w in waves]
+    for batch in length_batches(lengths, batch_size, same_length=not bundle.padded_batches):
+        inputs = bundle.feature_extractor(
+            [waves[i] for i in batch],
+            sampling_rate=bundle.sample_rate,
+            padding=True,
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        values = inputs["input_values"].to(bundle.device, dtype=torch.float32)
+        mask = inputs["attention_mask"].to(bundle.device)
+        with torch.inference_mode():
+            hidden = bundle.model(input_values=values, attention_mask=mask).last_hidden_state
+        frames = conv_output_lengths(np.array([lengths[i] for i in batch]), bundle.conv_kernels, bundle.conv_strides)
+        frames = np.minimum(np.maximum(frames, 1), hidden.shape[1])
+        valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < torch.as_tensor(
+            frames, device=hidden.device
+        )[:, None]
+        valid = valid.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * valid).sum(dim=1) / valid.sum(dim=1)
+        out[batch] = pooled.float().cpu().numpy()
+    if not np.all(np.isfinite(out)):
+        raise EncoderError(f"{name}: non-finite embedding (check the audio and the weights)")
+    return out
+
+
+# --------------------------------------------------------------------------- encoder base
+
+
+class HfMeanPoolEncoder(AudioEncoder):
+    """An HF wav2vec-family encoder: last hidden state, mean over time. Subclasses set the ClassVars."""
+
+    repo_id: ClassVar[str]
+    model_class: ClassVar[str | None] = None  # None: AutoModel
+    trust_remote_code: ClassVar[bool] = False
+    config_defaults: ClassVar[str | None] = None
+    batching: ClassVar[str] = "auto"
+
+    def __init__(self, context: EncoderContext | None = None):
+        super().__init__(context)
+        self.weights_dir: Path | None = None
+        self._bundle: HfAudioModel | None = None
+
+    def load(self) -> None:
+        self.weights_dir = resolve_weights_dir(self.context, self.name, self.repo_id)
+        self._bundle = load_hf_audio_model(
+            self.weights_dir,
+            device=self.context.device,
+            sample_rate=self.sample_rate,
+            model_class=self.model_class,
+            trust_remote_code=self.trust_remote_code,
+            config_defaults=self.config_defaults,
+            batching=self.batching,
+        )
+        if self._bundle.hidden_size != self.dim:
+            # Another checkpoint of the family (e.g. MERT-v1-95M) or a test model: this instance
+            # reports the dimension it really produces (describe() and shape checks follow it).
+            log.warning(
+                "%s: the model in %s has hidden size %d, not the expected %d; using %d",
+                self.name,
+                self.weights_dir,
+                self._bundle.hidden_size,
+                type(self).dim,
+                self._bundle.hidden_size,
+            )
+            self.dim = self._bundle.hidden_size  # type: ignore[misc]  # instance override of the ClassVar
+
+    def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        if self._bundle is None:
+            self.load()
+        assert self._bundle is not None
+        max_samples = None if self.clip_seconds is None else int(round(self.clip_seconds * self.sample_rate))
+        return embed_mean_pooled(self._bundle, waveforms, self.context.batch_size, max_samples)
