@@ -1,0 +1,372 @@
+"""BERT4Rec over audio item vectors: a bidirectional transformer predicts masked items of a user's history.
+
+Token ids: items are ``0 .. n_items-1`` (their ``item_idx``), then ``PAD = n_items`` and
+``MASK = n_items + 1``. A user's sequence is their distinct train items in first-listen order, the
+last ``bert4rec.max_len`` (300) of them, right-padded; positions count from the sequence start.
+
+Two presets (``settings.preset``, see SEED_NOTES.md):
+
+``guide``
+    The audio vectors are a frozen buffer. Input: a learned ``Linear(audio_dim → hidden_dim)`` of the
+    item's audio vector; [MASK] is a learned vector in hidden space, padding is zero (padded keys are
+    masked out of attention, so a learned pad vector would never receive a gradient). Output: a learned
+    ``Linear(hidden_dim → audio_dim)`` of the hidden state, dotted with the *raw* frozen audio vectors:
+    ``logits = out_proj(h) · audio_iᵀ`` ("project to the item embedding space, score against the frozen
+    embeddings"). Masking probability 0.15.
+
+``paper_code``
+    What the authors' code ran: the audio vectors *are* the input embedding table (hidden size = audio
+    dimension, no projection) and are trained; a learned [MASK] row and a zero padding row; the output
+    head is tied to the same table (``logits = h · e_iᵀ``). Masking probability 0.2; plateau scheduler.
+
+Both: learned positions, embedding LayerNorm + dropout, ``bert4rec.layers`` post-norm encoder layers
+(GELU, ``ffn_dim``, ``heads``, ``dropout``), every non-pad position masked independently (fresh each
+epoch, at least one per sequence), full-softmax cross-entropy at masked positions only (hidden states
+of masked positions are gathered first, so logits are ``(n_masked, n_items)``, never
+``(batch, length, n_items)``). Adam, batches of ``bert4rec.batch_size`` users.
+
+Validation loss (both presets, monitored for early stopping and the scheduler): for every user with
+validation items, the sequence "last ``infer_len - 1`` train items + [MASK]" is encoded, and the loss
+is the cross-entropy of each of the user's validation items at that [MASK], averaged over the user's
+items and then over users (every user counts once, as in the metrics). Unlike the authors' code no
+minimum of 10 validation items is required. Inference uses the same sequence; scores are the logits
+at the [MASK].
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiorec_assets.recommenders import torch_utils as tu
+from audiorec_assets.recommenders.base import FitReport, TopN
+from audiorec_assets.recommenders.data import InteractionData, UserItems
+from audiorec_assets.settings import ExperimentSettings
+
+PRESET_MASK_PROB = {"guide": 0.15, "paper_code": 0.2}
+BERT_INIT_STD = 0.02  # BERT's initializer range, for the new position and [MASK] vectors
+LogitsAt = Literal["masked", "all"]
+
+# Independent random streams of one fit (see tu.make_generator).
+STREAM_TRAIN = 1
+# Users scored per forward pass when computing the validation loss or recommending (bounds memory).
+SCORE_BATCH_CELLS = 1 << 24
+
+
+@dataclass(frozen=True)
+class Bert4RecConfig:
+    """Architecture of one BERT4Rec; saved with the weights and enough to rebuild it."""
+
+    preset: str
+    n_items: int
+    audio_dim: int
+    hidden_dim: int
+    layers: int
+    heads: int
+    ffn_dim: int
+    dropout: float
+    max_len: int
+    infer_len: int
+    mask_prob: float
+    items_trainable: bool  # paper_code trains the audio table; guide keeps it frozen
+    project: bool  # guide: Linear projections between the audio space and the hidden space
+
+    @classmethod
+    def from_settings(cls, settings: ExperimentSettings, n_items: int, audio_dim: int) -> Bert4RecConfig:
+        bert, preset = settings.bert4rec, settings.preset
+        guide = preset == "guide"
+        hidden = bert.hidden_dim if guide else audio_dim
+        if hidden % bert.heads:
+            where = "bert4rec.hidden_dim" if guide else "the audio dimension (paper_code uses it as hidden size)"
+            raise ValueError(f"bert4rec.heads={bert.heads} must divide {where} = {hidden}")
+        return cls(
+            preset=preset,
+            n_items=n_items,
+            audio_dim=audio_dim,
+            hidden_dim=hidden,
+            layers=bert.layers,
+            heads=bert.heads,
+            ffn_dim=bert.ffn_dim,
+            dropout=bert.dropout,
+            max_len=bert.max_len,
+            infer_len=bert.infer_len,
+            mask_prob=bert.mask_prob if bert.mask_prob is not None else PRESET_MASK_PROB[preset],
+            items_trainable=not guide,
+            project=guide,
+        )
+
+    @property
+    def pad_token(self) -> int:
+        return self.n_items
+
+    @property
+    def mask_token(self) -> int:
+        return self.n_items + 1
+
+    @property
+    def n_positions(self) -> int:
+        return max(self.max_len, self.infer_len)
+
+
+class Bert4RecNet(nn.Module):
+    """Token embedding (audio table + [MASK] + positions), transformer encoder, item-scoring head."""
+
+    def __init__(self, config: Bert4RecConfig, audio_vectors: torch.Tensor):
+        super().__init__()
+        self.config = config
+        hidden = config.hidden_dim
+        if config.items_trainable:
+            self.item_table = nn.Parameter(audio_vectors.clone())
+        else:
+            # Not persistent: the frozen vectors live in the lake and are passed again at load.
+            self.register_buffer("item_table", audio_vectors, persistent=False)
+        self.in_proj: nn.Module = nn.Linear(config.audio_dim, hidden) if config.project else nn.Identity()
+        self.out_proj: nn.Module = nn.Linear(hidden, config.audio_dim) if config.project else nn.Identity()
+        self.mask_embedding = nn.Parameter(torch.randn(hidden) * BERT_INIT_STD)
+        self.positions = nn.Embedding(config.n_positions, hidden)
+        nn.init.normal_(self.positions.weight, std=BERT_INIT_STD)
+        self.embedding_norm = nn.LayerNorm(hidden)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(
+            d_model=hidden,
+            nhead=config.heads,
+            dim_feedforward=config.ffn_dim,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(layer, num_layers=config.layers, enable_nested_tensor=False)
+        self.to(audio_vectors.device)
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Input vectors ``(batch, length, hidden)`` for token ids ``(batch, length)``."""
+        config = self.config
+        is_item = tokens < config.n_items
+        # Project each distinct item of the batch once, not once per occurrence.
+        distinct, inverse = torch.unique(torch.where(is_item, tokens, 0), return_inverse=True)
+        vectors = self.in_proj(self.item_table[distinct])[inverse]
+        vectors = torch.where(is_item.unsqueeze(-1), vectors, 0.0)
+        vectors = torch.where((tokens == config.mask_token).unsqueeze(-1), self.mask_embedding, vectors)
+        vectors = vectors + self.positions(torch.arange(tokens.shape[1], device=tokens.device))
+        return self.embedding_dropout(self.embedding_norm(vectors))
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(batch, length, hidden)``; padded positions are ignored as attention keys."""
+        return self.encoder(self.embed(tokens), src_key_padding_mask=tokens == self.config.pad_token)
+
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for hidden states ``(..., hidden)`` → ``(..., n_items)``."""
+        return self.out_proj(hidden) @ self.item_table.T
+
+    def masked_lm_loss(
+        self, tokens: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor, logits_at: LogitsAt = "masked"
+    ) -> torch.Tensor:
+        """Mean cross-entropy of ``targets`` at the ``masked`` positions of ``tokens`` (already [MASK]ed)."""
+        hidden = self.encode(tokens)
+        gather = masked_position_logits if logits_at == "masked" else all_position_logits
+        logits = gather(self, hidden, masked)
+        return F.cross_entropy(logits, targets)
+
+    def mask_scores(self, tokens: torch.Tensor, mask_at: torch.Tensor) -> torch.Tensor:
+        """Item scores ``(batch, n_items)`` at position ``mask_at[b]`` of each sequence."""
+        hidden = self.encode(tokens)
+        return self.item_logits(hidden[torch.arange(len(tokens), device=tokens.device), mask_at])
+
+
+def masked_position_logits(net: Bert4RecNet, hidden: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Logits ``(n_masked, n_items)`` computed only for masked positions (rows in row-major order)."""
+    return net.item_logits(hidden[masked])
+
+
+def all_position_logits(net: Bert4RecNet, hidden: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """The same logits computed at every position and gathered afterwards (the slow way; bench only)."""
+    return net.item_logits(hidden)[masked]
+
+
+# --------------------------------------------------------------------------- sequences and masking
+
+
+def history_tokens(
+    train: UserItems, users: np.ndarray, width: int, pad_token: int, reserve: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's last ``width - reserve`` train items, right-padded to ``width``: ``(tokens, lengths)``.
+
+    ``reserve`` leaves room after the history (inference appends a [MASK] there).
+    """
+    users = np.asarray(users, dtype=np.int64)
+    keep = np.minimum(train.lengths()[users], width - reserve)
+    tokens = np.full((len(users), width), pad_token, dtype=np.int64)
+    rows = np.repeat(np.arange(len(users)), keep)
+    cols = np.arange(keep.sum()) - np.repeat(np.cumsum(keep) - keep, keep)
+    sources = np.repeat(train.indptr[users + 1] - keep, keep) + cols
+    tokens[rows, cols] = train.indices[sources]
+    return tokens, keep
+
+
+def sample_mask(lengths: torch.Tensor, width: int, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Bernoulli(``prob``) mask over the first ``lengths[b]`` positions of each row; at least one per row.
+
+    Rows where no position was drawn get one uniformly chosen position (the draw is made for every
+    row, so the random stream does not depend on the outcome).
+    """
+    valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    masked = (torch.rand((len(lengths), width), generator=generator) < prob) & valid
+    fallback = (torch.rand(len(lengths), generator=generator) * lengths).long().clamp(max=width - 1)
+    empty = ~masked.any(dim=1) & (lengths > 0)
+    masked[empty.nonzero().squeeze(1), fallback[empty]] = True
+    return masked
+
+
+def inference_tokens(train: UserItems, users: np.ndarray, config: Bert4RecConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Last ``infer_len - 1`` train items + [MASK] per user (fixed width ``infer_len``) and the mask position."""
+    tokens, lengths = history_tokens(train, users, config.infer_len, config.pad_token, reserve=1)
+    tokens[np.arange(len(users)), lengths] = config.mask_token
+    return torch.as_tensor(tokens), torch.as_tensor(lengths)
+
+
+@dataclass(frozen=True)
+class TrainSequences:
+    """Training sequences of every user with train items: padded tokens and lengths (CPU)."""
+
+    tokens: torch.Tensor  # (n_sequences, max_len) int64, right-padded with the pad token
+    lengths: torch.Tensor  # (n_sequences,) int64, ≥ 1
+
+    @classmethod
+    def from_train(cls, train: UserItems, config: Bert4RecConfig) -> TrainSequences:
+        users = np.flatnonzero(train.lengths() > 0)
+        tokens, lengths = history_tokens(train, users, config.max_len, config.pad_token)
+        return cls(tokens=torch.as_tensor(tokens), lengths=torch.as_tensor(lengths))
+
+
+def train_epoch(
+    net: Bert4RecNet,
+    optimizer: torch.optim.Optimizer,
+    sequences: TrainSequences,
+    batch_size: int,
+    generator: torch.Generator,
+    logits_at: LogitsAt = "masked",
+) -> float:
+    """One pass over all sequences in random order with fresh masks; returns the mean loss per masked item."""
+    config = net.config
+    device = next(net.parameters()).device
+    total, count = 0.0, 0
+    order = torch.randperm(len(sequences.lengths), generator=generator)
+    for batch in tu.index_batches(order, batch_size):
+        lengths = sequences.lengths[batch]
+        width = int(lengths.max())
+        targets_full = sequences.tokens[batch, :width]
+        masked = sample_mask(lengths, width, config.mask_prob, generator)
+        inputs = targets_full.masked_fill(masked, config.mask_token)
+        targets = targets_full[masked]
+        optimizer.zero_grad(set_to_none=True)
+        loss = net.masked_lm_loss(inputs.to(device), masked.to(device), targets.to(device), logits_at=logits_at)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(targets)
+        count += len(targets)
+    return total / max(count, 1)
+
+
+def _user_batches(users: np.ndarray, n_items: int) -> list[np.ndarray]:
+    size = max(1, SCORE_BATCH_CELLS // max(1, n_items))
+    return [users[start : start + size] for start in range(0, len(users), size)]
+
+
+@dataclass(frozen=True)
+class _ValBatch:
+    """Inference sequences of some validation users and their (row, item, weight) targets, on the device."""
+
+    tokens: torch.Tensor
+    mask_at: torch.Tensor
+    rows: torch.Tensor
+    items: torch.Tensor
+    weights: torch.Tensor  # 1 / (the user's number of val items): each user counts once
+
+
+def _val_batches(data: InteractionData, config: Bert4RecConfig, device: torch.device) -> list[_ValBatch]:
+    batches = []
+    for users in _user_batches(data.eval_users("val"), config.n_items):
+        tokens, mask_at = inference_tokens(data.train, users, config)
+        counts = data.val.lengths()[users]
+        batches.append(
+            _ValBatch(
+                tokens=tokens.to(device),
+                mask_at=mask_at.to(device),
+                rows=torch.as_tensor(np.repeat(np.arange(len(users)), counts), device=device),
+                items=torch.as_tensor(np.concatenate([data.val.items_of(u) for u in users]), device=device),
+                weights=torch.as_tensor(np.repeat(1.0 / counts, counts), dtype=torch.float32, device=device),
+            )
+        )
+    return batches
+
+
+def validation_loss_fn(net: Bert4RecNet, data: InteractionData) -> Callable[[], float] | None:
+    """The validation loss (see module docstring), or ``None`` when no user has validation items."""
+    n_users = len(data.eval_users("val"))
+    if not n_users:
+        return None
+    batches = _val_batches(data, net.config, next(net.parameters()).device)
+
+    def val_loss() -> float:
+        total = 0.0
+        for batch in batches:
+            log_probs = F.log_softmax(net.mask_scores(batch.tokens, batch.mask_at), dim=-1)
+            total += float(-(log_probs[batch.rows, batch.items] * batch.weights).sum())
+        return total / n_users
+
+    return val_loss
+
+
+class Bert4RecRecommender(tu.TorchRecommender):
+    """Scores at a [MASK] appended to the user's recent train history."""
+
+    name = "bert4rec"
+
+    @classmethod
+    def build_net(cls, config: dict[str, Any], item_vectors: torch.Tensor) -> Bert4RecNet:
+        return Bert4RecNet(Bert4RecConfig(**config), item_vectors)
+
+    def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
+        started = time.perf_counter()
+        settings, bert = self.settings, self.settings.bert4rec
+        device = tu.resolve_device(settings.encode.device)
+        audio = tu.item_vectors_tensor(item_vectors, data.n_items, device)
+        config = Bert4RecConfig.from_settings(settings, data.n_items, audio.shape[1])
+        with tu.seeded(settings.seed, device):
+            net = self.build_net(asdict(config), audio)
+            optimizer = tu.adam(net, bert.lr)
+            sequences = TrainSequences.from_train(data.train, config)
+            # Shuffling and masking share one stream: both are drawn in a fixed order per batch.
+            generator = tu.make_generator(settings.seed, STREAM_TRAIN)
+            history = tu.train_with_early_stopping(
+                net,
+                optimizer,
+                train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, bert.batch_size, generator),
+                val_loss=validation_loss_fn(net, data),
+                max_epochs=bert.max_epochs,
+                patience=bert.patience,
+                scheduler=tu.plateau_scheduler(optimizer, enabled=tu.uses_plateau_scheduler(settings)),
+                label=f"bert4rec[{settings.preset}]",
+            )
+        self._remember(net, data, item_vectors)
+        params = tu.training_params(config, net, settings, bert.batch_size, bert.lr, device)
+        params["n_sequences"] = len(sequences.lengths)
+        return tu.fit_report(history, params, time.perf_counter() - started)
+
+    def recommend(self, users: np.ndarray, n: int) -> TopN:
+        net, data = self._fitted()
+        device = next(net.parameters()).device
+
+        def score_block(block: np.ndarray) -> torch.Tensor:
+            tokens, mask_at = inference_tokens(data.train, block, net.config)
+            return net.mask_scores(tokens.to(device), mask_at.to(device))
+
+        with torch.no_grad():
+            return tu.recommend_in_batches(users, n, data, score_block, max_cells=SCORE_BATCH_CELLS)

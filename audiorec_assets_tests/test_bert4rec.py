@@ -1,0 +1,174 @@
+"""BERT4Rec (both presets) on a tiny synthetic catalogue whose listening order is learnable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from audiorec_assets.recommenders import bert4rec as b4r
+from audiorec_assets.recommenders import torch_utils as tu
+from audiorec_assets.recommenders.data import InteractionData, UserItems
+from audiorec_assets.settings import Bert4RecSettings, ExperimentSettings
+
+N_USERS, N_ITEMS, DIM, N_CLUSTERS = 40, 60, 16, 4
+
+
+def sequential_data(seed: int = 0) -> tuple[InteractionData, np.ndarray]:
+    """Items fall in 4 audio clusters; each user walks their cluster's items in one fixed cyclic order
+    from a random start: 8 train, then 3 val, then 2 test items. What comes next is predictable from
+    the history, and nothing about it is in the audio beyond the cluster."""
+    rng = np.random.default_rng(seed)
+    cluster_of_item = np.arange(N_ITEMS) % N_CLUSTERS
+    vectors = (rng.normal(size=(N_CLUSTERS, DIM))[cluster_of_item] * 2.0 + rng.normal(size=(N_ITEMS, DIM)))
+    rows = []
+    start = pd.Timestamp("2020-01-01")
+    for user in range(N_USERS):
+        own = np.flatnonzero(cluster_of_item == user % N_CLUSTERS)
+        walk = np.roll(own, -int(rng.integers(len(own))))[:13]
+        for step, item in enumerate(walk):
+            split = "train" if step < 8 else "val" if step < 11 else "test"
+            rows.append((f"u{user:03d}", f"t{item:03d}", start + pd.Timedelta(hours=step), 1, split))
+    interactions = pd.DataFrame(rows, columns=["user_id", "track_id", "first_ts", "plays", "split"])
+    tracks = pd.DataFrame({"track_id": [f"t{i:03d}" for i in range(N_ITEMS)], "item_idx": np.arange(N_ITEMS)})
+    return InteractionData.from_frames(interactions, tracks), vectors.astype(np.float32)
+
+
+def settings_for(preset: str, **bert: object) -> ExperimentSettings:
+    values = {
+        "hidden_dim": 16, "ffn_dim": 32, "max_len": 12, "infer_len": 6,
+        "batch_size": 8, "max_epochs": 15, "patience": 4, "lr": 3e-3, **bert,
+    }
+    return ExperimentSettings(preset=preset, seed=11, bert4rec=Bert4RecSettings(**values))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> tuple[InteractionData, np.ndarray]:
+    return sequential_data()
+
+
+@pytest.fixture(scope="module", params=["guide", "paper_code"])
+def fitted(request, dataset):
+    data, vectors = dataset
+    model = b4r.Bert4RecRecommender(settings_for(request.param))
+    report = model.fit(data, vectors.copy())
+    return request.param, model, report
+
+
+def test_training_improves_validation_loss(fitted):
+    preset, _, report = fitted
+    assert report.best_epoch is not None and report.best_epoch > 0
+    assert report.val_loss[report.best_epoch] < report.val_loss[0]
+    assert report.params["mask_prob"] == (0.15 if preset == "guide" else 0.2)
+    assert report.params["hidden_dim"] == (16 if preset == "guide" else DIM)
+    assert report.params["plateau_scheduler"] == (preset == "paper_code")
+
+
+def test_recommend_excludes_train_items_and_sorts(fitted, dataset):
+    _, model, _ = fitted
+    data, _ = dataset
+    users = np.arange(data.n_users)
+    top = model.recommend(users, 10)
+    assert top.items.shape == top.scores.shape == (data.n_users, 10)
+    for row, user in enumerate(users):
+        assert not set(top.items[row]) & set(data.train.items_of(user))
+        assert np.all(np.diff(top.scores[row]) <= 0)
+
+
+def test_save_load_gives_identical_scores(fitted, dataset, tmp_path: Path):
+    preset, model, _ = fitted
+    data, vectors = dataset
+    model.save(tmp_path)
+    loaded = b4r.Bert4RecRecommender.load(tmp_path, settings_for(preset), data, vectors)
+    users = np.arange(data.n_users)
+    before, after = model.recommend(users, 15), loaded.recommend(users, 15)
+    assert np.array_equal(before.items, after.items)
+    assert np.array_equal(before.scores, after.scores)
+
+
+def test_load_refuses_another_recommenders_files(fitted, dataset, tmp_path: Path):
+    preset, model, _ = fitted
+    data, vectors = dataset
+    model.save(tmp_path)
+    from audiorec_assets.recommenders.shallow import ShallowRecommender
+
+    with pytest.raises(tu.ModelFileError, match="bert4rec"):
+        ShallowRecommender.load(tmp_path, settings_for(preset), data, vectors)
+
+
+def test_same_seed_gives_same_scores(fitted, dataset):
+    preset, model, report = fitted
+    data, vectors = dataset
+    again = b4r.Bert4RecRecommender(settings_for(preset))
+    report_again = again.fit(data, vectors.copy())
+    assert report_again.val_loss == report.val_loss
+    users = np.arange(data.n_users)
+    assert np.array_equal(model.recommend(users, 15).scores, again.recommend(users, 15).scores)
+
+
+def test_guide_freezes_audio_paper_code_trains_it(fitted, dataset):
+    preset, model, _ = fitted
+    _, vectors = dataset
+    net = model.net
+    audio = torch.as_tensor(vectors)
+    if preset == "guide":
+        assert torch.equal(net.item_table, audio)
+        assert "item_table" not in net.state_dict()
+        assert isinstance(net.in_proj, torch.nn.Linear) and isinstance(net.out_proj, torch.nn.Linear)
+    else:
+        assert net.item_table.requires_grad and not torch.allclose(net.item_table, audio)
+        assert "item_table" in net.state_dict()
+
+
+def test_masked_only_logits_equal_all_position_logits_gathered(dataset):
+    data, vectors = dataset
+    for preset in ("guide", "paper_code"):
+        config = b4r.Bert4RecConfig.from_settings(settings_for(preset), data.n_items, DIM)
+        torch.manual_seed(0)
+        net = b4r.Bert4RecNet(config, torch.as_tensor(vectors)).eval()
+        sequences = b4r.TrainSequences.from_train(data.train, config)
+        tokens = sequences.tokens[:10]
+        masked = b4r.sample_mask(sequences.lengths[:10], tokens.shape[1], 0.3, torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            hidden = net.encode(tokens.masked_fill(masked, config.mask_token))
+            fast = b4r.masked_position_logits(net, hidden, masked)
+            slow = b4r.all_position_logits(net, hidden, masked)
+        assert fast.shape == (int(masked.sum()), data.n_items)
+        assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
+
+
+def test_sample_mask_masks_only_real_positions_and_at_least_one():
+    lengths = torch.tensor([1, 3, 10, 10, 0 + 2])
+    masked = b4r.sample_mask(lengths, 10, 0.05, torch.Generator().manual_seed(0))
+    positions = torch.arange(10).unsqueeze(0)
+    assert not (masked & (positions >= lengths.unsqueeze(1))).any()
+    assert masked.any(dim=1).all()
+    many = b4r.sample_mask(torch.full((400,), 50), 50, 0.2, torch.Generator().manual_seed(0))
+    assert abs(many.float().mean().item() - 0.2) < 0.01
+
+
+def test_sequences_keep_the_latest_items_in_order():
+    train = UserItems(indptr=np.array([0, 5, 7]), indices=np.array([10, 11, 12, 13, 14, 20, 21]))
+    tokens, lengths = b4r.history_tokens(train, np.array([0, 1]), width=4, pad_token=99)
+    assert tokens.tolist() == [[11, 12, 13, 14], [20, 21, 99, 99]]
+    assert lengths.tolist() == [4, 2]
+    config = b4r.Bert4RecConfig.from_settings(settings_for("guide", infer_len=4), n_items=30, audio_dim=DIM)
+    inference, mask_at = b4r.inference_tokens(train, np.array([0, 1]), config)
+    assert inference.tolist() == [[12, 13, 14, 31], [20, 21, 31, 30]]  # pad 30, mask 31
+    assert mask_at.tolist() == [3, 2]
+
+
+def test_heads_must_divide_hidden_size():
+    with pytest.raises(ValueError, match="bert4rec.heads"):
+        b4r.Bert4RecConfig.from_settings(settings_for("paper_code", heads=3), n_items=10, audio_dim=DIM)
