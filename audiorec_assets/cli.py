@@ -49,41 +49,26 @@ def _run(defs, instance, selection, label: str, partition_key: str | None = None
     print(f"[audiorec] {label} done in {time.perf_counter() - started:.1f} s", flush=True)
 
 
-def encoder_order(encoders: list[str], shuffled_base: str) -> list[str]:
-    """Encoders in run order: the controls after the encoder they are derived from."""
-    controls = [e for e in encoders if e in ("shuffled", "random")]
-    others = [e for e in encoders if e not in controls]
-    if controls and shuffled_base not in others:
-        others.append(shuffled_base)
-    return others + controls
-
-
 def demo(lake_root: Path) -> None:
-    """Write the demo data if ``raw/`` is empty, then materialize the graph for the configured encoders."""
-    import dagster as dg
+    """Write the demo data if ``raw/`` is empty, then run the study plan until nothing is missing or stale.
 
+    The plan is the study sensor's (``defs/automation.py``), executed here in-process, one run at a time.
+    """
     from audiorec_assets.definitions import build_definitions
-    from audiorec_assets.defs.evaluation import COMPARISON_ASSETS, LEADERBOARD
-    from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
+    from audiorec_assets.defs.automation import JOB_SELECTIONS, instance_timestamps, plan_study_runs
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
     settings = load_settings(lake.root)
-    print(f"[audiorec] lake: {lake.root} (preset {settings.preset})", flush=True)
+    print(f"[audiorec] lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
+          f"recommenders {settings.recommenders})", flush=True)
     defs = build_definitions(lake.root)
     instance = _instance()
-    _run(defs, instance, dg.AssetSelection.groups("ingest"), "ingest + split + data-quality checks")
-    encoders = encoder_order(settings.encoders, settings.encode.shuffled_base)
-    for encoder in encoders:
-        _run(defs, instance, dg.AssetSelection.groups("embeddings"), f"embeddings[{encoder}]", partition_key=encoder)
-    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
-    for encoder in settings.encoders:
-        for recommender in settings.recommenders:
-            key = dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})
-            _run(defs, instance, per_partition, f"{recommender} on {encoder}: train, recommend, evaluate",
-                 partition_key=key)
-    _run(defs, instance, dg.AssetSelection.assets(LEADERBOARD, *[a.key for a in COMPARISON_ASSETS]),
-         "leaderboard + comparison tables")
+    done: set[str] = set()
+    while planned := [p for p in plan_study_runs(settings, instance_timestamps(instance)) if p.run_key not in done]:
+        for run in planned:
+            _run(defs, instance, JOB_SELECTIONS[run.job_name], run.label, partition_key=run.partition_key)
+            done.add(run.run_key)
     print_leaderboard(lake)
 
 

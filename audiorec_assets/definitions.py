@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.defs import checks, evaluation, ingest
+from audiorec_assets.defs import automation, checks, evaluation, ingest
 from audiorec_assets.defs.embeddings import build_embeddings_asset
 from audiorec_assets.defs.models import build_model_assets
 from audiorec_assets.defs.partitions import encoder_partitions, model_partitions
@@ -30,6 +30,9 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
         ],
         asset_checks=[checks.tracks_quality, checks.interactions_quality],
         resources={"lake": LakeResource(root=str(paths.root))},
+        jobs=[automation.ingest_job, automation.embeddings_job, automation.recommend_job, automation.tables_job],
+        sensors=[automation.raw_data_sensor, automation.study_sensor],
+        schedules=[automation.nightly_ingest_schedule],
     )
 
 

@@ -131,3 +131,26 @@ def test_bring_your_own_vectors_become_an_encoder(lake, ingested):
                             resources=defs.resources, raise_on_error=False)
     check = result.get_asset_check_evaluations()[0]
     assert not check.passed and "10 rows but the catalogue has 30" in str(check.metadata["problems"].value)
+
+
+@pytest.mark.parametrize("preset", ["guide", "paper_code"])
+def test_trained_recommenders_run_in_the_graph_and_same_seed_gives_same_metrics(lake, ingested, preset):
+    (lake / "experiment.yaml").write_text(
+        f"preset: {preset}\nks: [5, 10, 50]\ntop_n: 60\n"
+        "shallow: {max_epochs: 3, batch_size: 512}\nbert4rec: {max_epochs: 3, hidden_dim: 32, ffn_dim: 32}\n")
+    defs = build_definitions(lake)
+    run(defs, dg.AssetSelection.groups("ingest"))  # the preset changes the split
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="random")
+    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
+    first = {}
+    for recommender in ("shallow", "bert4rec"):
+        key = dg.MultiPartitionKey({"encoder": "random", "recommender": recommender})
+        result = run(defs, per_partition, key)
+        model_meta = result.asset_materializations_for_node("audiorec__models")[0].metadata
+        assert model_meta["preset"].value == preset and "training_curve" in model_meta
+        first[recommender] = sql(lake, f"SELECT * FROM audiorec.metrics WHERE recommender = '{recommender}' "
+                                       "ORDER BY split, metric, k")
+        run(defs, per_partition, key)
+        again = sql(lake, f"SELECT * FROM audiorec.metrics WHERE recommender = '{recommender}' ORDER BY split, metric, k")
+        pd.testing.assert_frame_equal(first[recommender], again)
+    assert len(first["shallow"]) == 2 * 5 * 3

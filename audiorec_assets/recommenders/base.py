@@ -62,23 +62,34 @@ class Recommender(ABC):
         """Rebuild a fitted model written by :meth:`save`."""
 
 
+def history_mask_coords(users: np.ndarray, data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
+    """(row, item) coordinates of every train item of ``users`` (row r ↔ ``users[r]``), without a per-user loop."""
+    train = data.train
+    starts, lengths = train.indptr[users], train.indptr[users + 1] - train.indptr[users]
+    rows = np.repeat(np.arange(len(users)), lengths)
+    # position of each entry inside its row's slice: global offset minus the row's first offset
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return rows, train.indices[np.repeat(starts, lengths) + offsets]
+
+
 def exclude_and_top_n(scores: np.ndarray, users: np.ndarray, data: InteractionData, n: int) -> TopN:
     """Mask each user's train items in a dense ``(len(users), n_items)`` score block and take top-``n``.
 
-    Shared by score-everything models (shallow, bert4rec, popularity). ``scores`` is modified in place.
+    Shared by score-everything models (shallow, bert4rec). ``scores`` is modified in place.
+    Within the top ``n``, equal scores are ordered by item index (ascending).
     """
-    train = data.train
-    starts, ends = train.indptr[users], train.indptr[users + 1]
-    lengths = ends - starts
-    rows = np.repeat(np.arange(len(users)), lengths)
-    cols = np.concatenate([train.indices[s:e] for s, e in zip(starts, ends)]) if len(users) else np.zeros(0, np.int64)
+    rows, cols = history_mask_coords(users, data)
     scores[rows, cols] = -np.inf
     n_eff = min(n, scores.shape[1])
-    part = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.argsort(-part_scores, axis=1, kind="stable")
-    items = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    top_scores = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    if n_eff == 0:
+        empty = np.full((len(users), n), -1, dtype=np.int64)
+        return TopN(users=users, items=empty, scores=np.full((len(users), n), np.nan, dtype=np.float32))
+    candidates = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
+    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+    # within the top n: score descending, then item index ascending (deterministic order of ties)
+    order = np.take_along_axis(candidates, np.lexsort((candidates, -candidate_scores), axis=1), axis=1)
+    items = order.astype(np.int64)
+    top_scores = np.take_along_axis(scores, order, axis=1).astype(np.float32)
     invalid = ~np.isfinite(top_scores)
     items[invalid] = -1
     top_scores[invalid] = np.nan
