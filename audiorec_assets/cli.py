@@ -55,7 +55,9 @@ def demo(lake_root: Path) -> None:
     The plan is the study sensor's (``defs/automation.py``), executed here in-process, one run at a time.
     """
     from audiorec_assets.definitions import build_definitions
-    from audiorec_assets.defs.automation import JOB_SELECTIONS, instance_timestamps, plan_study_runs
+    from audiorec_assets.defs.automation import (
+        JOB_SELECTIONS, instance_check_ok, instance_metadata, plan_study_runs,
+    )
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
@@ -65,16 +67,26 @@ def demo(lake_root: Path) -> None:
     defs = build_definitions(lake.root)
     instance = _instance()
     done: set[str] = set()
-    while planned := [p for p in plan_study_runs(settings, instance_timestamps(instance)) if p.run_key not in done]:
-        for run in planned:
+    while True:
+        plan = plan_study_runs(settings, lake, instance_metadata(instance), instance_check_ok(instance))
+        todo = [run for run in plan.runs if run.run_key not in done]
+        if not todo:
+            break
+        for run in todo:
             _run(defs, instance, JOB_SELECTIONS[run.job_name], run.label, partition_key=run.partition_key)
             done.add(run.run_key)
+    for reason in plan.waiting:
+        print(f"[audiorec] not run: {reason}", flush=True)
+    if not done:
+        print("[audiorec] everything is up to date", flush=True)
     print_leaderboard(lake)
 
 
 def print_leaderboard(lake: LakePaths) -> None:
     from audiorec_assets.warehouse import read_table
 
+    if not (lake.table_dir("leaderboard") / "all.parquet").exists():
+        raise SystemExit("[audiorec] no leaderboard yet: see the messages above.")
     board = read_table(lake, "leaderboard")
     print("\nLeaderboard (test split, @50; audiorec.leaderboard):")
     print(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))

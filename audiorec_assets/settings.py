@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import hashlib
+import json
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 LAKE_ENV = "AUDIOREC_LAKE"
 SETTINGS_FILE = "experiment.yaml"
 
 Preset = Literal["guide", "paper_code"]
+# encoder keys become Dagster partition keys and file names
+ENCODER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class SettingsError(ValueError):
@@ -91,6 +97,28 @@ class ExperimentSettings(_Section):
     shallow: ShallowSettings = ShallowSettings()
     bert4rec: Bert4RecSettings = Bert4RecSettings()
 
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentSettings:
+        from audiorec_assets.recommenders import RECOMMENDERS  # lazy: the registry imports this module
+
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError("ks must list at least one cutoff K >= 1")
+        if max(self.ks) > self.top_n:
+            raise ValueError(f"top_n ({self.top_n}) must be at least the largest K in ks ({max(self.ks)})")
+        unknown = [r for r in self.recommenders if r not in RECOMMENDERS]
+        if unknown:
+            raise ValueError(f"recommenders {unknown} are unknown; known: {sorted(RECOMMENDERS)}")
+        bad = [e for e in [*self.encoders, self.encode.shuffled_base] if not ENCODER_NAME.fullmatch(e)]
+        if bad:
+            raise ValueError(f"encoder names {bad} must match {ENCODER_NAME.pattern}")
+        return self
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short hash of the named settings (all when none): what a stored result was computed with."""
+        dump = self.model_dump(mode="json")
+        chosen = {k: dump[k] for k in sections} if sections else dump
+        return hashlib.sha1(json.dumps(chosen, sort_keys=True).encode()).hexdigest()[:12]
+
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentSettings:
         """Return a copy with (nested) keys replaced, validated again."""
         merged = _deep_merge(self.model_dump(), overrides)
@@ -112,7 +140,7 @@ def parse_settings(raw: dict[str, Any], source: str) -> ExperimentSettings:
         return ExperimentSettings.model_validate(raw)
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in err.errors()
         )
         raise SettingsError(f"Invalid settings in {source}: {problems}") from None
 

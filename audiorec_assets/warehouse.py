@@ -83,4 +83,5 @@ def scratch_connection(lake: LakePaths, memory_limit: str = "3GB"):
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{lake.tmp}'")
     con.execute("SET preserve_insertion_order = true")
+    con.execute("SET TimeZone = 'UTC'")  # timestamps never shift with the machine's zone
     return con

@@ -14,23 +14,26 @@ from audiorec_assets.recommenders import torch_utils as tu
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.settings import Bert4RecSettings, ExperimentSettings
 
-N_USERS, N_ITEMS, DIM, N_CLUSTERS = 40, 60, 16, 4
+N_USERS, N_ITEMS, DIM, N_CLUSTERS = 40, 100, 16, 4
+N_TRAIN, N_VAL_LONG, N_VAL_SHORT, N_TEST = 8, 11, 3, 2
 
 
-def sequential_data(seed: int = 0) -> tuple[InteractionData, np.ndarray]:
+def sequential_data(seed: int = 0, long_val: bool = True) -> tuple[InteractionData, np.ndarray]:
     """Items fall in 4 audio clusters; each user walks their cluster's items in one fixed cyclic order
-    from a random start: 8 train, then 3 val, then 2 test items. What comes next is predictable from
-    the history, and nothing about it is in the audio beyond the cluster."""
+    from a random start: 8 train, then val, then 2 test items. Users ``u % 4 < 2`` have 11 val items
+    when ``long_val`` (enough for paper_code's masked-LM validation loss), all others 3. What comes
+    next is predictable from the history, and nothing about it is in the audio beyond the cluster."""
     rng = np.random.default_rng(seed)
     cluster_of_item = np.arange(N_ITEMS) % N_CLUSTERS
     vectors = (rng.normal(size=(N_CLUSTERS, DIM))[cluster_of_item] * 2.0 + rng.normal(size=(N_ITEMS, DIM)))
     rows = []
     start = pd.Timestamp("2020-01-01")
     for user in range(N_USERS):
+        n_val = N_VAL_LONG if long_val and user % 4 < 2 else N_VAL_SHORT
         own = np.flatnonzero(cluster_of_item == user % N_CLUSTERS)
-        walk = np.roll(own, -int(rng.integers(len(own))))[:13]
+        walk = np.roll(own, -int(rng.integers(len(own))))[: N_TRAIN + n_val + N_TEST]
         for step, item in enumerate(walk):
-            split = "train" if step < 8 else "val" if step < 11 else "test"
+            split = "train" if step < N_TRAIN else "val" if step < N_TRAIN + n_val else "test"
             rows.append((f"u{user:03d}", f"t{item:03d}", start + pd.Timedelta(hours=step), 1, split))
     interactions = pd.DataFrame(rows, columns=["user_id", "track_id", "first_ts", "plays", "split"])
     tracks = pd.DataFrame({"track_id": [f"t{i:03d}" for i in range(N_ITEMS)], "item_idx": np.arange(N_ITEMS)})
@@ -73,6 +76,18 @@ def test_training_improves_validation_loss(fitted):
     assert report.params["mask_prob"] == (0.15 if preset == "guide" else 0.2)
     assert report.params["hidden_dim"] == (16 if preset == "guide" else DIM)
     assert report.params["plateau_scheduler"] == (preset == "paper_code")
+
+
+def test_fit_records_its_validation_loss_definition(fitted, dataset):
+    preset, _, report = fitted
+    data, _ = dataset
+    if preset == "guide":
+        assert report.params["val_loss"] == "guide"
+        assert report.params["val_loss_users"] == len(data.eval_users("val")) == N_USERS
+    else:
+        assert report.params["val_loss"] == "paper_code"
+        assert report.params["val_loss_users"] == N_USERS // 2  # the users with 11 val items
+    assert isinstance(report.params["val_loss_detail"], str) and report.params["val_loss_detail"]
 
 
 def test_recommend_excludes_train_items_and_sorts(fitted, dataset):
@@ -172,3 +187,105 @@ def test_sequences_keep_the_latest_items_in_order():
 def test_heads_must_divide_hidden_size():
     with pytest.raises(ValueError, match="bert4rec.heads"):
         b4r.Bert4RecConfig.from_settings(settings_for("paper_code", heads=3), n_items=10, audio_dim=DIM)
+
+
+def fresh_net(preset: str, data: InteractionData, vectors: np.ndarray, **bert: object) -> b4r.Bert4RecNet:
+    config = b4r.Bert4RecConfig.from_settings(settings_for(preset, **bert), data.n_items, DIM)
+    torch.manual_seed(0)
+    return b4r.Bert4RecNet(config, torch.as_tensor(vectors)).eval()
+
+
+def without_val_of(data: InteractionData, users: np.ndarray) -> InteractionData:
+    """``data`` with the val items of ``users`` removed (user and item indices unchanged)."""
+    drop = np.isin(data.val.row_ids(), users)
+    lengths = np.where(np.isin(np.arange(data.n_users), users), 0, data.val.lengths())
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    val = UserItems(indptr=indptr, indices=data.val.indices[~drop])
+    return InteractionData(data.user_ids, data.track_ids, data.train, data.train_plays, val, data.test)
+
+
+def test_paper_code_val_loss_uses_only_users_with_ten_val_items(dataset):
+    data, vectors = dataset
+    net = fresh_net("paper_code", data, vectors)
+    long_users = np.flatnonzero(data.val.lengths() >= 10)
+    short_users = np.flatnonzero((data.val.lengths() > 0) & (data.val.lengths() < 10))
+    assert len(long_users) and len(short_users)
+    val = b4r.validation_loss(net, data, seed=11)
+    assert val is not None and val.definition == "paper_code"
+    assert np.array_equal(val.users, long_users)
+    with torch.no_grad():
+        loss = val.compute()
+        assert val.compute() == loss  # the validation mask is fixed: the same loss every epoch
+        # The short users' val items play no part: dropping them leaves the loss unchanged.
+        trimmed = b4r.validation_loss(net, without_val_of(data, short_users), seed=11)
+        assert trimmed is not None and trimmed.compute() == loss
+        # ... while the guide definition does use them.
+        guide = b4r.guide_validation_loss(net, data, data.eval_users("val"))
+        guide_trimmed = b4r.guide_validation_loss(net, data, long_users)
+        assert guide() != guide_trimmed()
+    # The sequences are the users' val items alone (no train history), masked without a forced mask.
+    batches = b4r.paper_val_batches(
+        data.val, long_users, net.config, tu.make_generator(11, b4r.STREAM_VAL_MASK), torch.device("cpu")
+    )
+    long_val_items = set(np.concatenate([data.val.items_of(u) for u in long_users]).tolist())
+    config = net.config
+    for batch in batches:
+        assert batch.masked.any(dim=1).all()  # rows without a masked position were dropped
+        assert set(batch.targets.tolist()) <= long_val_items
+        visible = batch.inputs[(batch.inputs != config.mask_token) & (batch.inputs != config.pad_token)]
+        assert set(visible.tolist()) <= long_val_items
+    n_masked = sum(len(batch.targets) for batch in batches)
+    assert 0 < n_masked < len(long_users) * N_VAL_LONG
+
+
+def test_paper_code_val_loss_falls_back_to_guide_without_ten_val_items():
+    data, vectors = sequential_data(long_val=False)
+    assert data.val.lengths().max() < 10
+    net = fresh_net("paper_code", data, vectors)
+    val = b4r.validation_loss(net, data, seed=11)
+    assert val is not None and val.definition == "guide_fallback"
+    assert np.array_equal(val.users, data.eval_users("val"))
+    with torch.no_grad():
+        assert val.compute() == b4r.guide_validation_loss(net, data, data.eval_users("val"))()
+    report = b4r.Bert4RecRecommender(settings_for("paper_code", max_epochs=1)).fit(data, vectors.copy())
+    assert report.params["val_loss"] == "guide_fallback"
+    assert "10 val items" in report.params["val_loss_detail"]
+    assert len(report.val_loss) == 1
+
+
+def test_guide_val_loss_is_recorded_as_guide_and_no_val_users_as_none(dataset):
+    data, vectors = dataset
+    net = fresh_net("guide", data, vectors)
+    val = b4r.validation_loss(net, data, seed=11)
+    assert val is not None and val.definition == "guide" and len(val.users) == N_USERS
+    no_val = without_val_of(data, np.arange(data.n_users))
+    assert b4r.validation_loss(net, no_val, seed=11) is None
+    report = b4r.Bert4RecRecommender(settings_for("paper_code", max_epochs=1)).fit(no_val, vectors.copy())
+    assert report.params["val_loss"] == "none" and report.val_loss == []
+
+
+def test_paper_code_masking_may_leave_a_row_unmasked_guide_never(dataset):
+    data, _ = dataset
+    lengths = torch.full((300,), 3)
+    for preset in ("guide", "paper_code"):
+        config = b4r.Bert4RecConfig.from_settings(settings_for(preset), data.n_items, DIM)
+        masked = b4r.sample_mask(
+            lengths, 3, config.mask_prob, torch.Generator().manual_seed(0), at_least_one=config.at_least_one_mask
+        )
+        if preset == "guide":
+            assert config.at_least_one_mask and masked.any(dim=1).all()
+        else:
+            # P(no mask in 3 positions) = 0.8^3 ≈ 0.51
+            assert not config.at_least_one_mask and (~masked.any(dim=1)).sum() > 100
+
+
+def test_paper_code_batch_without_masked_positions_is_skipped(dataset):
+    data, vectors = dataset
+    net = fresh_net("paper_code", data, vectors, mask_prob=1e-12)
+    sequences = b4r.TrainSequences.from_train(data.train, net.config)
+    before = {name: value.clone() for name, value in net.state_dict().items()}
+    optimizer = tu.adam(net, 1e-2)
+    net.train()
+    loss = b4r.train_epoch(net, optimizer, sequences, 8, torch.Generator().manual_seed(0))
+    assert loss == 0.0
+    assert all(torch.equal(before[name], value) for name, value in net.state_dict().items())

@@ -96,3 +96,25 @@ def test_bad_logs_name_file_and_line_and_keep_previous_tables(lake, content, mes
     # the earlier, good tables are intact
     assert sql(lake, "SELECT count(*) AS n FROM audiorec.listens")["n"][0] == before
     assert not list((lake / "tables" / "listens").glob(".*"))
+
+
+def test_interactions_check_catches_leaks_cold_users_and_wrong_windows(tmp_path):
+    from datetime import datetime
+
+    from audiorec_assets.data.quality import check_interactions, interactions_flags
+    from audiorec_assets.data.splits import SplitWindows
+
+    rows = pd.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u2", "u1"],
+        "track_id": ["a", "b", "a", "b", "c"],
+        "first_ts": pd.to_datetime(["2019-03-01", "2019-04-01", "2020-02-25", "2020-03-10", "2020-03-15"]),
+        "plays": pd.array([1, 1, 1, 1, 1], dtype="int32"),
+        "split": ["train", "train", "val", "test", "val"],  # u1/a leaks; u2 is cold; c is cold; c after val_end
+    })
+    rows.to_parquet(tmp_path / "i.parquet")
+    windows = SplitWindows(datetime(2019, 2, 20), datetime(2020, 2, 20), datetime(2020, 3, 20), datetime(2020, 3, 5))
+    result = check_interactions(interactions_flags(duckdb.connect(), tmp_path / "i.parquet", windows))
+    failed = {f["column"] for f in result.failures}
+    assert failed == {"eval_pair_in_train", "user_in_train", "track_in_train", "in_window"}
+    window = next(f for f in result.failures if f["column"] == "in_window")
+    assert window["detail"]["examples"] == [{"user_id": "u1", "track_id": "c", "split": "val"}]

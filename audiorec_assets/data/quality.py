@@ -88,20 +88,23 @@ def _jsonable(value: Any) -> Any:
 
 
 def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.DataFrame:
-    """Interactions rows plus per-row set flags: inside its window, user / track / pair present in train."""
+    """Interactions rows plus per-row set flags: inside its split's window (for ``guide``, val before
+    ``val_end`` and test after it), user / track / pair present in train."""
     return con.execute(
         """WITH i AS (SELECT * FROM read_parquet($path)),
                 tr AS (SELECT user_id, track_id FROM i WHERE split = 'train')
            SELECT i.*,
              CASE WHEN i.split = 'train' THEN i.first_ts >= $train_start AND i.first_ts < $test_start
-                  ELSE i.first_ts >= $test_start AND i.first_ts < $test_end END AS in_window,
+                  WHEN $val_end IS NULL THEN i.first_ts >= $test_start AND i.first_ts < $test_end
+                  WHEN i.split = 'val' THEN i.first_ts >= $test_start AND i.first_ts < $val_end
+                  ELSE i.first_ts >= $val_end AND i.first_ts < $test_end END AS in_window,
              i.split = 'train' OR i.user_id IN (SELECT user_id FROM tr) AS user_in_train,
              i.split = 'train' OR i.track_id IN (SELECT track_id FROM tr) AS track_in_train,
              i.split <> 'train' AND EXISTS (SELECT 1 FROM tr WHERE tr.user_id = i.user_id AND tr.track_id = i.track_id)
                AS eval_pair_in_train
            FROM i""",
         {"path": str(interactions), "train_start": windows.train_start, "test_start": windows.test_start,
-         "test_end": windows.test_end},
+         "test_end": windows.test_end, "val_end": windows.val_end},
     ).df()
 
 

@@ -13,6 +13,7 @@ from enum import Enum
 from pathlib import Path
 
 from audiorec_assets.data.audio import AUDIO_EXTENSIONS
+from audiorec_assets.lakeio import atomic_path
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "track_id", "timestamp")
 ONION_LOG = "userid_trackid_timestamp.tsv"
@@ -59,26 +60,22 @@ def detect_source(raw_dir: Path) -> RawSource:
     return found[0]
 
 
-def _reader_sql(path: Path, *, all_varchar: bool = False) -> str:
-    """A DuckDB table function reading ``path`` with its header; columns typed by us, not sniffed."""
-    quoted = str(path).replace("'", "''")
+def _sql_path(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _reader_sql(path: Path) -> str:
+    """A DuckDB table function reading ``path`` by its header; text columns stay text (no sniffed types)."""
     if path.suffix == ".parquet":
-        return f"read_parquet('{quoted}')"
+        return f"read_parquet('{_sql_path(path)}')"
     delim = "\\t" if path.name.endswith((".tsv", ".tsv.bz2")) else ","
-    types = "all_varchar=true" if all_varchar else "columns={'user_id':'VARCHAR','track_id':'VARCHAR','timestamp':'VARCHAR'}"
-    return f"read_csv('{quoted}', delim=E'{delim}', header=true, {types}, store_rejects=true, quote='\"')"
+    return f"read_csv('{_sql_path(path)}', delim=E'{delim}', header=true, all_varchar=true, store_rejects=true)"
 
 
 def log_columns(con, path: Path) -> list[str]:
     """Column names of the log's header."""
-    quoted = str(path).replace("'", "''")
-    if path.suffix == ".parquet":
-        rel = f"read_parquet('{quoted}')"
-    else:
-        delim = "\\t" if path.name.endswith(".tsv") else ","
-        rel = f"read_csv('{quoted}', delim=E'{delim}', header=true, all_varchar=true)"
     try:
-        return [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {rel}").fetchall()]
+        return [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {_reader_sql(path)}").fetchall()]
     except Exception as err:
         raise SourceError(f"{path}: cannot read the header ({err})") from None
 
@@ -116,12 +113,22 @@ def decompress_if_needed(log_path: Path, scratch_dir: Path) -> Path:
 
 
 def _timestamp_sql(column_type: str) -> str:
-    """SQL turning the log's ``timestamp`` column into TIMESTAMP (strings, epoch seconds or native)."""
+    """SQL turning the log's ``timestamp`` column into a UTC TIMESTAMP.
+
+    Accepts native timestamps, epoch seconds (numbers, or digit strings in text logs) and
+    text such as ``2019-03-01 12:00:00`` or ISO 8601 with an offset (converted to UTC).
+    The connection's time zone is UTC (``warehouse.scratch_connection``), so the result
+    does not depend on the machine.
+    """
     if column_type.startswith("TIMESTAMP"):
         return "CAST(timestamp AS TIMESTAMP)"
-    if column_type in {"BIGINT", "INTEGER", "DOUBLE", "HUGEINT", "UBIGINT"}:
-        return "CAST(to_timestamp(CAST(timestamp AS DOUBLE)) AS TIMESTAMP)"
-    return "TRY_CAST(timestamp AS TIMESTAMP)"
+    if column_type in {"BIGINT", "INTEGER", "DOUBLE", "FLOAT", "HUGEINT", "UBIGINT", "UINTEGER", "DECIMAL"}:
+        return "make_timestamp(CAST(CAST(timestamp AS DOUBLE) * 1e6 AS BIGINT))"
+    return (
+        "COALESCE(TRY_CAST(TRY_CAST(timestamp AS TIMESTAMPTZ) AS TIMESTAMP), "
+        "CASE WHEN regexp_full_match(trim(timestamp), '[0-9]+([.][0-9]+)?') "
+        "THEN make_timestamp(CAST(CAST(trim(timestamp) AS DOUBLE) * 1e6 AS BIGINT)) END)"
+    )
 
 
 def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> int:
@@ -138,9 +145,12 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
     types = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})").fetchall())
     ts_sql = _timestamp_sql(types["timestamp"])
     # line numbers: the header is line 1, and DuckDB keeps insertion order by default
+    # columns by name (extra columns are ignored); ids as text whatever their type in Parquet;
+    # line numbers: the header is line 1, and DuckDB keeps insertion order by default
     con.sql(
         f"""CREATE OR REPLACE TEMP VIEW raw_listens AS
-            SELECT user_id, track_id, timestamp AS raw_timestamp, {ts_sql} AS ts,
+            SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(track_id AS VARCHAR) AS track_id,
+                   CAST(timestamp AS VARCHAR) AS raw_timestamp, {ts_sql} AS ts,
                    row_number() OVER () + 1 AS line
             FROM {reader}"""
     )
@@ -162,17 +172,14 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
         where = "row" if source.log_path.suffix == ".parquet" else "line"
         examples = "; ".join(f"{where} {line}: {problem} ({ts!r})" for line, _, _, ts, problem in bad)
         raise SourceError(f"{source.log_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    con.sql(
-        f"COPY (SELECT trim(user_id) AS user_id, trim(track_id) AS track_id, ts FROM raw_listens) "
-        f"TO '{partial}' (FORMAT parquet, COMPRESSION zstd)"
-    )
-    n_events = con.sql(f"SELECT count(*) FROM read_parquet('{partial}')").fetchone()[0]
-    if n_events == 0:
-        partial.unlink()
-        raise SourceError(f"{source.log_path}: the listening log has a header but no events.")
-    partial.replace(target)
+    with atomic_path(target, suffix=".parquet") as partial:
+        con.sql(
+            f"COPY (SELECT trim(user_id) AS user_id, trim(track_id) AS track_id, ts FROM raw_listens) "
+            f"TO '{_sql_path(partial)}' (FORMAT parquet, COMPRESSION zstd)"
+        )
+        n_events = con.sql(f"SELECT count(*) FROM read_parquet('{_sql_path(partial)}')").fetchone()[0]
+        if n_events == 0:
+            raise SourceError(f"{source.log_path}: the listening log has a header but no events.")
     return int(n_events)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from audiorec_assets.data.sources import Layout
+from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.settings import ExperimentSettings
 
 ONION_TRAIN_START = datetime(2019, 2, 20)
@@ -122,10 +123,9 @@ def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: Spli
             ORDER BY split_order, user_id, first_ts, track_id""",
         split_params,
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    con.execute(f"COPY interactions TO '{partial}' (FORMAT parquet, COMPRESSION zstd)")
-    partial.replace(target)
+    with atomic_path(target, suffix=".parquet") as partial:
+        quoted = str(partial).replace("'", "''")
+        con.execute(f"COPY interactions TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
     return _report(con)
 
 

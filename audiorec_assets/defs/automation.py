@@ -1,8 +1,11 @@
 """Automation: jobs, a raw-data sensor with a cursor, a reconciling study sensor and a schedule.
 
-The study sensor asks one question each tick — what is missing or older than what it was
-built from? — and requests exactly those runs, in dependency order (a control encoder waits
-for its base, a model for its embeddings). ``audiorec demo`` runs the same plan in-process.
+The study sensor asks one question each tick — what is missing, or was built from other
+inputs or settings than the current ones (``defs/lineage.py``)? — and requests exactly those
+runs, in dependency order (a control encoder waits for its base, a model for its
+embeddings, nothing for data that failed its checks). ``audiorec demo`` runs the same plan
+in-process. A failed run is not retried by the sensor until its inputs or settings change
+(its run key stays the same); re-run it from the UI.
 """
 
 import hashlib
@@ -11,14 +14,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from audiorec_assets.defs import lineage
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.evaluation import COMPARISON_ASSETS, LEADERBOARD
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
 from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.settings import ExperimentSettings
+from audiorec_assets.encoders import BUILTIN_ENCODERS
+from audiorec_assets.settings import ExperimentSettings, LakePaths
 
-CONTROLS = ("shuffled", "random")
 INGEST_SELECTION = dg.AssetSelection.groups("ingest")
 EMBEDDINGS_SELECTION = dg.AssetSelection.assets(EMBEDDINGS)
 RECOMMEND_SELECTION = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
@@ -38,7 +42,8 @@ JOB_SELECTIONS: dict[str, dg.AssetSelection] = {
     recommend_job.name: RECOMMEND_SELECTION, tables_job.name: TABLES_SELECTION,
 }
 
-Timestamp = Callable[[dg.AssetKey, str | None], float | None]  # latest materialization time, None = never
+Metadata = Callable[[dg.AssetKey, str | None], dict | None]  # latest materialization metadata, None = never
+CheckOk = Callable[[dg.AssetKey], bool | None]  # latest blocking check on an asset passed? None = never ran
 
 
 @dataclass(frozen=True)
@@ -51,95 +56,155 @@ class PlannedRun:
     label: str
 
 
-def plan_study_runs(settings: ExperimentSettings, latest: Timestamp) -> list[PlannedRun]:
-    """Runs whose outputs are missing or older than their inputs, for the configured encoders × recommenders.
+@dataclass
+class StudyPlan:
+    """The runs to request now, and why other parts of the study wait."""
 
-    Only runs whose inputs all exist are planned; call again after they finish for the next layer.
+    runs: list[PlannedRun]
+    waiting: list[str]
+
+
+def plan_study_runs(settings: ExperimentSettings, lake: LakePaths, meta: Metadata, check_ok: CheckOk) -> StudyPlan:
+    """Runs whose output is missing, or was built from other inputs or settings than the current ones.
+
+    Only runs whose inputs exist and passed their checks are planned; call again after they
+    finish for the next layer. ``waiting`` says what is held back and why.
     """
-    tracks_at, interactions_at = latest(TRACKS, None), latest(INTERACTIONS, None)
-    if tracks_at is None or interactions_at is None:
-        return [PlannedRun(ingest_job.name, None, "ingest:initial", "ingest + split + checks")]
-    planned: list[PlannedRun] = []
-    base = settings.encode.shuffled_base
+    waiting: list[str] = []
+    interactions, tracks = meta(INTERACTIONS, None), meta(TRACKS, None)
+    ingest_expected = lineage.ingest_built_from(settings, lake.root)
+    ingest_files = [lake.table_dir(t) / "all.parquet" for t in ("listens", "tracks", "interactions", "split_info")]
+    if (interactions is None or tracks is None or interactions.get(lineage.BUILT_FROM) != ingest_expected
+            or not all(f.exists() for f in ingest_files)):
+        return StudyPlan([_run(ingest_job.name, None, ingest_expected, "ingest + split + checks")], waiting)
+    for asset in (TRACKS, INTERACTIONS):
+        if check_ok(asset) is False:
+            waiting.append(f"{asset.to_user_string()} failed its data-quality check: fix the data, then re-ingest")
+            return StudyPlan([], waiting)
+
+    runs, vectors_fp = _plan_embeddings(settings, lake, meta, tracks[lineage.FINGERPRINT], waiting)
+    metrics_fps: list[str] = []
     for encoder in settings.encoders:
-        inputs = [tracks_at]
-        if encoder == "shuffled":
-            base_at = latest(EMBEDDINGS, base)
-            if base_at is None or base_at < tracks_at:
-                continue  # wait for the base encoder
-            inputs.append(base_at)
-        built = latest(EMBEDDINGS, encoder)
-        if built is None or built < max(inputs):
-            planned.append(_run(embeddings_job.name, encoder, max(inputs), f"embeddings[{encoder}]"))
-    newest_metrics = 0.0
-    for encoder in settings.encoders:
-        vectors_at = latest(EMBEDDINGS, encoder)
-        if vectors_at is None or vectors_at < tracks_at:
+        if encoder not in vectors_fp:
             continue
         for recommender in settings.recommenders:
             key = dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})
-            metrics_at = latest(METRICS, key)
-            inputs_at = max(vectors_at, interactions_at)
-            if metrics_at is None or metrics_at < inputs_at:
-                planned.append(_run(recommend_job.name, key, inputs_at, f"{recommender} on {encoder}"))
+            expected = lineage.metrics_built_from(settings, interactions[lineage.FINGERPRINT], vectors_fp[encoder])
+            built = meta(METRICS, str(key))
+            stored = lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet"
+            if built is None or built.get(lineage.BUILT_FROM) != expected or not stored.exists():
+                runs.append(_run(recommend_job.name, key, expected, f"{recommender} on {encoder}"))
             else:
-                newest_metrics = max(newest_metrics, metrics_at)
-    tables_at = latest(LEADERBOARD, None)
-    if not planned and newest_metrics and (tables_at is None or tables_at < newest_metrics):
-        planned.append(_run(tables_job.name, None, newest_metrics, "leaderboard + comparison tables"))
-    return planned
+                metrics_fps.append(built[lineage.FINGERPRINT])
+    if runs:
+        return StudyPlan(runs, waiting)
+    expected = lineage.tables_built_from(settings, metrics_fps)
+    board = meta(LEADERBOARD, None)
+    if metrics_fps and (board is None or board.get(lineage.BUILT_FROM) != expected
+                        or not (lake.table_dir("leaderboard") / "all.parquet").exists()):
+        runs.append(_run(tables_job.name, None, expected, "leaderboard + comparison tables"))
+    return StudyPlan(runs, waiting)
 
 
-def _run(job: str, partition: str | dg.MultiPartitionKey | None, inputs_at: float, label: str) -> PlannedRun:
-    return PlannedRun(job, partition, f"{job}:{partition}:{inputs_at:.6f}", label)
+def _plan_embeddings(settings: ExperimentSettings, lake: LakePaths, meta: Metadata, tracks_fp: str,
+                     waiting: list[str]) -> tuple[list[PlannedRun], dict[str, str]]:
+    """Embedding runs still needed, and the fingerprints of the up-to-date, valid vectors."""
+    base = settings.encode.shuffled_base
+    encoders = list(settings.encoders)
+    if "shuffled" in encoders and base not in encoders:
+        encoders.insert(0, base)  # the control needs its base's vectors
+    runs: list[PlannedRun] = []
+    vectors_fp: dict[str, str] = {}
+    for encoder in encoders:
+        base_fp = user_file = None
+        if encoder == "shuffled":
+            if base not in vectors_fp:
+                waiting.append(f"embeddings[shuffled] waits for embeddings[{base}]")
+                continue
+            base_fp = vectors_fp[base]
+        elif encoder not in BUILTIN_ENCODERS:
+            if not lake.embedding_file(encoder).exists():
+                waiting.append(f"encoder {encoder!r} is neither built in nor a file {lake.embedding_file(encoder)}")
+                continue
+            user_file = lineage.file_stamp(lake.embedding_file(encoder))
+        expected = lineage.embeddings_built_from(settings, tracks_fp, base_fp, user_file)
+        built = meta(EMBEDDINGS, encoder)
+        if built is None or built.get(lineage.BUILT_FROM) != expected or not lake.embedding_file(encoder).exists():
+            runs.append(_run(embeddings_job.name, encoder, expected, f"embeddings[{encoder}]"))
+        elif not built.get("vectors_valid", True):
+            waiting.append(f"embeddings[{encoder}] failed its check (see its metadata)")
+        else:
+            vectors_fp[encoder] = built[lineage.FINGERPRINT]
+    return runs, vectors_fp
 
 
-def instance_timestamps(instance: dg.DagsterInstance) -> Timestamp:
-    """Latest materialization time of an asset (partition) in ``instance``."""
+def _run(job: str, partition: str | dg.MultiPartitionKey | None, built_from: str, label: str) -> PlannedRun:
+    return PlannedRun(job, partition, f"{job}:{partition}:{built_from}", label)
 
-    def latest(key: dg.AssetKey, partition: str | None) -> float | None:
-        event = instance.get_latest_materialization_event(key) if partition is None else None
-        if partition is not None:
-            records = instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[str(partition)]), limit=1)
-            event = records.records[0].event_log_entry if records.records else None
-        return event.timestamp if event else None
+
+def instance_metadata(instance: dg.DagsterInstance) -> Metadata:
+    """Latest materialization metadata of an asset (partition) in ``instance``, as plain values."""
+
+    def latest(key: dg.AssetKey, partition: str | None) -> dict | None:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=None if partition is None else [str(partition)]),
+            limit=1)
+        if not records.records:
+            return None
+        materialization = records.records[0].asset_materialization
+        return {k: v.value for k, v in (materialization.metadata if materialization else {}).items()}
 
     return latest
 
 
+def instance_check_ok(instance: dg.DagsterInstance) -> CheckOk:
+    """Whether the latest evaluation of the blocking check on ``key`` passed (None: never evaluated)."""
+
+    def ok(key: dg.AssetKey) -> bool | None:
+        check = dg.AssetCheckKey(key, "great_expectations")
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check]).get(check)
+        if record is None or record.event is None:
+            return None
+        return bool(getattr(record.event.dagster_event.event_specific_data, "passed", False))
+
+    return ok
+
+
 @dg.sensor(jobs=[ingest_job, embeddings_job, recommend_job, tables_job], minimum_interval_seconds=30,
            default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Keeps the study up to date: requests whatever is missing or stale, layer by layer.")
-def study_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
-    planned = plan_study_runs(lake.settings(), instance_timestamps(context.instance))
+           description="Keeps the study up to date: requests whatever is missing or built from other inputs.")
+def study_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    plan = plan_study_runs(lake.settings(), lake.paths(), instance_metadata(context.instance),
+                           instance_check_ok(context.instance))
+    if not plan.runs:
+        return dg.SkipReason("; ".join(plan.waiting) or "the study is up to date")
     return dg.SensorResult(run_requests=[
         dg.RunRequest(run_key=p.run_key, job_name=p.job_name, partition_key=p.partition_key,
                       tags={"audiorec/step": p.label})
-        for p in planned
+        for p in plan.runs
     ])
 
 
 def raw_fingerprint(lake: LakeResource) -> str:
-    """Changes whenever a raw file or ``experiment.yaml`` is added, removed, resized or touched."""
+    """Changes whenever a file under ``raw/`` is added, removed, resized or touched.
+
+    (Settings changes are the study sensor's business: it compares what results were built with.)
+    """
     paths = lake.paths()
     digest = hashlib.sha1()
-    candidates = [paths.root / "experiment.yaml"]
-    if paths.raw.exists():
-        candidates += sorted(p for p in paths.raw.rglob("*") if p.is_file())
-    for path in candidates:
-        if path.exists():
-            stat = path.stat()
-            digest.update(f"{path.relative_to(paths.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    files = sorted(p for p in paths.raw.rglob("*") if p.is_file()) if paths.raw.exists() else []
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(paths.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
-           description="Re-ingests when files under <lake>/raw/ or experiment.yaml change (cursor = fingerprint).")
+           description="Re-ingests when files under <lake>/raw/ change (cursor = fingerprint of names, sizes, mtimes).")
 def raw_data_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
     fingerprint = raw_fingerprint(lake)
     if fingerprint == context.cursor:
-        return dg.SkipReason("raw/ and experiment.yaml unchanged")
+        return dg.SkipReason("raw/ unchanged")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"raw:{fingerprint}")], cursor=fingerprint)
 
 

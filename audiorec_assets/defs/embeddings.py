@@ -7,12 +7,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from audiorec_assets.defs import lineage
 from audiorec_assets.defs.ingest import TRACKS
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.encoders import AUDIO_ENCODERS, audio_encoder_class, make_audio_encoder
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
-from audiorec_assets.encoders.run import encode_catalogue, encoder_signature, load_previous, vector_problems, vector_stats
+from audiorec_assets.encoders.run import (
+    encode_catalogue, encoder_signature, index_frame, load_previous, vector_problems, vector_stats,
+)
 from audiorec_assets.lakeio import atomic_path, save_npy_atomic
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.warehouse import write_table_file
@@ -33,11 +36,16 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
         name = context.partition_key
         tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
         started = time.perf_counter()
+        tracks_fp = lineage.table_fingerprint(paths.table_dir("tracks") / "all.parquet")
+        base_fp = user_file = None
         if name in AUDIO_ENCODERS:
             vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
         elif name in ("shuffled", "random"):
             vectors, info = _control(name, len(tracks), paths, settings)
+            if name == "shuffled":
+                base_fp = lineage.array_fingerprint(np.load(paths.embedding_file(settings.encode.shuffled_base)))
         else:
+            user_file = lineage.file_stamp(paths.embedding_file(name))
             vectors, info = _dropped_in(name, paths)
         info["seconds"] = round(time.perf_counter() - started, 2)
         problems = vector_problems(vectors, len(tracks))
@@ -46,6 +54,9 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
         write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}), part=name)
         return dg.MaterializeResult(
             metadata={**{k: v for k, v in info.items() if v is not None}, **stats,
+                      lineage.FINGERPRINT: lineage.array_fingerprint(vectors),
+                      lineage.BUILT_FROM: lineage.embeddings_built_from(settings, tracks_fp, base_fp, user_file),
+                      "vectors_valid": not problems,
                       "path": dg.MetadataValue.path(str(paths.embedding_file(name)))},
             check_results=[dg.AssetCheckResult(
                 check_name=VALID_CHECK, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
@@ -79,8 +90,7 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
         log.warning(f"{name}: {len(report.skipped)} track(s) could not be encoded and got the mean vector: "
                     f"{report.skipped[:10]}")
     save_npy_atomic(vectors_path, vectors)
-    index = pd.DataFrame({"track_id": tracks["track_id"].to_numpy(), "content_hash": hashes,
-                          "signature": encoder_signature(encoder)})
+    index = index_frame(list(tracks["track_id"]), hashes, vectors, report.skipped, encoder_signature(encoder))
     with atomic_path(index_path, suffix=".parquet") as tmp:
         index.to_parquet(tmp, index=False)
     return vectors, {**encoder.describe(), "device": encode.device, "encoded": report.encoded,
@@ -112,6 +122,8 @@ def _dropped_in(name: str, paths: LakePaths) -> tuple[np.ndarray, dict]:
     if not path.exists():
         raise FileNotFoundError(f"Encoder '{name}' is not built in and {path} does not exist.")
     vectors = np.load(path, mmap_mode="r")
+    if vectors.ndim != 2:
+        raise ValueError(f"{path}: shape {vectors.shape}; expected a 2-D array (tracks, dim) in item_idx order.")
     if vectors.dtype != np.float32:
         raise ValueError(f"{path}: dtype {vectors.dtype}; audiorec expects float32 (np.save(path, x.astype('float32'))).")
     return np.asarray(vectors), {"model_id": f"user file {path.name}", "skipped": []}

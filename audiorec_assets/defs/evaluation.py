@@ -3,7 +3,9 @@
 import dagster as dg
 import pandas as pd
 
-from audiorec_assets.defs.models import METRICS
+from audiorec_assets.defs import lineage
+from audiorec_assets.defs.models import METRICS, part_name
+from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.evaluation import tables
 from audiorec_assets.warehouse import read_table, write_table_file
@@ -27,8 +29,13 @@ def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
     write_table_file(paths, "leaderboard", board)
     png = hitrate_plot_png(metrics, k=k)
     plot_path = paths.tables / "leaderboard_hitrate.png"
-    plot_path.write_bytes(png)
+    with atomic_path(plot_path) as tmp:
+        tmp.write_bytes(png)
+    configured = [paths.table_dir("metrics") / f"{part_name(e, r)}.parquet"
+                  for e in settings.encoders for r in settings.recommenders]
+    metrics_fps = [lineage.table_fingerprint(f) for f in configured if f.exists()]
     return dg.MaterializeResult(metadata={
+        lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps),
         "dagster/row_count": len(board),
         "leaderboard": dg.MetadataValue.md(board.to_markdown(index=False, floatfmt=".4f")),
         "hitrate_plot": dg.MetadataValue.md(_png_markdown(png)),

@@ -9,6 +9,7 @@ import pandas as pd
 
 from audiorec_assets.data import splits, sources
 from audiorec_assets.data.tracks import build_tracks
+from audiorec_assets.defs import lineage
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.warehouse import register_view, scratch_connection, write_table_file
 
@@ -18,14 +19,27 @@ INTERACTIONS = dg.AssetKey(["audiorec", "interactions"])
 
 
 def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> sources.RawSource:
-    """The raw source of the lake; writes the demo data set first when ``raw/`` is empty."""
-    paths = lake.paths()
-    if not paths.raw.exists() or not any(paths.raw.iterdir()):
-        from audiorec_assets.data.demo import generate_demo
+    """The raw source of the lake; writes the demo data set first when ``raw/`` is empty.
 
+    The demo is generated in a temporary folder beside ``raw/`` and renamed into place, so an
+    interrupted generation never leaves a half-written ``raw/``. Hidden files (``.DS_Store``)
+    do not count as data.
+    """
+    import shutil
+
+    from audiorec_assets.data.demo import generate_demo
+    from audiorec_assets.lakeio import atomic_dir
+
+    paths = lake.paths()
+    visible = [p for p in paths.raw.iterdir() if not p.name.startswith(".")] if paths.raw.exists() else []
+    if not visible:
+        seed = lake.settings().seed
         if log:
-            log.info(f"{paths.raw} is empty: writing the demo data set (seed {lake.settings().seed})")
-        generate_demo(paths.raw, seed=lake.settings().seed)
+            log.info(f"{paths.raw} is empty: writing the demo data set (seed {seed})")
+        if paths.raw.exists():
+            shutil.rmtree(paths.raw)
+        with atomic_dir(paths.raw) as staging:
+            generate_demo(staging, seed=seed)
     return sources.detect_source(paths.raw)
 
 
@@ -69,6 +83,7 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
             f"e.g. {report.examples_without_audio}; setting missing_audio decides what the split does."
         )
     return dg.MaterializeResult(metadata={
+        lineage.FINGERPRINT: lineage.table_fingerprint(paths.table_dir("tracks") / "all.parquet"),
         "dagster/row_count": len(catalogue),
         "audio_dir": dg.MetadataValue.path(str(source.audio_dir)),
         "total_hours": round(float(catalogue["duration_s"].sum()) / 3600, 2),
@@ -105,6 +120,8 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
         "users": [report.train_users, report.val_users, report.test_users],
     })
     return dg.MaterializeResult(metadata={
+        lineage.FINGERPRINT: lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
+        lineage.BUILT_FROM: lineage.ingest_built_from(settings, paths.root),
         "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs,
         "preset": settings.preset,
         "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()}),

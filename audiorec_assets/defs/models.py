@@ -7,6 +7,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from audiorec_assets.defs import lineage
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
 from audiorec_assets.defs.resources import LakeResource
@@ -126,11 +127,18 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
         summary = summary[["encoder", "recommender", "split", "metric", "k", "value", "ci_low", "ci_high",
                            "n_users", "preset"]]
         user_metrics = pd.concat(per_user_rows, ignore_index=True).assign(encoder=encoder, recommender=recommender)
-        write_table_file(paths, "metrics", summary, part=part_name(encoder, recommender))
+        summary = summary.astype({"k": "int32", "n_users": "int32"})  # INTEGER in the contract
+        metrics_file = write_table_file(paths, "metrics", summary, part=part_name(encoder, recommender))
         write_table_file(paths, "user_metrics", user_metrics, part=part_name(encoder, recommender))
         k_main = 50 if 50 in settings.ks else max(settings.ks)
         test = summary[(summary["split"] == "test") & (summary["k"] == k_main)].set_index("metric")["value"]
+        vectors = load_item_vectors(paths, encoder, data.n_items)
+        built_from = lineage.metrics_built_from(
+            settings, lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
+            lineage.array_fingerprint(vectors))
         return dg.MaterializeResult(metadata={
+            lineage.FINGERPRINT: lineage.table_fingerprint(metrics_file),
+            lineage.BUILT_FROM: built_from,
             **{f"test_{m}@{k_main}": float(v) for m, v in test.items()},
             "table": dg.MetadataValue.md(summary.drop(columns=["encoder", "recommender"]).to_markdown(
                 index=False, floatfmt=".4f")),

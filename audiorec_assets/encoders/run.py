@@ -29,6 +29,7 @@ class PreviousEmbeddings:
     content_hashes: list[str]
     vectors: np.ndarray
     signature: str
+    skipped: list[bool] | None = None  # rows that were mean-filled: never reused
 
 
 @dataclass
@@ -77,7 +78,8 @@ def encode_catalogue(
     vectors = np.full((len(audio_paths), encoder.dim), np.nan, dtype=np.float32)
     reusable: dict[str, int] = {}
     if previous is not None and previous.signature == encoder_signature(encoder):
-        reusable = {h: i for i, h in enumerate(previous.content_hashes)}
+        skipped_before = previous.skipped or [False] * len(previous.content_hashes)
+        reusable = {h: i for i, (h, s) in enumerate(zip(previous.content_hashes, skipped_before)) if not s}
     todo = []
     for row, digest in enumerate(hashes):
         if digest in reusable:
@@ -163,16 +165,31 @@ def _fail_or_skip(path: Path, err: Exception, on_error: str, report: EncodeRepor
     report.skipped.append(path.stem)
 
 
-def load_previous(vectors_path: Path, index_path: Path, track_count_hint: int | None = None) -> PreviousEmbeddings | None:
-    """The stored vectors and their hashes, or ``None`` when absent or inconsistent."""
+def vectors_digest(vectors: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(vectors).tobytes()).hexdigest()
+
+
+def index_frame(track_ids: list[str], hashes: list[str], vectors: np.ndarray, skipped_ids: list[str],
+                signature: str) -> pd.DataFrame:
+    """What :func:`load_previous` needs next time; ``vectors_sha1`` ties the index to its vectors file."""
+    skipped = set(skipped_ids)
+    return pd.DataFrame({"track_id": track_ids, "content_hash": hashes,
+                         "skipped": [str(t) in skipped for t in track_ids],
+                         "signature": signature, "vectors_sha1": vectors_digest(vectors)})
+
+
+def load_previous(vectors_path: Path, index_path: Path) -> PreviousEmbeddings | None:
+    """The stored vectors and their hashes, or ``None`` when absent or not written together."""
     if not (vectors_path.exists() and index_path.exists()):
         return None
     index = pd.read_parquet(index_path)
-    vectors = np.load(vectors_path, mmap_mode="r")
-    if len(index) != len(vectors):
+    vectors = np.load(vectors_path)
+    # the two files are renamed one after the other: trust them only as a pair
+    if len(index) != len(vectors) or "vectors_sha1" not in index or (
+            len(index) and index["vectors_sha1"].iloc[0] != vectors_digest(vectors)):
         return None
     signature = str(index["signature"].iloc[0]) if len(index) else ""
-    return PreviousEmbeddings(list(index["content_hash"]), np.asarray(vectors), signature)
+    return PreviousEmbeddings(list(index["content_hash"]), vectors, signature, list(index["skipped"]))
 
 
 def vector_stats(vectors: np.ndarray) -> dict[str, float]:

@@ -34,6 +34,14 @@ def ranked_matrix(rows: pd.DataFrame, users: np.ndarray, item_of: pd.Series, n: 
     out = np.full((len(users), n), -1, dtype=np.int64)
     row_of = pd.Series(np.arange(len(users)), index=users)
     rows = rows[rows["rank"] <= n]
+    unknown_users = ~rows["user_id"].isin(row_of.index)
+    unknown_tracks = ~rows["track_id"].isin(item_of.index)
+    if unknown_users.any() or unknown_tracks.any():
+        raise ValueError(
+            f"{int(unknown_users.sum())} recommendation row(s) name users outside this split and "
+            f"{int(unknown_tracks.sum())} name unknown tracks: the recommendations are older than the split; "
+            "materialize audiorec/recommendations (with audiorec/models) again."
+        )
     out[row_of.loc[rows["user_id"]].to_numpy(), rows["rank"].to_numpy() - 1] = item_of.loc[rows["track_id"]].to_numpy()
     return out
 

@@ -1,0 +1,82 @@
+"""Reading listening logs: columns by name, timestamp formats, id types, time zone, layout detection."""
+
+import os
+import time
+
+import duckdb
+import pandas as pd
+import pytest
+
+from audiorec_assets.data.sources import Layout, RawSource, SourceError, detect_source, ingest_listens
+from audiorec_assets.settings import LakePaths
+from audiorec_assets.warehouse import scratch_connection
+
+
+def ingest(tmp_path, name, content):
+    raw = tmp_path / "raw"
+    raw.mkdir(exist_ok=True)
+    path = raw / name
+    if isinstance(content, pd.DataFrame):
+        content.to_parquet(path, index=False)
+    else:
+        path.write_text(content)
+    target = tmp_path / "listens.parquet"
+    with scratch_connection(LakePaths(tmp_path)) as con:
+        ingest_listens(con, RawSource(Layout.OWN, path, raw / "audio"), target, tmp_path / "tmp")
+    return pd.read_parquet(target)
+
+
+def test_columns_are_matched_by_name_and_extra_columns_ignored(tmp_path):
+    rows = ingest(tmp_path, "listens.csv",
+                  "track_id,device,timestamp,user_id\nt1,phone,2019-03-01 12:00:00,u1\nt2,web,2019-03-02 13:00:00,u2\n")
+    assert list(rows.columns) == ["user_id", "track_id", "ts"]
+    assert rows[["user_id", "track_id"]].values.tolist() == [["u1", "t1"], ["u2", "t2"]]
+
+
+@pytest.mark.parametrize("stamp, expected", [
+    ("2019-03-01 12:00:00", "2019-03-01 12:00:00"),
+    ("2019-03-01T12:00:00", "2019-03-01 12:00:00"),
+    ("2019-03-01T14:00:00+02:00", "2019-03-01 12:00:00"),  # offsets are converted to UTC
+    ("1551441600", "2019-03-01 12:00:00"),  # epoch seconds in a text log
+])
+def test_text_timestamp_formats(tmp_path, stamp, expected):
+    rows = ingest(tmp_path, "listens.csv", f"user_id,track_id,timestamp\nu1,t1,{stamp}\n")
+    assert rows["ts"].iloc[0] == pd.Timestamp(expected)
+
+
+def test_parquet_integer_ids_epoch_and_timezone_aware_timestamps(tmp_path):
+    frame = pd.DataFrame({"user_id": [1, 2], "track_id": [10, 20], "timestamp": [1551441600, 1551441601]})
+    rows = ingest(tmp_path, "listens.parquet", frame)
+    assert rows["user_id"].tolist() == ["1", "2"] and rows["track_id"].tolist() == ["10", "20"]
+    assert rows["ts"].iloc[0] == pd.Timestamp("2019-03-01 12:00:00")
+    aware = pd.DataFrame({"user_id": ["u"], "track_id": ["t"],
+                          "timestamp": [pd.Timestamp("2019-03-01 14:00:00", tz="Europe/Berlin")]})
+    assert ingest(tmp_path, "listens.parquet", aware)["ts"].iloc[0] == pd.Timestamp("2019-03-01 13:00:00")
+
+
+def test_result_does_not_depend_on_the_machine_time_zone(tmp_path, monkeypatch):
+    frame = pd.DataFrame({"user_id": ["u"], "track_id": ["t"], "timestamp": [1551441600]})
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert ingest(tmp_path, "listens.parquet", frame)["ts"].iloc[0] == pd.Timestamp("2019-03-01 12:00:00")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_malformed_row_names_the_line(tmp_path):
+    with pytest.raises(SourceError, match=r"listens.csv: malformed row\(s\): line 3"):
+        ingest(tmp_path, "listens.csv", "user_id,track_id,timestamp\nu1,t1,2019-03-01\nu1,t2,2019-03-02,extra,more\n")
+
+
+def test_layout_detection_errors(tmp_path):
+    with pytest.raises(SourceError, match="No raw data folder"):
+        detect_source(tmp_path / "raw")
+    (tmp_path / "raw").mkdir()
+    with pytest.raises(SourceError, match="No listening log"):
+        detect_source(tmp_path / "raw")
+    (tmp_path / "raw" / "listens.csv").write_text("user_id,track_id,timestamp\n")
+    (tmp_path / "raw" / "listens.parquet").write_text("")
+    with pytest.raises(SourceError, match="Several listening logs"):
+        detect_source(tmp_path / "raw")
