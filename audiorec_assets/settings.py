@@ -52,7 +52,7 @@ class SplitSettings(_Section):
 class EncodeSettings(_Section):
     batch_size: int = Field(8, ge=1)
     on_error: Literal["fail", "skip"] = "fail"
-    device: str = "cpu"
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when torch sees a GPU, else cpu)
     shuffled_base: str = "musicnn"
     models_dir: str | None = None  # where pretrained weights live; default: AUDIOREC_MODELS or the user cache
 
@@ -157,6 +157,15 @@ def load_settings(lake: Path) -> ExperimentSettings:
     if not isinstance(raw, dict):
         raise SettingsError(f"{path} must hold a mapping of settings, got {type(raw).__name__}")
     return parse_settings(raw, source=str(path))
+
+
+def effective_device(requested: str) -> str:
+    """The device a run uses for setting ``encode.device``: ``auto`` becomes ``cuda`` when torch sees a GPU."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def default_lake() -> Path:

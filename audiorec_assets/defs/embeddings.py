@@ -17,7 +17,7 @@ from audiorec_assets.encoders.run import (
     encode_catalogue, encoder_signature, index_frame, load_previous, vector_problems, vector_stats,
 )
 from audiorec_assets.lakeio import atomic_path, save_npy_atomic
-from audiorec_assets.settings import ExperimentSettings, LakePaths
+from audiorec_assets.settings import ExperimentSettings, LakePaths, effective_device
 from audiorec_assets.warehouse import write_table_file
 
 EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
@@ -70,7 +70,8 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
 def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: ExperimentSettings,
                   log: dg.DagsterLogManager) -> tuple[np.ndarray, dict]:
     encode = settings.encode
-    context = EncoderContext(device=encode.device, batch_size=encode.batch_size, seed=settings.seed,
+    device = effective_device(encode.device)
+    context = EncoderContext(device=device, batch_size=encode.batch_size, seed=settings.seed,
                              models_dir=Path(encode.models_dir) if encode.models_dir else None)
     encoder = make_audio_encoder(name, context)
     vectors_path, index_path = paths.embedding_file(name), paths.embeddings / f"{name}.index.parquet"
@@ -93,7 +94,7 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
     index = index_frame(list(tracks["track_id"]), hashes, vectors, report.skipped, encoder_signature(encoder))
     with atomic_path(index_path, suffix=".parquet") as tmp:
         index.to_parquet(tmp, index=False)
-    return vectors, {**encoder.describe(), "device": encode.device, "encoded": report.encoded,
+    return vectors, {**encoder.describe(), "device": device, "encoded": report.encoded,
                      "reused": report.reused, "skipped": report.skipped,
                      "x_realtime": round(report.realtime_factor, 1) if report.encoded else None}
 

@@ -26,7 +26,7 @@ from torch import nn
 from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, exclude_and_top_n
 from audiorec_assets.recommenders.data import InteractionData, UserItems
-from audiorec_assets.settings import ExperimentSettings
+from audiorec_assets.settings import ExperimentSettings, effective_device
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model.json"
@@ -47,6 +47,7 @@ class ModelFileError(ValueError):
 
 def resolve_device(requested: str) -> torch.device:
     """The torch device named by the ``encode.device`` setting; raises if it is not available here."""
+    requested = effective_device(requested)
     try:
         device = torch.device(requested)
     except RuntimeError as err:
