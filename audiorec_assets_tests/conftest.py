@@ -14,3 +14,14 @@ def lake(tmp_path, monkeypatch):
     root.mkdir()
     monkeypatch.setenv("AUDIOREC_LAKE", str(root))
     return root
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small torch models train faster (and reproducibly) on one thread; restores the setting after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

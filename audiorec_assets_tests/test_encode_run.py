@@ -1,6 +1,5 @@
 """Incremental encoding: reuse by content hash, bad files named or skipped (never zero-filled), retries."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -50,12 +50,7 @@ def settings_for(preset: str, **shallow: object) -> ExperimentSettings:
     return ExperimentSettings(preset=preset, seed=7, shallow=ShallowSettings(**values))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

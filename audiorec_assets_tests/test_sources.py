@@ -1,9 +1,7 @@
 """Reading listening logs: columns by name, timestamp formats, id types, time zone, layout detection."""
 
-import os
 import time
 
-import duckdb
 import pandas as pd
 import pytest
 

@@ -157,7 +157,7 @@ def main() -> None:
         ("(c) bare matmul + argpartition top-100, no exclusion", t_bare, t_bare / t_batched),
     ]
     lines = [
-        f"# KNN + evaluation benchmark\n",
+        "# KNN + evaluation benchmark\n",
         f"{N_ITEMS} items × {DIM}-d float32 ({len(index_items)} in train), {N_USERS} users, "
         f"{data.train.lengths().mean():.1f} train / {data.test.lengths().mean():.1f} test items per user, "
         f"batch {BATCH_SIZE}, seed {SEED}.\n",

@@ -1,7 +1,6 @@
 """Across partitions: ``audiorec/leaderboard`` and the study's comparison tables (cosine / shallow / bert)."""
 
 import dagster as dg
-import pandas as pd
 
 from audiorec_assets.defs import lineage
 from audiorec_assets.defs.models import METRICS, part_name

@@ -2,6 +2,7 @@
 
 import time
 import warnings
+from dataclasses import dataclass
 
 import dagster as dg
 import numpy as np
@@ -16,7 +17,7 @@ from audiorec_assets.evaluation.tables import ranked_matrix, recommendations_fra
 from audiorec_assets.lakeio import atomic_dir
 from audiorec_assets.recommenders import recommender_class
 from audiorec_assets.recommenders.data import InteractionData
-from audiorec_assets.settings import LakePaths
+from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.warehouse import write_table_file
 
 MODELS = dg.AssetKey(["audiorec", "models"])
@@ -51,6 +52,25 @@ def load_item_vectors(paths: LakePaths, encoder: str, n_items: int) -> np.ndarra
     return vectors.astype(np.float32, copy=False)
 
 
+@dataclass(frozen=True)
+class PartitionInputs:
+    """What every step of one encoder × recommender partition reads."""
+
+    encoder: str
+    recommender: str
+    paths: LakePaths
+    settings: ExperimentSettings
+    data: InteractionData
+    vectors: np.ndarray
+
+
+def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> PartitionInputs:
+    encoder, recommender = partition(context)
+    paths, settings = lake.paths(), lake.settings()
+    data = load_interaction_data(paths)
+    return PartitionInputs(encoder, recommender, paths, settings, data, load_item_vectors(paths, encoder, data.n_items))
+
+
 def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
     with warnings.catch_warnings():  # beta in 1.13, and the documented way to map encoder x recommender → encoder
         warnings.simplefilter("ignore", dg.BetaWarning)
@@ -60,10 +80,9 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
               deps=[INTERACTIONS, TRACKS, dg.AssetDep(EMBEDDINGS, partition_mapping=by_encoder)],
               description="A recommender trained on the train split over frozen item vectors (no pickles).")
     def models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        encoder, recommender = partition(context)
-        paths, settings = lake.paths(), lake.settings()
-        data = load_interaction_data(paths)
-        vectors = load_item_vectors(paths, encoder, data.n_items)
+        inputs = partition_inputs(context, lake)
+        encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
+        data, vectors = inputs.data, inputs.vectors
         model = recommender_class(recommender)(settings)
         report = model.fit(data, vectors)
         with atomic_dir(paths.model_dir(encoder, recommender)) as tmp:
@@ -85,10 +104,9 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
               kinds={"duckdb", "parquet"},
               description="Top-N per val/test user (train history excluded) → audiorec.recommendations.")
     def recommendations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        encoder, recommender = partition(context)
-        paths, settings = lake.paths(), lake.settings()
-        data = load_interaction_data(paths)
-        vectors = load_item_vectors(paths, encoder, data.n_items)
+        inputs = partition_inputs(context, lake)
+        encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
+        data, vectors = inputs.data, inputs.vectors
         started = time.perf_counter()
         model = recommender_class(recommender).load(paths.model_dir(encoder, recommender), settings, data, vectors)
         frames = []
@@ -109,9 +127,9 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
               kinds={"duckdb", "parquet"},
               description="HitRate, Recall, Precision, NDCG, MRR @K with 95 % CIs on val and test → audiorec.metrics.")
     def metrics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        encoder, recommender = partition(context)
-        paths, settings = lake.paths(), lake.settings()
-        data = load_interaction_data(paths)
+        inputs = partition_inputs(context, lake)
+        encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
+        data = inputs.data
         rows = pd.read_parquet(paths.table_dir("recommendations") / f"{part_name(encoder, recommender)}.parquet")
         item_of = pd.Series(np.arange(data.n_items), index=data.track_ids)
         summaries, per_user_rows = [], []
@@ -132,10 +150,9 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
         write_table_file(paths, "user_metrics", user_metrics, part=part_name(encoder, recommender))
         k_main = 50 if 50 in settings.ks else max(settings.ks)
         test = summary[(summary["split"] == "test") & (summary["k"] == k_main)].set_index("metric")["value"]
-        vectors = load_item_vectors(paths, encoder, data.n_items)
         built_from = lineage.metrics_built_from(
             settings, lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
-            lineage.array_fingerprint(vectors))
+            lineage.array_fingerprint(inputs.vectors))
         return dg.MaterializeResult(metadata={
             lineage.FINGERPRINT: lineage.table_fingerprint(metrics_file),
             lineage.BUILT_FROM: built_from,

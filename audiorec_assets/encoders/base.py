@@ -13,6 +13,14 @@ import numpy as np
 MODELS_ENV = "AUDIOREC_MODELS"
 
 
+def models_dir_hint(context: EncoderContext) -> str:
+    """The sentence every missing-weights error ends with."""
+    return (
+        f"The models folder is {context.resolved_models_dir()} (setting `encode.models_dir` in "
+        f"experiment.yaml, else the environment variable {MODELS_ENV}, else the user cache)."
+    )
+
+
 class WeightsNotFoundError(FileNotFoundError):
     """Pretrained weights are absent; the message says which setting or folder to fill."""
 
@@ -58,6 +66,18 @@ class AudioEncoder(ABC):
 
     def __init__(self, context: EncoderContext | None = None):
         self.context = context or EncoderContext()
+
+    @property
+    def model_dir(self) -> Path:
+        """``<models_dir>/<name>``: where this encoder's weights (and any code it needs) live."""
+        return self.context.resolved_models_dir() / self.name
+
+    def require(self, problems: list[str]) -> None:
+        """Raise one :class:`WeightsNotFoundError` listing everything missing, with where the models folder is."""
+        if problems:
+            raise WeightsNotFoundError(
+                f"Encoder {self.name!r} cannot run: " + "; ".join(problems) + ". " + models_dir_hint(self.context)
+            )
 
     def load(self) -> None:
         """Load weights (may raise :class:`WeightsNotFoundError`). Called once before ``embed``."""

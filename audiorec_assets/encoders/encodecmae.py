@@ -37,8 +37,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError
-from audiorec_assets.encoders.hf import models_dir_hint, torch_load_checkpoint
+from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError
+from audiorec_assets.encoders.hf import torch_load_checkpoint
 
 SAMPLE_RATE = 24000
 CHUNK_SECONDS = 4.0
@@ -199,16 +199,8 @@ class EncodecMaeEncoder(AudioEncoder):
         super().__init__(context)
         self.model: Any = None
 
-    @property
-    def model_dir(self) -> Path:
-        return self.context.resolved_models_dir() / self.name
-
     def load(self) -> None:
-        problems = missing_requirements(self.model_dir)
-        if problems:
-            raise WeightsNotFoundError(
-                f"Encoder {self.name!r} cannot run: " + "; ".join(problems) + ". " + models_dir_hint(self.context)
-            )
+        self.require(missing_requirements(self.model_dir))
         self.model = load_encodecmae(self.model_dir, self.context.device)
 
     def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:

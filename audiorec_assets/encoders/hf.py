@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from audiorec_assets.encoders.base import MODELS_ENV, AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError
+from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError, models_dir_hint
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,6 @@ PREPROCESSOR_FILE = "preprocessor_config.json"
 
 
 # --------------------------------------------------------------------------- weights lookup
-
-
-def models_dir_hint(context: EncoderContext) -> str:
-    return (
-        f"The models folder is {context.resolved_models_dir()} (setting `encode.models_dir` in "
-        f"experiment.yaml, else the environment variable {MODELS_ENV}, else the user cache)."
-    )
 
 
 def missing_snapshot_message(name: str, repo_id: str, folder: Path, context: EncoderContext) -> str:

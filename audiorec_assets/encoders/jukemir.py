@@ -24,8 +24,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError
-from audiorec_assets.encoders.hf import models_dir_hint
+from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError
 
 SAMPLE_RATE = 44100
 CLIP_SECONDS = 24.0
@@ -90,16 +89,8 @@ class JukemirEncoder(AudioEncoder):
         super().__init__(context)
         self.lib: Any = None
 
-    @property
-    def model_dir(self) -> Path:
-        return self.context.resolved_models_dir() / self.name
-
     def load(self) -> None:
-        problems = missing_requirements(self.model_dir)
-        if problems:
-            raise WeightsNotFoundError(
-                f"Encoder {self.name!r} cannot run: " + "; ".join(problems) + ". " + models_dir_hint(self.context)
-            )
+        self.require(missing_requirements(self.model_dir))
         lib = importlib.import_module("jukemirlib")
         # jukemirlib reads CACHE_DIR from its constants module when it sets the models up, and
         # DEVICE from the package; set both places so every version finds them.
