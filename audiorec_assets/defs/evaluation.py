@@ -1,13 +1,15 @@
 """Across partitions: ``audiorec/leaderboard`` and the study's comparison tables (cosine / shallow / bert)."""
 
 import dagster as dg
+import pandas as pd
 
 from audiorec_assets.defs import lineage
 from audiorec_assets.defs.models import METRICS, part_name
 from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.evaluation import tables
-from audiorec_assets.warehouse import read_table, write_table_file
+from audiorec_assets.settings import ExperimentSettings, LakePaths
+from audiorec_assets.warehouse import write_table_file
 
 LEADERBOARD = dg.AssetKey(["audiorec", "leaderboard"])
 
@@ -16,13 +18,23 @@ def _main_k(ks: list[int]) -> int:
     return 50 if 50 in ks else max(ks)
 
 
+def configured_rows(paths: LakePaths, settings: ExperimentSettings, table: str) -> pd.DataFrame:
+    """Rows of ``table`` for the encoders × recommenders in the settings (older partitions' files stay
+    queryable in ``audiorec.<table>`` but do not enter the tables for people)."""
+    files = [paths.table_dir(table) / f"{part_name(e, r)}.parquet" for e in settings.encoders for r in settings.recommenders]
+    present = [f for f in files if f.exists()]
+    if not present:
+        raise FileNotFoundError(f"No {table} yet for the configured encoders × recommenders in {paths.table_dir(table)}.")
+    return pd.concat([pd.read_parquet(f) for f in present], ignore_index=True)
+
+
 @dg.asset(key=LEADERBOARD, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"},
           description="One row per encoder × recommender with the test metrics @50; plot of HitRate@50 with CIs.")
 def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
     from audiorec_assets.evaluation.plots import hitrate_plot_png
 
     paths, settings = lake.paths(), lake.settings()
-    metrics = read_table(paths, "metrics")
+    metrics = configured_rows(paths, settings, "metrics")
     k = _main_k(settings.ks)
     board = tables.leaderboard(metrics, k=k)
     write_table_file(paths, "leaderboard", board)
@@ -32,7 +44,7 @@ def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
         tmp.write_bytes(png)
     configured = [paths.table_dir("metrics") / f"{part_name(e, r)}.parquet"
                   for e in settings.encoders for r in settings.recommenders]
-    metrics_fps = [lineage.table_fingerprint(f) for f in configured if f.exists()]
+    metrics_fps = [lineage.table_fingerprint(f) for f in configured if f.exists()]  # as the study plan computes
     return dg.MaterializeResult(metadata={
         lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps),
         "dagster/row_count": len(board),
@@ -56,7 +68,8 @@ def build_comparison_asset(name: str, recommender: str) -> dg.AssetsDefinition:
     def comparison(lake: LakeResource) -> dg.MaterializeResult:
         paths, settings = lake.paths(), lake.settings()
         k = _main_k(settings.ks)
-        board = tables.comparison(read_table(paths, "metrics"), read_table(paths, "user_metrics"), recommender,
+        board = tables.comparison(configured_rows(paths, settings, "metrics"),
+                                  configured_rows(paths, settings, "user_metrics"), recommender,
                                   k=k, seed=settings.seed)
         write_table_file(paths, f"comparison_{name}", board)
         return dg.MaterializeResult(metadata={
