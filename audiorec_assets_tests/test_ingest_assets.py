@@ -37,6 +37,9 @@ def test_every_layout_materializes_tables_and_passes_checks(lake, layout):
     result = materialize(lake)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
+    per_split = result.asset_materializations_for_node("audiorec__interactions")[0].metadata["per_split"].value
+    header, _, train_row = per_split.splitlines()[:3]
+    assert "tracks" in header and "users" in header and train_row.split("|")[1].strip() == "train"
     tracks = sql(lake, "SELECT * FROM audiorec.tracks ORDER BY item_idx")
     assert tracks["track_id"].tolist() == ["a", "b", "c"]
     assert tracks["item_idx"].tolist() == [0, 1, 2]
