@@ -55,16 +55,18 @@ def test_every_layout_materializes_tables_and_passes_checks(lake, layout):
         assert "artist" in tracks.columns
 
 
-def test_failed_quality_check_blocks_downstream(lake, monkeypatch):
+def test_failed_quality_check_blocks_downstream(lake):
     write_own(lake / "raw", LISTENS)
-    # an audio file that exists but does not decode: the tracks check must fail and block interactions
+    # audio files that exist but do not decode: the tracks check must name both and block interactions
     (lake / "raw" / "audio" / "b.flac").write_bytes(b"not audio at all")
-    monkeypatch.setattr("audiorec_assets.data.tracks.audio_duration", lambda path: 1.0)
+    (lake / "raw" / "audio" / "c.flac").write_bytes(b"")
     result = materialize(lake, raise_on_error=False)
     evaluations = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     assert not evaluations["tracks"].passed
     failures = evaluations["tracks"].metadata["failures"].value
-    assert any(f["column"] == "audio_decodes" and "b" in str(f["detail"]["examples"]) for f in failures)
+    decodes = next(f for f in failures if f["column"] == "audio_decodes")
+    assert [row["track_id"] for row in decodes["detail"]["examples"]] == ["b", "c"]
+    assert any(f["column"] == "duration_s" for f in failures)
     materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert "interactions" not in materialized
 

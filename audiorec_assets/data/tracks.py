@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from audiorec_assets.data.audio import audio_duration
+from audiorec_assets.data.audio import AudioReadError, audio_duration
 from audiorec_assets.data.sources import RawSource, SourceError, find_audio
 
 
@@ -24,7 +24,8 @@ def build_tracks(con, source: RawSource, listens: Path) -> tuple[pd.DataFrame, C
 
     Track ids are sorted ascending and numbered from 0 (the study's ``trackid_sorted.csv``).
     Whether listens without audio are an error is decided by the split (setting ``missing_audio``);
-    here they are counted.
+    here they are counted. Unreadable audio gets a NaN duration; the blocking tracks check
+    names every such file.
     """
     audio = find_audio(source.audio_dir)
     listened = {row[0] for row in con.execute("SELECT DISTINCT track_id FROM read_parquet($p)", {"p": str(listens)}).fetchall()}
@@ -39,7 +40,7 @@ def build_tracks(con, source: RawSource, listens: Path) -> tuple[pd.DataFrame, C
             "track_id": track_ids,
             "item_idx": range(len(track_ids)),
             "audio_path": [str(audio[t]) for t in track_ids],
-            "duration_s": [audio_duration(audio[t]) for t in track_ids],
+            "duration_s": [_duration_or_nan(audio[t]) for t in track_ids],
         }
     )
     tracks["item_idx"] = tracks["item_idx"].astype("int32")
@@ -53,6 +54,14 @@ def build_tracks(con, source: RawSource, listens: Path) -> tuple[pd.DataFrame, C
         examples_without_audio=missing[:5],
     )
     return tracks, report
+
+
+def _duration_or_nan(path: Path) -> float:
+    """Duration, or NaN for a file that cannot be read: the tracks check then lists every such file at once."""
+    try:
+        return audio_duration(path)
+    except AudioReadError:
+        return float("nan")
 
 
 def _join_metadata(tracks: pd.DataFrame, tracks_csv: Path) -> pd.DataFrame:

@@ -77,6 +77,10 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     with scratch_connection(paths) as con:
         catalogue, report = build_tracks(con, source, paths.table_dir("listens") / "all.parquet")
     write_table_file(paths, "tracks", catalogue)
+    unreadable = catalogue.loc[catalogue["duration_s"].isna(), "track_id"].tolist()
+    if unreadable:
+        context.log.warning(f"{len(unreadable)} audio file(s) cannot be read, e.g. {unreadable[:5]}: "
+                            "the tracks check will fail until they are fixed or removed.")
     if report.listened_without_audio:
         context.log.warning(
             f"{report.listened_without_audio} listened track(s) have no audio in {source.audio_dir}, "
