@@ -55,6 +55,7 @@ def demo(lake_root: Path) -> None:
     The plan is the study sensor's (``defs/automation.py``), executed here in-process, one run at a time.
     """
     from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.defs.embeddings import EMBEDDINGS
     from audiorec_assets.defs.automation import (
         JOB_SELECTIONS, instance_check_ok, instance_metadata, plan_study_runs,
     )
@@ -65,10 +66,11 @@ def demo(lake_root: Path) -> None:
     print(f"[audiorec] lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
           f"recommenders {settings.recommenders})", flush=True)
     defs = build_definitions(lake.root)
+    encoder_keys = set(defs.resolve_assets_def(EMBEDDINGS).partitions_def.get_partition_keys())
     instance = _instance()
     done: set[str] = set()
     while True:
-        plan = plan_study_runs(settings, lake, instance_metadata(instance), instance_check_ok(instance))
+        plan = plan_study_runs(settings, lake, instance_metadata(instance), instance_check_ok(instance), encoder_keys)
         todo = [run for run in plan.runs if run.run_key not in done]
         if not todo:
             break
@@ -77,7 +79,7 @@ def demo(lake_root: Path) -> None:
             done.add(run.run_key)
     for reason in plan.waiting:
         print(f"[audiorec] not run: {reason}", flush=True)
-    if not done:
+    if not done and not plan.waiting:
         print("[audiorec] everything is up to date", flush=True)
     print_leaderboard(lake)
 

@@ -31,21 +31,24 @@ class FakeStudy:
         self.lake = LakePaths(root)
         self.meta: dict = {}
         self.checks: dict = {}
+        self.encoder_keys = None
 
     def touch(self, path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("x")
 
     def plan(self, settings=SETTINGS):
-        plan = plan_study_runs(settings, self.lake, lambda k, p: self.meta.get((k, p)), self.checks.get)
+        plan = plan_study_runs(settings, self.lake, lambda k, p: self.meta.get((k, p)),
+                               lambda k: self.checks.get(k, True), self.encoder_keys)
         return [(r.job_name, None if r.partition_key is None else str(r.partition_key)) for r in plan.runs], plan
 
     def ingest(self, settings=SETTINGS, data="v1"):
         for table in ("listens", "tracks", "interactions", "split_info"):
             self.touch(self.lake.table_dir(table) / "all.parquet")
         self.meta[(TRACKS, None)] = {lineage.FINGERPRINT: f"tracks-{data}"}
-        self.meta[(INTERACTIONS, None)] = {lineage.FINGERPRINT: f"inter-{data}",
-                                           lineage.BUILT_FROM: lineage.ingest_built_from(settings, self.lake.root)}
+        built_from = lineage.ingest_built_from(settings, self.lake.root, lineage.raw_fingerprint(self.lake.raw),
+                                               f"tracks-{data}")
+        self.meta[(INTERACTIONS, None)] = {lineage.FINGERPRINT: f"inter-{data}", lineage.BUILT_FROM: built_from}
 
     def embed(self, encoder, built_from, valid=True):
         self.touch(self.lake.embedding_file(encoder))
@@ -91,20 +94,54 @@ def test_plan_walks_the_graph_layer_by_layer(tmp_path):
 
 
 def test_only_what_changed_reruns(tmp_path):
+    settings = SETTINGS.with_overrides({"recommenders": ["knn", "shallow"]})
     study = FakeStudy(tmp_path)
-    study.run_all()
-    # a model setting: the models and the tables, not the embeddings or the split
-    tuned = SETTINGS.with_overrides({"shallow": {"max_epochs": 5}})
-    assert study.run_all(tuned) == [(recommend_job.name, key("mfcc")), (recommend_job.name, key("shuffled")),
-                                    (tables_job.name, None)]
+    study.run_all(settings)
+    # one recommender's settings: its partitions and the tables, nothing else
+    tuned = settings.with_overrides({"shallow": {"max_epochs": 5}})
+    assert study.run_all(tuned) == [(recommend_job.name, key("mfcc", "shallow")),
+                                    (recommend_job.name, key("shuffled", "shallow")), (tables_job.name, None)]
+    # K changes every partition's metrics
+    assert len(study.run_all(tuned.with_overrides({"ks": [5, 10]}))) == 5
+    tuned = tuned.with_overrides({"ks": [5, 10]})
     # re-ingesting identical data changes nothing; different data reruns everything downstream
     study.ingest(tuned, data="v1")
     assert study.run_all(tuned) == []
     study.ingest(tuned, data="v2")
-    assert [job for job, _ in study.run_all(tuned)] == [embeddings_job.name, embeddings_job.name, recommend_job.name,
-                                                         recommend_job.name, tables_job.name]
+    assert [job for job, _ in study.run_all(tuned)] == [embeddings_job.name, embeddings_job.name] + \
+        [recommend_job.name] * 4 + [tables_job.name]
     # a split setting: ingest first
     assert study.plan(tuned.with_overrides({"preset": "paper_code"}))[0] == [(ingest_job.name, None)]
+
+
+def test_a_change_under_raw_replans_the_ingest(tmp_path):
+    study = FakeStudy(tmp_path)
+    study.run_all()
+    (study.lake.raw / "audio").mkdir(parents=True)
+    (study.lake.raw / "audio" / "new.flac").write_bytes(b"x")
+    assert study.plan()[0] == [(ingest_job.name, None)]
+
+
+def test_shuffled_listed_before_its_base_still_runs(tmp_path):
+    study = FakeStudy(tmp_path)
+    settings = SETTINGS.with_overrides({"encoders": ["shuffled", "mfcc"]})
+    history = study.run_all(settings)
+    assert history.index((embeddings_job.name, "mfcc")) < history.index((embeddings_job.name, "shuffled"))
+    assert (recommend_job.name, key("shuffled")) in history
+
+
+def test_checks_in_progress_and_unknown_partitions_wait(tmp_path):
+    study = FakeStudy(tmp_path)
+    study.run_all()
+    study.checks[TRACKS] = None  # the check of a running ingest
+    jobs, plan = study.plan()
+    assert jobs == [] and "have not finished" in plan.waiting[0]
+    study.checks[TRACKS] = True
+    study.lake.embeddings.mkdir(parents=True, exist_ok=True)
+    np.save(study.lake.embedding_file("mine"), np.ones((3, 2), np.float32))
+    study.encoder_keys = {"mfcc", "shuffled"}
+    jobs, plan = study.plan(SETTINGS.with_overrides({"encoders": ["mfcc", "shuffled", "mine"]}))
+    assert (embeddings_job.name, "mine") not in jobs and any("reload the code location" in w for w in plan.waiting)
 
 
 def test_missing_files_failed_checks_and_invalid_vectors_hold_the_plan(tmp_path):

@@ -8,7 +8,6 @@ in-process. A failed run is not retried by the sensor until its inputs or settin
 (its run key stays the same); re-run it from the UI.
 """
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,40 +63,55 @@ class StudyPlan:
     waiting: list[str]
 
 
-def plan_study_runs(settings: ExperimentSettings, lake: LakePaths, meta: Metadata, check_ok: CheckOk) -> StudyPlan:
+def plan_study_runs(settings: ExperimentSettings, lake: LakePaths, meta: Metadata, check_ok: CheckOk,
+                    encoder_keys: set[str] | None = None) -> StudyPlan:
     """Runs whose output is missing, or was built from other inputs or settings than the current ones.
 
     Only runs whose inputs exist and passed their checks are planned; call again after they
-    finish for the next layer. ``waiting`` says what is held back and why.
+    finish for the next layer. ``waiting`` says what is held back and why. ``encoder_keys``:
+    the encoder partitions the loaded definitions know (a newly dropped ``.npy`` needs a reload).
     """
     waiting: list[str] = []
     interactions, tracks = meta(INTERACTIONS, None), meta(TRACKS, None)
-    ingest_expected = lineage.ingest_built_from(settings, lake.root)
     ingest_files = [lake.table_dir(t) / "all.parquet" for t in ("listens", "tracks", "interactions", "split_info")]
+    raw_fp = lineage.raw_fingerprint(lake.raw)
+    ingest_expected = lineage.ingest_built_from(settings, lake.root, raw_fp,
+                                                (tracks or {}).get(lineage.FINGERPRINT, "none"))
+    checks = {asset: check_ok(asset) for asset in (TRACKS, INTERACTIONS)}
+    if None in checks.values() and interactions is not None:
+        # a check that is planned or running: wait for it rather than starting the ingest again
+        waiting.append("the ingest checks have not finished")
+        return StudyPlan([], waiting)
     if (interactions is None or tracks is None or interactions.get(lineage.BUILT_FROM) != ingest_expected
             or not all(f.exists() for f in ingest_files)):
         return StudyPlan([_run(ingest_job.name, None, ingest_expected, "ingest + split + checks")], waiting)
-    for asset in (TRACKS, INTERACTIONS):
-        if check_ok(asset) is False:
-            waiting.append(f"{asset.to_user_string()} failed its data-quality check: fix the data, then re-ingest")
-            return StudyPlan([], waiting)
+    failed = [asset.to_user_string() for asset, ok in checks.items() if ok is False]
+    if failed:
+        waiting.append(f"{', '.join(failed)} failed its data-quality check: fix the data under raw/ "
+                       "(a change there re-plans the ingest)")
+        return StudyPlan([], waiting)
 
-    runs, vectors_fp = _plan_embeddings(settings, lake, meta, tracks[lineage.FINGERPRINT], waiting)
-    metrics_fps: list[str] = []
+    runs, vectors_fp = _plan_embeddings(settings, lake, meta, tracks[lineage.FINGERPRINT], waiting, encoder_keys)
     for encoder in settings.encoders:
         if encoder not in vectors_fp:
             continue
         for recommender in settings.recommenders:
             key = dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})
-            expected = lineage.metrics_built_from(settings, interactions[lineage.FINGERPRINT], vectors_fp[encoder])
+            expected = lineage.metrics_built_from(settings, recommender, interactions[lineage.FINGERPRINT],
+                                                  vectors_fp[encoder])
             built = meta(METRICS, str(key))
             stored = lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet"
             if built is None or built.get(lineage.BUILT_FROM) != expected or not stored.exists():
                 runs.append(_run(recommend_job.name, key, expected, f"{recommender} on {encoder}"))
-            else:
-                metrics_fps.append(built[lineage.FINGERPRINT])
     if runs:
         return StudyPlan(runs, waiting)
+    # the tables cover every configured partition whose metrics exist (defs/evaluation.py does the same)
+    metrics_fps = []
+    for encoder in settings.encoders:
+        for recommender in settings.recommenders:
+            built = meta(METRICS, str(dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})))
+            if built is not None and (lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet").exists():
+                metrics_fps.append(built[lineage.FINGERPRINT])
     expected = lineage.tables_built_from(settings, metrics_fps)
     board = meta(LEADERBOARD, None)
     if metrics_fps and (board is None or board.get(lineage.BUILT_FROM) != expected
@@ -107,15 +121,18 @@ def plan_study_runs(settings: ExperimentSettings, lake: LakePaths, meta: Metadat
 
 
 def _plan_embeddings(settings: ExperimentSettings, lake: LakePaths, meta: Metadata, tracks_fp: str,
-                     waiting: list[str]) -> tuple[list[PlannedRun], dict[str, str]]:
+                     waiting: list[str], encoder_keys: set[str] | None) -> tuple[list[PlannedRun], dict[str, str]]:
     """Embedding runs still needed, and the fingerprints of the up-to-date, valid vectors."""
     base = settings.encode.shuffled_base
-    encoders = list(settings.encoders)
-    if "shuffled" in encoders and base not in encoders:
-        encoders.insert(0, base)  # the control needs its base's vectors
+    encoders = [e for e in settings.encoders if e != base]
+    if "shuffled" in encoders or base in settings.encoders:
+        encoders.insert(0, base)  # the control needs its base's vectors first
     runs: list[PlannedRun] = []
     vectors_fp: dict[str, str] = {}
     for encoder in encoders:
+        if encoder_keys is not None and encoder not in encoder_keys:
+            waiting.append(f"encoder {encoder!r} is not a partition of the loaded code: reload the code location")
+            continue
         base_fp = user_file = None
         if encoder == "shuffled":
             if base not in vectors_fp:
@@ -160,12 +177,21 @@ def instance_metadata(instance: dg.DagsterInstance) -> Metadata:
 def instance_check_ok(instance: dg.DagsterInstance) -> CheckOk:
     """Whether the latest evaluation of the blocking check on ``key`` passed (None: never evaluated)."""
 
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+
     def ok(key: dg.AssetKey) -> bool | None:
         check = dg.AssetCheckKey(key, "great_expectations")
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check]).get(check)
-        if record is None or record.event is None:
-            return None
-        return bool(getattr(record.event.dagster_event.event_specific_data, "passed", False))
+        if record is None:
+            return True  # never planned: nothing to wait for (the ingest plan decides)
+        if record.status == Status.SUCCEEDED:
+            return True
+        if record.status == Status.FAILED:
+            return False
+        if record.status == Status.PLANNED:  # planned or running, or its run died before the check
+            run = instance.get_run_by_id(record.run_id)
+            return None if run is not None and not run.is_finished else True
+        return True  # SKIPPED: the asset itself failed, and the ingest plan will ask for it again
 
     return ok
 
@@ -174,8 +200,10 @@ def instance_check_ok(instance: dg.DagsterInstance) -> CheckOk:
            default_status=dg.DefaultSensorStatus.STOPPED,
            description="Keeps the study up to date: requests whatever is missing or built from other inputs.")
 def study_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    embeddings_def = context.repository_def.assets_defs_by_key[EMBEDDINGS]
     plan = plan_study_runs(lake.settings(), lake.paths(), instance_metadata(context.instance),
-                           instance_check_ok(context.instance))
+                           instance_check_ok(context.instance),
+                           set(embeddings_def.partitions_def.get_partition_keys()))
     if not plan.runs:
         return dg.SkipReason("; ".join(plan.waiting) or "the study is up to date")
     return dg.SensorResult(run_requests=[
@@ -185,24 +213,10 @@ def study_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.
     ])
 
 
-def raw_fingerprint(lake: LakeResource) -> str:
-    """Changes whenever a file under ``raw/`` is added, removed, resized or touched.
-
-    (Settings changes are the study sensor's business: it compares what results were built with.)
-    """
-    paths = lake.paths()
-    digest = hashlib.sha1()
-    files = sorted(p for p in paths.raw.rglob("*") if p.is_file()) if paths.raw.exists() else []
-    for path in files:
-        stat = path.stat()
-        digest.update(f"{path.relative_to(paths.root)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
 @dg.sensor(job=ingest_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
            description="Re-ingests when files under <lake>/raw/ change (cursor = fingerprint of names, sizes, mtimes).")
 def raw_data_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
-    fingerprint = raw_fingerprint(lake)
+    fingerprint = lineage.raw_fingerprint(lake.paths().raw)
     if fingerprint == context.cursor:
         return dg.SkipReason("raw/ unchanged")
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"raw:{fingerprint}")], cursor=fingerprint)

@@ -36,7 +36,7 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
         name = context.partition_key
         tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
         started = time.perf_counter()
-        tracks_fp = lineage.table_fingerprint(paths.table_dir("tracks") / "all.parquet")
+        tracks_fp = lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet")
         base_fp = user_file = None
         if name in AUDIO_ENCODERS:
             vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
@@ -110,7 +110,8 @@ def _control(name: str, n_tracks: int, paths: LakePaths, settings: ExperimentSet
             )
         vectors = shuffled_vectors(np.load(base_file), seed=settings.seed)
     else:
-        dim = np.load(base_file, mmap_mode="r").shape[1] if base_file.exists() else audio_encoder_class(base).dim
+        # a built-in base's dimension is known without its file, so `random` never waits for it
+        dim = audio_encoder_class(base).dim if base in AUDIO_ENCODERS else np.load(base_file, mmap_mode="r").shape[1]
         vectors = random_vectors(n_tracks, dim, seed=settings.seed)
     save_npy_atomic(paths.embedding_file(name), vectors)
     return vectors, {"model_id": f"control of {base}" if name == "shuffled" else "gaussian N(0, 1)",

@@ -1,5 +1,7 @@
 """Across partitions: ``audiorec/leaderboard`` and the study's comparison tables (cosine / shallow / bert)."""
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 
@@ -18,14 +20,19 @@ def _main_k(ks: list[int]) -> int:
     return 50 if 50 in ks else max(ks)
 
 
-def configured_rows(paths: LakePaths, settings: ExperimentSettings, table: str) -> pd.DataFrame:
-    """Rows of ``table`` for the encoders × recommenders in the settings (older partitions' files stay
-    queryable in ``audiorec.<table>`` but do not enter the tables for people)."""
+def configured_metric_files(paths: LakePaths, settings: ExperimentSettings, table: str = "metrics") -> list[Path]:
+    """The ``table`` files of the encoders × recommenders in the settings that exist: what the tables for
+    people are made of (the study plan uses the same list). Older partitions' files stay queryable in
+    ``audiorec.<table>``."""
     files = [paths.table_dir(table) / f"{part_name(e, r)}.parquet" for e in settings.encoders for r in settings.recommenders]
-    present = [f for f in files if f.exists()]
-    if not present:
+    return [f for f in files if f.exists()]
+
+
+def configured_rows(paths: LakePaths, settings: ExperimentSettings, table: str) -> pd.DataFrame:
+    files = configured_metric_files(paths, settings, table)
+    if not files:
         raise FileNotFoundError(f"No {table} yet for the configured encoders × recommenders in {paths.table_dir(table)}.")
-    return pd.concat([pd.read_parquet(f) for f in present], ignore_index=True)
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
 
 
 @dg.asset(key=LEADERBOARD, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"},
@@ -42,9 +49,7 @@ def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
     plot_path = paths.tables / "leaderboard_hitrate.png"
     with atomic_path(plot_path) as tmp:
         tmp.write_bytes(png)
-    configured = [paths.table_dir("metrics") / f"{part_name(e, r)}.parquet"
-                  for e in settings.encoders for r in settings.recommenders]
-    metrics_fps = [lineage.table_fingerprint(f) for f in configured if f.exists()]  # as the study plan computes
+    metrics_fps = [lineage.table_fingerprint(f) for f in configured_metric_files(paths, settings)]
     return dg.MaterializeResult(metadata={
         lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps),
         "dagster/row_count": len(board),

@@ -87,7 +87,7 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
             f"e.g. {report.examples_without_audio}; setting missing_audio decides what the split does."
         )
     return dg.MaterializeResult(metadata={
-        lineage.FINGERPRINT: lineage.table_fingerprint(paths.table_dir("tracks") / "all.parquet"),
+        lineage.FINGERPRINT: lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet"),
         "dagster/row_count": len(catalogue),
         "audio_dir": dg.MetadataValue.path(str(source.audio_dir)),
         "total_hours": round(float(catalogue["duration_s"].sum()) / 3600, 2),
@@ -128,7 +128,9 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
         ).df()
     return dg.MaterializeResult(metadata={
         lineage.FINGERPRINT: lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
-        lineage.BUILT_FROM: lineage.ingest_built_from(settings, paths.root),
+        lineage.BUILT_FROM: lineage.ingest_built_from(
+            settings, paths.root, lineage.raw_fingerprint(paths.raw),
+            lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet")),
         "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs,
         "preset": settings.preset,
         "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()}),

@@ -5,7 +5,7 @@ Every materialization records ``audiorec/fingerprint`` (a hash of its output's c
 study plan recomputes the expected ``built_from`` from the upstream fingerprints it finds in
 the instance and the current settings; a mismatch, a missing output file or a failed check
 upstream decides what runs next. Re-ingesting identical data changes nothing downstream;
-changing ``shallow.max_epochs`` reruns the models and nothing else.
+changing ``shallow.max_epochs`` reruns the shallow partitions and the tables, nothing else.
 """
 
 import hashlib
@@ -20,7 +20,9 @@ BUILT_FROM = "audiorec/built_from"
 
 INGEST_SETTINGS = ("preset", "seed", "split", "missing_audio")
 EMBEDDING_SETTINGS = ("seed", "encode")
-MODEL_SETTINGS = ("preset", "seed", "ks", "top_n", "shallow", "bert4rec", "encode")
+# what every encoder x recommender partition depends on, plus the recommender's own section
+MODEL_SETTINGS = ("preset", "seed", "ks", "top_n")
+MODEL_LINEAGE_FILE = "lineage.json"  # in the model folder: the input fingerprints the model was trained on
 
 
 def combine(*parts: object) -> str:
@@ -49,8 +51,28 @@ def file_stamp(path: Path) -> str:
     return combine(path.name, stat.st_size, stat.st_mtime_ns)
 
 
-def ingest_built_from(settings: ExperimentSettings, lake_root: Path) -> str:
-    return combine(lake_root, settings.fingerprint(*INGEST_SETTINGS))
+def raw_fingerprint(raw_dir: Path) -> str:
+    """Changes whenever a file under ``raw/`` is added, removed, resized or touched."""
+    digest = hashlib.sha1()
+    files = sorted(p for p in raw_dir.rglob("*") if p.is_file()) if raw_dir.exists() else []
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(raw_dir)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def tracks_fingerprint(tracks_file: Path) -> str:
+    """The catalogue table plus the size and mtime of every audio file it names (replaced audio counts)."""
+    import pandas as pd
+
+    paths = pd.read_parquet(tracks_file, columns=["audio_path"])["audio_path"]
+    stamps = [file_stamp(Path(p)) if isinstance(p, str) and Path(p).exists() else "missing" for p in paths]
+    return combine(table_fingerprint(tracks_file), hashlib.sha1("".join(stamps).encode()).hexdigest())
+
+
+def ingest_built_from(settings: ExperimentSettings, lake_root: Path, raw_fp: str, tracks_fp: str) -> str:
+    """Interactions depend on the raw files, the catalogue they were split against and the split settings."""
+    return combine(lake_root, raw_fp, tracks_fp, settings.fingerprint(*INGEST_SETTINGS))
 
 
 def embeddings_built_from(settings: ExperimentSettings, tracks_fp: str, base_fp: str | None = None,
@@ -58,8 +80,14 @@ def embeddings_built_from(settings: ExperimentSettings, tracks_fp: str, base_fp:
     return combine(tracks_fp, settings.fingerprint(*EMBEDDING_SETTINGS), base_fp, user_file)
 
 
-def metrics_built_from(settings: ExperimentSettings, interactions_fp: str, vectors_fp: str) -> str:
-    return combine(interactions_fp, vectors_fp, settings.fingerprint(*MODEL_SETTINGS))
+def model_settings(settings: ExperimentSettings, recommender: str) -> str:
+    """The settings one recommender's results depend on: changing ``shallow.*`` leaves knn alone."""
+    own = (recommender,) if recommender in type(settings).model_fields else ()
+    return settings.fingerprint(*MODEL_SETTINGS, *own)
+
+
+def metrics_built_from(settings: ExperimentSettings, recommender: str, interactions_fp: str, vectors_fp: str) -> str:
+    return combine(interactions_fp, vectors_fp, model_settings(settings, recommender))
 
 
 def tables_built_from(settings: ExperimentSettings, metrics_fps: list[str]) -> str:

@@ -1,5 +1,6 @@
 """Per encoder × recommender: ``audiorec/models`` → ``audiorec/recommendations`` → ``audiorec/metrics``."""
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -87,6 +88,11 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
         report = model.fit(data, vectors)
         with atomic_dir(paths.model_dir(encoder, recommender)) as tmp:
             model.save(tmp)
+            # what this model was trained on, for the metrics step's lineage (files may change meanwhile)
+            (tmp / lineage.MODEL_LINEAGE_FILE).write_text(json.dumps({
+                "interactions": lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
+                "vectors": lineage.array_fingerprint(vectors),
+            }))
         curve = pd.DataFrame({"epoch": range(1, len(report.train_loss) + 1), "train_loss": report.train_loss,
                               "val_loss": report.val_loss + [np.nan] * (len(report.train_loss) - len(report.val_loss))})
         metadata = {
@@ -150,9 +156,8 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
         write_table_file(paths, "user_metrics", user_metrics, part=part_name(encoder, recommender))
         k_main = 50 if 50 in settings.ks else max(settings.ks)
         test = summary[(summary["split"] == "test") & (summary["k"] == k_main)].set_index("metric")["value"]
-        built_from = lineage.metrics_built_from(
-            settings, lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
-            lineage.array_fingerprint(inputs.vectors))
+        trained_on = json.loads((paths.model_dir(encoder, recommender) / lineage.MODEL_LINEAGE_FILE).read_text())
+        built_from = lineage.metrics_built_from(settings, recommender, trained_on["interactions"], trained_on["vectors"])
         return dg.MaterializeResult(metadata={
             lineage.FINGERPRINT: lineage.table_fingerprint(metrics_file),
             lineage.BUILT_FROM: built_from,
