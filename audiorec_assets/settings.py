@@ -7,7 +7,7 @@ builds them through :class:`audiorec_assets.defs.resources.LakeResource`.
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LAKE_ENV = "AUDIOREC_LAKE"
 SETTINGS_FILE = "experiment.yaml"
@@ -47,6 +47,14 @@ class SplitSettings(_Section):
     test_start: datetime | None = None
     test_end: datetime | None = None
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+
+    @field_validator("train_start", "test_start", "test_end")
+    @classmethod
+    def _naive_utc(cls, value: datetime | None) -> datetime | None:
+        """Listens are stored as naive UTC; a date with an offset (``...Z``, ``+02:00``) is converted to that."""
+        if value is None or value.tzinfo is None:
+            return value
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 class EncodeSettings(_Section):

@@ -12,7 +12,7 @@ from audiorec_assets.warehouse import scratch_connection
 
 def ingest(tmp_path, name, content):
     raw = tmp_path / "raw"
-    raw.mkdir(exist_ok=True)
+    raw.mkdir(parents=True, exist_ok=True)
     path = raw / name
     if isinstance(content, pd.DataFrame):
         content.to_parquet(path, index=False)
@@ -78,3 +78,40 @@ def test_layout_detection_errors(tmp_path):
     (tmp_path / "raw" / "listens.parquet").write_text("")
     with pytest.raises(SourceError, match="Several listening logs"):
         detect_source(tmp_path / "raw")
+
+
+def test_error_lines_are_physical_lines_and_parquet_rows_are_rows(tmp_path):
+    text = 'user_id,track_id,timestamp\nu1,"a\nb",2019-03-01\n\nu2,t2,2019-03-02\nu3,t3,soon\n'
+    with pytest.raises(SourceError, match=r"line 6: unparsable timestamp \('soon'\)"):
+        ingest(tmp_path, "listens.csv", text)
+    frame = pd.DataFrame({"user_id": ["u1", "u2"], "track_id": ["t1", ""], "timestamp": ["2019-03-01", "2019-03-02"]})
+    with pytest.raises(SourceError, match=r"row 2: empty track_id"):
+        ingest(tmp_path / "p", "listens.parquet", frame)
+
+
+def test_epoch_milliseconds_are_named_not_silently_read_as_seconds(tmp_path):
+    with pytest.raises(SourceError, match=r"line 2: timestamp .* outside 1990-2100 \(epoch milliseconds\?"):
+        ingest(tmp_path, "listens.csv", "user_id,track_id,timestamp\nu1,t1,1551441600000\n")
+
+
+def test_parquet_date_and_small_integer_timestamps(tmp_path):
+    dates = pd.DataFrame({"user_id": ["u"], "track_id": ["t"], "timestamp": [pd.Timestamp("2019-03-01").date()]})
+    assert ingest(tmp_path, "listens.parquet", dates)["ts"].iloc[0] == pd.Timestamp("2019-03-01")
+    small = pd.DataFrame({"user_id": ["u"], "track_id": ["t"], "timestamp": pd.array([5], dtype="int16")})
+    with pytest.raises(SourceError, match="outside 1990-2100"):
+        ingest(tmp_path / "s", "listens.parquet", small)
+
+
+def test_a_replaced_bz2_log_is_decompressed_again(tmp_path):
+    import bz2
+    import os
+
+    from audiorec_assets.data.sources import decompress_if_needed
+
+    log = tmp_path / "userid_trackid_timestamp.tsv.bz2"
+    log.write_bytes(bz2.compress(b"user_id\ttrack_id\ttimestamp\nu1\tt1\t2019-03-01 00:00:00\n"))
+    first = decompress_if_needed(log, tmp_path / "tmp")
+    log.write_bytes(bz2.compress(b"user_id\ttrack_id\ttimestamp\nu2\tt2\t2019-03-02 00:00:00\n"))
+    os.utime(log, ns=(1, 1))  # older than the copy, as `cp -p` or rsync can leave it
+    second = decompress_if_needed(log, tmp_path / "tmp")
+    assert first == second and "u2" in second.read_text()

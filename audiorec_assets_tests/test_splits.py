@@ -112,3 +112,10 @@ def test_own_layout_derives_dates_from_the_data(tmp_path):
     _, _, windows = run_split(tmp_path, events, layout=Layout.OWN)
     assert windows.test_start == datetime(2021, 12, 1)
     assert windows.train_start == datetime(2020, 12, 1)
+
+
+def test_dates_with_an_offset_in_settings_are_read_as_utc(tmp_path):
+    events = [("u1", "a", "2021-01-01"), ("u1", "b", "2021-06-01"), ("u1", "c", "2021-07-01")]
+    _, _, windows = run_split(tmp_path, events, layout=Layout.OWN, train_start="2020-12-01T00:00:00Z",
+                              test_start="2021-06-15T02:00:00+02:00")
+    assert windows.train_start == datetime(2020, 12, 1) and windows.test_start == datetime(2021, 6, 15)

@@ -98,37 +98,71 @@ def check_columns(path: Path, columns: list[str]) -> None:
 
 
 def decompress_if_needed(log_path: Path, scratch_dir: Path) -> Path:
-    """DuckDB reads plain and gzip/zstd CSV but not bzip2: stream-decompress ``.bz2`` to ``scratch_dir``."""
+    """DuckDB reads plain and gzip/zstd CSV but not bzip2: stream-decompress ``.bz2`` to ``scratch_dir``.
+
+    The copy is reused only while the ``.bz2`` has the same size and modification time as when
+    it was made (a stamp file beside the copy), so a replaced archive is always read again.
+    """
     if log_path.suffix != ".bz2":
         return log_path
     scratch_dir.mkdir(parents=True, exist_ok=True)
     target = scratch_dir / log_path.stem
-    if target.exists() and target.stat().st_mtime >= log_path.stat().st_mtime:
+    stamp_file = target.with_name(target.name + ".source")
+    stat = log_path.stat()
+    stamp = f"{log_path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if target.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return target
-    partial = target.with_name(target.name + ".partial")
-    with bz2.open(log_path, "rb") as src, open(partial, "wb") as dst:
+    with atomic_path(target) as partial, bz2.open(log_path, "rb") as src, open(partial, "wb") as dst:
         shutil.copyfileobj(src, dst, length=16 * 1024 * 1024)
-    partial.replace(target)
+    stamp_file.write_text(stamp)
     return target
+
+
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
+# plausible listening times; anything else is most likely epoch milliseconds or a typo
+EARLIEST, LATEST = "1990-01-01", "2100-01-01"
 
 
 def _timestamp_sql(column_type: str) -> str:
     """SQL turning the log's ``timestamp`` column into a UTC TIMESTAMP.
 
-    Accepts native timestamps, epoch seconds (numbers, or digit strings in text logs) and
-    text such as ``2019-03-01 12:00:00`` or ISO 8601 with an offset (converted to UTC).
-    The connection's time zone is UTC (``warehouse.scratch_connection``), so the result
+    Accepts native timestamps and dates, epoch seconds (numbers, or digit strings in text
+    logs) and text such as ``2019-03-01 12:00:00`` or ISO 8601 with an offset (converted to
+    UTC). The connection's time zone is UTC (``warehouse.scratch_connection``), so the result
     does not depend on the machine.
     """
-    if column_type.startswith("TIMESTAMP"):
+    if column_type.startswith("TIMESTAMP") or column_type == "DATE":
         return "CAST(timestamp AS TIMESTAMP)"
-    if column_type in {"BIGINT", "INTEGER", "DOUBLE", "FLOAT", "HUGEINT", "UBIGINT", "UINTEGER", "DECIMAL"}:
+    if column_type in INTEGER_TYPES or column_type.startswith("DECIMAL"):
         return "make_timestamp(CAST(CAST(timestamp AS DOUBLE) * 1e6 AS BIGINT))"
+    text = "trim(CAST(timestamp AS VARCHAR))"
     return (
-        "COALESCE(TRY_CAST(TRY_CAST(timestamp AS TIMESTAMPTZ) AS TIMESTAMP), "
-        "CASE WHEN regexp_full_match(trim(timestamp), '[0-9]+([.][0-9]+)?') "
-        "THEN make_timestamp(CAST(CAST(trim(timestamp) AS DOUBLE) * 1e6 AS BIGINT)) END)"
+        f"COALESCE(TRY_CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP), "
+        f"CASE WHEN regexp_full_match({text}, '[0-9]+([.][0-9]+)?') "
+        f"THEN make_timestamp(CAST(CAST({text} AS DOUBLE) * 1e6 AS BIGINT)) END)"
     )
+
+
+def _physical_lines(path: Path, records: list[int]) -> dict[int, int]:
+    """File line of each 1-based data record of a CSV/TSV (quoted newlines and blank lines counted)."""
+    import csv
+
+    wanted, found = set(records), {}
+    delimiter = "\t" if path.name.endswith(".tsv") else ","
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)  # header
+        record = 0
+        for row in reader:
+            if not row:  # a blank line: DuckDB skips it too
+                continue
+            record += 1
+            if record in wanted:
+                found[record] = reader.line_num
+                if len(found) == len(wanted):
+                    break
+    return found
 
 
 def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> int:
@@ -144,33 +178,35 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
     reader = _reader_sql(log_path)
     types = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})").fetchall())
     ts_sql = _timestamp_sql(types["timestamp"])
-    # line numbers: the header is line 1, and DuckDB keeps insertion order by default
     # columns by name (extra columns are ignored); ids as text whatever their type in Parquet;
-    # line numbers: the header is line 1, and DuckDB keeps insertion order by default
+    # `record` numbers data rows in file order (DuckDB keeps insertion order by default)
     con.sql(
         f"""CREATE OR REPLACE TEMP VIEW raw_listens AS
             SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(track_id AS VARCHAR) AS track_id,
                    CAST(timestamp AS VARCHAR) AS raw_timestamp, {ts_sql} AS ts,
-                   row_number() OVER () + 1 AS line
+                   row_number() OVER () AS record
             FROM {reader}"""
     )
+    problem_sql = f"""CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'empty user_id'
+                           WHEN track_id IS NULL OR trim(track_id) = '' THEN 'empty track_id'
+                           WHEN ts IS NULL THEN 'unparsable timestamp'
+                           WHEN ts < TIMESTAMP '{EARLIEST}' OR ts >= TIMESTAMP '{LATEST}'
+                             THEN 'timestamp ' || CAST(ts AS VARCHAR) || ' outside {EARLIEST[:4]}-{LATEST[:4]} '
+                                  || '(epoch milliseconds? audiorec reads epoch seconds)'
+                      END"""
     bad = con.sql(
-        """SELECT line, user_id, track_id, raw_timestamp,
-                  CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'empty user_id'
-                       WHEN track_id IS NULL OR trim(track_id) = '' THEN 'empty track_id'
-                       ELSE 'unparsable timestamp' END AS problem
-           FROM raw_listens
-           WHERE user_id IS NULL OR trim(user_id) = '' OR track_id IS NULL OR trim(track_id) = '' OR ts IS NULL
-           ORDER BY line LIMIT 5"""
+        f"SELECT record, raw_timestamp, problem FROM (SELECT *, {problem_sql} AS problem FROM raw_listens) "
+        "WHERE problem IS NOT NULL ORDER BY record LIMIT 5"
     ).fetchall()
     _raise_on_rejects(con, source.log_path)  # rejects are known only after that full scan
     if bad:
-        n_bad = con.sql(
-            "SELECT count(*) FROM raw_listens WHERE user_id IS NULL OR trim(user_id) = '' "
-            "OR track_id IS NULL OR trim(track_id) = '' OR ts IS NULL"
-        ).fetchone()[0]
-        where = "row" if source.log_path.suffix == ".parquet" else "line"
-        examples = "; ".join(f"{where} {line}: {problem} ({ts!r})" for line, _, _, ts, problem in bad)
+        n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
+        if log_path.suffix == ".parquet":
+            where = {record: f"row {record}" for record, _, _ in bad}
+        else:
+            lines = _physical_lines(log_path, [record for record, _, _ in bad])
+            where = {record: f"line {lines.get(record, record + 1)}" for record, _, _ in bad}
+        examples = "; ".join(f"{where[record]}: {problem} ({raw!r})" for record, raw, problem in bad)
         raise SourceError(f"{source.log_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")
     with atomic_path(target, suffix=".parquet") as partial:
         con.sql(

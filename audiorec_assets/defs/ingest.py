@@ -106,8 +106,9 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     listens_file = paths.table_dir("listens") / "all.parquet"
     catalogue = pd.read_parquet(paths.table_dir("tracks") / "all.parquet", columns=["track_id"])
     with scratch_connection(paths) as con:
-        _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), settings.missing_audio, context)
         windows = splits.resolve_windows(con, listens_file, source.layout, settings)
+        _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), windows, settings.missing_audio,
+                                    context)
         report = splits.make_split(con, listens_file, list(catalogue["track_id"]), windows, settings,
                                    paths.table_dir("interactions") / "all.parquet")
     register_view(paths, "interactions")
@@ -139,16 +140,19 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     })
 
 
-def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], policy: str,
-                                context: dg.AssetExecutionContext) -> None:
+def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], windows: splits.SplitWindows,
+                                policy: str, context: dg.AssetExecutionContext) -> None:
+    """Fail (or report the drop) when listens inside the split's windows name tracks without audio."""
+    in_window = {"p": str(listens_file), "start": windows.train_start, "end": windows.test_end}
     listened = [row[0] for row in con.execute(
-        "SELECT DISTINCT track_id FROM read_parquet($p) ORDER BY track_id", {"p": str(listens_file)}).fetchall()]
+        "SELECT DISTINCT track_id FROM read_parquet($p) WHERE ts >= $start AND ts < $end ORDER BY track_id",
+        in_window).fetchall()]
     missing = [t for t in listened if t not in catalogue]
     if not missing:
         return
     n_events = con.execute(
-        "SELECT count(*) FROM read_parquet($p) WHERE track_id IN (SELECT unnest($m))",
-        {"p": str(listens_file), "m": missing},
+        "SELECT count(*) FROM read_parquet($p) WHERE ts >= $start AND ts < $end AND track_id IN (SELECT unnest($m))",
+        {**in_window, "m": missing},
     ).fetchone()[0]
     message = f"{len(missing)} listened track(s) ({n_events} events) have no audio file, e.g. {missing[:5]}"
     if policy == "fail":
