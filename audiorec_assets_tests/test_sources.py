@@ -115,3 +115,15 @@ def test_a_replaced_bz2_log_is_decompressed_again(tmp_path):
     os.utime(log, ns=(1, 1))  # older than the copy, as `cp -p` or rsync can leave it
     second = decompress_if_needed(log, tmp_path / "tmp")
     assert first == second and "u2" in second.read_text()
+
+
+@pytest.mark.parametrize("stamp, expected", [
+    ("2019-03-01T14:00:00-02:00", "2019-03-01 16:00:00"),
+    ("2019-03-01T14:00:00+0200", "2019-03-01 12:00:00"),
+    ("2019-03-01T12:00:00Z", "2019-03-01 12:00:00"),
+    ("2019-03-01 12:00:00.250", "2019-03-01 12:00:00.250"),
+    ("2019-03-01", "2019-03-01 00:00:00"),
+])
+def test_more_text_timestamp_forms(tmp_path, stamp, expected):
+    rows = ingest(tmp_path, "listens.csv", f"user_id,track_id,timestamp\nu1,t1,{stamp}\n")
+    assert rows["ts"].iloc[0] == pd.Timestamp(expected)

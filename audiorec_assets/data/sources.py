@@ -137,10 +137,15 @@ def _timestamp_sql(column_type: str) -> str:
     if column_type in INTEGER_TYPES or column_type.startswith("DECIMAL"):
         return "make_timestamp(CAST(CAST(timestamp AS DOUBLE) * 1e6 AS BIGINT))"
     text = "trim(CAST(timestamp AS VARCHAR))"
+    # a cast to TIMESTAMP would silently drop an offset: strings ending in Z, ±hh:mm or ±hhmm
+    # take the (slower) TIMESTAMPTZ path; cheap string tests keep the common case fast
+    has_offset = (f"(length({text}) > 16 AND (right({text}, 1) = 'Z' OR substr({text}, -6, 1) IN ('+', '-') "
+                  f"OR substr({text}, -5, 1) IN ('+', '-')))")
     return (
-        f"COALESCE(TRY_CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP), "
+        f"CASE WHEN {has_offset} THEN TRY_CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) "
+        f"ELSE COALESCE(TRY_CAST({text} AS TIMESTAMP), "
         f"CASE WHEN regexp_full_match({text}, '[0-9]+([.][0-9]+)?') "
-        f"THEN make_timestamp(CAST(CAST({text} AS DOUBLE) * 1e6 AS BIGINT)) END)"
+        f"THEN make_timestamp(CAST(CAST({text} AS DOUBLE) * 1e6 AS BIGINT)) END) END"
     )
 
 
@@ -178,13 +183,11 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
     reader = _reader_sql(log_path)
     types = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})").fetchall())
     ts_sql = _timestamp_sql(types["timestamp"])
-    # columns by name (extra columns are ignored); ids as text whatever their type in Parquet;
-    # `record` numbers data rows in file order (DuckDB keeps insertion order by default)
+    # columns by name (extra columns are ignored); ids as text whatever their type in Parquet
     con.sql(
         f"""CREATE OR REPLACE TEMP VIEW raw_listens AS
             SELECT CAST(user_id AS VARCHAR) AS user_id, CAST(track_id AS VARCHAR) AS track_id,
-                   CAST(timestamp AS VARCHAR) AS raw_timestamp, {ts_sql} AS ts,
-                   row_number() OVER () AS record
+                   CAST(timestamp AS VARCHAR) AS raw_timestamp, {ts_sql} AS ts
             FROM {reader}"""
     )
     problem_sql = f"""CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'empty user_id'
@@ -194,29 +197,38 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
                              THEN 'timestamp ' || CAST(ts AS VARCHAR) || ' outside {EARLIEST[:4]}-{LATEST[:4]} '
                                   || '(epoch milliseconds? audiorec reads epoch seconds)'
                       END"""
-    bad = con.sql(
-        f"SELECT record, raw_timestamp, problem FROM (SELECT *, {problem_sql} AS problem FROM raw_listens) "
-        "WHERE problem IS NOT NULL ORDER BY record LIMIT 5"
-    ).fetchall()
-    _raise_on_rejects(con, source.log_path)  # rejects are known only after that full scan
-    if bad:
-        n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
-        if log_path.suffix == ".parquet":
-            where = {record: f"row {record}" for record, _, _ in bad}
-        else:
-            lines = _physical_lines(log_path, [record for record, _, _ in bad])
-            where = {record: f"line {lines.get(record, record + 1)}" for record, _, _ in bad}
-        examples = "; ".join(f"{where[record]}: {problem} ({raw!r})" for record, raw, problem in bad)
-        raise SourceError(f"{source.log_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")
+    n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
+    _raise_on_rejects(con, source.log_path)
+    if n_bad:
+        _raise_bad_rows(con, source.log_path, log_path, problem_sql, n_bad)
     with atomic_path(target, suffix=".parquet") as partial:
         con.sql(
             f"COPY (SELECT trim(user_id) AS user_id, trim(track_id) AS track_id, ts FROM raw_listens) "
             f"TO '{_sql_path(partial)}' (FORMAT parquet, COMPRESSION zstd)"
         )
+        # malformed CSV rows are known once a scan has read every column (DuckDB's reject tables)
+        _raise_on_rejects(con, source.log_path)
         n_events = con.sql(f"SELECT count(*) FROM read_parquet('{_sql_path(partial)}')").fetchone()[0]
         if n_events == 0:
             raise SourceError(f"{source.log_path}: the listening log has a header but no events.")
     return int(n_events)
+
+
+def _raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n_bad: int) -> None:
+    """Name the first bad rows by line (CSV/TSV) or row (Parquet). Numbering rows needs a window
+    over the whole log, so it runs only when something is wrong."""
+    bad = con.sql(
+        f"""SELECT record, raw_timestamp, problem FROM (
+              SELECT *, {problem_sql} AS problem FROM (SELECT *, row_number() OVER () AS record FROM raw_listens))
+            WHERE problem IS NOT NULL ORDER BY record LIMIT 5"""
+    ).fetchall()
+    if read_path.suffix == ".parquet":
+        where = {record: f"row {record}" for record, _, _ in bad}
+    else:
+        lines = _physical_lines(read_path, [record for record, _, _ in bad])
+        where = {record: f"line {lines.get(record, record + 1)}" for record, _, _ in bad}
+    examples = "; ".join(f"{where[record]}: {problem} ({raw!r})" for record, raw, problem in bad)
+    raise SourceError(f"{source_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")
 
 
 def _raise_on_rejects(con, path: Path) -> None:
