@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +102,31 @@ def drop_seen_top_n(
     return items, top
 
 
+Candidates = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (users, depth) -> (items, scores)
+
+
+def recommend_from_candidates(users: np.ndarray, n: int, train: UserItems, candidates: Candidates,
+                              batch_size: int = DEFAULT_BATCH_SIZE) -> TopN:
+    """Top-``n`` unseen items per user from a candidate generator, in batches of similar history length.
+
+    ``candidates(batch, depth)`` returns each user's best ``depth`` items (best first, -1 for
+    none) and their scores; ``depth`` = ``n`` + the batch's longest train history, so ``n``
+    unseen items remain whenever the generator has that many.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    users = np.asarray(users, dtype=np.int64)
+    items_out = np.full((len(users), n), -1, dtype=np.int64)
+    scores_out = np.full((len(users), n), np.nan, dtype=np.float32)
+    lengths = train.lengths()
+    for pos in history_batches(users, lengths, n, batch_size):
+        batch = users[pos]
+        items, scores = candidates(batch, n + int(lengths[batch].max()))
+        if items.shape[1]:
+            items_out[pos], scores_out[pos] = drop_seen_top_n(items, scores, batch, train, n)
+    return TopN(users=users, items=items_out, scores=scores_out)
+
+
 def write_meta(directory: Path, meta: dict[str, object]) -> None:
     (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
@@ -173,22 +198,12 @@ class KnnRecommender(Recommender):
         in the index).
         """
         self._require_fitted()
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        users = np.asarray(users, dtype=np.int64)
-        items_out = np.full((len(users), n), -1, dtype=np.int64)
-        scores_out = np.full((len(users), n), np.nan, dtype=np.float32)
-        lengths = self._train.lengths()
-        n_index = self._index.ntotal
-        for pos in history_batches(users, lengths, n, self.batch_size):
-            batch = users[pos]
-            k = min(n + int(lengths[batch].max()), n_index)
-            if k == 0:
-                continue
-            scores, labels = self._index.search(self._user_vectors[batch], k)
-            candidates = np.where(labels >= 0, self._index_items[np.maximum(labels, 0)], -1)
-            items_out[pos], scores_out[pos] = drop_seen_top_n(candidates, scores, batch, self._train, n)
-        return TopN(users=users, items=items_out, scores=scores_out)
+
+        def search(batch: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+            scores, labels = self._index.search(self._user_vectors[batch], min(depth, self._index.ntotal))
+            return np.where(labels >= 0, self._index_items[np.maximum(labels, 0)], -1), scores
+
+        return recommend_from_candidates(users, n, self._train, search, self.batch_size)
 
     def save(self, directory: Path) -> None:
         """``index.faiss`` (faiss.write_index), ``user_vectors.npy``, ``index_items.npy``, ``model.json``."""

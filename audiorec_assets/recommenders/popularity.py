@@ -17,10 +17,9 @@ from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.knn import (
     DEFAULT_BATCH_SIZE,
     FORMAT_VERSION,
-    write_meta,
-    drop_seen_top_n,
-    history_batches,
     read_meta,
+    recommend_from_candidates,
+    write_meta,
 )
 from audiorec_assets.settings import ExperimentSettings
 
@@ -59,19 +58,13 @@ class PopularityRecommender(Recommender):
         """Per batch, the top ``n + longest history`` of the global ranking minus each user's train items."""
         if self._ranked is None:
             raise RuntimeError("PopularityRecommender is not fitted: call fit() or load()")
-        if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
-        users = np.asarray(users, dtype=np.int64)
-        items_out = np.full((len(users), n), -1, dtype=np.int64)
-        scores_out = np.full((len(users), n), np.nan, dtype=np.float32)
-        lengths = self._train.lengths()
-        for pos in history_batches(users, lengths, n, self.batch_size):
-            batch = users[pos]
-            head = self._ranked[: n + int(lengths[batch].max())]
-            candidates = np.broadcast_to(head, (len(batch), len(head)))
-            scores = np.broadcast_to(self._plays[head], candidates.shape)
-            items_out[pos], scores_out[pos] = drop_seen_top_n(candidates, scores, batch, self._train, n)
-        return TopN(users=users, items=items_out, scores=scores_out)
+
+        def head_of_ranking(batch: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+            head = self._ranked[:depth]
+            shape = (len(batch), len(head))
+            return np.broadcast_to(head, shape), np.broadcast_to(self._plays[head], shape)
+
+        return recommend_from_candidates(users, n, self._train, head_of_ranking, self.batch_size)
 
     def save(self, directory: Path) -> None:
         """``ranked_items.npy``, ``item_plays.npy`` and ``model.json``."""
