@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,8 @@ from audiorec_assets.defs.models import build_model_assets
 from audiorec_assets.defs.partitions import encoder_partitions, model_partitions
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.settings import LakePaths, default_lake
+
+DEVICE_ENV = "AUDIOREC_DEVICE"  # cpu | cuda | auto: the compute device of this deployment
 
 
 def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
@@ -29,7 +32,7 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
             evaluation.leaderboard, *evaluation.COMPARISON_ASSETS,
         ],
         asset_checks=[checks.tracks_quality, checks.interactions_quality],
-        resources={"lake": LakeResource(root=str(paths.root))},
+        resources={"lake": LakeResource(root=str(paths.root), device=os.environ.get(DEVICE_ENV, ""))},
         jobs=[automation.ingest_job, automation.embeddings_job, automation.recommend_job, automation.tables_job],
         sensors=[automation.raw_data_sensor, automation.study_sensor],
         schedules=[automation.nightly_ingest_schedule],

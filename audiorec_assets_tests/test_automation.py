@@ -192,3 +192,10 @@ def test_table_fingerprint_ignores_row_order_and_sees_content(tmp_path):
     frame.assign(a=[1, 2, 4]).to_parquet(tmp_path / "three.parquet")
     fp = lineage.table_fingerprint
     assert fp(tmp_path / "one.parquet") == fp(tmp_path / "two.parquet") != fp(tmp_path / "three.parquet")
+
+
+def test_the_lake_resource_device_and_run_overrides_layer_over_the_file(lake):
+    (lake / "experiment.yaml").write_text("seed: 3\nencode: {device: cpu, batch_size: 4}\n")
+    settings = LakeResource(root=str(lake), device="auto", overrides_yaml="{seed: 9}").settings()
+    assert (settings.encode.device, settings.encode.batch_size, settings.seed) == ("auto", 4, 9)
+    assert LakeResource(root=str(lake)).settings().encode.device == "cpu"

@@ -13,10 +13,13 @@ class LakeResource(ConfigurableResource):
     """The data lake and the experiment settings (``<lake>/experiment.yaml``, then run overrides).
 
     Set ``overrides_yaml`` in the launchpad to change settings for one run, e.g.
-    ``preset: paper_code`` or ``{split: {val_fraction: 0.3}, seed: 7}``.
+    ``preset: paper_code`` or ``{split: {val_fraction: 0.3}, seed: 7}``. ``device`` picks the
+    compute device for a deployment (``build_definitions`` reads ``$AUDIOREC_DEVICE``).
     """
 
     root: str = Field("", description="Lake directory; empty = $AUDIOREC_LAKE or ./data_lake")
+    device: str = Field("", description="Compute device for encoders and torch models (cpu, cuda, auto); "
+                                        "empty = encode.device of experiment.yaml")
     overrides_yaml: str = Field("", description="YAML merged over experiment.yaml for this run")
 
     def paths(self) -> LakePaths:
@@ -24,6 +27,8 @@ class LakeResource(ConfigurableResource):
 
     def settings(self) -> ExperimentSettings:
         settings = load_settings(self.paths().root)
+        if self.device:  # per deployment (a GPU machine), without editing the experiment file
+            settings = settings.with_overrides({"encode": {"device": self.device}})
         if not self.overrides_yaml.strip():
             return settings
         try:
