@@ -63,6 +63,16 @@ class EncodeSettings(_Section):
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when torch sees a GPU, else cpu)
     shuffled_base: str = "musicnn"
     models_dir: str | None = None  # where pretrained weights live; default: AUDIOREC_MODELS or the user cache
+    # z-score every feature of an encoder's vectors over the catalogue before the recommenders see them
+    # (off by default: the study used the raw vectors); the model metadata says which
+    standardize: bool = False
+
+    @field_validator("standardize", mode="before")
+    @classmethod
+    def _strict_bool(cls, value: object) -> object:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, got {value!r}")
+        return value
 
 
 class ShallowSettings(_Section):
@@ -71,8 +81,11 @@ class ShallowSettings(_Section):
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
-    hidden_dim: int = Field(0, ge=0)  # >0 adds a Linear projection on the item side (guide)
+    # guide: >0 adds a Linear projection on the item side; paper_code: the width of the shared
+    # Linear+ReLU applied to users and items (0 = the audio dimension, the paper's runs)
+    hidden_dim: int = Field(0, ge=0)
     margin: float | None = None  # None: the preset's (guide 1.0, paper_code 0.2)
+    id_dim: int = Field(128, ge=2)  # encoder `none`: width of the learned item-id embeddings
 
 
 class Bert4RecSettings(_Section):
@@ -88,6 +101,16 @@ class Bert4RecSettings(_Section):
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
+    id_dim: int = Field(128, ge=8)  # encoder `none`: width of the learned item-id embeddings (= hidden size)
+
+
+class AlsSettings(_Section):
+    """Implicit-feedback ALS (the ``implicit`` library), the collaborative reference ``als``."""
+
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(0.05, ge=0.0)
+    iterations: int = Field(15, ge=1)
+    alpha: float = Field(1.0, gt=0.0)  # confidence = 1 + alpha * plays
 
 
 class ExperimentSettings(_Section):
@@ -95,22 +118,38 @@ class ExperimentSettings(_Section):
 
     preset: Preset = "guide"
     seed: int = 42
+    # trained recommenders run once per seed (mean and spread reported); None = [seed]
+    seeds: list[int] | None = None
     split: SplitSettings = SplitSettings()
     missing_audio: Literal["fail", "drop"] = "fail"
-    encoders: list[str] = ["mfcc", "musicnn", "shuffled", "random"]
-    recommenders: list[str] = ["knn", "shallow", "bert4rec", "popularity"]
+    encoders: list[str] = ["mfcc", "musicnn", "shuffled", "random", "none"]
+    recommenders: list[str] = ["knn", "shallow", "bert4rec", "popularity", "als"]
     ks: list[int] = [10, 20, 50]
+    # the K of the tables for people (leaderboard, comparisons, plot); must be one of ks. Fit it to the
+    # catalogue: 50 of Music4All-Onion's 56 512 tracks is a short list, 50 of a few hundred is not
+    headline_k: int = 50
     top_n: int = Field(100, ge=1)
     encode: EncodeSettings = EncodeSettings()
     shallow: ShallowSettings = ShallowSettings()
     bert4rec: Bert4RecSettings = Bert4RecSettings()
+    als: AlsSettings = AlsSettings()
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds a trained recommender runs under (``seeds``, else ``[seed]``)."""
+        return list(self.seeds) if self.seeds is not None else [self.seed]
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSettings:
         from audiorec_assets.recommenders import RECOMMENDERS  # lazy: the registry imports this module
 
+        if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
+            raise ValueError(f"seeds must list at least one seed, each once (got {self.seeds}); "
+                             "leave it out to use `seed` alone")
         if not self.ks or min(self.ks) < 1:
             raise ValueError("ks must list at least one cutoff K >= 1")
+        if self.headline_k not in self.ks:
+            raise ValueError(f"headline_k ({self.headline_k}) must be one of ks {self.ks}")
         if max(self.ks) > self.top_n:
             raise ValueError(f"top_n ({self.top_n}) must be at least the largest K in ks ({max(self.ks)})")
         unknown = [r for r in self.recommenders if r not in RECOMMENDERS]

@@ -23,7 +23,10 @@ AUDIO_ENCODERS: dict[str, str] = {
 # Controls computed from other vectors, not from audio (see encoders/controls.py).
 CONTROL_ENCODERS: tuple[str, ...] = ("shuffled", "random")
 
-BUILTIN_ENCODERS: tuple[str, ...] = (*AUDIO_ENCODERS, *CONTROL_ENCODERS)
+# No audio at all: a (tracks × 0) array; recommenders learn item ids instead (or use none).
+NO_AUDIO_ENCODER = "none"
+
+BUILTIN_ENCODERS: tuple[str, ...] = (*AUDIO_ENCODERS, *CONTROL_ENCODERS, NO_AUDIO_ENCODER)
 
 
 def audio_encoder_class(name: str) -> type[AudioEncoder]:

@@ -36,7 +36,9 @@ class TopN:
 class Recommender(ABC):
     """A recommender over frozen item vectors (``item_vectors[i]`` belongs to ``item_idx`` i).
 
-    ``recommend`` never returns a user's train items.
+    ``item_vectors`` of width 0 mean encoder ``none`` (no audio): a recommender that can learns
+    item ids instead, one that cannot refuses. ``recommend`` ranks only ``candidates`` (default:
+    the train vocabulary, ``data.train_items``) and never returns a user's train items.
     """
 
     name: ClassVar[str]
@@ -49,8 +51,14 @@ class Recommender(ABC):
         """Train on ``data.train`` (``data.val`` may drive early stopping)."""
 
     @abstractmethod
-    def recommend(self, users: np.ndarray, n: int) -> TopN:
-        """Top-``n`` items for user indices ``users``, train history excluded."""
+    def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
+        """Top-``n`` of ``candidates`` (sorted item_idx; None = the train vocabulary) for user indices
+        ``users``, train history excluded."""
+
+    @property
+    def scores_unseen_items(self) -> bool:
+        """Whether the fitted model can score tracks without train plays from their audio (cold start)."""
+        return False
 
     @abstractmethod
     def save(self, directory: Path) -> None:
@@ -72,12 +80,23 @@ def history_mask_coords(users: np.ndarray, data: InteractionData) -> tuple[np.nd
     return rows, train.indices[np.repeat(starts, lengths) + offsets]
 
 
-def exclude_and_top_n(scores: np.ndarray, users: np.ndarray, data: InteractionData, n: int) -> TopN:
-    """Mask each user's train items in a dense ``(len(users), n_items)`` score block and take top-``n``.
+def candidate_mask(data: InteractionData, candidates: np.ndarray | None) -> np.ndarray:
+    """Boolean ``(n_items,)``: True for the items that may be ranked (default: the train vocabulary)."""
+    allowed = np.zeros(data.n_items, dtype=bool)
+    allowed[data.train_items if candidates is None else np.asarray(candidates, dtype=np.int64)] = True
+    return allowed
+
+
+def exclude_and_top_n(scores: np.ndarray, users: np.ndarray, data: InteractionData, n: int,
+                      allowed: np.ndarray | None = None) -> TopN:
+    """Mask each user's train items (and every item not ``allowed``) in a dense ``(len(users), n_items)``
+    score block and take top-``n``.
 
     Shared by score-everything models (shallow, bert4rec). ``scores`` is modified in place.
     Within the top ``n``, equal scores are ordered by item index (ascending).
     """
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
     rows, cols = history_mask_coords(users, data)
     scores[rows, cols] = -np.inf
     n_eff = min(n, scores.shape[1])

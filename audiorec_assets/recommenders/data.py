@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -42,13 +43,22 @@ class UserItems:
         return cls(indptr=indptr, indices=item_idx[order].astype(np.int64))
 
 
+WARM_SPLITS = ("val", "test")
+COLD_SPLITS = ("test_cold",)
+EVAL_SPLITS = (*WARM_SPLITS, *COLD_SPLITS)
+
+
 @dataclass(frozen=True)
 class InteractionData:
-    """Users, items and the three splits of ``audiorec.interactions``, indexed densely.
+    """Users, items and the splits of ``audiorec.interactions``, indexed densely.
 
     ``user_ids[u]`` is the original id of user index ``u`` (sorted ascending);
     ``track_ids[i]`` is the track of ``item_idx`` ``i`` (the embedding row).
     Users are those with at least one train item.
+
+    Candidates (CONTRACT.md): in the warm splits (``val``, ``test``) the tracks with train plays
+    (:attr:`train_items`, the study's vocabulary); in ``test_cold`` the catalogue tracks without
+    any (:attr:`cold_items`). Recommenders exclude each user's train history on top.
     """
 
     user_ids: np.ndarray
@@ -57,6 +67,25 @@ class InteractionData:
     train_plays: np.ndarray  # plays aligned with ``train.indices``
     val: UserItems
     test: UserItems
+    test_cold: UserItems | None = None  # None: no cold split (older lakes); treated as empty
+
+    @cached_property
+    def train_items(self) -> np.ndarray:
+        """Sorted item_idx of every track with at least one train play: the warm candidates."""
+        return np.unique(self.train.indices).astype(np.int64)
+
+    @cached_property
+    def cold_items(self) -> np.ndarray:
+        """Sorted item_idx of every catalogue track without train plays: the cold candidates."""
+        return np.setdiff1d(np.arange(self.n_items, dtype=np.int64), self.train_items, assume_unique=True)
+
+    def candidates(self, split: str) -> np.ndarray:
+        """The items a recommender may rank for users of ``split`` (before removing their history)."""
+        if split in COLD_SPLITS:
+            return self.cold_items
+        if split in (*WARM_SPLITS, "train"):
+            return self.train_items
+        raise KeyError(f"unknown split {split!r}; known: {EVAL_SPLITS}")
 
     @property
     def n_users(self) -> int:
@@ -67,6 +96,8 @@ class InteractionData:
         return len(self.track_ids)
 
     def split(self, name: str) -> UserItems:
+        if name == "test_cold":
+            return self.test_cold if self.test_cold is not None else _empty(self.n_users)
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
     def eval_users(self, name: str) -> np.ndarray:
@@ -97,4 +128,10 @@ class InteractionData:
         train, train_plays = build("train")
         val, _ = build("val")
         test, _ = build("test")
-        return cls(user_ids=user_ids, track_ids=track_ids, train=train, train_plays=train_plays, val=val, test=test)
+        test_cold, _ = build("test_cold")
+        return cls(user_ids=user_ids, track_ids=track_ids, train=train, train_plays=train_plays, val=val, test=test,
+                   test_cold=test_cold)
+
+
+def _empty(n_users: int) -> UserItems:
+    return UserItems(indptr=np.zeros(n_users + 1, dtype=np.int64), indices=np.zeros(0, dtype=np.int64))

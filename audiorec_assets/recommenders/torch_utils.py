@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from audiorec_assets.lakeio import atomic_path
-from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, exclude_and_top_n
+from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.settings import ExperimentSettings, effective_device
 
@@ -366,19 +366,22 @@ def recommend_in_batches(
     data: InteractionData,
     score_block: Callable[[np.ndarray], torch.Tensor],
     max_cells: int = 1 << 24,
+    candidates: np.ndarray | None = None,
 ) -> TopN:
     """Top-``n`` per user from dense score blocks ``score_block(user_batch) -> (batch, n_items)``.
 
-    Users are scored in batches of at most ``max_cells`` scores to bound memory; each user's train
-    items are excluded (:func:`exclude_and_top_n`).
+    Users are scored in batches of at most ``max_cells`` scores to bound memory; only ``candidates``
+    (default: the train vocabulary) are ranked and each user's train items are excluded
+    (:func:`exclude_and_top_n`).
     """
     users = np.asarray(users, dtype=np.int64)
+    allowed = candidate_mask(data, candidates)
     batch = max(1, max_cells // max(1, data.n_items))
     parts: list[TopN] = []
     for start in range(0, len(users), batch):
         block_users = users[start : start + batch]
         scores = score_block(block_users).detach().to("cpu", torch.float32).numpy().copy()
-        parts.append(exclude_and_top_n(scores, block_users, data, n))
+        parts.append(exclude_and_top_n(scores, block_users, data, n, allowed))
     if not parts:
         return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))
     return TopN(
