@@ -36,6 +36,9 @@ def sequential_data(seed: int = 0, long_val: bool = True) -> tuple[InteractionDa
             split = "train" if step < N_TRAIN else "val" if step < N_TRAIN + n_val else "test"
             rows.append((f"u{user:03d}", f"t{item:03d}", start + pd.Timedelta(hours=step), 1, split))
     interactions = pd.DataFrame(rows, columns=["user_id", "track_id", "first_ts", "plays", "split"])
+    # warm evaluation, as the study's split: val/test tracks all have train plays
+    train_tracks = set(interactions.loc[interactions["split"] == "train", "track_id"])
+    interactions = interactions[(interactions["split"] == "train") | interactions["track_id"].isin(train_tracks)]
     tracks = pd.DataFrame({"track_id": [f"t{i:03d}" for i in range(N_ITEMS)], "item_idx": np.arange(N_ITEMS)})
     return InteractionData.from_frames(interactions, tracks), vectors.astype(np.float32)
 
@@ -81,7 +84,7 @@ def test_fit_records_its_validation_loss_definition(fitted, dataset):
         assert report.params["val_loss_users"] == len(data.eval_users("val")) == N_USERS
     else:
         assert report.params["val_loss"] == "paper_code"
-        assert report.params["val_loss_users"] == N_USERS // 2  # the users with 11 val items
+        assert report.params["val_loss_users"] == int((data.val.lengths() >= 10).sum()) > 0
     assert isinstance(report.params["val_loss_detail"], str) and report.params["val_loss_detail"]
 
 
@@ -154,7 +157,8 @@ def test_masked_only_logits_equal_all_position_logits_gathered(dataset):
             hidden = net.encode(tokens.masked_fill(masked, config.mask_token))
             fast = b4r.masked_position_logits(net, hidden, masked)
             slow = b4r.all_position_logits(net, hidden, masked)
-        assert fast.shape == (int(masked.sum()), data.n_items)
+        # paper_code's softmax also holds the [PAD] and [MASK] rows
+        assert fast.shape == (int(masked.sum()), data.n_items + (2 if preset == "paper_code" else 0))
         assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
 
 
@@ -284,3 +288,54 @@ def test_paper_code_batch_without_masked_positions_is_skipped(dataset):
     loss = b4r.train_epoch(net, optimizer, sequences, 8, torch.Generator().manual_seed(0))
     assert loss == 0.0
     assert all(torch.equal(before[name], value) for name, value in net.state_dict().items())
+
+
+def test_training_softmax_is_the_train_vocabulary_plus_special_rows_in_paper_code(fitted, dataset):
+    preset, model, _ = fitted
+    data, vectors = dataset
+    net = model.net
+    assert len(data.train_items) < data.n_items  # the fixture has tracks without train plays
+    assert torch.equal(net.vocab, torch.as_tensor(data.train_items))
+    hidden = torch.zeros(1, net.config.hidden_dim)
+    width = net.vocab_logits(hidden).shape[-1]
+    if preset == "paper_code":
+        assert width == len(data.train_items) + 2
+        # pad and mask rows: N(0, 0.02) at initialisation (a fresh net of the same config)
+        fresh = b4r.Bert4RecNet(net.config, torch.as_tensor(vectors))
+        for row in (fresh.pad_embedding, fresh.mask_embedding):
+            assert row.std().item() < 0.05
+        # tracks outside the vocabulary never got a gradient: their rows are still the audio vectors
+        cold = np.setdiff1d(np.arange(data.n_items), data.train_items)
+        assert torch.equal(net.item_table.detach()[cold], torch.as_tensor(vectors[cold]))
+    else:
+        assert width == len(data.train_items)
+
+
+def test_warm_lists_only_train_tracks_cold_lists_only_candidates(fitted, dataset):
+    _, model, _ = fitted
+    data, _ = dataset
+    users = np.arange(data.n_users)
+    warm = model.recommend(users, 40).items
+    assert set(warm[warm >= 0].ravel()) <= set(data.train_items)
+    cold = np.setdiff1d(np.arange(data.n_items), data.train_items)
+    listed = model.recommend(users, 40, candidates=cold).items
+    assert set(listed[listed >= 0].ravel()) == set(cold)
+    assert model.scores_unseen_items
+
+
+@pytest.mark.parametrize("preset", ["guide", "paper_code"])
+def test_encoder_none_is_plain_bert4rec_on_learned_ids(preset, dataset, tmp_path: Path):
+    data, _ = dataset
+    no_audio = np.zeros((data.n_items, 0), dtype=np.float32)
+    settings = settings_for(preset, id_dim=16, max_epochs=20, patience=20)
+    model = b4r.Bert4RecRecommender(settings)
+    report = model.fit(data, no_audio)
+    net = model.net
+    assert report.params["id_items"] and net.item_table.shape == (data.n_items, 16)
+    assert net.item_table.requires_grad and not net.config.project and not model.scores_unseen_items
+    # the ids learn (320 train tokens are too few for the val loss to say much on this fixture)
+    assert min(report.train_loss) < report.train_loss[0] - 0.3
+    model.save(tmp_path)
+    loaded = b4r.Bert4RecRecommender.load(tmp_path, settings, data, no_audio)
+    users = np.arange(data.n_users)
+    assert np.array_equal(model.recommend(users, 10).scores, loaded.recommend(users, 10).scores)

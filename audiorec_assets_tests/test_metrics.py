@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audiorec_assets.evaluation.metrics import METRICS, per_user_metrics, summarise
+from audiorec_assets.evaluation.metrics import (
+    METRICS,
+    confidence_interval,
+    per_user_metrics,
+    summarise,
+    wilson_interval,
+)
 from audiorec_assets.evaluation.plots import hitrate_plot_png
 
 
@@ -145,13 +151,21 @@ def test_metric_bounds_and_monotonicity_in_k():
 
 
 # ------------------------------------------------------------------ summary and plot
-def test_summarise_mean_and_normal_ci():
+def wilson_textbook(hits: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson (1927) score interval, written out independently of the code under test."""
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - spread) / (1 + z * z / n), (centre + spread) / (1 + z * z / n)
+
+
+def test_summarise_mean_and_normal_ci_for_non_hitrate_metrics():
     # values [0,1,1,1]: mean 0.75, sample sd 0.5, half-width 1.96 * 0.5 / sqrt(4) ≈ 0.49
-    per_user = {("hitrate", 10): np.array([0.0, 1, 1, 1]), ("recall", 10): np.array([0.5]),
-                ("hitrate", 5): np.array([1.0, 1, 1, 1])}
+    per_user = {("recall", 10): np.array([0.0, 1, 1, 1]), ("ndcg", 10): np.array([0.5]),
+                ("recall", 5): np.array([1.0, 1, 1, 1])}
     df = summarise(per_user)
     assert list(df.columns) == ["metric", "k", "value", "ci_low", "ci_high", "n_users"]
-    assert list(zip(df["metric"], df["k"])) == [("hitrate", 5), ("hitrate", 10), ("recall", 10)]
+    assert list(zip(df["metric"], df["k"])) == [("recall", 5), ("recall", 10), ("ndcg", 10)]
     row = df.iloc[1]
     assert row["value"] == pytest.approx(0.75)
     assert row["ci_low"] == pytest.approx(0.75 - 1.959964 * 0.25, abs=1e-6)
@@ -159,6 +173,47 @@ def test_summarise_mean_and_normal_ci():
     assert row["n_users"] == 4
     assert df.iloc[0][["ci_low", "ci_high"]].tolist() == [1.0, 1.0]  # no spread, no width
     assert np.isnan(df.iloc[2]["ci_low"])  # one user: no interval
+
+
+@pytest.mark.parametrize("hits,n", [(0, 4), (1, 4), (3, 4), (4, 4), (0, 1), (1, 1), (7, 50), (49, 50), (500, 2000)])
+def test_summarise_hitrate_gets_the_wilson_interval(hits, n):
+    from scipy.stats import binomtest
+
+    values = np.array([1.0] * hits + [0.0] * (n - hits))
+    row = summarise({("hitrate", 10): values}).iloc[0]
+    assert row["value"] == pytest.approx(hits / n)
+    low, high = wilson_textbook(hits, n)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, abs=1e-12), pytest.approx(high, abs=1e-12))
+    theirs = binomtest(hits, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert row["ci_low"] == pytest.approx(theirs.low, abs=1e-9)
+    assert row["ci_high"] == pytest.approx(theirs.high, abs=1e-9)
+    # inside [0, 1], around the estimate, and never a point (the normal interval is one at p = 0 or 1)
+    assert 0.0 <= row["ci_low"] <= row["value"] <= row["ci_high"] <= 1.0
+    assert row["ci_high"] - row["ci_low"] > 0
+
+
+def test_wilson_at_the_edges_and_for_seed_averaged_hits():
+    # p = 0 on 4 users: [0, z²/(n + z²)]; p = 1: [n/(n + z²), 1]
+    z2 = 1.959963984540054 ** 2
+    assert wilson_interval(0.0, 4) == (0.0, pytest.approx(z2 / (4 + z2)))
+    assert wilson_interval(1.0, 4) == (pytest.approx(4 / (4 + z2)), 1.0)
+    assert all(np.isnan(wilson_interval(0.5, 0)))
+    # per-user HitRate averaged over two seeds (0, 0.5 or 1): still the interval of the mean proportion
+    values = np.array([0.5, 1.0, 0.0, 0.5, 1.0, 1.0])
+    _, low, high = confidence_interval(values, method="wilson")
+    p = values.mean()
+    want = wilson_textbook(p * len(values), len(values))
+    assert (low, high) == (pytest.approx(want[0]), pytest.approx(want[1]))
+    with pytest.raises(ValueError):
+        confidence_interval(values, method="exact")
+
+
+def test_summarise_keeps_normal_intervals_for_the_others_beside_wilson():
+    values = np.array([0.0, 1, 1, 1])
+    df = summarise({("hitrate", 10): values, ("precision", 10): values}).set_index("metric")
+    assert df.loc["hitrate", "ci_low"] == pytest.approx(wilson_textbook(3, 4)[0])
+    assert df.loc["precision", "ci_low"] == pytest.approx(0.75 - 1.959963984540054 * 0.25)  # may leave [0, 1]
+    assert df.loc["precision", "ci_high"] > 1.0 >= df.loc["hitrate", "ci_high"]
 
 
 def test_hitrate_plot_is_png():

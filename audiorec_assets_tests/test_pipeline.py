@@ -13,10 +13,12 @@ from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
 from audiorec_assets_tests.helpers import write_own
 
 
-def small_log(seed: int = 0, n_users: int = 40, n_tracks: int = 30):
-    """Users replay a few favourites for 14 months and discover random tracks in the last month."""
+def small_log(seed: int = 0, n_users: int = 40, n_tracks: int = 30, n_new: int = 0):
+    """Users replay a few favourites for 14 months and discover random tracks in the last month;
+    ``n_new`` more tracks (``n00``...) are released in the last month and played only there."""
     rng = np.random.default_rng(seed)
     tracks = [f"t{i:02d}" for i in range(n_tracks)]
+    new = [f"n{i:02d}" for i in range(n_new)]
     start = np.datetime64("2019-01-01T10:00:00")
     listens = []
     for u in range(n_users):
@@ -26,6 +28,8 @@ def small_log(seed: int = 0, n_users: int = 40, n_tracks: int = 30):
             day = int(rng.integers(400, 430) if late else rng.integers(0, 400))
             track = tracks[int(rng.integers(n_tracks)) if late else favourites[j % 8]]
             listens.append((f"u{u:02d}", track, str(start + np.timedelta64(day, "D")).replace("T", " ")))
+        if new and u % 2 == 0:
+            listens.append((f"u{u:02d}", new[(u // 2) % n_new], str(start + np.timedelta64(425, "D")).replace("T", " ")))
     return listens
 
 
@@ -43,7 +47,7 @@ def sql(lake, query):
 
 @pytest.fixture
 def ingested(lake):
-    write_own(lake / "raw", small_log())
+    write_own(lake / "raw", small_log(n_new=4))
     (lake / "experiment.yaml").write_text("encode: {shuffled_base: mfcc}\nks: [5, 10, 50]\ntop_n: 60\n")
     defs = build_definitions(lake)
     run(defs, dg.AssetSelection.groups("ingest"))
@@ -52,34 +56,43 @@ def ingested(lake):
 
 def test_graph_end_to_end_knn_and_popularity(lake, ingested):
     defs = ingested
-    for encoder in ("mfcc", "shuffled", "random"):
+    for encoder in ("mfcc", "shuffled", "random", "none"):
         result = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key=encoder)
         assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert np.load(lake / "embeddings" / "none.npy").shape == (34, 0)
     per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
-    for encoder in ("mfcc", "random"):
-        for recommender in ("knn", "popularity"):
-            run(defs, per_partition, dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender}))
+    cells = [("mfcc", "knn"), ("random", "knn"), ("none", "popularity")]
+    for encoder, recommender in cells:
+        run(defs, per_partition, dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender}))
     run(defs, dg.AssetSelection.assets(LEADERBOARD) | dg.AssetSelection.groups("evaluation") - dg.AssetSelection.assets(METRICS))
 
     recs = sql(lake, "SELECT * FROM audiorec.recommendations")
-    assert set(recs["split"]) == {"val", "test"}
+    assert set(recs["split"]) == {"val", "test", "test_cold"}
     assert recs.groupby(["encoder", "recommender", "split", "user_id"])["rank"].min().eq(1).all()
     leaked = sql(lake, """SELECT count(*) AS n FROM audiorec.recommendations r JOIN audiorec.interactions i
                           ON i.user_id = r.user_id AND i.track_id = r.track_id AND i.split = 'train'""")
     assert leaked["n"][0] == 0, "train history must be excluded"
+    # warm lists hold train tracks only; cold lists the cold tracks only; popularity knows no audio: no cold rows
+    train_tracks = set(sql(lake, "SELECT DISTINCT track_id FROM audiorec.interactions WHERE split = 'train'")["track_id"])
+    warm = recs[recs["split"] != "test_cold"]
+    assert set(warm["track_id"]) <= train_tracks
+    cold = recs[recs["split"] == "test_cold"]
+    assert set(cold["track_id"]) == {"n00", "n01", "n02", "n03"}
+    assert set(cold["recommender"]) == {"knn"}
 
     metrics = sql(lake, "SELECT * FROM audiorec.metrics")
-    assert len(metrics) == 4 * 2 * 5 * 3  # partitions x splits x metrics x ks
+    # knn: 3 splits, popularity 2 (x metrics x ks)
+    assert len(metrics) == (2 * 3 + 1 * 2) * 5 * 3
+    assert set(metrics[metrics["split"] == "test_cold"]["recommender"]) == {"knn"}
     assert set(metrics["metric"]) == {"hitrate", "recall", "precision", "ndcg", "mrr"}
     assert ((metrics["ci_low"] <= metrics["value"]) & (metrics["value"] <= metrics["ci_high"])).all()
     test_users = sql(lake, "SELECT count(DISTINCT user_id) AS n FROM audiorec.interactions WHERE split = 'test'")["n"][0]
     assert (metrics[metrics["split"] == "test"]["n_users"] == test_users).all()
 
     board = sql(lake, "SELECT * FROM audiorec.leaderboard")
-    assert len(board) == 4 and board["hitrate"].is_monotonic_decreasing
+    assert len(board) == 3 and board["hitrate"].is_monotonic_decreasing
     cosine = sql(lake, "SELECT * FROM audiorec.comparison_cosine")
-    assert set(cosine["encoder"]) == {"mfcc", "random"} and cosine["best"].sum() == 1
-    assert sql(lake, "SELECT count(*) AS n FROM audiorec.comparison_bert")["n"][0] == 0
+    assert {"mfcc", "random"} <= set(cosine["encoder"]) and cosine["best"].sum() == 1
 
     # the metrics asset agrees with metrics recomputed from the stored recommendations by hand
     interactions = sql(lake, "SELECT * FROM audiorec.interactions WHERE split = 'test'")
@@ -97,24 +110,27 @@ def test_embeddings_are_incremental_and_controls_need_their_base(lake, ingested)
         run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="shuffled")
     first = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mfcc")
     meta = first.asset_materializations_for_node("audiorec__embeddings")[0].metadata
-    assert meta["encoded"].value == 30 and meta["reused"].value == 0
-    before = np.load(lake / "embeddings" / "mfcc.npy")
+    assert meta["encoded"].value == 34 and meta["reused"].value == 0
+    def raw_features():  # mfcc keeps its raw per-track features for reuse; the .npy is standardised over all
+        return np.stack(pd.read_parquet(lake / "embeddings" / "mfcc.index.parquet")["raw_vector"].to_numpy())
+
+    before = raw_features()
     # change one audio file: only that track is encoded again
     from audiorec_assets_tests.helpers import write_tone
 
     write_tone(lake / "raw" / "audio" / "t03.flac", freq=1234.0)
     second = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mfcc")
     meta = second.asset_materializations_for_node("audiorec__embeddings")[0].metadata
-    assert (meta["encoded"].value, meta["reused"].value) == (1, 29)
-    after = np.load(lake / "embeddings" / "mfcc.npy")
+    assert (meta["encoded"].value, meta["reused"].value) == (1, 33)
+    after = raw_features()
     changed = np.flatnonzero(~np.all(before == after, axis=1))
-    assert changed.tolist() == [3]
+    assert changed.tolist() == [7]  # item_idx of t03 after n00..n03
     row = sql(lake, "SELECT * FROM audiorec.encoders WHERE encoder = 'mfcc'")
-    assert row["dim"][0] == 104 and row["tracks"][0] == 30
+    assert row["dim"][0] == 104 and row["tracks"][0] == 34
 
 
 def test_bring_your_own_vectors_become_an_encoder(lake, ingested):
-    vectors = np.random.default_rng(1).standard_normal((30, 7)).astype(np.float32)
+    vectors = np.random.default_rng(1).standard_normal((34, 7)).astype(np.float32)
     (lake / "embeddings").mkdir(exist_ok=True)
     np.save(lake / "embeddings" / "mine.npy", vectors)
     defs = build_definitions(lake)  # reload: the new file is a partition now
@@ -123,14 +139,14 @@ def test_bring_your_own_vectors_become_an_encoder(lake, ingested):
     assert np.array_equal(np.load(lake / "embeddings" / "mine.npy"), vectors), "a user's file is never rewritten"
     run(defs, dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS),
         dg.MultiPartitionKey({"encoder": "mine", "recommender": "knn"}))
-    assert len(sql(lake, "SELECT * FROM audiorec.metrics WHERE encoder = 'mine'")) == 30
+    assert len(sql(lake, "SELECT * FROM audiorec.metrics WHERE encoder = 'mine'")) == 45  # val, test, test_cold
 
     np.save(lake / "embeddings" / "short.npy", vectors[:10])
     defs = build_definitions(lake)
     result = dg.materialize(list(defs.assets), selection=dg.AssetSelection.assets(EMBEDDINGS), partition_key="short",
                             resources=defs.resources, raise_on_error=False)
     check = result.get_asset_check_evaluations()[0]
-    assert not check.passed and "10 rows but the catalogue has 30" in str(check.metadata["problems"].value)
+    assert not check.passed and "10 rows but the catalogue has 34" in str(check.metadata["problems"].value)
 
 
 @pytest.mark.parametrize("preset", ["guide", "paper_code"])
@@ -153,4 +169,4 @@ def test_trained_recommenders_run_in_the_graph_and_same_seed_gives_same_metrics(
         run(defs, per_partition, key)
         again = sql(lake, f"SELECT * FROM audiorec.metrics WHERE recommender = '{recommender}' ORDER BY split, metric, k")
         pd.testing.assert_frame_equal(first[recommender], again)
-    assert len(first["shallow"]) == 2 * 5 * 3
+    assert len(first["shallow"]) == 3 * 5 * 3  # val, test, test_cold

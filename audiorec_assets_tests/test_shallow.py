@@ -131,7 +131,10 @@ def test_what_trains_and_what_stays_frozen(fitted, dataset):
         assert "item_table" not in net.state_dict()  # ... taken from the lake again at load
         assert not torch.allclose(net.user_table, initial_users)
     else:
-        assert trainable == {"item_table"}
+        # the authors' shared Linear(d, d) + ReLU is always there (hidden_dim 0 keeps the width)
+        assert trainable == {"item_table", "shared_projection.0.weight", "shared_projection.0.bias"}
+        assert net.shared_projection[0].weight.shape == (DIM, DIM)
+        assert isinstance(net.shared_projection[1], torch.nn.ReLU)
         assert not torch.allclose(net.item_table, audio)
         assert torch.equal(net.user_table, initial_users)  # users frozen at the mean of their items
 
@@ -173,3 +176,109 @@ def test_cuda_requested_but_absent_names_the_setting():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ValueError, match="encode.device"):
         tu.resolve_device("cuda")
+
+
+def with_cold_tracks(seed: int = 0) -> tuple[InteractionData, np.ndarray]:
+    """The synthetic data plus 6 tracks nobody played in train: 3 only in a test_cold split, 3 never."""
+    data, vectors = synthetic_data(seed)
+    rng = np.random.default_rng(seed + 1)
+    extra = rng.normal(size=(6, DIM)).astype(np.float32)
+    frames = []
+    for split in ("train", "val", "test"):
+        part = data.split(split)
+        frames.append(pd.DataFrame({"user_id": data.user_ids[part.row_ids()], "track_id": data.track_ids[part.indices],
+                                    "first_ts": pd.Timestamp("2020-01-01") + pd.to_timedelta(
+                                        np.arange(len(part.indices)) % 13, unit="h"),
+                                    "plays": 1, "split": split}))
+    cold = pd.DataFrame({"user_id": data.user_ids[:9], "track_id": [f"t{N_ITEMS + i % 3:03d}" for i in range(9)],
+                         "first_ts": pd.Timestamp("2020-01-02"), "plays": 1, "split": "test_cold"})
+    tracks = pd.DataFrame({"track_id": [f"t{i:03d}" for i in range(N_ITEMS + 6)], "item_idx": np.arange(N_ITEMS + 6)})
+    return InteractionData.from_frames(pd.concat([*frames, cold]), tracks), np.vstack([vectors, extra])
+
+
+@pytest.mark.parametrize("preset", ["guide", "paper_code"])
+def test_warm_lists_hold_train_tracks_only_and_cold_lists_cold_tracks_only(preset):
+    data, vectors = with_cold_tracks()
+    assert len(data.cold_items) == 6 and len(data.test_cold.indices) == 9
+    model = ShallowRecommender(settings_for(preset, max_epochs=3))
+    model.fit(data, vectors)
+    users = np.arange(data.n_users)
+    warm = model.recommend(users, 30).items
+    assert set(warm[warm >= 0].ravel()) <= set(data.train_items)
+    cold = model.recommend(users, 30, candidates=data.cold_items).items
+    assert set(cold[cold >= 0].ravel()) == set(data.cold_items)  # 6 cold tracks, all listed, nothing else
+    assert model.scores_unseen_items
+
+
+def test_paper_code_cold_tracks_keep_their_audio_vectors():
+    """Tracks without train plays never get a gradient: they are scored by their untrained audio vectors."""
+    data, vectors = with_cold_tracks()
+    model = ShallowRecommender(settings_for("paper_code", max_epochs=3))
+    model.fit(data, vectors)
+    table = model.net.item_table.detach()
+    assert torch.equal(table[data.cold_items], torch.as_tensor(vectors[data.cold_items]))
+    assert not torch.allclose(table[data.train_items], torch.as_tensor(vectors[data.train_items]))
+
+
+class _CountingAdam(torch.optim.Adam):
+    steps = 0
+
+    def step(self, closure=None):
+        type(self).steps += 1
+        return super().step(closure)
+
+
+def test_paper_code_one_step_per_batch_of_pairs_each_repeated_with_one_negative_user(dataset, monkeypatch):
+    from audiorec_assets.recommenders import shallow
+
+    data, vectors = dataset
+    settings = settings_for("paper_code", batch_size=100)
+    config = shallow.ShallowConfig.from_settings(settings, data.n_users, data.n_items, DIM)
+    net = shallow.ShallowNet(config, torch.as_tensor(vectors))
+    optimizer = _CountingAdam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    seen_rows, seen_negative_users = [], []
+    original = net.hinge_losses
+
+    def spy(users, items, negatives):
+        seen_rows.append((users.clone(), items.clone()))
+        seen_negative_users.append(negatives.clone())
+        return original(users, items, negatives)
+
+    monkeypatch.setattr(net, "hinge_losses", spy)
+    train = shallow._pairs(data, "train", torch.device("cpu"))
+    pool = shallow.negative_pool(config, data)
+    _CountingAdam.steps = 0
+    shallow._train_epoch(net, optimizer, train, 100, pool, tu.make_generator(0, 1))
+    n_pairs = len(train.users)  # 320
+    assert _CountingAdam.steps == shallow.steps_per_epoch(n_pairs, 100) == 4
+    users = torch.cat([u for u, _ in seen_rows])
+    negatives = torch.cat(seen_negative_users)
+    assert len(users) == n_pairs * 20 and negatives.shape == (n_pairs * 20, 1)
+    # each pair appears 20 times in a row (repeat_interleave), and negatives are users
+    first_step_users, first_step_items = seen_rows[0]
+    assert torch.equal(first_step_users[:20], first_step_users[:1].repeat(20))
+    assert torch.equal(first_step_items[:20], first_step_items[:1].repeat(20))
+    assert int(negatives.max()) < data.n_users
+
+
+def test_guide_negatives_are_train_items(dataset):
+    from audiorec_assets.recommenders import shallow
+
+    data, _ = with_cold_tracks()
+    config = shallow.ShallowConfig.from_settings(settings_for("guide"), data.n_users, data.n_items, DIM)
+    assert set(shallow.negative_pool(config, data).tolist()) == set(data.train_items)
+
+
+@pytest.mark.parametrize("preset", ["guide", "paper_code"])
+def test_encoder_none_learns_item_ids_saves_and_reloads(preset, tmp_path: Path):
+    data, _ = synthetic_data()
+    no_audio = np.zeros((data.n_items, 0), dtype=np.float32)
+    model = ShallowRecommender(settings_for(preset, id_dim=12))
+    report = model.fit(data, no_audio)
+    assert report.params["id_items"] and model.net.item_table.shape == (data.n_items, 12)
+    assert model.net.item_table.requires_grad and not model.scores_unseen_items
+    assert report.val_loss[report.best_epoch] < report.val_loss[0]
+    model.save(tmp_path)
+    loaded = ShallowRecommender.load(tmp_path, settings_for(preset, id_dim=12), data, no_audio)
+    users = np.arange(data.n_users)
+    assert np.array_equal(model.recommend(users, 10).scores, loaded.recommend(users, 10).scores)

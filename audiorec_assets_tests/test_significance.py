@@ -10,6 +10,7 @@ from audiorec_assets.evaluation.significance import (
     bootstrap_means,
     holm,
     paired_bootstrap,
+    paired_family,
     paired_t_test,
     wilcoxon_test,
 )
@@ -81,3 +82,54 @@ def test_holm():
     # sorted p [0.01, 0.03, 0.04] × [3, 2, 1] = [0.03, 0.06, 0.04]; running max → [0.03, 0.06, 0.06]
     np.testing.assert_allclose(holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
     np.testing.assert_allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+def test_holm_leaves_untested_comparisons_out_of_the_family():
+    # two real p-values: family size 2, not 3
+    got = holm([0.01, np.nan, 0.04])
+    np.testing.assert_allclose(got[[0, 2]], [0.02, 0.04])
+    assert np.isnan(got[1])
+    assert np.isnan(holm([np.nan])).all() and len(holm([])) == 0
+
+
+def test_paired_family_known_answers():
+    rng = np.random.default_rng(7)
+    b = rng.random(300)
+    few = rng.random(12)
+    pairs = [
+        (b.copy(), b.copy()),  # identical systems
+        (b + 0.05, b),  # a constant shift
+        (few + 0.01 * rng.standard_normal(12), few),  # a small noisy difference, few users
+        None,  # not compared
+        (np.zeros(0), np.zeros(0)),  # no common users
+    ]
+    fam = paired_family(pairs, n_resamples=999, seed=0)
+    assert list(fam.columns) == ["n_paired", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm"]
+    assert fam["n_paired"].tolist() == [300, 300, 12, 0, 0]
+
+    same = fam.iloc[0]
+    assert same["mean_diff"] == 0.0 and same["ci_low"] <= 0.0 <= same["ci_high"]
+    assert same["p_value"] == pytest.approx(1.0) and same["p_holm"] == pytest.approx(1.0)
+
+    shift = fam.iloc[1]
+    assert shift["mean_diff"] == pytest.approx(0.05)
+    assert shift["ci_low"] == pytest.approx(0.05) and shift["ci_high"] == pytest.approx(0.05)  # excludes 0
+    assert shift["p_value"] == pytest.approx(1 / 1000)  # the smallest p the bootstrap can give
+    assert shift["p_holm"] == pytest.approx(3 / 1000)  # × 3 real comparisons (Holm's first step)
+
+    noisy = fam.iloc[2]
+    assert noisy["ci_low"] < 0 < noisy["ci_high"]
+    assert noisy["p_holm"] > 0.05 and noisy["p_holm"] >= noisy["p_value"]
+
+    assert fam.iloc[3:][["mean_diff", "ci_low", "ci_high", "p_value", "p_holm"]].isna().all().all()
+
+
+def test_paired_family_agrees_with_single_bootstraps_and_holm():
+    rng = np.random.default_rng(8)
+    pairs = [(rng.random(80), rng.random(80)) for _ in range(4)]
+    fam = paired_family(pairs, n_resamples=500, seed=5)
+    singles = [paired_bootstrap(a, b, n_resamples=500, seed=5) for a, b in pairs]
+    np.testing.assert_allclose(fam["mean_diff"], [r.mean_diff for r in singles])
+    np.testing.assert_allclose(fam["ci_low"], [r.ci_low for r in singles])
+    np.testing.assert_allclose(fam["p_value"], [r.p_value for r in singles])
+    np.testing.assert_allclose(fam["p_holm"], holm([r.p_value for r in singles]))

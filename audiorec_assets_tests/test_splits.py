@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from audiorec_assets.data.sources import Layout
-from audiorec_assets.data.splits import SplitError, make_split, resolve_windows
+from audiorec_assets.data.splits import (SplitError, make_split, paper_code_user_split, pandas_user_order,
+                                         resolve_windows)
 from audiorec_assets.settings import ExperimentSettings
 
 
@@ -68,9 +69,14 @@ def test_users_and_tracks_only_in_evaluation_are_removed(tmp_path):
         ("u2", "b", "2020-03-02"),  # kept
     ]
     rows, report, _ = run_split(tmp_path, events)
-    evaluation = rows[rows.split != "train"]
+    evaluation = rows[rows.split.isin(["val", "test"])]
     assert set(zip(evaluation.user_id, evaluation.track_id)) == {("u2", "b")}
     assert (report.dropped_cold_user, report.dropped_cold_track) == (1, 1)
+    # the warm user's pair on the cold track goes to test_cold; the cold user's pair nowhere
+    cold = rows[rows.split == "test_cold"]
+    assert set(zip(cold.user_id, cold.track_id)) == {("u2", "new")}
+    assert "u3" not in set(rows.user_id)
+    assert (report.test_cold_pairs, report.test_cold_users, report.cold_tracks) == (1, 1, 1)
 
 
 def test_guide_halves_the_month_by_time_and_paper_code_by_users(tmp_path):
@@ -92,7 +98,8 @@ def test_guide_halves_the_month_by_time_and_paper_code_by_users(tmp_path):
     assert (evaluation_pc.groupby("user_id")["split"].nunique() == 1).all(), "whole users go to val or test"
     n_users = evaluation_pc.user_id.nunique()
     assert n_users == 19
-    assert evaluation_pc.drop_duplicates("user_id")["split"].eq("val").sum() == round(n_users / 2)
+    # train_test_split(test_size=0.5): test gets ceil(n / 2) users, val the rest
+    assert evaluation_pc.drop_duplicates("user_id")["split"].eq("val").sum() == n_users // 2
     again, _, _ = run_split(tmp_path, events, preset="paper_code")
     pd.testing.assert_frame_equal(rows_pc, again)
 
@@ -119,3 +126,60 @@ def test_dates_with_an_offset_in_settings_are_read_as_utc(tmp_path):
     _, _, windows = run_split(tmp_path, events, layout=Layout.OWN, train_start="2020-12-01T00:00:00Z",
                               test_start="2021-06-15T02:00:00+02:00")
     assert windows.train_start == datetime(2020, 12, 1) and windows.test_start == datetime(2021, 6, 15)
+
+
+def _sklearn_split(users, val_fraction=0.5, seed=42):
+    from sklearn.model_selection import train_test_split
+
+    val, test = train_test_split(users, test_size=1 - val_fraction, random_state=seed)
+    return list(val), list(test)
+
+
+@pytest.mark.parametrize("n", [30, 31, 7])
+@pytest.mark.parametrize("kind", ["int", "str"])
+def test_paper_code_user_split_equals_sklearn_train_test_split(n, kind):
+    ids = [str(i * 7 - 40) for i in range(n)] if kind == "int" else [f"user_{i * 13 % 97}" for i in range(n)]
+    ordered = pandas_user_order(ids)
+    # the authors' users: te.user_id.unique() after groupby, i.e. sorted parsed ids
+    expected_order = sorted(int(u) for u in ids) if kind == "int" else sorted(ids)
+    assert ordered == [str(u) for u in expected_order]
+    for val_fraction, seed in ((0.5, 42), (0.3, 7)):
+        val, test = paper_code_user_split(ordered, val_fraction, seed)
+        sk_val, sk_test = _sklearn_split(expected_order, val_fraction, seed)
+        assert val == [str(u) for u in sk_val] and test == [str(u) for u in sk_test]
+
+
+def test_paper_code_user_order_numeric_vs_string_matters():
+    ids = ["2", "10", "100", "-3", "7"]
+    assert pandas_user_order(ids) == ["-3", "2", "7", "10", "100"]
+    assert pandas_user_order(ids + ["x"]) == sorted(ids + ["x"])
+    users = [str(u) for u in range(1, 200, 3)]  # 1, 4, ..., 199: string order differs from numeric
+    numeric, as_strings = paper_code_user_split(pandas_user_order(users), 0.5, 42), paper_code_user_split(
+        sorted(users), 0.5, 42)
+    assert set(numeric[0]) != set(as_strings[0])
+    assert numeric == tuple(list(map(str, half)) for half in _sklearn_split([int(u) for u in users]))
+
+
+def test_paper_code_split_in_make_split_matches_sklearn(tmp_path):
+    """End to end: the val/test users of the split are train_test_split's halves of the warm evaluation users."""
+    from sklearn.model_selection import train_test_split
+
+    users = [str(u) for u in (2, 10, 100, 3, 30, 300, 5, 55, 555, 1, 11, 111, 9, 99, 999)]  # odd n
+    events = [(u, t, "2019-06-01") for u in users for t in ("a", "b")]
+    events += [(u, "c", "2020-03-01") for u in users]
+    events += [("2", "c", "2019-07-01"), ("3", "d", "2020-03-02")]  # 2 replays c (not new); d is cold
+    rows, report, _ = run_split(tmp_path, events, preset="paper_code")
+    evaluation_users = sorted(int(u) for u in users if u != "2")
+    sk_val, sk_test = train_test_split(evaluation_users, test_size=0.5, random_state=42)
+    by_split = rows.drop_duplicates(["user_id", "split"]).groupby("split")["user_id"].apply(set)
+    assert by_split["val"] == {str(u) for u in sk_val}
+    assert by_split["test"] == {str(u) for u in sk_test}
+    assert (report.val_users, report.test_users) == (7, 7)
+    assert by_split["test_cold"] == {"3"}
+
+
+def test_paper_code_with_too_few_users_names_the_setting(tmp_path):
+    events = [("u1", "a", "2019-06-01"), ("u1", "b", "2019-06-01"), ("u2", "a", "2019-06-01"),
+              ("u2", "b", "2020-03-01")]
+    with pytest.raises(SplitError, match="split.val_fraction"):
+        run_split(tmp_path, events, preset="paper_code")

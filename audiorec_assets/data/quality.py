@@ -1,5 +1,9 @@
 """Data-quality suites (Great Expectations 1.x) for ``tracks`` and ``interactions``.
 
+Interactions rules: split ∈ {train, val, test, test_cold}; val/test (warm) rows have user and track
+in train and a pair not in train; test_cold rows have the user in train and the track NOT in train;
+every row lies in its split's window.
+
 Set-level facts that one row cannot show (is this user in train? is this pair also in
 train?) are computed in DuckDB as per-row flags first, then checked by expectations like any
 column, so every failure reads the same way in the Dagster UI.
@@ -87,21 +91,35 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+INTERACTION_FLAGS = ["in_window", "user_in_train", "track_in_train", "eval_pair_in_train", "cold_track_in_train"]
+SPLITS = ["train", "val", "test", "test_cold"]
+REQUIRED_SPLITS = ["train", "val", "test"]  # test_cold may be empty: no warm user played a cold track
+
+
 def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.DataFrame:
-    """Interactions rows plus per-row set flags: inside its split's window (for ``guide``, val before
-    ``val_end`` and test after it), user / track / pair present in train."""
+    """Interactions rows plus per-row set flags, each True (or False) where its rule does not apply:
+
+    - ``in_window``: ``first_ts`` inside the row's window: train ``[train_start, test_start)``;
+      test_cold the whole evaluation window ``[test_start, test_end)``; val/test the same, or for
+      ``guide`` val before ``val_end`` and test from it on;
+    - ``user_in_train``: the user has a train row (val, test, test_cold);
+    - ``track_in_train``: the track has a train row (val, test: the warm candidates);
+    - ``eval_pair_in_train``: the user × track pair is also a train row (val, test, test_cold);
+    - ``cold_track_in_train``: a test_cold row's track has a train row (it must not).
+    """
     flags = con.execute(
         """WITH i AS (SELECT * FROM read_parquet($path)),
                 tr AS (SELECT user_id, track_id FROM i WHERE split = 'train')
            SELECT i.*,
              CASE WHEN i.split = 'train' THEN i.first_ts >= $train_start AND i.first_ts < $test_start
-                  WHEN $val_end IS NULL THEN i.first_ts >= $test_start AND i.first_ts < $test_end
+                  WHEN i.split = 'test_cold' OR $val_end IS NULL THEN i.first_ts >= $test_start AND i.first_ts < $test_end
                   WHEN i.split = 'val' THEN i.first_ts >= $test_start AND i.first_ts < $val_end
                   ELSE i.first_ts >= $val_end AND i.first_ts < $test_end END AS in_window,
              i.split = 'train' OR i.user_id IN (SELECT user_id FROM tr) AS user_in_train,
-             i.split = 'train' OR i.track_id IN (SELECT track_id FROM tr) AS track_in_train,
+             i.split IN ('train', 'test_cold') OR i.track_id IN (SELECT track_id FROM tr) AS track_in_train,
              i.split <> 'train' AND EXISTS (SELECT 1 FROM tr WHERE tr.user_id = i.user_id AND tr.track_id = i.track_id)
-               AS eval_pair_in_train
+               AS eval_pair_in_train,
+             i.split = 'test_cold' AND i.track_id IN (SELECT track_id FROM tr) AS cold_track_in_train
            FROM i""",
         {"path": str(interactions), "train_start": windows.train_start, "test_start": windows.test_start,
          "test_end": windows.test_end, "val_end": windows.val_end},
@@ -117,25 +135,31 @@ def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.Dat
 
 
 def check_interactions(flags: pd.DataFrame) -> QualityResult:
-    """Schema, nulls, split values, windows, no train/eval leak, warm start, no duplicates."""
+    """Schema, nulls, split values, windows, no train/eval leak, warm start, cold test, no duplicates.
+
+    split ∈ {train, val, test, test_cold}, train / val / test each non-empty; val and test: user and
+    track in train, pair not in train, inside the val / test window; test_cold: user in train,
+    track NOT in train, inside the evaluation window.
+    """
     import great_expectations as gx
 
     E = gx.expectations
-    expectations: list[Any] = [E.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS + [
-        "in_window", "user_in_train", "track_in_train", "eval_pair_in_train"], exact_match=True),
+    expectations: list[Any] = [
+        E.ExpectTableColumnsToMatchSet(column_set=INTERACTION_COLUMNS + INTERACTION_FLAGS, exact_match=True),
         E.ExpectTableRowCountToBeBetween(min_value=1),
         E.ExpectColumnValuesToBeInTypeList(column="first_ts", type_list=["datetime64[ns]", "datetime64[us]", "datetime64"]),
         E.ExpectColumnValuesToBeInTypeList(column="plays", type_list=["int32", "int64"]),
-        E.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
+        E.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS),
         # an empty val or test split means the windows or filters leave nothing to evaluate
-        E.ExpectColumnDistinctValuesToEqualSet(column="split", value_set=["train", "val", "test"]),
+        E.ExpectColumnDistinctValuesToContainSet(column="split", value_set=REQUIRED_SPLITS),
         E.ExpectColumnValuesToBeBetween(column="plays", min_value=1),
         E.ExpectCompoundColumnsToBeUnique(column_list=["user_id", "track_id", "split"]),
     ]
     expectations += [E.ExpectColumnValuesToNotBeNull(column=c) for c in INTERACTION_COLUMNS]
     expectations += [E.ExpectColumnValuesToBeInSet(column=c, value_set=[True])
                      for c in ("in_window", "user_in_train", "track_in_train")]
-    expectations.append(E.ExpectColumnValuesToBeInSet(column="eval_pair_in_train", value_set=[False]))
+    expectations += [E.ExpectColumnValuesToBeInSet(column=c, value_set=[False])
+                     for c in ("eval_pair_in_train", "cold_track_in_train")]
     return _validate("interactions", flags, expectations, id_columns=["user_id", "track_id", "split"])
 
 

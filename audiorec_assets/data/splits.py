@@ -1,14 +1,20 @@
-"""The Music4All-Onion train / val / test split, in DuckDB (SQL in ``sql/split.sql``).
+"""The Music4All-Onion train / val / test / test_cold split, in DuckDB (SQL in ``sql/split.sql``).
 
 Both presets of SEED_NOTES.md: ``guide`` halves the last month by time, ``paper_code``
-splits the evaluation users 50/50 at random (seeded).
+splits the evaluation users as the authors' ``train_test_split(users, test_size=0.5,
+random_state=42)`` does. ``test_cold`` (CONTRACT.md) holds the evaluation-window pairs of warm
+users on cold tracks (catalogue tracks without train plays); the warm ``val``/``test`` do not
+depend on it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from importlib import resources
+from math import ceil
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +49,13 @@ class SplitWindows:
 
 @dataclass(frozen=True)
 class SplitReport:
-    """Counts of what the split kept and dropped, for metadata and tests."""
+    """Counts of what the split kept and dropped, for metadata and tests.
+
+    ``dropped_cold_track`` counts the new-to-user pairs of warm users on tracks without train
+    plays: dropped from the warm splits, they are the ``test_cold`` pairs. ``cold_tracks``
+    counts every catalogue track without train plays (the ``test_cold`` candidates), listened
+    in the evaluation window or not.
+    """
 
     events_in_window: int
     train_pairs: int
@@ -56,6 +68,9 @@ class SplitReport:
     train_users: int
     val_users: int
     test_users: int
+    test_cold_pairs: int
+    test_cold_users: int
+    cold_tracks: int
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -92,7 +107,8 @@ def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: Spli
                settings: ExperimentSettings, target: Path) -> SplitReport:
     """Collapse, filter and split the listens into ``target`` (Parquet rows of ``audiorec.interactions``).
 
-    Columns: user_id, track_id, first_ts, plays, split; sorted by split, user, first_ts, track.
+    Columns: user_id, track_id, first_ts, plays, split; sorted by split (train, val, test,
+    test_cold), then user, first_ts, track.
     The work stays in DuckDB (no pandas copy of the log); ``target`` is replaced atomically.
     """
     _register_column(con, "catalogue", "track_id", catalogue_track_ids)
@@ -110,7 +126,7 @@ def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: Spli
         split_sql = "CASE WHEN e.first_ts < $val_end THEN 'val' ELSE 'test' END"
         split_params: dict[str, object] = {"val_end": windows.val_end}
     else:
-        _register_column(con, "val_users", "user_id", _random_val_users(con, settings))
+        _register_column(con, "val_users", "user_id", _paper_code_val_users(con, settings))
         split_sql = "CASE WHEN e.user_id IN (SELECT user_id FROM val_users) THEN 'val' ELSE 'test' END"
         split_params = {}
     con.execute(
@@ -119,7 +135,9 @@ def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: Spli
               SELECT user_id, track_id, first_ts, plays, 'train' AS split, 0 AS split_order FROM train_pairs
               UNION ALL
               SELECT e.user_id, e.track_id, e.first_ts, e.plays, {split_sql},
-                     CASE WHEN {split_sql} = 'val' THEN 1 ELSE 2 END FROM eval_pairs AS e)
+                     CASE WHEN {split_sql} = 'val' THEN 1 ELSE 2 END FROM eval_pairs AS e
+              UNION ALL
+              SELECT user_id, track_id, first_ts, plays, 'test_cold', 3 FROM cold_pairs)
             ORDER BY split_order, user_id, first_ts, track_id""",
         split_params,
     )
@@ -136,13 +154,41 @@ def _register_column(con, table: str, column: str, values: list[str]) -> None:
     con.unregister(f"{table}_df")
 
 
-def _random_val_users(con, settings: ExperimentSettings) -> list[str]:
-    """paper_code: the evaluation users halved at random (seeded; ids sorted first so the draw is stable)."""
-    users = np.array([row[0] for row in con.sql("SELECT DISTINCT user_id FROM eval_pairs ORDER BY user_id").fetchall()],
-                     dtype=object)
-    rng = np.random.default_rng(settings.seed)
-    n_val = int(round(len(users) * settings.split.val_fraction))
-    return list(users[rng.permutation(len(users))[:n_val]])
+_INTEGER_ID = re.compile(r"-?[0-9]+")
+
+
+def pandas_user_order(users: Iterable[str]) -> list[str]:
+    """``users`` in the order the authors' pandas code sees them after ``groupby``: sorted, as
+    numbers when every id is an integer (``read_csv`` parses such a column as int), else as strings."""
+    ids = list(users)
+    if ids and all(_INTEGER_ID.fullmatch(u) for u in ids):
+        return sorted(ids, key=lambda u: (int(u), u))
+    return sorted(ids)
+
+
+def paper_code_user_split(users: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(val users, test users) = ``sklearn.model_selection.train_test_split(users, test_size=1 - val_fraction,
+    random_state=seed)``, reimplemented (ShuffleSplit): test = the first ``ceil(test_size * n)`` of a
+    ``RandomState(seed)`` permutation, val = the rest. ``users`` must already be in :func:`pandas_user_order`."""
+    n = len(users)
+    n_test = ceil((1 - val_fraction) * n)
+    n_train = n - n_test
+    if n_test <= 0 or n_train <= 0:
+        raise SplitError(
+            f"preset paper_code: {n} warm evaluation user(s) cannot be split with split.val_fraction={val_fraction} "
+            f"({n_train} val / {n_test} test users); widen the evaluation window (split.test_start, split.test_end) "
+            "or change split.val_fraction."
+        )
+    array = np.array(users, dtype=object)
+    permutation = np.random.RandomState(seed).permutation(n)
+    return list(array[permutation[n_test:n_test + n_train]]), list(array[permutation[:n_test]])
+
+
+def _paper_code_val_users(con, settings: ExperimentSettings) -> list[str]:
+    """paper_code: the val half of the warm evaluation users (:func:`paper_code_user_split`)."""
+    users = pandas_user_order(row[0] for row in con.sql("SELECT DISTINCT user_id FROM eval_pairs").fetchall())
+    val_users, _ = paper_code_user_split(users, settings.split.val_fraction, settings.seed)
+    return val_users
 
 
 def _split_statements() -> list[str]:
@@ -169,6 +215,9 @@ def _report(con) -> SplitReport:
              (SELECT count(*) FILTER (split = 'test') FROM interactions),
              (SELECT count(DISTINCT user_id) FILTER (split = 'train') FROM interactions),
              (SELECT count(DISTINCT user_id) FILTER (split = 'val') FROM interactions),
-             (SELECT count(DISTINCT user_id) FILTER (split = 'test') FROM interactions)"""
+             (SELECT count(DISTINCT user_id) FILTER (split = 'test') FROM interactions),
+             (SELECT count(*) FILTER (split = 'test_cold') FROM interactions),
+             (SELECT count(DISTINCT user_id) FILTER (split = 'test_cold') FROM interactions),
+             (SELECT count(*) FROM cold_tracks)"""
     ).fetchone()
     return SplitReport(*(int(c) for c in counts))

@@ -21,6 +21,7 @@ from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.encoders import BUILTIN_ENCODERS
 from audiorec_assets.settings import ExperimentSettings, LakePaths
+from audiorec_assets.study import study_cells, study_encoders
 
 INGEST_SELECTION = dg.AssetSelection.groups("ingest")
 EMBEDDINGS_SELECTION = dg.AssetSelection.assets(EMBEDDINGS)
@@ -92,26 +93,24 @@ def plan_study_runs(settings: ExperimentSettings, lake: LakePaths, meta: Metadat
         return StudyPlan([], waiting)
 
     runs, vectors_fp = _plan_embeddings(settings, lake, meta, tracks[lineage.FINGERPRINT], waiting, encoder_keys)
-    for encoder in settings.encoders:
+    for encoder, recommender in study_cells(settings):
         if encoder not in vectors_fp:
             continue
-        for recommender in settings.recommenders:
-            key = dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})
-            expected = lineage.metrics_built_from(settings, recommender, interactions[lineage.FINGERPRINT],
-                                                  vectors_fp[encoder])
-            built = meta(METRICS, str(key))
-            stored = lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet"
-            if built is None or built.get(lineage.BUILT_FROM) != expected or not stored.exists():
-                runs.append(_run(recommend_job.name, key, expected, f"{recommender} on {encoder}"))
+        key = dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})
+        expected = lineage.metrics_built_from(settings, recommender, interactions[lineage.FINGERPRINT],
+                                              vectors_fp[encoder])
+        built = meta(METRICS, str(key))
+        stored = lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet"
+        if built is None or built.get(lineage.BUILT_FROM) != expected or not stored.exists():
+            runs.append(_run(recommend_job.name, key, expected, f"{recommender} on {encoder}"))
     if runs:
         return StudyPlan(runs, waiting)
     # the tables cover every configured partition whose metrics exist (defs/evaluation.py does the same)
     metrics_fps = []
-    for encoder in settings.encoders:
-        for recommender in settings.recommenders:
-            built = meta(METRICS, str(dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})))
-            if built is not None and (lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet").exists():
-                metrics_fps.append(built[lineage.FINGERPRINT])
+    for encoder, recommender in study_cells(settings):
+        built = meta(METRICS, str(dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender})))
+        if built is not None and (lake.table_dir("metrics") / f"{encoder}__{recommender}.parquet").exists():
+            metrics_fps.append(built[lineage.FINGERPRINT])
     expected = lineage.tables_built_from(settings, metrics_fps)
     board = meta(LEADERBOARD, None)
     if metrics_fps and (board is None or board.get(lineage.BUILT_FROM) != expected
@@ -124,8 +123,9 @@ def _plan_embeddings(settings: ExperimentSettings, lake: LakePaths, meta: Metada
                      waiting: list[str], encoder_keys: set[str] | None) -> tuple[list[PlannedRun], dict[str, str]]:
     """Embedding runs still needed, and the fingerprints of the up-to-date, valid vectors."""
     base = settings.encode.shuffled_base
-    encoders = [e for e in settings.encoders if e != base]
-    if "shuffled" in encoders or base in settings.encoders:
+    wanted = study_encoders(settings)
+    encoders = [e for e in wanted if e != base]
+    if "shuffled" in encoders or base in wanted:
         encoders.insert(0, base)  # the control needs its base's vectors first
     runs: list[PlannedRun] = []
     vectors_fp: dict[str, str] = {}

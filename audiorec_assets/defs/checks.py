@@ -31,7 +31,8 @@ def tracks_quality(lake: LakeResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=INTERACTIONS, blocking=True, name="great_expectations",
-                description="Schema, nulls, split values, windows, no train/eval leak, warm start, no duplicates.")
+                description="Schema, nulls, split values (train, val, test, test_cold), windows, no train/eval leak, "
+                            "warm start for val/test, cold tracks for test_cold, no duplicates.")
 def interactions_quality(lake: LakeResource) -> dg.AssetCheckResult:
     paths = lake.paths()
     windows = split_windows_from_lake(lake)

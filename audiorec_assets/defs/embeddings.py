@@ -10,7 +10,9 @@ import pandas as pd
 from audiorec_assets.defs import lineage
 from audiorec_assets.defs.ingest import TRACKS
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.encoders import AUDIO_ENCODERS, audio_encoder_class, make_audio_encoder
+from audiorec_assets.encoders import (
+    AUDIO_ENCODERS, CONTROL_ENCODERS, NO_AUDIO_ENCODER, audio_encoder_class, make_audio_encoder,
+)
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
 from audiorec_assets.encoders.run import (
@@ -40,7 +42,11 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
         base_fp = user_file = None
         if name in AUDIO_ENCODERS:
             vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
-        elif name in ("shuffled", "random"):
+        elif name == NO_AUDIO_ENCODER:
+            vectors = np.zeros((len(tracks), 0), dtype=np.float32)
+            save_npy_atomic(paths.embedding_file(name), vectors)
+            info = {"model_id": "no audio: recommenders learn item ids or use none", "skipped": []}
+        elif name in CONTROL_ENCODERS:
             vectors, info = _control(name, len(tracks), paths, settings)
             if name == "shuffled":
                 base_fp = lineage.array_fingerprint(np.load(paths.embedding_file(settings.encode.shuffled_base)))
@@ -48,8 +54,10 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
             user_file = lineage.file_stamp(paths.embedding_file(name))
             vectors, info = _dropped_in(name, paths)
         info["seconds"] = round(time.perf_counter() - started, 2)
-        problems = vector_problems(vectors, len(tracks))
-        stats = vector_stats(vectors) if vectors.ndim == 2 and len(vectors) else {}
+        no_audio = name == NO_AUDIO_ENCODER
+        problems = vector_problems(vectors, len(tracks)) if not no_audio else (
+            [] if vectors.shape == (len(tracks), 0) else [f"shape {vectors.shape}, expected ({len(tracks)}, 0)"])
+        stats = vector_stats(vectors) if vectors.ndim == 2 and len(vectors) and not no_audio else {}
         info.update({"encoder": name, "tracks": int(vectors.shape[0]), "dim": int(vectors.shape[1])})
         write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}), part=name)
         return dg.MaterializeResult(
@@ -91,7 +99,8 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
         log.warning(f"{name}: {len(report.skipped)} track(s) could not be encoded and got the mean vector: "
                     f"{report.skipped[:10]}")
     save_npy_atomic(vectors_path, vectors)
-    index = index_frame(list(tracks["track_id"]), hashes, vectors, report.skipped, encoder_signature(encoder))
+    index = index_frame(list(tracks["track_id"]), hashes, vectors, report.skipped, encoder_signature(encoder),
+                        raw_vectors=report.raw_vectors)
     with atomic_path(index_path, suffix=".parquet") as tmp:
         index.to_parquet(tmp, index=False)
     return vectors, {**encoder.describe(), "device": device, "encoded": report.encoded,

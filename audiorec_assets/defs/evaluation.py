@@ -1,5 +1,10 @@
-"""Across partitions: ``audiorec/leaderboard`` and the study's comparison tables (cosine / shallow / bert)."""
+"""Across partitions: ``audiorec/leaderboard`` (+ ``leaderboard_cold``) and the study's comparison tables.
 
+Every table is at ``settings.headline_k``, made of the configured cells (:func:`audiorec_assets.study.study_cells`)
+whose files exist; the tables themselves are pure functions in :mod:`audiorec_assets.evaluation.tables`.
+"""
+
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -11,78 +16,158 @@ from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.evaluation import tables
 from audiorec_assets.settings import ExperimentSettings, LakePaths
+from audiorec_assets.study import study_cells
 from audiorec_assets.warehouse import write_table_file
 
 LEADERBOARD = dg.AssetKey(["audiorec", "leaderboard"])
-
-
-def _main_k(ks: list[int]) -> int:
-    return 50 if 50 in ks else max(ks)
+LEADERBOARD_COLD = dg.AssetKey(["audiorec", "leaderboard_cold"])
+COLD_SPLIT = "test_cold"
+# the columns of the short markdown view of a comparison table (those present)
+SUMMARY_COLUMNS = ["encoder", "recommender", "reference", "best", "twin", "n_users", "hitrate", "ndcg",
+                   "ndcg_diff_vs_twin", "vs_twin_p_holm", "ndcg_diff_vs_best", "vs_best_p_holm",
+                   "ndcg_diff_vs_reference", "vs_reference_p_holm"]
 
 
 def configured_metric_files(paths: LakePaths, settings: ExperimentSettings, table: str = "metrics") -> list[Path]:
-    """The ``table`` files of the encoders × recommenders in the settings that exist: what the tables for
-    people are made of (the study plan uses the same list). Older partitions' files stay queryable in
+    """The ``table`` files of the study's cells (:func:`study_cells`) that exist: what the tables for people
+    are made of (the study plan uses the same list). Older partitions' files stay queryable in
     ``audiorec.<table>``."""
-    files = [paths.table_dir(table) / f"{part_name(e, r)}.parquet" for e in settings.encoders for r in settings.recommenders]
+    files = [paths.table_dir(table) / f"{part_name(e, r)}.parquet" for e, r in study_cells(settings)]
     return [f for f in files if f.exists()]
 
 
-def configured_rows(paths: LakePaths, settings: ExperimentSettings, table: str) -> pd.DataFrame:
+def configured_rows(paths: LakePaths, settings: ExperimentSettings, table: str,
+                    filters: list[tuple] | None = None) -> pd.DataFrame:
+    """The rows of ``table`` over the configured cells (``filters``: pyarrow row filters, to read less)."""
     files = configured_metric_files(paths, settings, table)
     if not files:
         raise FileNotFoundError(f"No {table} yet for the configured encoders × recommenders in {paths.table_dir(table)}.")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([pd.read_parquet(f, filters=filters) for f in files], ignore_index=True)
+
+
+def _user_rows(paths: LakePaths, settings: ExperimentSettings, split: str) -> pd.DataFrame:
+    """The per-user rows the paired tests read: ``split``, K = headline_k, the significance metric and HitRate."""
+    return configured_rows(paths, settings, "user_metrics", filters=[
+        ("split", "==", split), ("k", "==", settings.headline_k),
+        ("metric", "in", [tables.SIGNIFICANCE_METRIC, "hitrate"])])
+
+
+def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".4f") if len(frame) else "(no rows)")
+
+
+def _png_markdown(png: bytes, k: int, split: str) -> str:
+    import base64
+
+    label = f"HitRate@{k} ({split}) by encoder and recommender, references dashed"
+    return f"![{label}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def _write_plot(paths: LakePaths, name: str, png: bytes) -> Path:
+    plot_path = paths.tables / f"{name}.png"
+    with atomic_path(plot_path) as tmp:
+        tmp.write_bytes(png)
+    return plot_path
+
+
+def _table_result(paths: LakePaths, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
+                  **metadata: object) -> dg.MaterializeResult:
+    """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table as markdown."""
+    write_table_file(paths, table, frame)
+    summary = frame[[c for c in SUMMARY_COLUMNS if c in frame]] if "twin" in frame or "best" in frame else None
+    return dg.MaterializeResult(metadata={
+        **metadata,
+        "dagster/row_count": len(frame),
+        "k": settings.headline_k,
+        "split": split,
+        "table": _markdown(frame),
+        **({"summary": _markdown(summary)} if summary is not None else {}),
+    })
 
 
 @dg.asset(key=LEADERBOARD, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"},
-          description="One row per encoder × recommender with the test metrics @50; plot of HitRate@50 with CIs.")
+          description="One row per configured encoder × recommender cell with the test metrics @headline_k "
+                      "(Wilson CI of HitRate, seeds), best first; plot of HitRate@headline_k with references.")
 def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
     from audiorec_assets.evaluation.plots import hitrate_plot_png
 
     paths, settings = lake.paths(), lake.settings()
     metrics = configured_rows(paths, settings, "metrics")
-    k = _main_k(settings.ks)
-    board = tables.leaderboard(metrics, k=k)
+    k = settings.headline_k
+    board = tables.leaderboard(metrics, k=k, split="test", cells=study_cells(settings))
     write_table_file(paths, "leaderboard", board)
-    png = hitrate_plot_png(metrics, k=k)
-    plot_path = paths.tables / "leaderboard_hitrate.png"
-    with atomic_path(plot_path) as tmp:
-        tmp.write_bytes(png)
+    png = hitrate_plot_png(metrics, k=k, split="test", metric=tables.HEADLINE_METRIC)
+    plot_path = _write_plot(paths, "leaderboard_hitrate", png)
     metrics_fps = [lineage.table_fingerprint(f) for f in configured_metric_files(paths, settings)]
     return dg.MaterializeResult(metadata={
         lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps),
         "dagster/row_count": len(board),
-        "leaderboard": dg.MetadataValue.md(board.to_markdown(index=False, floatfmt=".4f")),
-        "hitrate_plot": dg.MetadataValue.md(_png_markdown(png)),
+        "k": k,
+        "leaderboard": _markdown(board),
+        "hitrate_plot": dg.MetadataValue.md(_png_markdown(png, k, "test")),
         "plot_path": dg.MetadataValue.path(str(plot_path)),
     })
 
 
-def _png_markdown(png: bytes) -> str:
-    import base64
+@dg.asset(key=LEADERBOARD_COLD, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"},
+          description="The leaderboard on test_cold (cold tracks): every configured cell that has test_cold "
+                      "rows, metrics @headline_k, best first; plot of HitRate@headline_k.")
+def leaderboard_cold(lake: LakeResource) -> dg.MaterializeResult:
+    from audiorec_assets.evaluation.plots import hitrate_plot_png
 
-    return f"![HitRate@50 by encoder and recommender](data:image/png;base64,{base64.b64encode(png).decode()})"
+    paths, settings = lake.paths(), lake.settings()
+    metrics = configured_rows(paths, settings, "metrics")
+    k = settings.headline_k
+    board = tables.leaderboard(metrics, k=k, split=COLD_SPLIT, cells=study_cells(settings), missing=False)
+    png = hitrate_plot_png(metrics, k=k, split=COLD_SPLIT, metric=tables.HEADLINE_METRIC)
+    plot_path = _write_plot(paths, "leaderboard_cold_hitrate", png)
+    return _table_result(paths, settings, "leaderboard_cold", board, COLD_SPLIT,
+                         hitrate_plot=dg.MetadataValue.md(_png_markdown(png, k, COLD_SPLIT)),
+                         plot_path=dg.MetadataValue.path(str(plot_path)))
+
+
+TableBuilder = Callable[[pd.DataFrame, pd.DataFrame, ExperimentSettings], pd.DataFrame]
+
+
+def build_table_asset(table: str, split: str, build: TableBuilder, description: str) -> dg.AssetsDefinition:
+    """An asset ``audiorec/<table>``: ``build(metrics, user_metrics, settings)`` over the configured cells."""
+
+    @dg.asset(key=dg.AssetKey(["audiorec", table]), deps=[METRICS], group_name="evaluation",
+              kinds={"duckdb", "parquet"}, description=description)
+    def _asset(lake: LakeResource) -> dg.MaterializeResult:
+        paths, settings = lake.paths(), lake.settings()
+        frame = build(configured_rows(paths, settings, "metrics"), _user_rows(paths, settings, split), settings)
+        return _table_result(paths, settings, table, frame, split)
+
+    return _asset
 
 
 def build_comparison_asset(name: str, recommender: str) -> dg.AssetsDefinition:
-    @dg.asset(key=dg.AssetKey(["audiorec", f"comparison_{name}"]), deps=[METRICS], group_name="evaluation",
-              kinds={"duckdb", "parquet"},
-              description=f"The study's '{name}' table: {recommender} per encoder, test metrics @50, "
-                          f"paired bootstrap vs the best encoder (Holm-corrected).")
-    def comparison(lake: LakeResource) -> dg.MaterializeResult:
-        paths, settings = lake.paths(), lake.settings()
-        k = _main_k(settings.ks)
-        board = tables.comparison(configured_rows(paths, settings, "metrics"),
-                                  configured_rows(paths, settings, "user_metrics"), recommender,
-                                  k=k, seed=settings.seed)
-        write_table_file(paths, f"comparison_{name}", board)
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": len(board),
-            "table": dg.MetadataValue.md(board.to_markdown(index=False, floatfmt=".4f") if len(board) else "(no rows)"),
-        })
-
-    return comparison
+    return build_table_asset(
+        f"comparison_{name}", "test",
+        lambda metrics, users, s: tables.comparison(metrics, users, recommender, k=s.headline_k, seed=s.seed,
+                                                    shuffled_base=s.encode.shuffled_base),
+        f"The study's '{name}' table: {recommender} per encoder, test metrics @headline_k, reference cells "
+        f"(no audio) as flagged rows; paired bootstrap of NDCG vs the shuffled twin, the best encoder and the "
+        f"best reference (Holm-corrected per family).")
 
 
-COMPARISON_ASSETS = [build_comparison_asset(name, rec) for name, rec in tables.COMPARISONS.items()]
+COMPARISON_ASSETS = [
+    *(build_comparison_asset(name, rec) for name, rec in tables.COMPARISONS.items()),
+    build_table_asset(
+        "comparison_cold", COLD_SPLIT,
+        lambda metrics, users, s: tables.comparison_cold(metrics, users, k=s.headline_k, seed=s.seed,
+                                                         shuffled_base=s.encode.shuffled_base),
+        "Cold start (test_cold): every encoder × recommender with cold rows @headline_k vs its shuffled twin "
+        "(paired bootstrap of NDCG, Holm within each recommender)."),
+    build_table_asset(
+        "comparison_recommenders", "test",
+        lambda metrics, users, s: tables.comparison_recommenders(
+            users, k=s.headline_k, seed=s.seed, encoders=list(dict.fromkeys(e for e, _ in study_cells(s)))),
+        "Per encoder, the recommenders against each other on the same test users (bert4rec vs shallow, "
+        "shallow vs knn, bert4rec vs knn; paired bootstrap of NDCG@headline_k, Holm within each encoder)."),
+    leaderboard_cold,
+]
+"""Every table asset besides ``audiorec/leaderboard`` (definitions.py and the tables job take them all)."""
+
+TABLE_ASSETS = [leaderboard, *COMPARISON_ASSETS]

@@ -98,7 +98,8 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
 
 
 @dg.asset(key=INTERACTIONS, deps=[LISTENS, TRACKS], group_name="ingest", kinds={"duckdb", "parquet"},
-          description="The Music4All-Onion split: one row per user x track x split after the first-listen collapse.")
+          description="The Music4All-Onion split: one row per user x track x split after the first-listen collapse; "
+                      "split is train, val, test (warm) or test_cold (warm users on tracks without train plays).")
 def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     paths = lake.paths()
     settings = lake.settings()
@@ -120,11 +121,17 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     }]))
     counts = report.as_dict()
     with scratch_connection(paths) as con:
+        # every split gets a row, an empty one (e.g. no test_cold pairs) with zeros
         table = con.execute(
-            """SELECT split, count(*) AS pairs, count(DISTINCT user_id) AS users, count(DISTINCT track_id) AS tracks,
-                      sum(plays) AS plays, min(first_ts) AS first_listen, max(first_ts) AS last_listen
-               FROM read_parquet($p) GROUP BY split
-               ORDER BY CASE split WHEN 'train' THEN 0 WHEN 'val' THEN 1 ELSE 2 END""",
+            """WITH names(split, split_order) AS (VALUES ('train', 0), ('val', 1), ('test', 2), ('test_cold', 3)),
+                    per AS (SELECT split, count(*) AS pairs, count(DISTINCT user_id) AS users,
+                                   count(DISTINCT track_id) AS tracks, sum(plays) AS plays,
+                                   min(first_ts) AS first_listen, max(first_ts) AS last_listen
+                            FROM read_parquet($p) GROUP BY split)
+               SELECT n.split, coalesce(p.pairs, 0) AS pairs, coalesce(p.users, 0) AS users,
+                      coalesce(p.tracks, 0) AS tracks, coalesce(p.plays, 0) AS plays, p.first_listen, p.last_listen
+               FROM names AS n LEFT JOIN per AS p USING (split)
+               ORDER BY n.split_order""",
             {"p": str(paths.table_dir("interactions") / "all.parquet")},
         ).df()
     return dg.MaterializeResult(metadata={
@@ -132,8 +139,11 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
         lineage.BUILT_FROM: lineage.ingest_built_from(
             settings, paths.root, lineage.raw_fingerprint(paths.raw),
             lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet")),
-        "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs,
+        "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs + report.test_cold_pairs,
         "preset": settings.preset,
+        "test_cold_pairs": report.test_cold_pairs,
+        "test_cold_users": report.test_cold_users,
+        "cold_tracks": report.cold_tracks,
         "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()}),
         "per_split": dg.MetadataValue.md(table.to_markdown(index=False)),
         "filters": dg.MetadataValue.json(counts),

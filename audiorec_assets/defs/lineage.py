@@ -21,7 +21,7 @@ BUILT_FROM = "audiorec/built_from"
 INGEST_SETTINGS = ("preset", "seed", "split", "missing_audio")
 EMBEDDING_SETTINGS = ("seed", "encode")
 # what every encoder x recommender partition depends on, plus the recommender's own section
-MODEL_SETTINGS = ("preset", "seed", "ks", "top_n")
+MODEL_SETTINGS = ("preset", "seed", "seeds", "ks", "top_n")
 MODEL_LINEAGE_FILE = "lineage.json"  # in the model folder: the input fingerprints the model was trained on
 
 
@@ -83,7 +83,7 @@ def embeddings_built_from(settings: ExperimentSettings, tracks_fp: str, base_fp:
 def model_settings(settings: ExperimentSettings, recommender: str) -> str:
     """The settings one recommender's results depend on: changing ``shallow.*`` leaves knn alone."""
     own = (recommender,) if recommender in type(settings).model_fields else ()
-    return settings.fingerprint(*MODEL_SETTINGS, *own)
+    return combine(settings.fingerprint(*MODEL_SETTINGS, *own), settings.encode.standardize)
 
 
 def metrics_built_from(settings: ExperimentSettings, recommender: str, interactions_fp: str, vectors_fp: str) -> str:
@@ -91,4 +91,5 @@ def metrics_built_from(settings: ExperimentSettings, recommender: str, interacti
 
 
 def tables_built_from(settings: ExperimentSettings, metrics_fps: list[str]) -> str:
-    return combine(sorted(metrics_fps), settings.fingerprint("ks", "seed"))
+    return combine(sorted(metrics_fps), settings.fingerprint("ks", "seed", "headline_k", "encoders", "recommenders"),
+                   settings.encode.shuffled_base)

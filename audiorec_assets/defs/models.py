@@ -4,6 +4,7 @@ import json
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -13,18 +14,19 @@ from audiorec_assets.defs import lineage
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.evaluation.metrics import per_user_metrics, summarise
-from audiorec_assets.evaluation.tables import ranked_matrix, recommendations_frame
+from audiorec_assets.encoders.standardize import zscore_columns
+from audiorec_assets.evaluation.protocol import RECOMMENDATION_COLUMNS, evaluate, recommend_all_splits
 from audiorec_assets.lakeio import atomic_dir
 from audiorec_assets.recommenders import recommender_class
+from audiorec_assets.recommenders.base import FitReport, Recommender
 from audiorec_assets.recommenders.data import InteractionData
+from audiorec_assets.study import CellError, check_cell
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.warehouse import write_table_file
 
 MODELS = dg.AssetKey(["audiorec", "models"])
 RECOMMENDATIONS = dg.AssetKey(["audiorec", "recommendations"])
 METRICS = dg.AssetKey(["audiorec", "metrics"])
-EVAL_SPLITS = ("val", "test")
 
 
 def partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
@@ -53,6 +55,11 @@ def load_item_vectors(paths: LakePaths, encoder: str, n_items: int) -> np.ndarra
     return vectors.astype(np.float32, copy=False)
 
 
+def vectors_for_models(vectors: np.ndarray, settings: ExperimentSettings) -> np.ndarray:
+    """What the recommenders see: the stored vectors, z-scored per feature when ``encode.standardize``."""
+    return zscore_columns(vectors) if settings.encode.standardize else vectors
+
+
 @dataclass(frozen=True)
 class PartitionInputs:
     """What every step of one encoder × recommender partition reads."""
@@ -64,12 +71,29 @@ class PartitionInputs:
     data: InteractionData
     vectors: np.ndarray
 
+    def seeds(self) -> list[int]:
+        """The seeds this cell runs under: every ``run_seeds`` for a trained model, one otherwise."""
+        seeds = self.settings.run_seeds
+        return seeds if recommender_class(self.recommender).seeded else seeds[:1]
+
+    def model_dir(self, seed: int) -> Path:
+        return self.paths.model_dir(self.encoder, self.recommender) / f"seed-{seed}"
+
+    def load_model(self, seed: int) -> Recommender:
+        settings = self.settings.model_copy(update={"seed": seed})
+        return recommender_class(self.recommender).load(self.model_dir(seed), settings, self.data, self.vectors)
+
 
 def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> PartitionInputs:
     encoder, recommender = partition(context)
+    try:
+        check_cell(encoder, recommender)
+    except CellError as err:
+        raise CellError(f"Partition {encoder}|{recommender}: {err}.") from None
     paths, settings = lake.paths(), lake.settings()
     data = load_interaction_data(paths)
-    return PartitionInputs(encoder, recommender, paths, settings, data, load_item_vectors(paths, encoder, data.n_items))
+    vectors = vectors_for_models(load_item_vectors(paths, encoder, data.n_items), settings)
+    return PartitionInputs(encoder, recommender, paths, settings, data, vectors)
 
 
 def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -79,94 +103,97 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
 
     @dg.asset(key=MODELS, partitions_def=partitions_def, group_name="recommenders", kinds={"pytorch", "faiss"},
               deps=[INTERACTIONS, TRACKS, dg.AssetDep(EMBEDDINGS, partition_mapping=by_encoder)],
-              description="A recommender trained on the train split over frozen item vectors (no pickles).")
+              description="A recommender trained on the train split over frozen item vectors, once per seed "
+                          "(no pickles).")
     def models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         inputs = partition_inputs(context, lake)
         encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
         data, vectors = inputs.data, inputs.vectors
-        model = recommender_class(recommender)(settings)
-        report = model.fit(data, vectors)
+        reports: dict[int, FitReport] = {}
         with atomic_dir(paths.model_dir(encoder, recommender)) as tmp:
-            model.save(tmp)
+            for seed in inputs.seeds():
+                model = recommender_class(recommender)(settings.model_copy(update={"seed": seed}))
+                reports[seed] = model.fit(data, vectors)
+                model.save(tmp / f"seed-{seed}")
+                context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {reports[seed].seconds:.1f} s")
             # what this model was trained on, for the metrics step's lineage (files may change meanwhile)
             (tmp / lineage.MODEL_LINEAGE_FILE).write_text(json.dumps({
                 "interactions": lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
                 "vectors": lineage.array_fingerprint(vectors),
             }))
-        curve = pd.DataFrame({"epoch": range(1, len(report.train_loss) + 1), "train_loss": report.train_loss,
-                              "val_loss": report.val_loss + [np.nan] * (len(report.train_loss) - len(report.val_loss))})
+        first = reports[min(reports)] if len(reports) == 1 else reports[inputs.seeds()[0]]
         metadata = {
-            "preset": settings.preset, "seed": settings.seed, "users": data.n_users, "items": data.n_items,
-            "dim": int(vectors.shape[1]), "seconds": round(report.seconds, 2),
-            "params": dg.MetadataValue.json({k: _jsonable(v) for k, v in report.params.items()}),
+            "preset": settings.preset, "seeds": dg.MetadataValue.json(list(reports)), "users": data.n_users,
+            "items": data.n_items, "train_vocabulary": int(len(data.train_items)), "dim": int(vectors.shape[1]),
+            "audio": "none: learned item ids or no item vectors" if vectors.shape[1] == 0 else (
+                "standardized (z-score per feature)" if settings.encode.standardize else "raw vectors"),
+            "seconds": round(sum(r.seconds for r in reports.values()), 2),
+            "params": dg.MetadataValue.json({k: _jsonable(v) for k, v in first.params.items()}),
             "path": dg.MetadataValue.path(str(paths.model_dir(encoder, recommender))),
         }
-        if len(curve):
-            metadata["best_epoch"] = report.best_epoch
-            metadata["training_curve"] = dg.MetadataValue.md(curve.to_markdown(index=False, floatfmt=".5f"))
+        if first.train_loss:
+            metadata["best_epoch"] = first.best_epoch
+            metadata["epochs_run"] = len(first.train_loss)
+            metadata["training_curve"] = dg.MetadataValue.md(_curve(first).to_markdown(index=False, floatfmt=".5f"))
         return dg.MaterializeResult(metadata=metadata)
 
     @dg.asset(key=RECOMMENDATIONS, partitions_def=partitions_def, deps=[MODELS], group_name="recommenders",
               kinds={"duckdb", "parquet"},
-              description="Top-N per val/test user (train history excluded) → audiorec.recommendations.")
+              description="Top-N per val/test user among the train vocabulary, and per test_cold user among the "
+                          "cold tracks (models that can score them), train history excluded → "
+                          "audiorec.recommendations.")
     def recommendations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         inputs = partition_inputs(context, lake)
-        encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
-        data, vectors = inputs.data, inputs.vectors
+        settings = inputs.settings
         started = time.perf_counter()
-        model = recommender_class(recommender).load(paths.model_dir(encoder, recommender), settings, data, vectors)
-        frames = []
-        for split in EVAL_SPLITS:
-            top = model.recommend(data.eval_users(split), settings.top_n)
-            frame = recommendations_frame(top.users, top.items, top.scores, data.user_ids, data.track_ids)
-            frames.append(frame.assign(split=split))
-        rows = pd.concat(frames, ignore_index=True).assign(encoder=encoder, recommender=recommender)
-        rows = rows[["encoder", "recommender", "split", "user_id", "rank", "track_id", "score"]]
-        write_table_file(paths, "recommendations", rows, part=part_name(encoder, recommender))
+        frames = [recommend_all_splits(inputs.load_model(seed), inputs.data, settings.top_n).assign(seed=seed)
+                  for seed in inputs.seeds()]
+        rows = pd.concat(frames, ignore_index=True).assign(encoder=inputs.encoder, recommender=inputs.recommender)
+        rows = rows[RECOMMENDATION_COLUMNS].astype({"seed": "int64"})
+        write_table_file(inputs.paths, "recommendations", rows, part=part_name(inputs.encoder, inputs.recommender))
+        users = rows.groupby("split")["user_id"].nunique()
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(rows), "top_n": settings.top_n, "seconds": round(time.perf_counter() - started, 2),
-            "users": dg.MetadataValue.json({s: int(len(data.eval_users(s))) for s in EVAL_SPLITS}),
+            "users": dg.MetadataValue.json({s: int(n) for s, n in users.items()}),
             "preview": dg.MetadataValue.md(rows.head(10).to_markdown(index=False)),
         })
 
     @dg.asset(key=METRICS, partitions_def=partitions_def, deps=[RECOMMENDATIONS], group_name="evaluation",
               kinds={"duckdb", "parquet"},
-              description="HitRate, Recall, Precision, NDCG, MRR @K with 95 % CIs on val and test → audiorec.metrics.")
+              description="HitRate, Recall, Precision, NDCG, MRR @K with 95 % CIs on val, test and test_cold "
+                          "→ audiorec.metrics.")
     def metrics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         inputs = partition_inputs(context, lake)
         encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
-        data = inputs.data
-        rows = pd.read_parquet(paths.table_dir("recommendations") / f"{part_name(encoder, recommender)}.parquet")
-        item_of = pd.Series(np.arange(data.n_items), index=data.track_ids)
-        summaries, per_user_rows = [], []
-        for split in EVAL_SPLITS:
-            users = data.eval_users(split)
-            ranked = ranked_matrix(rows[rows["split"] == split], data.user_ids[users], item_of, settings.top_n)
-            per_user = per_user_metrics(ranked, data.split(split), settings.ks, users=users)
-            summaries.append(summarise(per_user).assign(split=split))
-            per_user_rows += [pd.DataFrame({"split": split, "user_id": data.user_ids[users], "metric": metric,
-                                            "k": k, "value": values}) for (metric, k), values in per_user.items()]
-        summary = pd.concat(summaries, ignore_index=True).assign(encoder=encoder, recommender=recommender,
-                                                                  preset=settings.preset)
+        part = part_name(encoder, recommender)
+        rows = pd.read_parquet(paths.table_dir("recommendations") / f"{part}.parquet")
+        summary, user_metrics = evaluate(rows, inputs.data, settings.ks, settings.top_n)
+        summary = summary.assign(encoder=encoder, recommender=recommender, preset=settings.preset)
         summary = summary[["encoder", "recommender", "split", "metric", "k", "value", "ci_low", "ci_high",
-                           "n_users", "preset"]]
-        user_metrics = pd.concat(per_user_rows, ignore_index=True).assign(encoder=encoder, recommender=recommender)
-        summary = summary.astype({"k": "int32", "n_users": "int32"})  # INTEGER in the contract
-        metrics_file = write_table_file(paths, "metrics", summary, part=part_name(encoder, recommender))
-        write_table_file(paths, "user_metrics", user_metrics, part=part_name(encoder, recommender))
-        k_main = 50 if 50 in settings.ks else max(settings.ks)
-        test = summary[(summary["split"] == "test") & (summary["k"] == k_main)].set_index("metric")["value"]
+                           "n_users", "preset", "n_seeds", "seed_sd"]]
+        summary = summary.astype({"k": "int32", "n_users": "int32", "n_seeds": "int32"})  # INTEGER in the contract
+        user_metrics = user_metrics.assign(encoder=encoder, recommender=recommender)
+        metrics_file = write_table_file(paths, "metrics", summary, part=part)
+        write_table_file(paths, "user_metrics", user_metrics, part=part)
+        k_main = settings.headline_k
+        headline = summary[summary["k"] == k_main].set_index(["split", "metric"])["value"]
         trained_on = json.loads((paths.model_dir(encoder, recommender) / lineage.MODEL_LINEAGE_FILE).read_text())
         built_from = lineage.metrics_built_from(settings, recommender, trained_on["interactions"], trained_on["vectors"])
         return dg.MaterializeResult(metadata={
             lineage.FINGERPRINT: lineage.table_fingerprint(metrics_file),
             lineage.BUILT_FROM: built_from,
-            **{f"test_{m}@{k_main}": float(v) for m, v in test.items()},
+            **{f"{split}_{m}@{k_main}": float(v) for (split, m), v in headline.items() if split != "val"},
             "table": dg.MetadataValue.md(summary.drop(columns=["encoder", "recommender"]).to_markdown(
                 index=False, floatfmt=".4f")),
         })
 
     return [models, recommendations, metrics]
+
+
+def _curve(report: FitReport) -> pd.DataFrame:
+    padded_val = report.val_loss + [np.nan] * (len(report.train_loss) - len(report.val_loss))
+    return pd.DataFrame({"epoch": range(1, len(report.train_loss) + 1), "train_loss": report.train_loss,
+                         "val_loss": padded_val})
 
 
 def _jsonable(value: object) -> object:

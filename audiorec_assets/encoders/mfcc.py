@@ -1,8 +1,13 @@
-"""MFCC + spectral statistics: a weight-free, always-offline 104-d baseline.
+"""MFCC + spectral statistics: a weight-free, always-offline 104-d baseline, standardised over the catalogue.
 
 Every feature is computed once per track over all frames (one librosa call per feature,
-one shared STFT), then summarised by mean / std over frames. Layout of the vector
-(``FEATURE_LAYOUT`` holds the same table):
+one shared STFT), then summarised by mean / std over frames (:func:`mfcc_features`, the
+per-track "raw" vector). The stored ``mfcc`` vectors are these features **standardised per
+feature over the catalogue** (:func:`standardise_features`, the encoder's ``finalize``): each
+of the 104 columns z-scored across all tracks, a column with no spread set to 0. Raw vectors
+are unfit for cosine: their units differ between blocks (MFCC c0 ≈ −440, tempo ≈ 100,
+flatness below 1), so one direction (c0 and tempo) held 94 % of their energy: effective
+rank 1.1 of 104. Layout of the vector (``FEATURE_LAYOUT`` holds the same table):
 
 ========== ======================================================================
 index      content
@@ -25,9 +30,11 @@ index      content
            divided by its lag-0 value (0 = no periodicity, 1 = perfectly periodic)
 ========== ======================================================================
 
-Frames: 22 050 Hz, ``n_fft`` 2048, hop 512 (≈ 23 ms), centred. Units differ between
-blocks (MFCC c0 is in the hundreds, flatness below 1), so a recommender that compares
-these vectors should standardise each dimension across tracks first.
+Frames: 22 050 Hz, ``n_fft`` 2048, hop 512 (≈ 23 ms), centred. The units above are those
+of the raw vector; after standardisation every column is in standard deviations of the
+catalogue. Standardising needs every track, so it runs after the whole catalogue is encoded
+(:func:`audiorec_assets.encoders.run.encode_catalogue`), and incremental runs reuse the stored
+raw vectors, never standardised ones: adding or changing tracks re-standardises everything.
 
 Silence, clicks and very short clips give finite numbers: every ratio is guarded and the
 result passes through ``nan_to_num``. A clip shorter than one frame (2048 samples, 93 ms)
@@ -39,6 +46,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+
+from audiorec_assets.encoders.standardize import zscore_columns
 
 from audiorec_assets.encoders.base import AudioEncoder, EncoderError
 
@@ -67,6 +76,9 @@ FEATURE_LAYOUT: tuple[tuple[str, int, int], ...] = (
     ("pulse_clarity", 103, 104),
 )
 DIM = FEATURE_LAYOUT[-1][2]
+
+
+standardise_features = zscore_columns  # per feature over the catalogue (encoders/standardize.py)
 
 
 def _mean_std(x: np.ndarray) -> list[np.ndarray]:
@@ -153,9 +165,12 @@ def mfcc_features(waveform: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 class MfccEncoder(AudioEncoder):
-    """Hand-crafted baseline: 20 MFCCs (+Δ) and spectral/rhythm statistics, mean/std over frames → 104-d.
+    """Hand-crafted baseline: 20 MFCCs (+Δ) and spectral/rhythm statistics, mean/std over frames → 104-d,
+    each feature standardised over the catalogue.
 
-    Needs no weights and no network; ≥ 200× real time on two CPU cores.
+    ``embed`` returns the raw per-track features; ``finalize`` standardises the whole catalogue's
+    matrix (:func:`standardise_features`). Needs no weights and no network; ≥ 200× real time on
+    two CPU cores.
     """
 
     name: ClassVar[str] = "mfcc"
@@ -163,7 +178,8 @@ class MfccEncoder(AudioEncoder):
     sample_rate: ClassVar[int] = SAMPLE_RATE
     clip_seconds: ClassVar[float | None] = 30.0
     pooling: ClassVar[str] = "mean/std over frames (MFCC, ΔMFCC, spectral, ZCR, RMS, onset) + tempo"
-    model_id: ClassVar[str] = "librosa-mfcc20-spectral-104"
+    # "-zscore": vectors standardised over the catalogue (stored vectors of older versions are not reused)
+    model_id: ClassVar[str] = "librosa-mfcc20-spectral-104-zscore"
 
     def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(waveforms), DIM), dtype=np.float32)
@@ -173,3 +189,7 @@ class MfccEncoder(AudioEncoder):
             except EncoderError as err:
                 raise EncoderError(f"waveform #{i} of the batch: {err}") from err
         return out
+
+    def finalize(self, raw: np.ndarray) -> np.ndarray:
+        """The catalogue's raw ``(tracks, 104)`` matrix, standardised per feature."""
+        return standardise_features(raw)

@@ -1,6 +1,13 @@
 """Encode a catalogue incrementally: only new or changed audio (by content hash) is re-encoded.
 
 Pure functions over an :class:`AudioEncoder`; the Dagster asset calls :func:`encode_catalogue`.
+
+Catalogue-level step: an encoder may define ``finalize(raw) -> vectors``, a transform of the whole
+``(tracks, dim)`` matrix of per-track ("raw") vectors that needs every track at once (``mfcc``
+z-scores each feature over the catalogue). :func:`encode_catalogue` applies it after all tracks are
+encoded. Reuse is always of raw vectors: for such an encoder the index keeps the raw vectors
+(:func:`index_frame` ``raw_vectors``, column ``raw_vector``), and when an index lacks them nothing
+is reused, since ``<encoder>.npy`` then holds only finalized ones.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from audiorec_assets.data.audio import load_audio
 from audiorec_assets.encoders.base import AudioEncoder, EncoderError
 
 Progress = Callable[[int, int, float], None]  # done, total, seconds so far
+Finalize = Callable[[np.ndarray], np.ndarray]
+RAW_COLUMN = "raw_vector"
 
 
 @dataclass(frozen=True)
@@ -27,9 +36,10 @@ class PreviousEmbeddings:
     """What an earlier run stored: content hash and vector per track, and the encoder's signature."""
 
     content_hashes: list[str]
-    vectors: np.ndarray
+    vectors: np.ndarray  # what ``<encoder>.npy`` holds (after ``finalize``, if the encoder has one)
     signature: str
     skipped: list[bool] | None = None  # rows that were mean-filled: never reused
+    raw_vectors: np.ndarray | None = None  # per-track vectors before ``finalize``; None: not stored
 
 
 @dataclass
@@ -39,6 +49,9 @@ class EncodeReport:
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     audio_seconds: float = 0.0
+    # per-track vectors before the encoder's ``finalize`` (None: it has none); store them with
+    # ``index_frame(..., raw_vectors=report.raw_vectors)`` so that the next run can reuse them
+    raw_vectors: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def realtime_factor(self) -> float:
@@ -59,6 +72,14 @@ def encoder_signature(encoder: AudioEncoder) -> str:
     return json.dumps(encoder.describe(), sort_keys=True)
 
 
+def finalize_hook(encoder: AudioEncoder) -> Finalize | None:
+    """The encoder's catalogue-level ``finalize``, or None when it has none (or only an identity default)."""
+    hook = getattr(type(encoder), "finalize", None)
+    if hook is None or hook is getattr(AudioEncoder, "finalize", None):
+        return None
+    return encoder.finalize  # type: ignore[attr-defined]
+
+
 def encode_catalogue(
     encoder: AudioEncoder,
     audio_paths: list[Path],
@@ -71,32 +92,71 @@ def encode_catalogue(
     ``on_error="fail"`` raises :class:`EncoderError` naming the file; ``"skip"`` lists the track in
     ``report.skipped`` and fills its row with the mean of the encoded rows (never zeros), so that
     every track keeps a row.
+
+    An encoder with a ``finalize`` hook (module docstring) gets it applied to the raw vectors of
+    the encoded tracks, all at once; the raw vectors come back in ``report.raw_vectors``, and only
+    raw vectors stored in ``previous.raw_vectors`` are reused. The transform sees only the encoded
+    tracks; a skipped track then gets the finalized row nearest to their mean (the most typical
+    track), since the mean itself is the origin after a centring transform (no direction for cosine).
     """
     started = time.perf_counter()
     report = EncodeReport()
+    finalize = finalize_hook(encoder)
     hashes = [content_hash(p) for p in audio_paths]
-    vectors = np.full((len(audio_paths), encoder.dim), np.nan, dtype=np.float32)
+    raw = np.full((len(audio_paths), encoder.dim), np.nan, dtype=np.float32)
     reusable: dict[str, int] = {}
+    stored = None
     if previous is not None and previous.signature == encoder_signature(encoder):
+        # reuse raw vectors only: without finalize they are what <encoder>.npy holds, with it the index's
+        stored = previous.vectors if finalize is None else previous.raw_vectors
+    if stored is not None and stored.shape[1:] == (encoder.dim,):
         skipped_before = previous.skipped or [False] * len(previous.content_hashes)
         reusable = {h: i for i, (h, s) in enumerate(zip(previous.content_hashes, skipped_before)) if not s}
     todo = []
     for row, digest in enumerate(hashes):
         if digest in reusable:
-            vectors[row] = previous.vectors[reusable[digest]]  # type: ignore[union-attr]
+            raw[row] = stored[reusable[digest]]  # type: ignore[index]
             report.reused += 1
         else:
             todo.append(row)
     if todo:
         encoder.load()
-        _encode_rows(encoder, audio_paths, todo, vectors, report, on_error, progress, started)
-    if report.skipped:
-        good = np.isfinite(vectors).all(axis=1)
-        if not good.any():
-            raise EncoderError(f"{encoder.name}: every track failed to encode, e.g. {report.skipped[:3]}")
-        vectors[~good] = vectors[good].mean(axis=0)
+        _encode_rows(encoder, audio_paths, todo, raw, report, on_error, progress, started)
+    good = np.isfinite(raw).all(axis=1)
+    if report.skipped and not good.any():
+        raise EncoderError(f"{encoder.name}: every track failed to encode, e.g. {report.skipped[:3]}")
+    if finalize is None:
+        vectors = raw
+        _fill_skipped(vectors, good)
+    else:
+        vectors = np.empty_like(raw)
+        if good.any():
+            vectors[good] = _finalized(encoder, finalize, raw[good])
+        _fill_skipped(vectors, good, nearest_row=True)
+        _fill_skipped(raw, good)  # never reused (the index marks the row skipped), but finite
+        report.raw_vectors = raw
     report.seconds = time.perf_counter() - started
     return vectors, hashes, report
+
+
+def _finalized(encoder: AudioEncoder, finalize: Finalize, raw: np.ndarray) -> np.ndarray:
+    out = np.asarray(finalize(raw.copy()), dtype=np.float32)
+    if out.shape != raw.shape:
+        raise EncoderError(f"{encoder.name}.finalize returned shape {out.shape}, expected {raw.shape}")
+    if not np.isfinite(out).all():
+        raise EncoderError(f"{encoder.name}.finalize returned non-finite values")
+    return out
+
+
+def _fill_skipped(vectors: np.ndarray, good: np.ndarray, nearest_row: bool = False) -> None:
+    """Rows not ``good`` get the mean of the good rows (in place); with ``nearest_row``, the good row
+    nearest to that mean."""
+    if good.all():
+        return
+    fill = vectors[good].mean(axis=0)
+    if nearest_row:
+        fill = vectors[good][np.argmin(np.linalg.norm(vectors[good] - fill, axis=1))]
+    vectors[~good] = fill
 
 
 def _encode_rows(encoder: AudioEncoder, paths: list[Path], rows: list[int], vectors: np.ndarray, report: EncodeReport,
@@ -170,12 +230,21 @@ def vectors_digest(vectors: np.ndarray) -> str:
 
 
 def index_frame(track_ids: list[str], hashes: list[str], vectors: np.ndarray, skipped_ids: list[str],
-                signature: str) -> pd.DataFrame:
-    """What :func:`load_previous` needs next time; ``vectors_sha1`` ties the index to its vectors file."""
+                signature: str, raw_vectors: np.ndarray | None = None) -> pd.DataFrame:
+    """What :func:`load_previous` needs next time; ``vectors_sha1`` ties the index to its vectors file.
+
+    ``raw_vectors`` (``EncodeReport.raw_vectors``: an encoder with ``finalize``) are kept in the
+    column ``raw_vector``, one float32 list per track, for reuse.
+    """
     skipped = set(skipped_ids)
-    return pd.DataFrame({"track_id": track_ids, "content_hash": hashes,
-                         "skipped": [str(t) in skipped for t in track_ids],
-                         "signature": signature, "vectors_sha1": vectors_digest(vectors)})
+    frame = pd.DataFrame({"track_id": track_ids, "content_hash": hashes,
+                          "skipped": [str(t) in skipped for t in track_ids],
+                          "signature": signature, "vectors_sha1": vectors_digest(vectors)})
+    if raw_vectors is not None:
+        if raw_vectors.shape != vectors.shape:
+            raise ValueError(f"raw_vectors have shape {raw_vectors.shape}, the vectors {vectors.shape}")
+        frame[RAW_COLUMN] = list(np.asarray(raw_vectors, dtype=np.float32))
+    return frame
 
 
 def load_previous(vectors_path: Path, index_path: Path) -> PreviousEmbeddings | None:
@@ -189,7 +258,13 @@ def load_previous(vectors_path: Path, index_path: Path) -> PreviousEmbeddings | 
             len(index) and index["vectors_sha1"].iloc[0] != vectors_digest(vectors)):
         return None
     signature = str(index["signature"].iloc[0]) if len(index) else ""
-    return PreviousEmbeddings(list(index["content_hash"]), vectors, signature, list(index["skipped"]))
+    raw = None
+    if RAW_COLUMN in index:
+        raw = (np.stack([np.asarray(v, dtype=np.float32) for v in index[RAW_COLUMN]]) if len(index)
+               else np.zeros((0,) + vectors.shape[1:], dtype=np.float32))
+        if raw.shape != vectors.shape:
+            raw = None  # not written by index_frame: reuse nothing rather than wrong rows
+    return PreviousEmbeddings(list(index["content_hash"]), vectors, signature, list(index["skipped"]), raw)
 
 
 def vector_stats(vectors: np.ndarray) -> dict[str, float]:

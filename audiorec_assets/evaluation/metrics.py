@@ -12,9 +12,17 @@ A user without recommendations (a row of -1) scores 0 on every metric; so does a
 with no relevant items (the metrics are undefined there; callers evaluate only the users
 of a split, ``InteractionData.eval_users``).
 
-95 % confidence intervals in :func:`summarise` use the normal approximation
-``mean ± 1.96 · sd / √n`` (sample sd, ddof=1): deterministic, no seed, and with the
-thousands of users of a split the sampling distribution of a mean is close to normal.
+95 % confidence intervals in :func:`summarise` (deterministic, no seed; n = the users of the split):
+
+* HitRate: the **Wilson score interval** of a proportion, p = the mean over users,
+  ``(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)`` with z = 1.96
+  (:func:`wilson_interval`). It never leaves [0, 1] and keeps a nonzero width at p = 0 or 1,
+  where the normal interval collapses to a point (or, near the ends, spills past them). With
+  per-user values averaged over seeds (fractions, not 0/1) it is still the interval of that mean
+  proportion.
+* Recall, Precision, NDCG, MRR: the normal approximation ``mean ± 1.96 · sd / √n`` (sample sd,
+  ddof=1); with the thousands of users of a split the sampling distribution of a mean is close
+  to normal. NaN bounds with fewer than two users.
 """
 
 from __future__ import annotations
@@ -163,25 +171,54 @@ def per_user_metrics(
     return metrics_from_hits(hits, n_relevant, ks)
 
 
-def confidence_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and its 95 % normal-approximation CI; NaN bounds when fewer than two values."""
+def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``p`` observed on ``n`` trials (NaN bounds when n < 1).
+
+    ``centre = (p + z²/2n) / (1 + z²/n)``, ``half = z / (1 + z²/n) · √(p(1−p)/n + z²/4n²)``; the
+    bounds are clipped to [0, 1] and to ``p`` against rounding only (mathematically ``low <= p <= high``
+    inside [0, 1]; at p = 1 the upper bound is 1 exactly, not 0.9999999999999999).
+    """
+    if n < 1 or not np.isfinite(p):
+        return float("nan"), float("nan")
+    p = min(max(float(p), 0.0), 1.0)
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z / denom * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return float(min(p, max(0.0, centre - half))), float(max(p, min(1.0, centre + half)))
+
+
+def confidence_interval(values: np.ndarray, method: str = "normal") -> tuple[float, float, float]:
+    """Mean and its 95 % CI: ``method="normal"`` (mean ± 1.96·sd/√n, NaN bounds when fewer than two values)
+    or ``"wilson"`` (the Wilson score interval of the mean as a proportion, values in [0, 1]; NaN bounds
+    when there are no values)."""
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
     if n == 0:
         return float("nan"), float("nan"), float("nan")
     mean = float(values.mean())
+    if method == "wilson":
+        low, high = wilson_interval(mean, n)
+        return mean, low, high
+    if method != "normal":
+        raise ValueError(f"method must be 'normal' or 'wilson', got {method!r}")
     if n < 2:
         return mean, float("nan"), float("nan")
     half = Z_95 * float(values.std(ddof=1)) / np.sqrt(n)
     return mean, mean - half, mean + half
 
 
+# metric → CI method of summarise (the rest: normal)
+CI_METHOD: dict[str, str] = {"hitrate": "wilson"}
+
+
 def summarise(per_user: Mapping[tuple[str, int], np.ndarray]) -> pd.DataFrame:
-    """One row per (metric, k): ``metric, k, value`` (mean over users), ``ci_low, ci_high`` (95 %, normal
-    approximation, see module docstring) and ``n_users``; rows ordered by metric (as in :data:`METRICS`) then k."""
+    """One row per (metric, k): ``metric, k, value`` (mean over users), ``ci_low, ci_high`` (95 %: Wilson for
+    HitRate, normal approximation otherwise, see module docstring) and ``n_users``; rows ordered by metric
+    (as in :data:`METRICS`) then k."""
     rows = []
     for (metric, k), values in per_user.items():
-        mean, low, high = confidence_interval(values)
+        mean, low, high = confidence_interval(values, CI_METHOD.get(metric, "normal"))
         rows.append({"metric": metric, "k": int(k), "value": mean, "ci_low": low, "ci_high": high, "n_users": len(values)})
     frame = pd.DataFrame(rows, columns=["metric", "k", "value", "ci_low", "ci_high", "n_users"])
     order = {m: i for i, m in enumerate(METRICS)}

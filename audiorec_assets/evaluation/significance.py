@@ -2,7 +2,9 @@
 
 The main test is a seeded paired bootstrap over users; a paired t-test and a Wilcoxon
 signed-rank test (scipy) are offered as cross-checks, and Holm's step-down correction for
-families of comparisons.
+families of comparisons. :func:`paired_family` runs the bootstrap on every pair of a family
+and Holm-corrects the family's p-values together (the tables for people name the families:
+``audiorec_assets/evaluation/tables.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 # Cap on resample-matrix entries built at once (int64 indices): 4M ≈ 32 MB.
 _MAX_BLOCK_ENTRIES = 4_000_000
@@ -112,11 +115,44 @@ def wilcoxon_test(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (same order as given), for a family of comparisons."""
+    """Holm–Bonferroni adjusted p-values (same order as given), for a family of comparisons.
+
+    NaN entries (comparisons that could not be made) stay NaN and do not count towards the family size.
+    """
     p = np.asarray(p_values, dtype=np.float64)
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * p[order]))
-    out = np.empty(m)
-    out[order] = adjusted
+    out = np.full(len(p), np.nan)
+    tested = ~np.isnan(p)
+    q = p[tested]
+    m = len(q)
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q[order]))
+    family = np.empty(m)
+    family[order] = adjusted
+    out[tested] = family
     return out
+
+
+FAMILY_COLUMNS = ["n_paired", "mean_diff", "ci_low", "ci_high", "p_value", "p_holm"]
+
+
+def paired_family(pairs: Sequence[tuple[np.ndarray, np.ndarray] | None], n_resamples: int = 2000, seed: int = 0,
+                  confidence: float = 0.95) -> pd.DataFrame:
+    """The paired bootstrap of ``a − b`` for every pair of one family, p-values Holm-corrected across it.
+
+    One row per pair, in order, with :data:`FAMILY_COLUMNS`. A pair that is ``None`` or has no
+    users is not a comparison: NaN row (``n_paired`` 0), outside the Holm family. Every pair is
+    resampled with the same ``seed``, so a table is reproducible row by row.
+    """
+    rows = []
+    for pair in pairs:
+        if pair is None or len(pair[0]) == 0:
+            rows.append({"n_paired": 0, "mean_diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan})
+            continue
+        r = paired_bootstrap(pair[0], pair[1], n_resamples=n_resamples, seed=seed, confidence=confidence)
+        rows.append({"n_paired": r.n, "mean_diff": r.mean_diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                     "p_value": r.p_value})
+    frame = pd.DataFrame(rows, columns=FAMILY_COLUMNS[:-1])
+    frame["p_holm"] = holm(frame["p_value"].to_numpy(dtype=float))
+    return frame.astype({"n_paired": "int64"})

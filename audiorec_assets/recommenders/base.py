@@ -42,6 +42,8 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str]
+    # whether fitting depends on the seed (trained models run once per seed of ``settings.run_seeds``)
+    seeded: ClassVar[bool] = True
 
     def __init__(self, settings: ExperimentSettings):
         self.settings = settings

@@ -19,7 +19,17 @@ Two presets (``settings.preset``, see SEED_NOTES.md):
     dimension, no projection) and are trained; a learned [MASK] row and a zero padding row; the output
     head is tied to the same table (``logits = h · e_iᵀ``). Masking probability 0.2, as the authors'
     code: a sequence may end up with no masked position at all (it then contributes nothing; a batch
-    with no masked position is skipped). Plateau scheduler.
+    with no masked position is skipped). The softmax runs over the train-vocabulary items *and* the
+    padding and [MASK] rows (both N(0, 0.02)), as the authors' tied embedding matrix does. Plateau
+    scheduler.
+
+Encoder ``none`` (item vectors of width 0): the item table is a learned id embedding of width
+``bert4rec.id_dim`` (128, the authors' "random" run), N(0, 0.02), trained, tied to the output head;
+no projections (plain BERT4Rec). Such a model cannot score tracks without train plays.
+
+Candidates: training softmaxes over the train vocabulary only (``data.train_items``), so tracks
+without train plays are never pushed down by training; they are scored at inference from their
+audio (guide: frozen vectors; paper_code: their untrained audio rows).
 
 Both: learned positions, embedding LayerNorm + dropout, ``bert4rec.layers`` post-norm encoder layers
 (GELU, ``ffn_dim``, ``heads``, ``dropout``), every non-pad position masked independently (fresh each
@@ -103,19 +113,29 @@ class Bert4RecConfig:
     mask_prob: float
     items_trainable: bool  # paper_code trains the audio table; guide keeps it frozen
     project: bool  # guide: Linear projections between the audio space and the hidden space
+    n_vocab: int = 0  # train-vocabulary size: the items of the training softmax
+    id_items: bool = False  # encoder none: the item table is learned ids
+    special_rows_in_softmax: bool = False  # paper_code: [PAD] and [MASK] rows compete in the softmax
 
     @classmethod
-    def from_settings(cls, settings: ExperimentSettings, n_items: int, audio_dim: int) -> Bert4RecConfig:
+    def from_settings(cls, settings: ExperimentSettings, n_items: int, audio_dim: int,
+                      n_vocab: int | None = None) -> Bert4RecConfig:
+        """``audio_dim`` 0 means encoder ``none``: learned item ids of width ``bert4rec.id_dim``.
+        ``n_vocab``: the number of train-vocabulary items (default: every item)."""
         bert, preset = settings.bert4rec, settings.preset
         guide = preset == "guide"
-        hidden = bert.hidden_dim if guide else audio_dim
+        id_items = audio_dim == 0
+        table_dim = bert.id_dim if id_items else audio_dim
+        project = guide and not id_items
+        hidden = bert.hidden_dim if project else table_dim
         if hidden % bert.heads:
-            where = "bert4rec.hidden_dim" if guide else "the audio dimension (paper_code uses it as hidden size)"
+            where = ("bert4rec.id_dim (encoder none)" if id_items else "bert4rec.hidden_dim" if guide
+                     else "the audio dimension (paper_code uses it as hidden size)")
             raise ValueError(f"bert4rec.heads={bert.heads} must divide {where} = {hidden}")
         return cls(
             preset=preset,
             n_items=n_items,
-            audio_dim=audio_dim,
+            audio_dim=table_dim,
             hidden_dim=hidden,
             layers=bert.layers,
             heads=bert.heads,
@@ -124,8 +144,11 @@ class Bert4RecConfig:
             max_len=bert.max_len,
             infer_len=bert.infer_len,
             mask_prob=bert.mask_prob if bert.mask_prob is not None else PRESET_MASK_PROB[preset],
-            items_trainable=not guide,
-            project=guide,
+            items_trainable=id_items or not guide,
+            project=project,
+            n_vocab=n_items if n_vocab is None else n_vocab,
+            id_items=id_items,
+            special_rows_in_softmax=not guide,
         )
 
     @property
@@ -153,7 +176,10 @@ class Bert4RecNet(nn.Module):
         super().__init__()
         self.config = config
         hidden = config.hidden_dim
-        if config.items_trainable:
+        if config.id_items:
+            ids = torch.randn(config.n_items, config.audio_dim) * BERT_INIT_STD
+            self.item_table = nn.Parameter(ids.to(audio_vectors.device))
+        elif config.items_trainable:
             self.item_table = nn.Parameter(audio_vectors.clone())
         else:
             # Not persistent: the frozen vectors live in the lake and are passed again at load.
@@ -161,6 +187,10 @@ class Bert4RecNet(nn.Module):
         self.in_proj: nn.Module = nn.Linear(config.audio_dim, hidden) if config.project else nn.Identity()
         self.out_proj: nn.Module = nn.Linear(hidden, config.audio_dim) if config.project else nn.Identity()
         self.mask_embedding = nn.Parameter(torch.randn(hidden) * BERT_INIT_STD)
+        # the training softmax's items (sorted item_idx): every item until fit sets the train vocabulary
+        self.register_buffer("vocab", torch.arange(config.n_vocab, dtype=torch.int64))
+        if config.special_rows_in_softmax:
+            self.pad_embedding = nn.Parameter(torch.randn(hidden) * BERT_INIT_STD)
         self.positions = nn.Embedding(config.n_positions, hidden)
         nn.init.normal_(self.positions.weight, std=BERT_INIT_STD)
         self.embedding_norm = nn.LayerNorm(hidden)
@@ -193,17 +223,34 @@ class Bert4RecNet(nn.Module):
         return self.encoder(self.embed(tokens), src_key_padding_mask=tokens == self.config.pad_token)
 
     def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Scores of every item for hidden states ``(..., hidden)`` → ``(..., n_items)``."""
+        """Scores of every item for hidden states ``(..., hidden)`` → ``(..., n_items)`` (for ranking)."""
         return self.out_proj(hidden) @ self.item_table.T
+
+    def vocab_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The training softmax's logits ``(..., n_vocab [+ 2])``: the train-vocabulary items, then (paper_code)
+        the [PAD] and [MASK] rows."""
+        logits = self.out_proj(hidden) @ self.item_table[self.vocab].T
+        if self.config.special_rows_in_softmax:
+            special = torch.stack([self.pad_embedding, self.mask_embedding])
+            logits = torch.cat([logits, hidden @ special.T], dim=-1)
+        return logits
+
+    def vocab_targets(self, items: torch.Tensor) -> torch.Tensor:
+        """Class index of train-vocabulary ``items`` in :meth:`vocab_logits`; other items are an error."""
+        position = torch.searchsorted(self.vocab, items).clamp(max=max(len(self.vocab) - 1, 0))
+        if len(items) and not torch.equal(self.vocab[position], items):
+            raise ValueError("a target item has no train plays: the warm splits hold train-vocabulary tracks only")
+        return position
 
     def masked_lm_loss(
         self, tokens: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor, logits_at: LogitsAt = "masked"
     ) -> torch.Tensor:
-        """Mean cross-entropy of ``targets`` at the ``masked`` positions of ``tokens`` (already [MASK]ed)."""
+        """Mean cross-entropy of ``targets`` (item_idx of the train vocabulary) at the ``masked`` positions
+        of ``tokens`` (already [MASK]ed), over the training softmax (:meth:`vocab_logits`)."""
         hidden = self.encode(tokens)
         gather = masked_position_logits if logits_at == "masked" else all_position_logits
         logits = gather(self, hidden, masked)
-        return F.cross_entropy(logits, targets)
+        return F.cross_entropy(logits, self.vocab_targets(targets))
 
     def mask_scores(self, tokens: torch.Tensor, mask_at: torch.Tensor) -> torch.Tensor:
         """Item scores ``(batch, n_items)`` at position ``mask_at[b]`` of each sequence."""
@@ -212,13 +259,13 @@ class Bert4RecNet(nn.Module):
 
 
 def masked_position_logits(net: Bert4RecNet, hidden: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-    """Logits ``(n_masked, n_items)`` computed only for masked positions (rows in row-major order)."""
-    return net.item_logits(hidden[masked])
+    """Training logits ``(n_masked, n_vocab)`` computed only for masked positions (rows in row-major order)."""
+    return net.vocab_logits(hidden[masked])
 
 
 def all_position_logits(net: Bert4RecNet, hidden: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
     """The same logits computed at every position and gathered afterwards (the slow way; bench only)."""
-    return net.item_logits(hidden)[masked]
+    return net.vocab_logits(hidden)[masked]
 
 
 # --------------------------------------------------------------------------- sequences and masking
@@ -367,8 +414,10 @@ def guide_validation_loss(net: Bert4RecNet, data: InteractionData, users: np.nda
     def val_loss() -> float:
         total = 0.0
         for batch in batches:
-            log_probs = F.log_softmax(net.mask_scores(batch.tokens, batch.mask_at), dim=-1)
-            total += float(-(log_probs[batch.rows, batch.items] * batch.weights).sum())
+            hidden = net.encode(batch.tokens)
+            at_mask = hidden[torch.arange(len(batch.tokens), device=hidden.device), batch.mask_at]
+            log_probs = F.log_softmax(net.vocab_logits(at_mask), dim=-1)
+            total += float(-(log_probs[batch.rows, net.vocab_targets(batch.items)] * batch.weights).sum())
         return total / len(users)
 
     return val_loss
@@ -494,9 +543,10 @@ class Bert4RecRecommender(tu.TorchRecommender):
         settings, bert = self.settings, self.settings.bert4rec
         device = tu.resolve_device(settings.encode.device)
         audio = tu.item_vectors_tensor(item_vectors, data.n_items, device)
-        config = Bert4RecConfig.from_settings(settings, data.n_items, audio.shape[1])
+        config = Bert4RecConfig.from_settings(settings, data.n_items, audio.shape[1], len(data.train_items))
         with tu.seeded(settings.seed, device):
             net = self.build_net(asdict(config), audio)
+            net.vocab.copy_(torch.as_tensor(data.train_items, device=device))
             optimizer = tu.adam(net, bert.lr)
             sequences = TrainSequences.from_train(data.train, config)
             # Shuffling and masking share one stream: both are drawn in a fixed order per batch.
@@ -522,7 +572,13 @@ class Bert4RecRecommender(tu.TorchRecommender):
         )
         return tu.fit_report(history, params, time.perf_counter() - started)
 
-    def recommend(self, users: np.ndarray, n: int) -> TopN:
+    @property
+    def scores_unseen_items(self) -> bool:
+        """Audio items can be scored without train plays; learned ids cannot."""
+        net, _ = self._fitted()
+        return not net.config.id_items
+
+    def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
         net, data = self._fitted()
         device = next(net.parameters()).device
 
@@ -531,4 +587,5 @@ class Bert4RecRecommender(tu.TorchRecommender):
             return net.mask_scores(tokens.to(device), mask_at.to(device))
 
         with torch.no_grad():
-            return tu.recommend_in_batches(users, n, data, score_block, max_cells=SCORE_BATCH_CELLS)
+            return tu.recommend_in_batches(users, n, data, score_block, max_cells=SCORE_BATCH_CELLS,
+                                           candidates=candidates)

@@ -154,6 +154,7 @@ class KnnRecommender(Recommender):
     """Cosine between the user's mean train vector and every train item, exact (FAISS flat IP)."""
 
     name = "knn"
+    seeded = False  # deterministic: one run whatever the seeds
 
     def __init__(self, settings: ExperimentSettings, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__(settings)
@@ -163,15 +164,19 @@ class KnnRecommender(Recommender):
         self._user_vectors: np.ndarray | None = None  # (n_users, d) float32, unit norm
         self._train: UserItems | None = None
         self._n_items = 0
+        self._item_vectors: np.ndarray | None = None  # raw vectors of every item: other candidate sets
+
+    @property
+    def scores_unseen_items(self) -> bool:
+        """Any track with a vector can be ranked, trained on or not (cold start)."""
+        return True
 
     def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
         """Build normalised user vectors and the index of train items; no training, no epochs."""
         import faiss
 
         start = time.perf_counter()
-        vectors = np.asarray(item_vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != data.n_items:
-            raise ValueError(f"item_vectors must be ({data.n_items}, d), got {vectors.shape}")
+        vectors = _check_vectors(item_vectors, data.n_items)
         users = mean_item_vectors(data.train, vectors)
         self._user_vectors = np.ascontiguousarray(l2_normalise(users, out=users))
         self._index_items = np.unique(data.train.indices).astype(np.int64)
@@ -181,6 +186,7 @@ class KnnRecommender(Recommender):
         self._index.add(np.ascontiguousarray(items))
         self._train = data.train
         self._n_items = data.n_items
+        self._item_vectors = vectors
         return FitReport(
             seconds=time.perf_counter() - start,
             params={"dim": int(vectors.shape[1]), "n_index_items": int(len(self._index_items))},
@@ -190,18 +196,30 @@ class KnnRecommender(Recommender):
         if self._index is None:
             raise RuntimeError("KnnRecommender is not fitted: call fit() or load()")
 
-    def recommend(self, users: np.ndarray, n: int) -> TopN:
-        """Top-``n`` train items by cosine, the user's train items removed; one FAISS search per batch.
+    def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
+        """Top-``n`` candidates by cosine, the user's train items removed; one FAISS search per batch.
 
-        Each batch asks FAISS for ``n + longest train history in the batch`` items, which
-        always leaves ``n`` unseen ones when the index has that many (all history items are
-        in the index).
+        Default candidates: the train items (the stored index). Other candidates (the cold
+        tracks) get an exact index of their own vectors. Each batch asks FAISS for ``n +
+        longest train history in the batch`` items, which always leaves ``n`` unseen ones when
+        the index has that many.
         """
+        import faiss
+
         self._require_fitted()
+        index, index_items = self._index, self._index_items
+        if candidates is not None and not np.array_equal(candidates, index_items):
+            index_items = np.asarray(candidates, dtype=np.int64)
+            items = np.ascontiguousarray(self._item_vectors[index_items], dtype=np.float32)
+            l2_normalise(items, out=items)
+            index = faiss.IndexFlatIP(items.shape[1])
+            index.add(items)
 
         def search(batch: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-            scores, labels = self._index.search(self._user_vectors[batch], min(depth, self._index.ntotal))
-            return np.where(labels >= 0, self._index_items[np.maximum(labels, 0)], -1), scores
+            if index.ntotal == 0:
+                return np.full((len(batch), 0), -1, dtype=np.int64), np.zeros((len(batch), 0), dtype=np.float32)
+            scores, labels = index.search(self._user_vectors[batch], min(depth, index.ntotal))
+            return np.where(labels >= 0, index_items[np.maximum(labels, 0)], -1), scores
 
         return recommend_from_candidates(users, n, self._train, search, self.batch_size)
 
@@ -237,4 +255,15 @@ class KnnRecommender(Recommender):
             raise ValueError(f"{directory}: index and index_items.npy disagree")
         model._train = data.train
         model._n_items = data.n_items
+        model._item_vectors = _check_vectors(item_vectors, data.n_items)
         return model
+
+
+def _check_vectors(item_vectors: np.ndarray, n_items: int) -> np.ndarray:
+    vectors = np.asarray(item_vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != n_items:
+        raise ValueError(f"item_vectors must be ({n_items}, d), got {vectors.shape}")
+    if vectors.shape[1] == 0:
+        raise ValueError("knn ranks tracks by their audio vectors, and encoder 'none' has none: "
+                         "run knn on an audio encoder")
+    return vectors

@@ -39,6 +39,7 @@ class PopularityRecommender(Recommender):
     """Most total train plays first, train history excluded."""
 
     name = "popularity"
+    seeded = False  # deterministic: one run whatever the seeds
 
     def __init__(self, settings: ExperimentSettings, batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__(settings)
@@ -54,13 +55,15 @@ class PopularityRecommender(Recommender):
         self._train = data.train
         return FitReport(seconds=time.perf_counter() - start, params={"n_ranked_items": int(len(self._ranked))})
 
-    def recommend(self, users: np.ndarray, n: int) -> TopN:
-        """Per batch, the top ``n + longest history`` of the global ranking minus each user's train items."""
+    def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
+        """Per batch, the top ``n + longest history`` of the global ranking (restricted to ``candidates``;
+        default: every train item) minus each user's train items."""
         if self._ranked is None:
             raise RuntimeError("PopularityRecommender is not fitted: call fit() or load()")
+        ranked = self._ranked if candidates is None else self._ranked[np.isin(self._ranked, candidates)]
 
         def head_of_ranking(batch: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-            head = self._ranked[:depth]
+            head = ranked[:depth]
             shape = (len(batch), len(head))
             return np.broadcast_to(head, shape), np.broadcast_to(self._plays[head], shape)
 

@@ -7,21 +7,28 @@ Two presets (``settings.preset``, see SEED_NOTES.md):
     ``shallow.hidden_dim > 0`` a learned ``Linear(audio_dim → hidden_dim)`` maps them into a smaller
     space, and users live in that space. User vectors are learned, initialised from the mean of the
     user's train items (passed through the projection, which for an affine map equals the mean of the
-    projected items). Each train pair gets ``shallow.negatives`` (20) negative *items* drawn uniformly;
-    loss ``mean(clamp(1.0 - s_pos + s_neg, 0))``.
+    projected items). Each train pair gets ``shallow.negatives`` (20) negative *items* drawn uniformly
+    from the train vocabulary; loss ``mean(clamp(1.0 - s_pos + s_neg, 0))``.
 
 ``paper_code``
     What the authors' code ran: user and item tables of the audio dimension, items initialised from the
-    audio vectors and *trained*, users initialised from the mean of their train items and *frozen*. An
-    optional shared ``Linear+ReLU`` (``hidden_dim > 0``) is applied to both sides. Each train pair is
-    visited ``shallow.negatives`` (20) times per epoch, each time with one random negative *user*
-    (scored against the pair's item); loss ``mean(max(0, 0.2 - s_pos + s_neg))``; the plateau
-    scheduler divides the learning rate by 10 after 5 flat validation epochs.
+    audio vectors and *trained*, users initialised from the mean of their train items and *frozen*. A
+    shared ``Linear(d, d_out) + ReLU`` is always applied to both sides before the cosine (``hidden_dim``
+    0 = ``d_out = d``, the paper's runs). One optimiser step takes a batch of ``shallow.batch_size``
+    (10 000) train pairs, each repeated ``shallow.negatives`` (20) times with one uniformly random
+    negative *user* per copy (scored against the pair's item), so a step sees 200 000 rows; loss
+    ``mean(max(0, 0.2 - s_pos + s_neg))``; the plateau scheduler divides the learning rate by 10 after
+    5 flat validation epochs. Tracks without train plays never receive a gradient (they are never a
+    positive, and negatives are users), so they keep their audio vectors: that is how the cold tracks
+    are scored.
 
-Both: Adam, batches of ``shallow.batch_size`` rows (guide: positive pairs with all their negatives;
-paper_code: rows of the repeated pair set, each with one negative), early stopping on the validation
-hinge loss (val pairs with a fixed, seeded negative sample) and the best epoch's weights restored.
-Scores for recommending are the cosine of the user and every item.
+Encoder ``none`` (item vectors of width 0): the item table holds learned item-id embeddings of width
+``shallow.id_dim``, N(0, 0.02), trained in both presets; everything else as the preset says. Such a
+model cannot score tracks without train plays.
+
+Both: Adam, early stopping on the validation hinge loss (val pairs with a fixed, seeded negative
+sample) and the best epoch's weights restored. Scores for recommending are the cosine of the user
+and every candidate item.
 """
 
 from __future__ import annotations
@@ -66,34 +73,43 @@ class ShallowConfig:
     items_trainable: bool
     users_trainable: bool
     projection: Literal["none", "item_linear", "shared_linear_relu"]
+    id_items: bool = False  # encoder none: the item table is learned ids, not audio
 
     @classmethod
     def from_settings(cls, settings: ExperimentSettings, n_users: int, n_items: int, audio_dim: int) -> ShallowConfig:
+        """``audio_dim`` 0 means encoder ``none``: learned item ids of width ``shallow.id_dim``."""
         shallow, preset = settings.shallow, settings.preset
         guide = preset == "guide"
-        projection = "none" if shallow.hidden_dim == 0 else ("item_linear" if guide else "shared_linear_relu")
+        id_items = audio_dim == 0
+        table_dim = shallow.id_dim if id_items else audio_dim
+        if guide:
+            projection, hidden = ("item_linear", shallow.hidden_dim) if shallow.hidden_dim else ("none", 0)
+        else:  # the authors' shared Linear+ReLU is always there; hidden_dim 0 keeps the width
+            projection, hidden = "shared_linear_relu", shallow.hidden_dim or table_dim
         return cls(
             preset=preset,
             n_users=n_users,
             n_items=n_items,
-            audio_dim=audio_dim,
-            hidden_dim=shallow.hidden_dim,
+            audio_dim=table_dim,
+            hidden_dim=hidden,
             margin=shallow.margin if shallow.margin is not None else PRESET_MARGIN[preset],
             negatives=shallow.negatives,
             negative_kind="item" if guide else "user",
-            items_trainable=not guide,
+            items_trainable=id_items or not guide,
             users_trainable=guide,
             projection=projection,
+            id_items=id_items,
         )
 
     @property
     def user_dim(self) -> int:
-        """Width of the user table: the item output space (guide) or the audio space (paper_code)."""
+        """Width of the user table: the item output space (guide) or the item table's space (paper_code)."""
         return self.hidden_dim if self.projection == "item_linear" else self.audio_dim
 
     @property
-    def rounds_per_epoch(self) -> int:
-        """How often an epoch visits each train pair: once (guide) or once per negative (paper_code)."""
+    def rows_per_pair(self) -> int:
+        """Rows a train pair becomes in a step: 1 with all its negative items (guide), or one copy per
+        negative user (paper_code: ``repeat_interleave``)."""
         return self.negatives if self.negative_kind == "user" else 1
 
     @property
@@ -107,7 +123,10 @@ class ShallowNet(nn.Module):
     def __init__(self, config: ShallowConfig, audio_vectors: torch.Tensor):
         super().__init__()
         self.config = config
-        if config.items_trainable:
+        if config.id_items:
+            ids = torch.randn(config.n_items, config.audio_dim) * tu.ID_INIT_STD
+            self.item_table = nn.Parameter(ids.to(audio_vectors.device))
+        elif config.items_trainable:
             self.item_table = nn.Parameter(audio_vectors.clone())
         else:
             # Not persistent: the frozen vectors live in the lake and are passed again at load.
@@ -193,34 +212,52 @@ def _hinge_sum(
     return total
 
 
-def _sample_negatives(config: ShallowConfig, rows: int, per_row: int, generator: torch.Generator) -> torch.Tensor:
-    population = config.n_items if config.negative_kind == "item" else config.n_users
-    return torch.randint(population, (rows, per_row), generator=generator, dtype=torch.int64)
+def _sample_negatives(pool: torch.Tensor, rows: int, per_row: int, generator: torch.Generator) -> torch.Tensor:
+    """``(rows, per_row)`` entries of ``pool`` (CPU) drawn uniformly with replacement."""
+    return pool[torch.randint(len(pool), (rows, per_row), generator=generator, dtype=torch.int64)]
+
+
+def negative_pool(config: ShallowConfig, data: InteractionData) -> torch.Tensor:
+    """What negatives are drawn from: the train vocabulary (guide's items) or every user (paper_code)."""
+    if config.negative_kind == "item":
+        return torch.as_tensor(data.train_items, dtype=torch.int64)
+    return torch.arange(config.n_users, dtype=torch.int64)
 
 
 def _train_epoch(
-    net: ShallowNet, optimizer: torch.optim.Optimizer, train: _Pairs, batch_size: int, generator: torch.Generator
+    net: ShallowNet, optimizer: torch.optim.Optimizer, train: _Pairs, batch_size: int, pool: torch.Tensor,
+    generator: torch.Generator,
 ) -> float:
-    """One epoch: every train pair ``rounds_per_epoch`` times, each round freshly shuffled; mean hinge."""
+    """One epoch over the shuffled train pairs, one optimiser step per ``batch_size`` pairs; mean hinge.
+
+    paper_code: inside a step each pair is repeated ``negatives`` times (``repeat_interleave``), each
+    copy with one negative user, as the authors' training step does.
+    """
     config, device = net.config, train.users.device
     total, count = 0.0, 0
-    for _round in range(config.rounds_per_epoch):
-        # A fresh permutation per round: a stratified shuffle of the repeated pair set that needs
-        # O(pairs) memory instead of O(pairs × negatives).
-        order = torch.randperm(len(train.users), generator=generator).to(device)
-        for batch in tu.index_batches(order, batch_size):
-            negatives = _sample_negatives(config, len(batch), config.negatives_per_row, generator).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            terms = negatives.numel()
-            total += _hinge_sum(net, train.users[batch], train.items[batch], negatives, backward_scale=1.0 / terms)
-            count += terms
-            optimizer.step()
+    order = torch.randperm(len(train.users), generator=generator).to(device)
+    for batch in tu.index_batches(order, batch_size):
+        users, items = train.users[batch], train.items[batch]
+        if config.rows_per_pair > 1:
+            users = users.repeat_interleave(config.rows_per_pair)
+            items = items.repeat_interleave(config.rows_per_pair)
+        negatives = _sample_negatives(pool, len(users), config.negatives_per_row, generator).to(device)
+        optimizer.zero_grad(set_to_none=True)
+        terms = negatives.numel()
+        total += _hinge_sum(net, users, items, negatives, backward_scale=1.0 / terms)
+        count += terms
+        optimizer.step()
     return total / max(count, 1)
 
 
-def _val_loss_fn(net: ShallowNet, val: _Pairs, generator: torch.Generator) -> Callable[[], float]:
+def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
+    """Optimiser steps of one epoch (reported: a batch as large as the data means one step)."""
+    return max(1, -(-n_pairs // batch_size))
+
+
+def _val_loss_fn(net: ShallowNet, val: _Pairs, pool: torch.Tensor, generator: torch.Generator) -> Callable[[], float]:
     """The validation loss: mean hinge over val pairs with one fixed negative sample (drawn now)."""
-    negatives = _sample_negatives(net.config, len(val.users), net.config.negatives, generator).to(val.users.device)
+    negatives = _sample_negatives(pool, len(val.users), net.config.negatives, generator).to(val.users.device)
 
     def val_loss() -> float:
         return _hinge_sum(net, val.users, val.items, negatives, backward_scale=None) / max(negatives.numel(), 1)
@@ -245,16 +282,18 @@ class ShallowRecommender(tu.TorchRecommender):
         config = ShallowConfig.from_settings(settings, data.n_users, data.n_items, audio.shape[1])
         with tu.seeded(settings.seed, device):
             net = self.build_net(asdict(config), audio)
-            net.init_users(tu.mean_item_vectors(data.train, audio))
+            net.init_users(tu.mean_item_vectors(data.train, net.item_table))
             optimizer = tu.adam(net, settings.shallow.lr)
             train, val = _pairs(data, "train", device), _pairs(data, "val", device)
+            pool = negative_pool(config, data)
             train_generator = tu.make_generator(settings.seed, STREAM_TRAIN)
             val_generator = tu.make_generator(settings.seed, STREAM_VAL)
             history = tu.train_with_early_stopping(
                 net,
                 optimizer,
-                train_epoch=lambda _: _train_epoch(net, optimizer, train, settings.shallow.batch_size, train_generator),
-                val_loss=_val_loss_fn(net, val, val_generator) if len(val.users) else None,
+                train_epoch=lambda _: _train_epoch(net, optimizer, train, settings.shallow.batch_size, pool,
+                                                   train_generator),
+                val_loss=_val_loss_fn(net, val, pool, val_generator) if len(val.users) else None,
                 max_epochs=settings.shallow.max_epochs,
                 patience=settings.shallow.patience,
                 scheduler=tu.plateau_scheduler(optimizer, enabled=tu.uses_plateau_scheduler(settings)),
@@ -262,9 +301,17 @@ class ShallowRecommender(tu.TorchRecommender):
             )
         self._remember(net, data, item_vectors)
         params = tu.training_params(config, net, settings, settings.shallow.batch_size, settings.shallow.lr, device)
+        params["steps_per_epoch"] = steps_per_epoch(len(train.users), settings.shallow.batch_size)
+        params["rows_per_step"] = min(len(train.users), settings.shallow.batch_size) * config.rows_per_pair
         return tu.fit_report(history, params, time.perf_counter() - started)
 
-    def recommend(self, users: np.ndarray, n: int) -> TopN:
+    @property
+    def scores_unseen_items(self) -> bool:
+        """Audio items can be scored without train plays; learned ids cannot."""
+        net, _ = self._fitted()
+        return not net.config.id_items
+
+    def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
         net, data = self._fitted()
         with torch.no_grad():
             items = net.all_item_embeddings()
@@ -272,4 +319,4 @@ class ShallowRecommender(tu.TorchRecommender):
             def score_block(block: np.ndarray) -> torch.Tensor:
                 return net.user_embeddings(torch.as_tensor(block, dtype=torch.int64, device=items.device)) @ items.T
 
-            return tu.recommend_in_batches(users, n, data, score_block)
+            return tu.recommend_in_batches(users, n, data, score_block, candidates=candidates)

@@ -34,6 +34,8 @@ CONFIG_FILE = "model.json"
 # Plateau scheduler of the authors' code: divide the learning rate by 10 after 5 flat epochs.
 PLATEAU_PATIENCE = 5
 PLATEAU_FACTOR = 0.1
+# Learned item-id embeddings (encoder none) start as BERT's initializer: N(0, 0.02).
+ID_INIT_STD = 0.02
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,69 @@
+"""The evaluation protocol of one encoder × recommender cell: which splits, which candidates, which users.
+
+Warm splits (``val``, ``test``): candidates = the train vocabulary; every recommender takes part.
+Cold split (``test_cold``): candidates = the tracks without train plays; only models that can
+score a track from its audio alone (``Recommender.scores_unseen_items``) take part. Several
+seeds of one cell are averaged per user before the summary, so a confidence interval is over
+users and ``seed_sd`` is the spread of the cell's mean across seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from audiorec_assets.evaluation.metrics import per_user_metrics, summarise
+from audiorec_assets.evaluation.tables import ranked_matrix, recommendations_frame
+from audiorec_assets.recommenders.base import Recommender
+from audiorec_assets.recommenders.data import COLD_SPLITS, EVAL_SPLITS, WARM_SPLITS, InteractionData
+
+RECOMMENDATION_COLUMNS = ["encoder", "recommender", "seed", "split", "user_id", "rank", "track_id", "score"]
+
+
+def evaluation_splits(model: Recommender, data: InteractionData) -> list[str]:
+    """The splits ``model`` is evaluated on: the warm ones, plus the cold one when it can score cold tracks."""
+    splits = list(WARM_SPLITS)
+    if model.scores_unseen_items:
+        splits += [s for s in COLD_SPLITS if len(data.eval_users(s)) and len(data.candidates(s))]
+    return splits
+
+
+def recommend_all_splits(model: Recommender, data: InteractionData, n: int) -> pd.DataFrame:
+    """Top-``n`` rows (split, user_id, rank, track_id, score) for every user of every evaluated split."""
+    frames = []
+    for split in evaluation_splits(model, data):
+        top = model.recommend(data.eval_users(split), n, candidates=data.candidates(split))
+        frames.append(recommendations_frame(top.users, top.items, top.scores, data.user_ids, data.track_ids)
+                      .assign(split=split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def evaluate(recommendations: pd.DataFrame, data: InteractionData, ks: Sequence[int],
+             top_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(summary, user_metrics)`` of the rows of ``audiorec.recommendations`` for one cell (any seeds).
+
+    summary: split, metric, k, value, ci_low, ci_high, n_users, n_seeds, seed_sd; user_metrics:
+    split, user_id, metric, k, value (the user's value averaged over seeds). Every user of a split
+    counts (a user without recommendations scores 0); splits without rows are left out.
+    """
+    item_of = pd.Series(np.arange(data.n_items), index=data.track_ids)
+    summaries, per_user_rows = [], []
+    for split in [s for s in EVAL_SPLITS if s in set(recommendations["split"])]:
+        users = data.eval_users(split)
+        rows = recommendations[recommendations["split"] == split]
+        by_seed: list[Mapping[tuple[str, int], np.ndarray]] = []
+        for _seed, seed_rows in rows.groupby("seed", sort=True):
+            ranked = ranked_matrix(seed_rows, data.user_ids[users], item_of, top_n)
+            by_seed.append(per_user_metrics(ranked, data.split(split), ks, users=users))
+        mean_per_user = {key: np.mean([values[key] for values in by_seed], axis=0) for key in by_seed[0]}
+        summary = summarise(mean_per_user)
+        seed_means = pd.DataFrame([{f"{m}@{k}": float(v.mean()) for (m, k), v in seed.items()} for seed in by_seed])
+        summary["n_seeds"] = len(by_seed)
+        summary["seed_sd"] = [float(seed_means[f"{m}@{k}"].std(ddof=1)) if len(by_seed) > 1 else np.nan
+                              for m, k in zip(summary["metric"], summary["k"])]
+        summaries.append(summary.assign(split=split))
+        per_user_rows += [pd.DataFrame({"split": split, "user_id": data.user_ids[users], "metric": metric,
+                                        "k": k, "value": values}) for (metric, k), values in mean_per_user.items()]
+    return pd.concat(summaries, ignore_index=True), pd.concat(per_user_rows, ignore_index=True)
