@@ -84,14 +84,25 @@ def demo(lake_root: Path) -> None:
     print_leaderboard(lake)
 
 
+LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",
+                       "recall", "n_users", "n_seeds"]
+
+
 def print_leaderboard(lake: LakePaths) -> None:
+    """The warm and the cold leaderboard, as stored (``audiorec.leaderboard``, ``audiorec.leaderboard_cold``)."""
     from audiorec_assets.warehouse import read_table
 
     if not (lake.table_dir("leaderboard") / "all.parquet").exists():
         raise SystemExit("[audiorec] no leaderboard yet: see the messages above.")
-    board = read_table(lake, "leaderboard")
-    print("\nLeaderboard (test split, @50; audiorec.leaderboard):")
-    print(board.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    for table, title in (("leaderboard", "warm tracks: test split"),
+                         ("leaderboard_cold", "cold tracks (no train plays): test_cold split")):
+        if not (lake.table_dir(table) / "all.parquet").exists():
+            continue
+        board = read_table(lake, table)
+        k = int(board["k"].iloc[0]) if len(board) else "?"
+        print(f"\nLeaderboard, {title}, @{k} (audiorec.{table}; reference = no audio):")
+        columns = [c for c in LEADERBOARD_COLUMNS if c in board.columns]
+        print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 def sql(lake_root: Path, query: str) -> None:

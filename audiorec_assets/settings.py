@@ -126,8 +126,9 @@ class ExperimentSettings(_Section):
     recommenders: list[str] = ["knn", "shallow", "bert4rec", "popularity", "als"]
     ks: list[int] = [10, 20, 50]
     # the K of the tables for people (leaderboard, comparisons, plot); must be one of ks. Fit it to the
-    # catalogue: 50 of Music4All-Onion's 56 512 tracks is a short list, 50 of a few hundred is not
-    headline_k: int = 50
+    # catalogue: 50 of Music4All-Onion's 56 512 tracks is a short list, 50 of a few hundred is not.
+    # None: 50 when ks has it, else the largest K
+    headline_k: int | None = None
     top_n: int = Field(100, ge=1)
     encode: EncodeSettings = EncodeSettings()
     shallow: ShallowSettings = ShallowSettings()
@@ -148,6 +149,8 @@ class ExperimentSettings(_Section):
                              "leave it out to use `seed` alone")
         if not self.ks or min(self.ks) < 1:
             raise ValueError("ks must list at least one cutoff K >= 1")
+        if self.headline_k is None:  # derived, not set: not in fields_set, so overrides of ks derive it again
+            self.__dict__["headline_k"] = 50 if 50 in self.ks else max(self.ks)
         if self.headline_k not in self.ks:
             raise ValueError(f"headline_k ({self.headline_k}) must be one of ks {self.ks}")
         if max(self.ks) > self.top_n:
@@ -168,7 +171,7 @@ class ExperimentSettings(_Section):
 
     def with_overrides(self, overrides: dict[str, Any]) -> ExperimentSettings:
         """Return a copy with (nested) keys replaced, validated again."""
-        merged = _deep_merge(self.model_dump(), overrides)
+        merged = _deep_merge(self.model_dump(exclude_unset=True), overrides)
         return parse_settings(merged, source="run overrides")
 
 

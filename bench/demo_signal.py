@@ -95,12 +95,18 @@ def l2n(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(scores_fn, users: list[str], history: dict[str, np.ndarray], relevant: dict[str, set[int]],
-             candidates: np.ndarray, n_tracks: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user HitRate@K and NDCG@K for a scorer ``scores_fn(user) -> (n_tracks,) scores``."""
+             candidates: np.ndarray, style: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user HitRate@K, NDCG@K and within-style AUC for a scorer ``scores_fn(user) -> (n_tracks,) scores``.
+
+    Within-style AUC: for each relevant track, the share of the other candidates *of its style*
+    (not relevant, not in the history) that score lower (ties count half); averaged over the
+    user's relevant tracks. 0.5 = the scorer knows nothing within a style.
+    """
+    n_tracks = len(style)
     is_candidate = np.zeros(n_tracks, dtype=bool)
     is_candidate[candidates] = True
     discounts = 1.0 / np.log2(np.arange(2, K + 2))
-    hits, ndcgs = [], []
+    hits, ndcgs, aucs = [], [], []
     for user in users:
         scores = scores_fn(user).astype(np.float64).copy()
         allowed = is_candidate.copy()
@@ -111,7 +117,15 @@ def evaluate(scores_fn, users: list[str], history: dict[str, np.ndarray], releva
         ideal = discounts[: min(K, len(relevant[user]))].sum()
         hits.append(float(rel.any()))
         ndcgs.append(float(rel @ discounts / ideal))
-    return np.array(hits), np.array(ndcgs)
+        negatives = allowed.copy()
+        negatives[list(relevant[user])] = False
+        per_item = []
+        for r in relevant[user]:
+            others = scores[negatives & (style == style[r])]
+            if len(others):
+                per_item.append(np.mean((others < scores[r]) + 0.5 * (others == scores[r])))
+        aucs.append(np.mean(per_item) if per_item else np.nan)
+    return np.array(hits), np.array(ndcgs), np.array(aucs)
 
 
 def wilson(p: float, n: int) -> tuple[float, float]:
@@ -190,6 +204,27 @@ def main() -> int:
     vectors["shuffled"] = shuffled_vectors(vectors[base], seed=args.seed)
     vectors["random"] = random_vectors(n, vectors[base].shape[1], seed=args.seed).astype(np.float64)
 
+    # reference rows, not targets: the generator's own ground truth, read from tracks.csv
+    from audiorec_assets.data.demo_catalogue import attribute_matrix, style_mix
+
+    mix = style_mix(tracks)
+    vectors["style_only"] = mix  # the timbre mix over styles: knows the style, nothing within it
+    attrs = attribute_matrix(tracks)
+    vectors["attributes"] = np.hstack([(attrs - attrs.mean(axis=0)) / attrs.std(axis=0), 2.0 * mix])
+
+    # the oracle: each user's true appeal at the end of the log (demo_model regenerates the tastes)
+    from audiorec_assets.data.demo import demo_model
+    from audiorec_assets.data.demo_catalogue import ATTRIBUTES, STYLES
+
+    model, _ = demo_model(args.seed, **sizes)
+    tastes = model.users.set_index("user_id")
+    mu = tastes[[f"mu_{a}_end" for a in ATTRIBUTES]].to_numpy()
+    style_taste = tastes[[f"taste_{s.name}_end" for s in STYLES]].to_numpy()
+    fit = np.exp(-0.5 * (((attrs[None, :, :] - mu[:, None, :]) / tastes["width"].to_numpy()[:, None, None]) ** 2)
+                 .sum(axis=2))
+    true_appeal = dict(zip(tastes.index, fit * (style_taste @ mix.T)))
+    style = tracks["style"].to_numpy()
+
     split = make_split(listens)
     train_pairs: pd.DataFrame = split["train_pairs"]  # type: ignore[assignment]
     history = {u: np.array([index[t] for t in g]) for u, g in train_pairs.groupby("user_id")["track_id"]}
@@ -207,14 +242,14 @@ def main() -> int:
     popularity = np.array([listeners.get(t, 0) for t in tracks["track_id"]], dtype=float)
     results: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     print()
-    print(f"| split | model | users | HitRate@{K} [95 % CI] | NDCG@{K} [95 % CI] |")
-    print("|---|---|---|---|---|")
+    print(f"| split | model | users | HitRate@{K} [95 % CI] | NDCG@{K} [95 % CI] | within-style AUC |")
+    print("|---|---|---|---|---|---|")
     for split_name, candidates in (("warm", train_idx), ("cold", cold_idx)):
         pairs = split[split_name]  # type: ignore[assignment]
         relevant = {u: {index[t] for t in g} for u, g in pairs.groupby("user_id")["track_id"]}
         users = sorted(relevant)
         models: list[tuple[str, object]] = []
-        for name in ("mfcc", "musicnn", "shuffled", "random"):
+        for name in ("mfcc", "musicnn", "shuffled", "random", "style_only", "attributes"):
             if name not in vectors:
                 continue
             items = l2n(vectors[name])
@@ -226,15 +261,16 @@ def main() -> int:
                 return items @ (p / max(np.linalg.norm(p), 1e-12))
 
             models.append((name, scorer))
+        models.append(("oracle", lambda user: true_appeal[user]))
         if split_name == "warm":
             models.append(("popularity", lambda user: popularity))
         for name, scorer in models:
-            hit, ndcg = evaluate(scorer, users, history, relevant, candidates, n)
+            hit, ndcg, auc = evaluate(scorer, users, history, relevant, candidates, style)
             results[(split_name, name)] = (hit, ndcg)
             lo, hi = wilson(hit.mean(), len(hit))
             nlo, nhi = normal_ci(ndcg)
             print(f"| {split_name} | {name} | {len(users)} | {hit.mean():.3f} [{lo:.3f}, {hi:.3f}] | "
-                  f"{ndcg.mean():.3f} [{nlo:.3f}, {nhi:.3f}] |")
+                  f"{ndcg.mean():.3f} [{nlo:.3f}, {nhi:.3f}] | {np.nanmean(auc):.3f} |")
 
     print()
     ok = True

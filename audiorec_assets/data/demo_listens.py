@@ -116,8 +116,9 @@ def simulate_listens(
     """The listening log (user_id, track_id, timestamp, sorted by time) and the users' tastes.
 
     The second frame has one row per user: ``user_id``, ``favourite_styles``, the ideal point
-    at the start and the end of the log (``mu_<attribute>``, ``mu_<attribute>_end``),
-    ``width``, ``explore`` and ``sessions``.
+    at the start and the end of the log (``mu_<attribute>``, ``mu_<attribute>_end``), the
+    style weights (``taste_<style>``, ``taste_<style>_end``), ``width``, ``explore`` and
+    ``sessions``.
     """
     cat = _index_catalogue(tracks, start)
     period = (end - start).days * _SECONDS_PER_DAY
@@ -175,6 +176,8 @@ def simulate_listens(
                 "favourite_styles": " ".join(STYLES[s].name for s in favourites if taste_start[s] > 0.2),
                 **{f"mu_{a}": round(float(v), 4) for a, v in zip(ATTRIBUTES, user.mu_start)},
                 **{f"mu_{a}_end": round(float(v), 4) for a, v in zip(ATTRIBUTES, user.mu_end)},
+                **{f"taste_{st.name}": round(float(v), 4) for st, v in zip(STYLES, user.taste_start)},
+                **{f"taste_{st.name}_end": round(float(v), 4) for st, v in zip(STYLES, user.taste_end)},
                 "width": round(user.width, 4),
                 "explore": round(user.explore, 4),
                 "sessions": n_sessions,
