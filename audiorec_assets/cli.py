@@ -62,6 +62,7 @@ def demo(lake_root: Path) -> None:
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
+    write_demo_settings(lake)
     settings = load_settings(lake.root)
     print(f"[audiorec] lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
           f"recommenders {settings.recommenders})", flush=True)
@@ -86,6 +87,25 @@ def demo(lake_root: Path) -> None:
 
 LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",
                        "recall", "n_users", "n_seeds"]
+
+
+def write_demo_settings(lake: LakePaths) -> bool:
+    """Write the demo's settings as ``<lake>/experiment.yaml`` when the demo will be generated (``raw/`` empty)
+    and the lake has no settings yet; never overwrites a user's file. Returns whether it wrote."""
+    from importlib import resources
+
+    from audiorec_assets.lakeio import atomic_path
+    from audiorec_assets.settings import SETTINGS_FILE
+
+    target = lake.root / SETTINGS_FILE
+    raw_has_data = lake.raw.exists() and any(not p.name.startswith(".") for p in lake.raw.iterdir())
+    if target.exists() or raw_has_data:
+        return False
+    text = resources.files("audiorec_assets.data").joinpath("demo_experiment.yaml").read_text()
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+    print(f"[audiorec] wrote the demo's settings to {target} (sized for the demo; see the comments in it)", flush=True)
+    return True
 
 
 def print_leaderboard(lake: LakePaths) -> None:

@@ -161,6 +161,12 @@ class ExperimentSettings(_Section):
         bad = [e for e in [*self.encoders, self.encode.shuffled_base] if not ENCODER_NAME.fullmatch(e)]
         if bad:
             raise ValueError(f"encoder names {bad} must match {ENCODER_NAME.pattern}")
+        audio_encoders = [e for e in self.encoders if e != "none"]
+        needs_audio = [r for r in self.recommenders if RECOMMENDERS[r].audio == "required"]
+        if needs_audio and not audio_encoders:
+            raise ValueError(f"recommenders {needs_audio} rank tracks by their audio vectors, but encoders lists "
+                             f"no audio encoder ({self.encoders}; 'none' = no audio): add one to encoders, or drop "
+                             f"them from recommenders")
         return self
 
     def fingerprint(self, *sections: str) -> str:

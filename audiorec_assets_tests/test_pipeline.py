@@ -170,3 +170,40 @@ def test_trained_recommenders_run_in_the_graph_and_same_seed_gives_same_metrics(
         again = sql(lake, f"SELECT * FROM audiorec.metrics WHERE recommender = '{recommender}' ORDER BY split, metric, k")
         pd.testing.assert_frame_equal(first[recommender], again)
     assert len(first["shallow"]) == 3 * 5 * 3  # val, test, test_cold
+
+
+def test_impossible_cells_fail_naming_the_partition_and_standardize_is_reported(lake, ingested):
+    defs = ingested
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="none")
+    result = dg.materialize(list(defs.assets), selection=dg.AssetSelection.assets(MODELS),
+                            partition_key=dg.MultiPartitionKey({"encoder": "none", "recommender": "knn"}),
+                            resources=defs.resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
+    while failure.cause is not None:  # the user's error under Dagster's wrapper
+        failure = failure.cause
+    assert failure.cls_name == "CellError"
+    assert "none|knn" in failure.message and "cannot run on encoder 'none'" in failure.message
+
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="random")
+    key = dg.MultiPartitionKey({"encoder": "random", "recommender": "knn"})
+    raw = run(defs, dg.AssetSelection.assets(MODELS), key).asset_materializations_for_node("audiorec__models")[0]
+    (lake / "experiment.yaml").write_text("encode: {shuffled_base: mfcc, standardize: true}\nks: [5, 10, 50]\ntop_n: 60\n")
+    scaled = run(defs, dg.AssetSelection.assets(MODELS), key).asset_materializations_for_node("audiorec__models")[0]
+    assert raw.metadata["audio"].value == "raw vectors"
+    assert scaled.metadata["audio"].value.startswith("standardized")
+
+
+def test_demo_settings_are_written_for_the_demo_only(lake):
+    from audiorec_assets.cli import write_demo_settings
+    from audiorec_assets.settings import LakePaths, load_settings
+
+    paths = LakePaths(lake)
+    assert write_demo_settings(paths)
+    settings = load_settings(lake)
+    assert settings.headline_k == 10 and settings.shallow.batch_size < 10_000
+    (lake / "experiment.yaml").write_text("seed: 7\n")
+    assert not write_demo_settings(paths) and (lake / "experiment.yaml").read_text() == "seed: 7\n"
+    (lake / "experiment.yaml").unlink()
+    write_own(lake / "raw", small_log())  # a user's own data: their defaults, not the demo's
+    assert not write_demo_settings(paths) and not (lake / "experiment.yaml").exists()
