@@ -85,45 +85,36 @@ def _table_result(paths: LakePaths, settings: ExperimentSettings, table: str, fr
     })
 
 
-@dg.asset(key=LEADERBOARD, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"},
-          description="One row per configured encoder × recommender cell with the test metrics @headline_k "
-                      "(Wilson CI of HitRate, seeds), best first; plot of HitRate@headline_k with references.")
-def leaderboard(lake: LakeResource) -> dg.MaterializeResult:
-    from audiorec_assets.evaluation.plots import hitrate_plot_png
+def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> dg.AssetsDefinition:
+    """``audiorec/<table>``: one row per configured cell with results on ``split`` @headline_k, best first, and
+    the plot of HitRate@headline_k with the reference cells as dashed lines."""
+    table = key.path[-1]
 
-    paths, settings = lake.paths(), lake.settings()
-    metrics = configured_rows(paths, settings, "metrics")
-    k = settings.headline_k
-    board = tables.leaderboard(metrics, k=k, split="test", cells=study_cells(settings))
-    write_table_file(paths, "leaderboard", board)
-    png = hitrate_plot_png(metrics, k=k, split="test", metric=tables.HEADLINE_METRIC)
-    plot_path = _write_plot(paths, "leaderboard_hitrate", png)
-    metrics_fps = [lineage.table_fingerprint(f) for f in configured_metric_files(paths, settings)]
-    return dg.MaterializeResult(metadata={
-        lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps),
-        "dagster/row_count": len(board),
-        "k": k,
-        "leaderboard": _markdown(board),
-        "hitrate_plot": dg.MetadataValue.md(_png_markdown(png, k, "test")),
-        "plot_path": dg.MetadataValue.path(str(plot_path)),
-    })
+    @dg.asset(key=key, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"}, description=description)
+    def _asset(lake: LakeResource) -> dg.MaterializeResult:
+        from audiorec_assets.evaluation.plots import hitrate_plot_png
+
+        paths, settings = lake.paths(), lake.settings()
+        metrics = configured_rows(paths, settings, "metrics")
+        k = settings.headline_k
+        board = tables.leaderboard(metrics, k=k, split=split, cells=study_cells(settings))
+        png = hitrate_plot_png(metrics, k=k, split=split, metric=tables.HEADLINE_METRIC)
+        plot_path = _write_plot(paths, f"{table}_hitrate", png)
+        metrics_fps = [lineage.table_fingerprint(f) for f in configured_metric_files(paths, settings)]
+        return _table_result(paths, settings, table, board, split,
+                             **{lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps)},
+                             hitrate_plot=dg.MetadataValue.md(_png_markdown(png, k, split)),
+                             plot_path=dg.MetadataValue.path(str(plot_path)))
+
+    return _asset
 
 
-@dg.asset(key=LEADERBOARD_COLD, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"},
-          description="The leaderboard on test_cold (cold tracks): every configured cell that has test_cold "
-                      "rows, metrics @headline_k, best first; plot of HitRate@headline_k.")
-def leaderboard_cold(lake: LakeResource) -> dg.MaterializeResult:
-    from audiorec_assets.evaluation.plots import hitrate_plot_png
-
-    paths, settings = lake.paths(), lake.settings()
-    metrics = configured_rows(paths, settings, "metrics")
-    k = settings.headline_k
-    board = tables.leaderboard(metrics, k=k, split=COLD_SPLIT, cells=study_cells(settings), missing=False)
-    png = hitrate_plot_png(metrics, k=k, split=COLD_SPLIT, metric=tables.HEADLINE_METRIC)
-    plot_path = _write_plot(paths, "leaderboard_cold_hitrate", png)
-    return _table_result(paths, settings, "leaderboard_cold", board, COLD_SPLIT,
-                         hitrate_plot=dg.MetadataValue.md(_png_markdown(png, k, COLD_SPLIT)),
-                         plot_path=dg.MetadataValue.path(str(plot_path)))
+leaderboard = build_leaderboard_asset(
+    LEADERBOARD, "test", "One row per configured encoder × recommender cell with the test metrics @headline_k "
+    "(Wilson CI of HitRate, seeds), best first; plot of HitRate@headline_k with references.")
+leaderboard_cold = build_leaderboard_asset(
+    LEADERBOARD_COLD, COLD_SPLIT, "The leaderboard on test_cold (cold tracks): every configured cell that has "
+    "test_cold rows, metrics @headline_k, best first; plot of HitRate@headline_k.")
 
 
 TableBuilder = Callable[[pd.DataFrame, pd.DataFrame, ExperimentSettings], pd.DataFrame]
