@@ -23,7 +23,17 @@ tracks excluded) with
 on warm (candidates = tracks with train plays) and cold (candidates = tracks without train
 plays), and prints HitRate@10 and NDCG@10 (binary relevance, mean over users) with 95 %
 intervals (Wilson for HitRate, normal for NDCG), plus a popularity baseline (distinct train
-listeners) on warm. The last lines check the targets the demo is built to meet.
+listeners) on warm. The last lines check the targets the demo is built to meet: on cold,
+mfcc and musicnn above both controls on HitRate@10 and NDCG@10, on warm on NDCG@10, each
+time with non-overlapping intervals (exit status 1 otherwise).
+
+Reference rows, not targets, read from the generator's ground truth: ``style_only`` (the
+track's timbre mix over the styles: it knows the style and nothing within it),
+``attributes`` (the rendered attributes, standardised, next to the mix: a perfect ear under
+the same KNN) and ``oracle`` (each user's true appeal at the end of the log, from
+``demo_model``; no KNN). The last column, *within-style AUC*, is the share of same-style
+candidates a relevant track outscores (0.5 = no ranking within a style), the question the
+demo is built to ask: does a better encoder rank better within a style?
 
 Run: ``.venv/bin/python bench/demo_signal.py [--seed 42] [--cache bench/out/demo_signal]``.
 ``--cache`` keeps the vectors by audio content hash, so a rerun after a change of the

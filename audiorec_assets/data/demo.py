@@ -12,7 +12,7 @@ byte-identical CSV files and sample-identical audio. The model lives in three mo
 
 * ``demo_catalogue`` — styles, artists, albums, tracks; each track has continuous audible
   attributes (tempo, brightness, register, rhythm density, a timbre mix) that vary within
-  albums, and about 13 % of the tracks are released inside the log's last month;
+  albums, and about 12 % of the tracks are released inside the log's last month;
 * ``demo_audio`` — the synthesiser that renders those attributes;
 * ``demo_listens`` — users whose taste is a point in attribute space plus style weights;
   album-order sessions, skips, replays, radio picks and new releases all follow how a track
@@ -103,12 +103,12 @@ class DemoModel:
 
 def demo_model(
     seed: int = 0,
-    n_tracks: int = 280,
+    n_tracks: int = 320,
     n_users: int = 300,
     *,
     start: date = date(2019, 1, 1),
     end: date = date(2020, 3, 1),
-    sessions_per_user: float = 30.0,
+    sessions_per_user: float = 40.0,
     min_seconds: float = 10.0,
     max_seconds: float = 20.0,
 ) -> tuple[DemoModel, np.random.Generator]:
@@ -129,12 +129,12 @@ def demo_model(
 def generate_demo(
     raw_dir: Path,
     seed: int = 0,
-    n_tracks: int = 280,
+    n_tracks: int = 320,
     n_users: int = 300,
     *,
     start: date = date(2019, 1, 1),
     end: date = date(2020, 3, 1),
-    sessions_per_user: float = 30.0,
+    sessions_per_user: float = 40.0,
     min_seconds: float = 10.0,
     max_seconds: float = 20.0,
     write_audio: bool = True,
@@ -205,16 +205,42 @@ def _prepare_dir(raw_dir: Path) -> None:
 def _demo_note(seed: int, tracks: pd.DataFrame, n_users: int, n_events: int, start: date, end: date) -> str:
     import textwrap
 
-    def para(text: str) -> str:
-        return textwrap.fill(text, width=88, subsequent_indent="  ")
+    from audiorec_assets.data import demo_listens as dl
 
-    styles = para(
-        "- Styles: " + ", ".join(f"{s.name} ({s.voice})" for s in STYLES) + ". A style fixes the "
-        "voice (harmonic profile, noise or FM), a drum pattern, a usual mode and the centre of "
-        "the four continuous attributes."
-    )
+    def para(text: str) -> str:
+        return textwrap.fill(text, width=88, subsequent_indent="  ", break_on_hyphens=False)
+
     n_new = int(tracks["new_release"].sum())
     new_albums = tracks.loc[tracks["new_release"], "album"].nunique()
+    items = [
+        "Styles: " + ", ".join(f"{s.name} ({s.voice})" for s in STYLES) + ". A style fixes the voice "
+        "(harmonic profile, noise or FM), a drum pattern, a usual mode and the centre of the "
+        "continuous attributes.",
+        "Every track has continuous audible attributes that the synthesiser renders: tempo "
+        "(`tempo_bpm`, with a pulse on every beat), brightness (`brightness`: spectral tilt, "
+        "noise band, FM index and a low-pass), register (`root_midi`, `key`), rhythm density "
+        "(a note rate: `notes_per_beat` x tempo) and a timbre mix (a share `blend` of the voice "
+        "of `blend_style`). Artists vary around their style, albums around their artist, and "
+        "tracks around their album, so tracks of one album are related but not alike.",
+        f"Albums (3-6 tracks) have release dates; {n_new} tracks on {new_albums} albums "
+        f"(`new_release`, about {NEW_RELEASE_SHARE:.0%}) come out inside the last month, the "
+        "evaluation window of the derived split, so they have no training plays (cold start). "
+        "`popularity` is the latent popularity (Zipf-like over a style's albums).",
+        "A user's taste is a point in the attribute space (near their 1-2 favourite styles, "
+        "plus a personal offset, drifting slightly), a tolerance, and style weights matched "
+        "against each track's timbre mix; a track's appeal is how close it sounds to that "
+        "point times the style match. Users also have a lognormal activity level (growing "
+        "over the log), an exploration rate, favourite artists (which the audio does not "
+        "show) and a join date. The tastes are not written here: "
+        "`audiorec_assets.data.demo.demo_model(seed)` (same sizes) regenerates them.",
+        "A session picks a style, then a new album (popularity x artist affinity x appeal, "
+        "boosted while fresh) or a known one (own plays, resuming where they stopped), and "
+        "walks it in album order, sometimes into the artist's next album; tracks that appeal "
+        "less are skipped more often (skips are not logged); at each step a radio pick may "
+        f"come in instead ({dl.RADIO_SHARE:.0%} of the steps: mostly an appealing track, "
+        f"{dl.CHART_SHARE:.0%} of them a chart hit).",
+    ]
+    model = "\n".join(para("- " + item) for item in items)
     return f"""# Demo data (generated)
 
 This folder was written by `audiorec demo` (`audiorec_assets.data.demo.generate_demo`)
@@ -224,25 +250,5 @@ Nothing here is real music or real people; the same seed regenerates the same fi
 
 Generative model:
 
-{styles}
-{para("- Every track has continuous audible attributes that the synthesiser renders: "
-      "tempo (`tempo_bpm`), brightness (`brightness`: spectral tilt and a low-pass), register "
-      "(`root_midi`, `key`), rhythm density (`notes_per_beat`) and a timbre mix (a share "
-      "`blend` of the voice of `blend_style`). Artists vary around their style, albums around "
-      "their artist, tracks around their album, so tracks of one album are related but not "
-      "alike.")}
-{para(f"- Albums (3-6 tracks) have release dates; {n_new} tracks on {new_albums} albums "
-      f"(`new_release`, about {NEW_RELEASE_SHARE:.0%}) come out inside the last month, the "
-      "evaluation window of the derived split, so they have no training plays (cold start). "
-      "`popularity` is the latent popularity (Zipf-like over a style's albums).")}
-{para("- A user's taste is a point in the attribute space (near their 1-2 favourite styles, "
-      "plus a personal offset, drifting slightly), a tolerance, and style weights matched "
-      "against each track's timbre mix; a track's appeal is how close it sounds to that "
-      "point times the style match. Users also have a lognormal activity level, an "
-      "exploration rate, favourite artists and a join date.")}
-{para("- A session picks a style, then a new album (popularity x artist affinity x appeal, "
-      "boosted while fresh) or a known one (own plays, resuming where they stopped), and "
-      "walks it in album order, sometimes into the artist's next album; tracks that appeal "
-      "less are skipped more often (skips are not logged); 15 % of the plays are radio picks "
-      "(a chart hit, or an appealing track).")}
+{model}
 """

@@ -40,7 +40,7 @@ class TrackSound:
     root_midi: int
     mode: str  # "major" | "minor"
     brightness: float  # z units: 0 = the catalogue's middle, -2 very dark, +2 very bright
-    notes_per_beat: float  # rhythm density (0.2-6)
+    notes_per_beat: float  # notes (or chords) per beat: with the tempo, the rhythm density
     voice: str  # a key of VOICES: the main timbre
     percussion: str = ""  # "" | "four" | "backbeat" | "hats"
     percussion_level: float = 0.8
@@ -72,28 +72,64 @@ def write_audio_files(rng: np.random.Generator, sounds: list[TrackSound], paths:
 
 
 def synthesize(rng: np.random.Generator, sound: TrackSound, sr: int = SAMPLE_RATE) -> np.ndarray:
-    """A mono float32 waveform of ``sound.seconds`` seconds, peak below 1, fades at both ends."""
+    """A mono float32 waveform of ``sound.seconds`` seconds, peak below 1, fades at both ends.
+
+    The track's material is a phrase of whole bars, at least :data:`PHRASE_SECONDS` long,
+    played on repeat (each repeat cross-faded into the next) for the rest of the track, as a
+    loop-based piece would; a faint noise floor keeps the repeats from being bit-identical.
+    """
     n = int(round(sound.seconds * sr))
     beat = int(round(60.0 / sound.tempo_bpm * sr))
-    y = _unit_rms(VOICES[sound.voice](rng, sound, n, beat, sr))
-    if sound.blend_voice and sound.blend > 0:
-        y = (1.0 - sound.blend) * y + sound.blend * _unit_rms(VOICES[sound.blend_voice](rng, sound, n, beat, sr))
-    if sound.percussion:
-        y = y + 0.5 * sound.percussion_level * _unit_rms(_percussion(rng, sound.percussion, n, beat, sr))
-    if sound.cutoff_hz < 0.4 * sr:
-        y = _lowpass(y, sound.cutoff_hz, sr)
+    bar = 4 * beat
+    phrase = bar * -(-int(PHRASE_SECONDS * sr) // bar)
+    joint = int(0.02 * sr)
+    if phrase + joint < n:
+        y = _repeat_phrase(_render(rng, sound, phrase + joint, beat, sr), phrase, n)
+    else:
+        y = _render(rng, sound, n, beat, sr)
     y = _unit_rms(y) * 0.12  # equal loudness: tracks differ by colour, not level
-    y = y + 2e-4 * _loop(rng.standard_normal(sr), n)  # a faint noise floor: no digital silence (log features)
-    fade = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.05 * sr))
-    y = y * fade
+    y = y + _loop((2e-4 * rng.standard_normal(sr)).astype(np.float32), n)  # a faint noise floor: no digital silence
+    edge = min(int(0.05 * sr), n // 2)  # 50-ms fades at both ends
+    ramp = (np.arange(edge) / (0.05 * sr)).astype(np.float32)
+    y[:edge] *= ramp
+    y[n - edge :] *= ramp[::-1]
     peak = np.max(np.abs(y))
     if peak > 0.95:
         y = y * (0.95 / peak)
     return y.astype(np.float32)
 
 
+PHRASE_SECONDS = 6.0
+
+
+def _render(rng: np.random.Generator, sound: TrackSound, n: int, beat: int, sr: int) -> np.ndarray:
+    """``n`` samples of the track: voice (+ blended voice), beat pulse, percussion, brightness filter."""
+    y = _unit_rms(VOICES[sound.voice](rng, sound, n, beat, sr))
+    if sound.blend_voice and sound.blend > 0:
+        y = (1.0 - sound.blend) * y + sound.blend * _unit_rms(VOICES[sound.blend_voice](rng, sound, n, beat, sr))
+    pulse = (1.0 + 0.8 * np.exp(-np.arange(beat) / (0.06 * sr))).astype(np.float32)
+    y = y * _loop(pulse, n)  # a pulse on every beat: the tempo is audible in every style
+    if sound.percussion:
+        y = y + 0.5 * sound.percussion_level * _unit_rms(_percussion(rng, sound.percussion, n, beat, sr))
+    if sound.cutoff_hz < 0.4 * sr:
+        y = _lowpass(y, sound.cutoff_hz, sr)
+    return y
+
+
+def _repeat_phrase(y: np.ndarray, phrase: int, n: int) -> np.ndarray:
+    """``n`` samples of ``y[:phrase]`` on repeat; ``y`` runs on past ``phrase``, and that run-on
+    fades out while the phrase's start fades in at every repeat (no click at the seam)."""
+    joint = len(y) - phrase
+    fade_in = (np.arange(joint) / joint).astype(np.float32)
+    body = y[:phrase].copy()
+    body[:joint] = y[phrase:] * (1.0 - fade_in) + y[:joint] * fade_in
+    out = _loop(body, n)
+    out[:joint] = y[:joint]  # the first time through starts clean
+    return out
+
+
 def _unit_rms(y: np.ndarray) -> np.ndarray:
-    return y / (np.sqrt(np.mean(y**2)) + 1e-9)
+    return y / (np.sqrt(np.dot(y, y) / max(len(y), 1)) + 1e-9)
 
 
 def _note_len(s: TrackSound, beat: int, sr: int) -> int:
@@ -146,11 +182,19 @@ def _phase(freq: np.ndarray, sr: int) -> np.ndarray:
 
 
 def _table(amps: np.ndarray, tilt: float) -> np.ndarray:
-    """One cycle of a waveform with harmonic k at amplitude ``amps[k-1] * k**-tilt``."""
+    """One cycle (float32) of a waveform with harmonic k at amplitude ``amps[k-1] * k**-tilt``."""
     k = np.arange(1, len(amps) + 1)
     x = np.arange(_TABLE_SIZE) / _TABLE_SIZE
     wave = (amps * k**-tilt) @ np.sin(2 * np.pi * np.outer(k, x))
-    return wave / np.max(np.abs(wave))
+    return (wave / np.max(np.abs(wave))).astype(np.float32)
+
+
+_SINE = np.sin(2 * np.pi * np.arange(_TABLE_SIZE) / _TABLE_SIZE).astype(np.float32)
+
+
+def _sine(freq: float, n: int, sr: int) -> np.ndarray:
+    """A constant-frequency sine (float32) by table lookup: cheaper than ``np.sin`` over every sample."""
+    return _osc(_SINE, np.arange(n) * (freq / sr))
 
 
 def _osc(table: np.ndarray, phase: np.ndarray) -> np.ndarray:
@@ -170,13 +214,13 @@ def _env(
     rise = np.minimum(1.0, t / attack)
     fall = np.exp(-t / decay) if np.isfinite(decay) else 1.0
     tail = np.clip((hold * note - tau) / (release * sr), 0.0, 1.0)
-    return _loop(rise * fall * tail, n)
+    return _loop((rise * fall * tail).astype(np.float32), n)
 
 
 def _lowpass(y: np.ndarray, cutoff: float, sr: int, order: int = 2) -> np.ndarray:
     from scipy.signal import butter, sosfilt
 
-    return sosfilt(butter(order, cutoff, btype="low", fs=sr, output="sos"), y)
+    return sosfilt(butter(order, cutoff, btype="low", fs=sr, output="sos"), y).astype(np.float32)
 
 
 def _bandpass(y: np.ndarray, low: float, high: float, sr: int) -> np.ndarray:
@@ -200,14 +244,13 @@ def _pad(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) ->
     idx = _note_index(n, bar)
     chords = _chord_roots(rng, idx[-1] + 1)
     table = _table(np.array([1.0, 0.25, 0.08]), s.tilt)
-    t = np.arange(n) / sr
-    y = np.zeros(n)
+    y = np.zeros(n, dtype=np.float32)
     for offset in (0, 2, 4):  # triad
         midi = _degrees_to_midi(chords + offset, _scale(s), s.root_midi)
-        freq = _hz(midi)[idx] * (1.0 + 0.003 * np.sin(2 * np.pi * (0.2 + offset * 0.05) * t))
+        freq = _hz(midi)[idx] * (1.0 + 0.003 * _sine(0.2 + offset * 0.05, n, sr))
         y += _osc(table, _phase(freq, sr))
     env = _env(bar, n, sr, attack=0.6 * s.decay, decay=np.inf, release=0.5)
-    return y * env * (0.8 + 0.2 * np.sin(2 * np.pi * 0.25 * t))
+    return y * env * (0.8 + 0.2 * _sine(0.25, n, sr))
 
 
 def _saw(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -> np.ndarray:
@@ -263,9 +306,8 @@ def _noise(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) 
     hiss = _bandpass(rng.standard_normal(2 * cycle), centre * 0.5, min(centre * 3.0, 0.45 * sr), sr)[cycle:]
     accents = np.repeat(rng.choice([0.2, 0.5, 1.0], size=8, p=[0.3, 0.3, 0.4]), note)
     bursts = hiss / (np.std(hiss) + 1e-9) * accents * _env(note, cycle, sr, 0.001, 0.05 * s.decay)
-    t = np.arange(n) / sr
-    drone = np.tanh(3.0 * np.sin(2 * np.pi * _hz(s.root_midi) * t) + np.sin(2 * np.pi * _hz(s.root_midi + 7) * t))
-    return _loop(bursts, n) + 0.5 * drone
+    drone = np.tanh(3.0 * _sine(float(_hz(s.root_midi)), n, sr) + _sine(float(_hz(s.root_midi + 7)), n, sr))
+    return _loop(bursts.astype(np.float32), n) + 0.5 * drone
 
 
 def _bell(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -> np.ndarray:
@@ -273,9 +315,10 @@ def _bell(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -
     note = _note_len(s, beat, sr)
     idx = _note_index(n, note)
     midi = _degrees_to_midi(_melody(rng, idx[-1] + 1, low=0, high=8), _scale(s, pentatonic=True), s.root_midi)
-    phase = 2 * np.pi * _phase(_hz(midi)[idx], sr)
-    index = _loop(3.0 * 2.0 ** (0.6 * s.brightness) * np.exp(-np.arange(note) / (0.3 * sr)), n)
-    return np.sin(phase + index * np.sin(3.5 * phase)) * _env(note, n, sr, 0.002, 0.7 * s.decay, 0.03)
+    phase = _phase(_hz(midi)[idx], sr)  # cycles
+    index = _loop((3.0 * 2.0 ** (0.6 * s.brightness) / (2 * np.pi) * np.exp(-np.arange(note) / (0.3 * sr))), n)
+    carrier = phase + index * _osc(_SINE, 3.5 * phase)  # phase modulation, in cycles
+    return _osc(_SINE, carrier) * _env(note, n, sr, 0.002, 0.7 * s.decay, 0.03)
 
 
 def _organ(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -> np.ndarray:
@@ -285,8 +328,8 @@ def _organ(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) 
     bar = 4 * beat
     cidx = _note_index(n, bar)
     chords = _chord_roots(rng, cidx[-1] + 1)
-    vibrato = 1.0 + 0.004 * np.sin(2 * np.pi * 6.0 * np.arange(n) / sr)
-    y = np.zeros(n)
+    vibrato = 1.0 + 0.004 * _sine(6.0, n, sr)
+    y = np.zeros(n, dtype=np.float32)
     for offset in (0, 2, 4):
         midi = _degrees_to_midi(chords + offset, _scale(s), s.root_midi - 12)
         y += 0.5 * _osc(table, _phase(_hz(midi)[cidx] * vibrato, sr))

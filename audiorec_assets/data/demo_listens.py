@@ -2,7 +2,7 @@
 
 A user's taste has two parts:
 
-* **styles** — a sparse distribution over the styles (1-2 favourites carry ~88 %, drifting a
+* **styles** — a sparse distribution over the styles (1-2 favourites carry ~94 %, drifting a
   little over the log) that is matched against each track's timbre mix (``style_mix``);
 * **attributes** — an ideal point ``mu`` in the four-dimensional attribute space of
   ``demo_catalogue`` (tempo, brightness, register, density; near the favourite styles'
@@ -27,12 +27,16 @@ import pandas as pd
 from audiorec_assets.data.demo_catalogue import ATTRIBUTES, STYLES, attribute_matrix, style_mix
 
 _SECONDS_PER_DAY = 86_400
-TASTE_OFFSET_SD = 0.7  # a user's ideal point around their favourite styles' centre (z units)
+OTHER_STYLES_SHARE = 0.06  # of the style taste, spread over all styles (the rest on 1-2 favourites)
+TASTE_OFFSET_SD = 0.5  # a user's ideal point around their favourite styles' centre (z units)
 TASTE_DRIFT_SD = 0.25  # how far it moves over the log
-WIDTH_RANGE = (0.6, 0.9)  # tolerance of the attribute kernel (z units)
-FRESH_BOOST, FRESH_DAYS = 6.0, 14.0  # fresh albums: weight × (1 + boost · exp(-age / days))
-RADIO_SHARE = 0.15  # of the plays, a radio pick instead of the album's next track
-CHART_SHARE = 0.25  # of the radio picks, a chart hit (popularity², any style)
+WIDTH_RANGE = (0.5, 0.8)  # tolerance of the attribute kernel (z units)
+FRESH_BOOST, FRESH_DAYS = 4.0, 14.0  # fresh albums: weight × (1 + boost · exp(-age / days))
+POPULARITY_POWER = 0.6  # album / radio choices weigh popularity**this (with appeal and affinity)
+SKIP_FLOOR, SKIP_POWER = 0.2, 0.5  # a track plays with probability floor + (1 - floor) * (appeal / album's best)**power
+ACTIVITY_GROWTH = 1.0  # a day at the end of the log draws 1 + this times the sessions of the first day
+RADIO_SHARE = 0.2  # of the steps of a session, a radio pick instead of the album's next track
+CHART_SHARE = 0.1  # of the radio picks, a chart hit (popularity², any style)
 _HOUR_WEIGHTS = np.array([3, 2, 1, 0.5, 0.3, 0.3, 0.8, 2, 3, 3, 3, 3, 4, 4, 3, 3, 4, 5, 6, 7, 8, 8, 7, 5], dtype=float)
 
 
@@ -145,7 +149,7 @@ def simulate_listens(
             width=float(rng.uniform(*WIDTH_RANGE)),
             explore=float(rng.uniform(0.4, 0.8)),
             # favourite artists: within a style, some artists suit a user better for reasons the audio does not show
-            affinity=rng.lognormal(0.0, 0.7, n_artists)[cat.album_artist],
+            affinity=rng.lognormal(0.0, 0.5, n_artists)[cat.album_artist],
             plays=np.zeros(len(tracks), dtype=np.int64),
             encountered=np.zeros(len(tracks), dtype=bool),
         )
@@ -199,20 +203,21 @@ def simulate_listens(
 
 
 def _taste(rng: np.random.Generator, appeal: np.ndarray) -> np.ndarray:
-    """A sparse distribution over styles: 1-2 favourites carry ~88 %, the rest a little."""
+    """A sparse distribution over styles: 1-2 favourites carry 1 - OTHER_STYLES_SHARE, the rest a little."""
     p = appeal / appeal.sum()
     n_fav = 1 if rng.random() < 0.45 else 2
     n_fav = min(n_fav, int((p > 0).sum()))
     favourites = rng.choice(len(p), size=n_fav, replace=False, p=p)
-    taste = 0.12 * rng.dirichlet(np.full(len(p), 0.4)) * (p > 0)
-    taste[favourites] += 0.88 * rng.dirichlet(np.full(n_fav, 3.0))
+    taste = OTHER_STYLES_SHARE * rng.dirichlet(np.full(len(p), 0.4)) * (p > 0)
+    taste[favourites] += (1.0 - OTHER_STYLES_SHARE) * rng.dirichlet(np.full(n_fav, 3.0))
     return taste / taste.sum()
 
 
 def _session_starts(rng: np.random.Generator, n: int, joined: float, period: float) -> np.ndarray:
-    """Sorted session start times (seconds since start): uniform days, an evening-heavy daily rhythm."""
+    """Sorted session start times (seconds since start): days weighted by :data:`ACTIVITY_GROWTH`, evening-heavy hours."""
     first_day, n_days = int(joined // _SECONDS_PER_DAY), int(period // _SECONDS_PER_DAY)
-    days = rng.integers(first_day, n_days, size=n)
+    day_weight = 1.0 + ACTIVITY_GROWTH * np.arange(first_day, n_days) / n_days  # people listen more as time goes on
+    days = first_day + rng.choice(n_days - first_day, size=n, p=day_weight / day_weight.sum())
     hours = rng.choice(24, size=n, p=_HOUR_WEIGHTS / _HOUR_WEIGHTS.sum())
     return np.sort(days * _SECONDS_PER_DAY + hours * 3600 + rng.uniform(0, 3600, size=n))
 
@@ -226,11 +231,11 @@ def _session(rng: np.random.Generator, cat: _Catalogue, user: _User, now: float,
     resuming at the first track they have not met. Walk the album in order (mean ~5 plays),
     sometimes on into the artist's next album; a track plays with a probability that grows
     with its appeal relative to the album's best (the others are skipped, unlogged); a
-    share of the plays are radio picks instead (:func:`_radio_track`).
+    share of the steps are radio picks instead (:func:`_radio_track`).
     """
     taste, appeal = user.appeal(cat, frac)
     released_album = cat.album_release <= now
-    style_ok = np.array([released_album[a].any() for a in cat.style_albums])
+    style_ok = np.bincount(cat.album_style, weights=released_album, minlength=cat.n_styles) > 0
     p = taste * style_ok
     style = int(rng.choice(cat.n_styles, p=p / p.sum()))
     albums = cat.style_albums[style][released_album[cat.style_albums[style]]]
@@ -242,11 +247,11 @@ def _session(rng: np.random.Generator, cat: _Catalogue, user: _User, now: float,
     if len(fresh) and (rng.random() < user.explore or not len(known)):
         age_days = np.maximum(now - cat.album_release[fresh], 0.0) / _SECONDS_PER_DAY
         boost = 1.0 + FRESH_BOOST * np.exp(-age_days / FRESH_DAYS)
-        w = cat.album_weight[fresh] * user.affinity[fresh] * album_appeal[fresh] * boost
+        w = cat.album_weight[fresh] ** POPULARITY_POWER * user.affinity[fresh] * album_appeal[fresh] * boost
         album = int(rng.choice(fresh, p=w / w.sum())) if w.sum() > 0 else int(rng.choice(fresh))
         pos = 0 if rng.random() < 0.85 else int(rng.integers(cat.album_size[album]))
     elif len(known):
-        w = heard[known] * cat.album_weight[known] * user.affinity[known] * album_appeal[known]
+        w = heard[known] * cat.album_weight[known] ** POPULARITY_POWER * user.affinity[known] * album_appeal[known]
         album = int(rng.choice(known, p=w / w.sum())) if w.sum() > 0 else int(rng.choice(known))
         unmet = np.flatnonzero(~user.encountered[cat.album_tracks[album]])
         if len(unmet) and rng.random() < 0.6:
@@ -272,7 +277,7 @@ def _session(rng: np.random.Generator, cat: _Catalogue, user: _User, now: float,
         track = int(tracks[pos])
         pos += 1
         best = appeal[tracks].max()
-        keep = 0.2 + 0.8 * np.sqrt(appeal[track] / best) if best > 0 else 1.0
+        keep = SKIP_FLOOR + (1.0 - SKIP_FLOOR) * (appeal[track] / best) ** SKIP_POWER if best > 0 else 1.0
         user.encountered[track] = True
         if rng.random() < keep:
             played.append(track)
@@ -287,13 +292,13 @@ def _radio_track(rng: np.random.Generator, cat: _Catalogue, appeal: np.ndarray, 
     """A released track slipped into a session (radio / shuffle).
 
     :data:`CHART_SHARE` a chart hit (popularity², any style: what makes popularity a fair
-    baseline), otherwise a track that appeals to the user (√popularity × appeal).
+    baseline), otherwise a track that appeals to the user (popularity**POPULARITY_POWER × appeal).
     """
     released = cat.track_release <= now
     if rng.random() < CHART_SHARE:
         w = cat.track_popularity**2 * released
     else:
-        w = np.sqrt(cat.track_popularity) * appeal * released
+        w = cat.track_popularity**POPULARITY_POWER * appeal * released
         if w.sum() <= 0:
             w = cat.track_popularity * released
     return int(rng.choice(len(w), p=w / w.sum()))
