@@ -199,3 +199,13 @@ def test_the_lake_resource_device_and_run_overrides_layer_over_the_file(lake):
     settings = LakeResource(root=str(lake), device="auto", overrides_yaml="{seed: 9}").settings()
     assert (settings.encode.device, settings.encode.batch_size, settings.seed) == ("auto", 4, 9)
     assert LakeResource(root=str(lake)).settings().encode.device == "cpu"
+
+
+def test_every_shuffled_twin_waits_for_its_own_base(tmp_path):
+    study = FakeStudy(tmp_path)
+    settings = SETTINGS.with_overrides({"encoders": ["shuffled_random", "shuffled", "random", "mfcc"]})
+    history = study.run_all(settings)
+    embedded = [p for job, p in history if job == embeddings_job.name]
+    assert embedded.index("random") < embedded.index("shuffled_random")
+    assert embedded.index("mfcc") < embedded.index("shuffled")  # encode.shuffled_base = mfcc
+    assert (recommend_job.name, key("shuffled_random")) in history

@@ -207,3 +207,19 @@ def test_demo_settings_are_written_for_the_demo_only(lake):
     (lake / "experiment.yaml").unlink()
     write_own(lake / "raw", small_log())  # a user's own data: their defaults, not the demo's
     assert not write_demo_settings(paths) and not (lake / "experiment.yaml").exists()
+
+
+def test_shuffled_twin_of_any_encoder_is_a_partition_and_a_permutation(lake, ingested):
+    (lake / "experiment.yaml").write_text("encoders: [mfcc, shuffled_mfcc, random, shuffled_random]\n"
+                                          "encode: {shuffled_base: mfcc}\nks: [5, 10, 50]\ntop_n: 60\n")
+    defs = build_definitions(lake)
+    keys = defs.resolve_assets_def(EMBEDDINGS).partitions_def.get_partition_keys()
+    assert {"shuffled_mfcc", "shuffled_random"} <= set(keys)
+    with pytest.raises(Exception, match="materialize the embeddings partition 'random' first"):
+        run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="shuffled_random")
+    for encoder in ("random", "shuffled_random"):
+        run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key=encoder)
+    base, twin = (np.load(lake / "embeddings" / f"{e}.npy") for e in ("random", "shuffled_random"))
+    assert not np.array_equal(base, twin)
+    assert np.array_equal(np.sort(base, axis=0), np.sort(twin, axis=0))  # the same rows, other tracks
+    assert not np.any(np.all(base == twin, axis=1))  # no track keeps its own vector

@@ -23,6 +23,20 @@ AUDIO_ENCODERS: dict[str, str] = {
 # Controls computed from other vectors, not from audio (see encoders/controls.py).
 CONTROL_ENCODERS: tuple[str, ...] = ("shuffled", "random")
 
+# `shuffled_<encoder>`: that encoder's vectors permuted across tracks (its own shuffled twin);
+# plain `shuffled` permutes the vectors of the setting encode.shuffled_base.
+SHUFFLED_PREFIX = "shuffled_"
+
+
+def shuffled_base_of(name: str, shuffled_base: str) -> str | None:
+    """The encoder whose vectors the control ``name`` permutes (``None``: ``name`` is no shuffled control)."""
+    if name == "shuffled":
+        return shuffled_base
+    if name.startswith(SHUFFLED_PREFIX) and len(name) > len(SHUFFLED_PREFIX):
+        return name[len(SHUFFLED_PREFIX):]
+    return None
+
+
 # No audio at all: a (tracks × 0) array; recommenders learn item ids instead (or use none).
 NO_AUDIO_ENCODER = "none"
 
