@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -94,7 +95,7 @@ def write_demo_settings(lake: LakePaths) -> bool:
     and the lake has no settings yet; never overwrites a user's file. Returns whether it wrote."""
     from importlib import resources
 
-    from audiorec_assets.lakeio import atomic_path
+    from audiorec_assets.lakeio import atomic_path, process_staging
     from audiorec_assets.settings import SETTINGS_FILE
 
     target = lake.root / SETTINGS_FILE
@@ -102,7 +103,7 @@ def write_demo_settings(lake: LakePaths) -> bool:
     if target.exists() or raw_has_data:
         return False
     text = resources.files("audiorec_assets.data").joinpath("demo_experiment.yaml").read_text()
-    with atomic_path(target) as tmp:
+    with atomic_path(target, staging=process_staging(lake.staging)) as tmp:
         tmp.write_text(text)
     print(f"[audiorec] wrote the demo's settings to {target} (sized for the demo; see the comments in it)", flush=True)
     return True
@@ -125,11 +126,93 @@ def print_leaderboard(lake: LakePaths) -> None:
         print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
-def sql(lake_root: Path, query: str) -> None:
+SQL_BUSY_TIMEOUT_S = 5.0
+SQL_PREFIX = "[audiorec] sql:"
+QUERY_KINDS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA table_info"
+
+
+def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S) -> None:
+    """Print the result of ``query`` on the warehouse, read-only in fact: queries only, files read only under
+    ``<lake>/tables`` (what the views read), nothing written, no extensions installed or loaded. Every error,
+    and a warehouse busy for ``busy_timeout_s``, ends the command with one line and a non-zero exit."""
     import duckdb
 
-    with duckdb.connect(str(LakePaths(lake_root).warehouse), read_only=True) as con:
-        print(con.sql(query).df().to_string(index=False))
+    lake = LakePaths(lake_root)
+    if not lake.warehouse.exists():
+        raise SystemExit(f"{SQL_PREFIX} {lake.warehouse} does not exist yet: run `audiorec demo` (or the ingest) first.")
+    con = _open_read_only(lake, busy_timeout_s)
+    try:
+        _lock_down(con, lake)
+        _refuse_non_queries(con, query, lake)
+        frame = con.sql(query).df()
+    except duckdb.Error as err:
+        hint = f" (audiorec sql reads only files under {lake.tables})" if isinstance(err, duckdb.PermissionException) else ""
+        raise SystemExit(f"{SQL_PREFIX} {_one_line(err)}{hint}") from None
+    finally:
+        con.close()
+    print(frame.to_string(index=False))
+
+
+def _open_read_only(lake: LakePaths, timeout_s: float):
+    """A read-only connection to the warehouse, waiting up to ``timeout_s`` while a writer holds it."""
+    import duckdb
+
+    from audiorec_assets.warehouse import is_lock_error, lock_holder
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return duckdb.connect(str(lake.warehouse), read_only=True)
+        except duckdb.Error as err:
+            if not is_lock_error(err):
+                raise SystemExit(f"{SQL_PREFIX} {_one_line(err)}") from None
+            if time.monotonic() > deadline:
+                raise SystemExit(
+                    f"{SQL_PREFIX} the warehouse {lake.warehouse} is busy: {lock_holder(err)} has it open for "
+                    f"writing (a run creating a new view holds it for a moment; a DuckDB session opened without "
+                    f"read-only holds it until closed). Waited {timeout_s:.0f} s: try again.") from None
+            time.sleep(0.2)
+
+
+def _lock_down(con, lake: LakePaths) -> None:
+    """No file access outside ``<lake>/tables``, no extension installs or loads, and no way to undo that."""
+    import duckdb
+
+    tables = str(lake.tables).rstrip("/").replace("'", "''") + "/"
+    try:
+        con.execute(f"SET allowed_directories = ['{tables}']")
+    except duckdb.Error as err:
+        raise SystemExit(f"{SQL_PREFIX} this DuckDB ({duckdb.__version__}) cannot limit file access to the lake "
+                         f"({_one_line(err)}): install duckdb >= 1.1.") from None
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+
+
+_EXPLAIN = re.compile(r"\s*EXPLAIN\s*(\([^)]*\)\s*)?(ANALY[SZ]E\b)?", re.IGNORECASE)
+
+
+def _refuse_non_queries(con, query: str, lake: LakePaths) -> None:
+    """Stop unless every statement of ``query`` is a query (or EXPLAIN of one: EXPLAIN ANALYZE runs it)."""
+    import duckdb
+
+    for statement in con.extract_statements(query):
+        kind = statement.type
+        if kind == duckdb.StatementType.EXPLAIN:
+            inner = con.extract_statements(_EXPLAIN.sub("", statement.query, count=1))
+            kind = next((s.type for s in inner if s.type != duckdb.StatementType.SELECT), duckdb.StatementType.SELECT)
+        if kind != duckdb.StatementType.SELECT:
+            raise SystemExit(
+                f"{SQL_PREFIX} read-only: {kind.name} statements are refused; run a query ({QUERY_KINDS}). "
+                f"To keep a result, redirect this command's output, or read {lake.tables} with your own DuckDB.")
+
+
+def _one_line(err: Exception) -> str:
+    """DuckDB's message without its ``LINE 1:`` excerpt and caret: one line."""
+    lines = [line.strip() for line in str(err).splitlines()]
+    kept = [line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"}]
+    return " ".join(kept) or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -260,6 +260,12 @@ class LakePaths:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def staging(self) -> Path:
+        """Temporaries of atomic writes (:mod:`audiorec_assets.lakeio`): outside every folder a view or a
+        glob reads, on the lake's filesystem so that renames into place are atomic."""
+        return self.tmp / "staging"
+
     def embedding_file(self, encoder: str) -> Path:
         return self.embeddings / f"{encoder}.npy"
 

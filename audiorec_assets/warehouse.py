@@ -1,33 +1,49 @@
 """The SQL warehouse: Parquet files in ``<lake>/tables/<table>/`` behind views in ``warehouse.duckdb``.
 
-DuckDB lets one process write a database file and blocks others while it does. Assets
-therefore never write rows into the database: each writes its rows atomically as Parquet
-(one file per partition), and the database only holds views over those files. A view over a
-glob picks up new partition files without touching the database again, so readers and
-parallel runs meet the database file only for a brief ``CREATE VIEW``.
+DuckDB lets one process write a database file, and while it does no other process can open it,
+not even to read; a process reading it blocks writers. Assets therefore never write rows into the
+database: each writes its rows atomically as Parquet (one file per partition, the temporary in the
+staging area, then one rename), and the database only holds views over globs of those files. A
+glob view picks up new and replaced files by itself, so a view is created once, or again only when
+its definition changes (:func:`register_view` checks with a read-only connection first): writing
+rows never opens the database for writing, and runs and read-only sessions never wait on each other.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from audiorec_assets.lakeio import atomic_path
+from audiorec_assets.lakeio import (
+    StagedSet, atomic_path, process_staging, publish_lock, recover_sets, sweep_legacy, sweep_processes, sweep_sets,
+)
 from audiorec_assets.settings import LakePaths
 
 SCHEMA = "audiorec"
+# the files a view reads: hidden files (temporaries of other tools, or of earlier versions) never match
+VIEW_GLOB = "[!.]*.parquet"
+VIEW_TIMEOUT_S = 15.0  # how long a genuinely new view waits for the warehouse
 
 
 class WarehouseBusyError(RuntimeError):
-    """Another process holds ``warehouse.duckdb`` open for writing."""
+    """Another process holds ``warehouse.duckdb`` open when a new view must be created."""
+
+
+def table_files(lake: LakePaths, table: str) -> list[Path]:
+    """The Parquet files of ``audiorec.<table>``: what its view reads."""
+    folder = lake.table_dir(table)
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.exists() else []
 
 
 def write_table_file(lake: LakePaths, table: str, rows: pd.DataFrame, part: str = "all") -> Path:
     """Write ``rows`` as ``<lake>/tables/<table>/<part>.parquet`` atomically and make sure the view exists."""
     target = lake.table_dir(table) / f"{part}.parquet"
-    with atomic_path(target, suffix=".parquet") as tmp:
+    with atomic_path(target, suffix=".parquet", staging=process_staging(lake.staging)) as tmp:
         rows.to_parquet(tmp, index=False)
     register_view(lake, table)
     return target
@@ -39,39 +55,178 @@ def remove_table_file(lake: LakePaths, table: str, part: str) -> None:
         path.unlink()
 
 
-def register_view(lake: LakePaths, table: str, timeout_s: float = 60.0) -> None:
-    """(Re)create ``audiorec.<table>`` as a view over ``<lake>/tables/<table>/*.parquet``."""
+def view_sql(lake: LakePaths, table: str) -> str:
+    glob = str(lake.table_dir(table) / VIEW_GLOB).replace("'", "''")
+    return f"CREATE OR REPLACE VIEW {SCHEMA}.{table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+
+
+def _view_tag(sql: str) -> str:
+    """Stored as the view's comment: which definition the view has, without parsing DuckDB's rendering of it."""
+    return "audiorec view " + hashlib.sha1(sql.encode()).hexdigest()[:16]
+
+
+_current_views: set[tuple[str, int, str, str]] = set()  # (warehouse, inode, table, tag) seen in this process
+
+
+def _cache_key(lake: LakePaths, table: str, tag: str) -> tuple[str, int, str, str] | None:
+    try:
+        return (str(lake.warehouse), lake.warehouse.stat().st_ino, table, tag)
+    except FileNotFoundError:
+        return None
+
+
+def register_view(lake: LakePaths, table: str, timeout_s: float | None = None) -> None:
+    """Make sure ``audiorec.<table>`` is the view over ``<lake>/tables/<table>/[!.]*.parquet``.
+
+    When the view already has this definition (the usual case: only a table's first write, or a
+    changed definition, needs a new one) this reads the warehouse without locking writers out and
+    never opens it for writing. A new view waits up to ``timeout_s`` (default :data:`VIEW_TIMEOUT_S`) for
+    other sessions to let go, then raises :class:`WarehouseBusyError` naming the table.
+    """
     import duckdb
 
-    glob = str(lake.table_dir(table) / "*.parquet").replace("'", "''")
-    sql = (
-        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA};"
-        f"CREATE OR REPLACE VIEW {SCHEMA}.{table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)"
-    )
+    timeout_s = VIEW_TIMEOUT_S if timeout_s is None else timeout_s
+    sql = view_sql(lake, table)
+    tag = _view_tag(sql)
+    if _cache_key(lake, table, tag) in _current_views:
+        return
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            with duckdb.connect(str(lake.warehouse)) as con:
-                con.execute(sql)
+            if not _view_is_current(lake, table, tag):
+                with duckdb.connect(str(lake.warehouse)) as con:
+                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                    con.execute(sql)
+                    con.execute(f"COMMENT ON VIEW {SCHEMA}.{table} IS '{tag}'")
+            key = _cache_key(lake, table, tag)
+            if key:
+                _current_views.add(key)
             return
-        except duckdb.IOException as err:  # the file is locked by another process
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
+            if not is_lock_error(err):
+                raise
             if time.monotonic() > deadline:
                 raise WarehouseBusyError(
-                    f"{lake.warehouse} stayed locked for {timeout_s:.0f} s ({err}). Close other DuckDB sessions "
-                    f"writing to it (read-only ones: `duckdb -readonly`); the rows are safe in {lake.table_dir(table)}."
-                ) from err
-            time.sleep(0.5)
+                    f"audiorec.{table} needs a new view in {lake.warehouse} (first write of the table, or its "
+                    f"definition changed), but for {timeout_s:.0f} s {lock_holder(err)} kept the warehouse open. "
+                    f"Close other DuckDB sessions on it for a moment (read-only ones too) and run again; the rows "
+                    f"are safe in {lake.table_dir(table)}."
+                ) from None
+            time.sleep(0.25)
+
+
+def _view_is_current(lake: LakePaths, table: str, tag: str) -> bool:
+    """Whether the view exists with definition ``tag`` (read-only: works beside other readers)."""
+    import duckdb
+
+    if not lake.warehouse.exists():
+        return False
+    with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+        row = con.execute(
+            "SELECT comment FROM duckdb_views() WHERE database_name = current_database() AND schema_name = $s "
+            "AND view_name = $t", {"s": SCHEMA, "t": table}).fetchone()
+    return row is not None and row[0] == tag
+
+
+def is_lock_error(err: Exception) -> bool:
+    """DuckDB's errors for a database file held by another process (or, in this process, with other settings)."""
+    text = str(err)
+    return "Could not set lock" in text or "Conflicting lock" in text or "different configuration" in text
+
+
+def lock_holder(err: Exception) -> str:
+    """Who holds the warehouse, as far as DuckDB's error tells (``another process (PID 123, /usr/bin/python)``)."""
+    found = re.search(r"held in (.+?) \(PID (\d+)\)", str(err))
+    if found:
+        return f"another process (PID {found.group(2)}, {found.group(1)})"
+    if "different configuration" in str(err):
+        return "a connection of this same process with other settings"
+    return "another process"
 
 
 def read_table(lake: LakePaths, table: str) -> pd.DataFrame:
     """All rows of a warehouse table, read from its Parquet files (no database lock needed)."""
     import duckdb
 
-    files = sorted(lake.table_dir(table).glob("*.parquet"))
+    files = table_files(lake, table)
     if not files:
         raise FileNotFoundError(f"Table {SCHEMA}.{table} has no data yet in {lake.table_dir(table)}: materialize it first.")
     with duckdb.connect() as con:
         return con.execute("SELECT * FROM read_parquet($files, union_by_name = true)", {"files": [str(f) for f in files]}).df()
+
+
+class StagedTables:
+    """Tables written in one run and published together (the ingest's listens, tracks, interactions and
+    split_info): each is staged as ``<lake>/tmp/staging/set-<key>/files/<table>.parquet`` and
+    :meth:`publish` renames all of them into ``tables/`` in one short sequence under a journal
+    (:class:`audiorec_assets.lakeio.StagedSet`), so a failed run publishes nothing."""
+
+    def __init__(self, lake: LakePaths, key: str, single_process: bool = True):
+        self.lake = lake
+        self.staged = StagedSet(lake.staging, key, single_process=single_process)
+
+    def path(self, table: str) -> Path:
+        """Where this run writes ``table`` before it is published."""
+        return self.staged.path(f"{table}.parquet")
+
+    def has(self, table: str) -> bool:
+        return self.staged.has(f"{table}.parquet")
+
+    @property
+    def published(self) -> bool:
+        return self.staged.published
+
+    def current(self, table: str) -> Path:
+        """The file of ``table`` this run sees: the staged one until published, else the table's own."""
+        return self.path(table) if self.has(table) else self.lake.table_dir(table) / "all.parquet"
+
+    def write(self, table: str, rows: pd.DataFrame) -> Path:
+        with atomic_path(self.path(table), suffix=".parquet") as tmp:  # the temporary stays in the set's folder
+            rows.to_parquet(tmp, index=False)
+        return self.path(table)
+
+    def publish(self, tables: list[str]) -> list[str]:
+        """Move the staged ``tables`` into ``tables/<table>/all.parquet``, all of them or (when one is not
+        staged) none; return them."""
+        missing = [t for t in tables if not self.has(t)]
+        if missing:
+            raise FileNotFoundError(f"{self.staged.dir}: {missing} not staged, so none of {tables} is published. "
+                                    f"Run the ingest again.")
+        moved = self.staged.publish({f"{t}.parquet": self.lake.table_dir(t) / "all.parquet" for t in tables})
+        names = [m.removesuffix(".parquet") for m in moved]
+        for table in names:
+            register_view(self.lake, table)
+        return names
+
+
+def sweep_lake(lake: LakePaths, run_alive: Callable[[str], bool | None] | None = None,
+               keep: set[str] | None = None) -> list[Path]:
+    """What a run does first: complete interrupted publishes, remove staging folders whose writers are gone,
+    and remove the hidden temporaries earlier versions left beside their targets. Returns what it removed.
+
+    ``run_alive`` and ``keep``: see :func:`audiorec_assets.lakeio.sweep_sets`.
+    """
+    staging = lake.staging
+    if any((p / "journal.json").exists() for p in _set_dirs(staging)):
+        with publish_lock(staging):
+            recovered = recover_sets(staging)
+        for table in sorted({Path(dst).parent.name for _, dst in recovered}):
+            register_view(lake, table)
+    removed = sweep_processes(staging) + sweep_sets(staging, run_alive, keep)
+    folders = [lake.root, lake.tables, lake.tmp, lake.embeddings, lake.models]
+    folders += _subdirs(lake.tables) + _subdirs(lake.models)  # tables/<table>/, models/<encoder>/
+    return removed + sweep_legacy(folders)
+
+
+def _set_dirs(staging: Path) -> list[Path]:
+    return [p for p in _subdirs(staging) if p.name.startswith("set-")]
+
+
+def _subdirs(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def scratch_connection(lake: LakePaths, memory_limit: str = "3GB"):

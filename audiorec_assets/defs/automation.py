@@ -19,7 +19,7 @@ from audiorec_assets.defs.evaluation import COMPARISON_ASSETS, LEADERBOARD
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
 from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.encoders import BUILTIN_ENCODERS
+from audiorec_assets.encoders import BUILTIN_ENCODERS, shuffled_base_of
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.study import study_cells, study_encoders
 
@@ -122,11 +122,11 @@ def plan_study_runs(settings: ExperimentSettings, lake: LakePaths, meta: Metadat
 def _plan_embeddings(settings: ExperimentSettings, lake: LakePaths, meta: Metadata, tracks_fp: str,
                      waiting: list[str], encoder_keys: set[str] | None) -> tuple[list[PlannedRun], dict[str, str]]:
     """Embedding runs still needed, and the fingerprints of the up-to-date, valid vectors."""
-    base = settings.encode.shuffled_base
     wanted = study_encoders(settings)
-    encoders = [e for e in wanted if e != base]
-    if "shuffled" in encoders or base in wanted:
-        encoders.insert(0, base)  # the control needs its base's vectors first
+    bases = {e: shuffled_base_of(e, settings.encode.shuffled_base) for e in wanted}
+    # a shuffled control needs its base's vectors first: bases, then the rest, then the controls
+    first = list(dict.fromkeys(b for b in bases.values() if b))
+    encoders = first + [e for e in wanted if e not in first and not bases[e]] + [e for e in wanted if bases[e]]
     runs: list[PlannedRun] = []
     vectors_fp: dict[str, str] = {}
     for encoder in encoders:
@@ -134,9 +134,10 @@ def _plan_embeddings(settings: ExperimentSettings, lake: LakePaths, meta: Metada
             waiting.append(f"encoder {encoder!r} is not a partition of the loaded code: reload the code location")
             continue
         base_fp = user_file = None
-        if encoder == "shuffled":
+        base = shuffled_base_of(encoder, settings.encode.shuffled_base)
+        if base:
             if base not in vectors_fp:
-                waiting.append(f"embeddings[shuffled] waits for embeddings[{base}]")
+                waiting.append(f"embeddings[{encoder}] waits for embeddings[{base}]")
                 continue
             base_fp = vectors_fp[base]
         elif encoder not in BUILTIN_ENCODERS:

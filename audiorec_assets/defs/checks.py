@@ -9,7 +9,7 @@ import dagster as dg
 import pandas as pd
 
 from audiorec_assets.data import quality
-from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, split_windows_from_lake
+from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, ingest_file, split_windows_from_lake
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.warehouse import scratch_connection
 
@@ -25,17 +25,18 @@ def _check_result(result: quality.QualityResult, extra: dict[str, object] | None
 
 @dg.asset_check(asset=TRACKS, blocking=True, name="great_expectations",
                 description="Unique ids, dense item_idx in sorted order, audio exists and decodes, duration > 0.")
-def tracks_quality(lake: LakeResource) -> dg.AssetCheckResult:
-    catalogue = pd.read_parquet(lake.paths().table_dir("tracks") / "all.parquet")
+def tracks_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    # the run's own tracks (staged until the ingest publishes), else the published ones
+    catalogue = pd.read_parquet(ingest_file(context, lake.paths(), "tracks"))
     return _check_result(quality.check_tracks(quality.tracks_flags(catalogue)))
 
 
 @dg.asset_check(asset=INTERACTIONS, blocking=True, name="great_expectations",
                 description="Schema, nulls, split values (train, val, test, test_cold), windows, no train/eval leak, "
                             "warm start for val/test, cold tracks for test_cold, no duplicates.")
-def interactions_quality(lake: LakeResource) -> dg.AssetCheckResult:
+def interactions_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     paths = lake.paths()
-    windows = split_windows_from_lake(lake)
+    windows = split_windows_from_lake(lake, ingest_file(context, paths, "split_info"))
     with scratch_connection(paths) as con:
-        flags = quality.interactions_flags(con, paths.table_dir("interactions") / "all.parquet", windows)
+        flags = quality.interactions_flags(con, ingest_file(context, paths, "interactions"), windows)
     return _check_result(quality.check_interactions(flags), {"rows_checked": len(flags)})

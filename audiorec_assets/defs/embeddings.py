@@ -8,17 +8,17 @@ import numpy as np
 import pandas as pd
 
 from audiorec_assets.defs import lineage
-from audiorec_assets.defs.ingest import TRACKS
+from audiorec_assets.defs.ingest import TRACKS, ingest_file, sweep
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.encoders import (
-    AUDIO_ENCODERS, CONTROL_ENCODERS, NO_AUDIO_ENCODER, audio_encoder_class, make_audio_encoder,
+    AUDIO_ENCODERS, CONTROL_ENCODERS, NO_AUDIO_ENCODER, audio_encoder_class, make_audio_encoder, shuffled_base_of,
 )
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
 from audiorec_assets.encoders.run import (
-    encode_catalogue, encoder_signature, index_frame, load_previous, vector_problems, vector_stats,
+    embedding_problems, encode_catalogue, encoder_signature, index_frame, load_previous, vector_stats,
 )
-from audiorec_assets.lakeio import atomic_path, save_npy_atomic
+from audiorec_assets.lakeio import atomic_path, process_staging, save_npy_atomic
 from audiorec_assets.settings import ExperimentSettings, LakePaths, effective_device
 from audiorec_assets.warehouse import write_table_file
 
@@ -30,33 +30,35 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
     @dg.asset(
         key=EMBEDDINGS, partitions_def=partitions_def, deps=[TRACKS], group_name="embeddings", kinds={"numpy", "pytorch"},
         check_specs=[dg.AssetCheckSpec(VALID_CHECK, asset=EMBEDDINGS, blocking=True,
-                                       description="rows = tracks, finite, no all-zero rows, not constant")],
+                                       description="float32, rows = tracks, finite, no all-zero rows, not constant "
+                                                   "(the models step checks the same again)")],
         description="Frozen item vectors per encoder: float32, one row per track in item_idx order.",
     )
     def embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
         paths, settings = lake.paths(), lake.settings()
         name = context.partition_key
-        tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
+        sweep(context, paths)
+        tracks_file = ingest_file(context, paths, "tracks")
+        tracks = pd.read_parquet(tracks_file).sort_values("item_idx")
         started = time.perf_counter()
-        tracks_fp = lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet")
+        tracks_fp = lineage.tracks_fingerprint(tracks_file)
         base_fp = user_file = None
         if name in AUDIO_ENCODERS:
             vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
         elif name == NO_AUDIO_ENCODER:
             vectors = np.zeros((len(tracks), 0), dtype=np.float32)
-            save_npy_atomic(paths.embedding_file(name), vectors)
+            save_npy_atomic(paths.embedding_file(name), vectors, staging=process_staging(paths.staging))
             info = {"model_id": "no audio: recommenders learn item ids or use none", "skipped": []}
-        elif name in CONTROL_ENCODERS:
+        elif name in CONTROL_ENCODERS or shuffled_base_of(name, settings.encode.shuffled_base):
             vectors, info = _control(name, len(tracks), paths, settings)
-            if name == "shuffled":
-                base_fp = lineage.array_fingerprint(np.load(paths.embedding_file(settings.encode.shuffled_base)))
+            if shuffled_base_of(name, settings.encode.shuffled_base):
+                base_fp = lineage.array_fingerprint(np.load(paths.embedding_file(info["base_encoder"])))
         else:
             user_file = lineage.file_stamp(paths.embedding_file(name))
             vectors, info = _dropped_in(name, paths)
         info["seconds"] = round(time.perf_counter() - started, 2)
         no_audio = name == NO_AUDIO_ENCODER
-        problems = vector_problems(vectors, len(tracks)) if not no_audio else (
-            [] if vectors.shape == (len(tracks), 0) else [f"shape {vectors.shape}, expected ({len(tracks)}, 0)"])
+        problems = embedding_problems(vectors, len(tracks), no_audio=no_audio)
         stats = vector_stats(vectors) if vectors.ndim == 2 and len(vectors) and not no_audio else {}
         info.update({"encoder": name, "tracks": int(vectors.shape[0]), "dim": int(vectors.shape[1])})
         write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}), part=name)
@@ -98,10 +100,10 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
     if report.skipped:
         log.warning(f"{name}: {len(report.skipped)} track(s) could not be encoded and got the mean vector: "
                     f"{report.skipped[:10]}")
-    save_npy_atomic(vectors_path, vectors)
+    save_npy_atomic(vectors_path, vectors, staging=process_staging(paths.staging))
     index = index_frame(list(tracks["track_id"]), hashes, vectors, report.skipped, encoder_signature(encoder),
                         raw_vectors=report.raw_vectors)
-    with atomic_path(index_path, suffix=".parquet") as tmp:
+    with atomic_path(index_path, suffix=".parquet", staging=process_staging(paths.staging)) as tmp:
         index.to_parquet(tmp, index=False)
     return vectors, {**encoder.describe(), "device": device, "encoded": report.encoded,
                      "reused": report.reused, "skipped": report.skipped,
@@ -109,12 +111,14 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
 
 
 def _control(name: str, n_tracks: int, paths: LakePaths, settings: ExperimentSettings) -> tuple[np.ndarray, dict]:
-    base = settings.encode.shuffled_base
+    shuffled_of = shuffled_base_of(name, settings.encode.shuffled_base)
+    base = shuffled_of or settings.encode.shuffled_base
     base_file = paths.embedding_file(base)
-    if name == "shuffled":
+    if shuffled_of:
         if not base_file.exists():
+            setting = " (setting encode.shuffled_base)" if name == "shuffled" else ""
             raise FileNotFoundError(
-                f"'shuffled' permutes the vectors of encoder '{base}' (setting encode.shuffled_base), but "
+                f"'{name}' permutes the vectors of encoder '{base}'{setting}, but "
                 f"{base_file} does not exist: materialize the embeddings partition '{base}' first."
             )
         vectors = shuffled_vectors(np.load(base_file), seed=settings.seed)
@@ -122,8 +126,8 @@ def _control(name: str, n_tracks: int, paths: LakePaths, settings: ExperimentSet
         # a built-in base's dimension is known without its file, so `random` never waits for it
         dim = audio_encoder_class(base).dim if base in AUDIO_ENCODERS else np.load(base_file, mmap_mode="r").shape[1]
         vectors = random_vectors(n_tracks, dim, seed=settings.seed)
-    save_npy_atomic(paths.embedding_file(name), vectors)
-    return vectors, {"model_id": f"control of {base}" if name == "shuffled" else "gaussian N(0, 1)",
+    save_npy_atomic(paths.embedding_file(name), vectors, staging=process_staging(paths.staging))
+    return vectors, {"model_id": f"control of {base}" if shuffled_of else "gaussian N(0, 1)",
                      "base_encoder": base, "seed": settings.seed, "skipped": []}
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 
 from audiorec_assets.defs import lineage
 from audiorec_assets.defs.models import METRICS, part_name
-from audiorec_assets.lakeio import atomic_path
+from audiorec_assets.lakeio import atomic_path, process_staging
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.evaluation import tables
 from audiorec_assets.settings import ExperimentSettings, LakePaths
@@ -65,7 +65,7 @@ def _png_markdown(png: bytes, k: int, split: str) -> str:
 
 def _write_plot(paths: LakePaths, name: str, png: bytes) -> Path:
     plot_path = paths.tables / f"{name}.png"
-    with atomic_path(plot_path) as tmp:
+    with atomic_path(plot_path, staging=process_staging(paths.staging)) as tmp:
         tmp.write_bytes(png)
     return plot_path
 

@@ -1,4 +1,11 @@
-"""Ingest assets: raw files → ``audiorec.listens``, ``audiorec.tracks``, ``audiorec.interactions``."""
+"""Ingest assets: raw files → ``audiorec.listens``, ``audiorec.tracks``, ``audiorec.interactions``.
+
+The four tables of an ingest (listens, tracks, interactions, split_info) are published together or
+not at all: each step writes its table into the run's staging set (``<lake>/tmp/staging/set-<run id>/``),
+later steps of the run read the staged files, and the last ingest step the run selected (normally
+``interactions``) renames them all into ``tables/`` in one short journaled sequence. A run that fails
+or is killed before that leaves the previous complete set in place.
+"""
 
 
 import time
@@ -11,11 +18,68 @@ from audiorec_assets.data import splits, sources
 from audiorec_assets.data.tracks import build_tracks
 from audiorec_assets.defs import lineage
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.warehouse import register_view, scratch_connection, write_table_file
+from audiorec_assets.settings import LakePaths
+from audiorec_assets.warehouse import StagedTables, scratch_connection, sweep_lake
 
 LISTENS = dg.AssetKey(["audiorec", "listens"])
 TRACKS = dg.AssetKey(["audiorec", "tracks"])
 INTERACTIONS = dg.AssetKey(["audiorec", "interactions"])
+# the ingest steps in order, and the tables each one writes
+INGEST_TABLES = {LISTENS: ["listens"], TRACKS: ["tracks"], INTERACTIONS: ["interactions", "split_info"]}
+PRODUCER = {table: key for key, tables in INGEST_TABLES.items() for table in tables}
+SINGLE_PROCESS_EXECUTORS = {"execute_in_process_executor", "in_process"}
+
+
+def run_alive(instance: dg.DagsterInstance):
+    """For :func:`sweep_lake`: whether the run that staged a set is still going, as far as this instance knows."""
+    def alive(run_id: str) -> bool | None:
+        try:
+            run = instance.get_run_by_id(run_id)
+        except Exception:  # a malformed id, or storage trouble: no opinion
+            return None
+        return None if run is None else not run.is_finished
+    return alive
+
+
+def sweep(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, paths: LakePaths) -> None:
+    """The start of a step: complete interrupted publishes, drop staging folders of runs that are over."""
+    removed = sweep_lake(paths, run_alive(context.instance), keep={context.run.run_id})
+    if removed:
+        context.log.info(f"staging area: removed {len(removed)} folder(s) or temporaries of earlier runs, "
+                         f"e.g. {removed[0]}")
+
+
+def ingest_staging(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
+                   paths: LakePaths) -> StagedTables:
+    """This run's staged ingest tables."""
+    execution = str(context.run.run_config.get("execution", ""))
+    single = context.job_def.executor_def.name in SINGLE_PROCESS_EXECUTORS or "in_process" in execution
+    return StagedTables(paths, context.run.run_id, single_process=single)
+
+
+def ingest_file(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, paths: LakePaths,
+                table: str) -> Path:
+    """The file of an ingest ``table`` this step reads: the one this run staged, until the run publishes it;
+    otherwise (published, or not written by this run) the table's own."""
+    staged = ingest_staging(context, paths)
+    if staged.has(table):
+        return staged.path(table)
+    if PRODUCER[table] in context.job_def.asset_layer.selected_asset_keys and not staged.published:
+        raise FileNotFoundError(
+            f"{staged.staged.dir} has no {table} although this run wrote it: the run's staging folder was removed "
+            f"while the run was going. Run the ingest again (nothing was published).")
+    return paths.table_dir(table) / "all.parquet"
+
+
+def publish_if_last(context: dg.AssetExecutionContext, staged: StagedTables) -> dict[str, object]:
+    """After the run's last selected ingest step: publish every table the run staged; metadata saying so."""
+    order = list(INGEST_TABLES)
+    selected = context.job_def.asset_layer.selected_asset_keys
+    later = [k for k in order[order.index(context.asset_key) + 1:] if k in selected]
+    if later:
+        return {"published": f"staged; published with {later[-1].to_user_string()} at the end of this run"}
+    tables = staged.publish([t for key in order if key in selected for t in INGEST_TABLES[key]])
+    return {"published": f"published together: {', '.join(tables)}"}
 
 
 def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> sources.RawSource:
@@ -28,7 +92,7 @@ def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> s
     import shutil
 
     from audiorec_assets.data.demo import generate_demo
-    from audiorec_assets.lakeio import atomic_dir
+    from audiorec_assets.lakeio import atomic_dir, process_staging
 
     paths = lake.paths()
     visible = [p for p in paths.raw.iterdir() if not p.name.startswith(".")] if paths.raw.exists() else []
@@ -38,7 +102,7 @@ def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> s
             log.info(f"{paths.raw} is empty: writing the demo data set (seed {seed})")
         if paths.raw.exists():
             shutil.rmtree(paths.raw)
-        with atomic_dir(paths.raw) as staging:
+        with atomic_dir(paths.raw, staging=process_staging(paths.staging)) as staging:
             generate_demo(staging, seed=seed)
     return sources.detect_source(paths.raw)
 
@@ -48,16 +112,19 @@ def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> s
 def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     paths = lake.paths()
     started = time.perf_counter()
+    sweep(context, paths)
     source = ensure_raw(lake, context.log)
-    target = paths.table_dir("listens") / "all.parquet"
+    staged = ingest_staging(context, paths)
+    target = staged.path("listens")
     with scratch_connection(paths) as con:
         n_events = sources.ingest_listens(con, source, target, paths.tmp)
         users, tracks, first, last = con.execute(
             "SELECT count(DISTINCT user_id), count(DISTINCT track_id), min(ts), max(ts) FROM read_parquet($p)",
             {"p": str(target)},
         ).fetchone()
-    register_view(paths, "listens")
+    published = publish_if_last(context, staged)
     return dg.MaterializeResult(metadata={
+        **published,
         "layout": source.layout.value,
         "source_file": dg.MetadataValue.path(str(source.log_path)),
         "dagster/row_count": n_events,
@@ -73,10 +140,13 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
           description="The catalogue: one row per track with audio; item_idx = rank of the sorted track id.")
 def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     paths = lake.paths()
+    sweep(context, paths)
     source = sources.detect_source(paths.raw)
+    staged = ingest_staging(context, paths)
     with scratch_connection(paths) as con:
-        catalogue, report = build_tracks(con, source, paths.table_dir("listens") / "all.parquet")
-    write_table_file(paths, "tracks", catalogue)
+        catalogue, report = build_tracks(con, source, ingest_file(context, paths, "listens"))
+    tracks_file = staged.write("tracks", catalogue)
+    tracks_fp = lineage.tracks_fingerprint(tracks_file)
     unreadable = catalogue.loc[catalogue["duration_s"].isna(), "track_id"].tolist()
     if unreadable:
         context.log.warning(f"{len(unreadable)} audio file(s) cannot be read, e.g. {unreadable[:5]}: "
@@ -86,8 +156,10 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
             f"{report.listened_without_audio} listened track(s) have no audio in {source.audio_dir}, "
             f"e.g. {report.examples_without_audio}; setting missing_audio decides what the split does."
         )
+    published = publish_if_last(context, staged)
     return dg.MaterializeResult(metadata={
-        lineage.FINGERPRINT: lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet"),
+        **published,
+        lineage.FINGERPRINT: tracks_fp,
         "dagster/row_count": len(catalogue),
         "audio_dir": dg.MetadataValue.path(str(source.audio_dir)),
         "total_hours": round(float(catalogue["duration_s"].sum()) / 3600, 2),
@@ -103,17 +175,19 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
 def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     paths = lake.paths()
     settings = lake.settings()
+    sweep(context, paths)
     source = sources.detect_source(paths.raw)
-    listens_file = paths.table_dir("listens") / "all.parquet"
-    catalogue = pd.read_parquet(paths.table_dir("tracks") / "all.parquet", columns=["track_id"])
+    staged = ingest_staging(context, paths)
+    listens_file, tracks_file = ingest_file(context, paths, "listens"), ingest_file(context, paths, "tracks")
+    interactions_file = staged.path("interactions")
+    catalogue = pd.read_parquet(tracks_file, columns=["track_id"])
     with scratch_connection(paths) as con:
         windows = splits.resolve_windows(con, listens_file, source.layout, settings)
         _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), windows, settings.missing_audio,
                                     context)
         report = splits.make_split(con, listens_file, list(catalogue["track_id"]), windows, settings,
-                                   paths.table_dir("interactions") / "all.parquet")
-    register_view(paths, "interactions")
-    write_table_file(paths, "split_info", pd.DataFrame([{
+                                   interactions_file)
+    staged.write("split_info", pd.DataFrame([{
         "preset": settings.preset, "seed": settings.seed, "layout": source.layout.value,
         "train_start": windows.train_start, "test_start": windows.test_start,
         "val_end": windows.val_end, "test_end": windows.test_end,
@@ -132,13 +206,16 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
                       coalesce(p.tracks, 0) AS tracks, coalesce(p.plays, 0) AS plays, p.first_listen, p.last_listen
                FROM names AS n LEFT JOIN per AS p USING (split)
                ORDER BY n.split_order""",
-            {"p": str(paths.table_dir("interactions") / "all.parquet")},
+            {"p": str(interactions_file)},
         ).df()
+    fingerprint = lineage.table_fingerprint(interactions_file)
+    built_from = lineage.ingest_built_from(settings, paths.root, lineage.raw_fingerprint(paths.raw),
+                                           lineage.tracks_fingerprint(tracks_file))
+    published = publish_if_last(context, staged)  # the last step: listens, tracks, interactions, split_info
     return dg.MaterializeResult(metadata={
-        lineage.FINGERPRINT: lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
-        lineage.BUILT_FROM: lineage.ingest_built_from(
-            settings, paths.root, lineage.raw_fingerprint(paths.raw),
-            lineage.tracks_fingerprint(paths.table_dir("tracks") / "all.parquet")),
+        **published,
+        lineage.FINGERPRINT: fingerprint,
+        lineage.BUILT_FROM: built_from,
         "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs + report.test_cold_pairs,
         "preset": settings.preset,
         "test_cold_pairs": report.test_cold_pairs,
@@ -173,9 +250,9 @@ def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], wi
     context.add_output_metadata({"dropped_tracks_without_audio": len(missing), "dropped_events_without_audio": int(n_events)})
 
 
-def split_windows_from_lake(lake: LakeResource) -> splits.SplitWindows:
-    """The windows the last ``interactions`` run used (from ``audiorec.split_info``)."""
-    info = pd.read_parquet(lake.paths().table_dir("split_info") / "all.parquet").iloc[0]
+def split_windows_from_lake(lake: LakeResource, split_info_file: Path | None = None) -> splits.SplitWindows:
+    """The windows the last ``interactions`` run used (from ``audiorec.split_info``, or ``split_info_file``)."""
+    info = pd.read_parquet(split_info_file or lake.paths().table_dir("split_info") / "all.parquet").iloc[0]
     val_end = info["val_end"]
     return splits.SplitWindows(
         train_start=info["train_start"].to_pydatetime(),

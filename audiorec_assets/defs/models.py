@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 
 from audiorec_assets.defs import lineage
-from audiorec_assets.defs.embeddings import EMBEDDINGS
-from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
+from audiorec_assets.defs.embeddings import EMBEDDINGS, VALID_CHECK
+from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, sweep
 from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER
+from audiorec_assets.encoders.run import embedding_problems
 from audiorec_assets.encoders.standardize import zscore_columns
 from audiorec_assets.evaluation.protocol import RECOMMENDATION_COLUMNS, evaluate, recommend_all_splits
-from audiorec_assets.lakeio import atomic_dir
+from audiorec_assets.lakeio import atomic_dir, process_staging
 from audiorec_assets.recommenders import recommender_class
 from audiorec_assets.recommenders.base import FitReport, Recommender
 from audiorec_assets.recommenders.data import InteractionData
@@ -45,14 +47,30 @@ def load_interaction_data(paths: LakePaths) -> InteractionData:
     )
 
 
+class VectorFileError(ValueError):
+    """An encoder's ``.npy`` fails the embeddings check; the message names the file, the problem and the fix."""
+
+
 def load_item_vectors(paths: LakePaths, encoder: str, n_items: int) -> np.ndarray:
+    """The encoder's item vectors, refused unless they pass the embeddings check (whatever run checked them:
+    a file dropped in or changed after its check, or whose check failed in another run, stops here)."""
     path = paths.embedding_file(encoder)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: materialize audiorec/embeddings partition '{encoder}' first.")
-    vectors = np.load(path)
-    if len(vectors) != n_items:
-        raise ValueError(f"{path} has {len(vectors)} rows but audiorec.tracks has {n_items}: re-materialize it.")
-    return vectors.astype(np.float32, copy=False)
+    builtin = encoder in BUILTIN_ENCODERS
+    fix = (f"materialize audiorec/embeddings partition '{encoder}' again (the tracks may have changed since)"
+           if builtin else
+           "replace the file with a float32 array of one finite, non-zero row per track of audiorec.tracks in "
+           f"item_idx order, then materialize audiorec/embeddings partition '{encoder}'")
+    try:
+        vectors = np.load(path)
+    except (ValueError, OSError, EOFError) as err:
+        raise VectorFileError(f"{path} cannot be read as a .npy array ({err}): {fix}.") from None
+    problems = embedding_problems(vectors, n_items, no_audio=encoder == NO_AUDIO_ENCODER)
+    if problems:
+        raise VectorFileError(f"{path} fails the embeddings check ({VALID_CHECK}): {'; '.join(problems)}. "
+                              f"Refusing to train on it: {fix}.")
+    return vectors
 
 
 def vectors_for_models(vectors: np.ndarray, settings: ExperimentSettings) -> np.ndarray:
@@ -91,6 +109,7 @@ def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> P
     except CellError as err:
         raise CellError(f"Partition {encoder}|{recommender}: {err}.") from None
     paths, settings = lake.paths(), lake.settings()
+    sweep(context, paths)
     data = load_interaction_data(paths)
     vectors = vectors_for_models(load_item_vectors(paths, encoder, data.n_items), settings)
     return PartitionInputs(encoder, recommender, paths, settings, data, vectors)
@@ -110,7 +129,7 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
         encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
         data, vectors = inputs.data, inputs.vectors
         reports: dict[int, FitReport] = {}
-        with atomic_dir(paths.model_dir(encoder, recommender)) as tmp:
+        with atomic_dir(paths.model_dir(encoder, recommender), staging=process_staging(paths.staging)) as tmp:
             for seed in inputs.seeds():
                 model = recommender_class(recommender)(settings.model_copy(update={"seed": seed}))
                 reports[seed] = model.fit(data, vectors)

@@ -278,6 +278,22 @@ def vector_stats(vectors: np.ndarray) -> dict[str, float]:
     }
 
 
+def embedding_problems(vectors: np.ndarray, n_tracks: int, no_audio: bool = False) -> list[str]:
+    """The embeddings check (empty list: it passes): float32 and :func:`vector_problems`; for the encoder
+    without audio (``no_audio``), a ``(n_tracks, 0)`` float32 array. The embeddings asset and the loader of
+    every model step both apply it, so a file that fails it is refused in any run."""
+    problems = [] if vectors.dtype == np.float32 else [
+        f"dtype {vectors.dtype}, expected float32 (np.save(path, vectors.astype('float32')))"]
+    if no_audio:
+        if vectors.shape != (n_tracks, 0):
+            problems.append(f"shape {vectors.shape}, expected ({n_tracks}, 0): the encoder without audio has no "
+                            "features")
+        return problems
+    if not np.issubdtype(vectors.dtype, np.number):
+        return problems
+    return problems + vector_problems(vectors, n_tracks)
+
+
 def vector_problems(vectors: np.ndarray, n_tracks: int) -> list[str]:
     """What is wrong with an embedding matrix for a catalogue of ``n_tracks`` (empty list: nothing)."""
     if vectors.ndim != 2:

@@ -1,0 +1,327 @@
+"""A user's bad day with the lake: killed ingests, leftovers of earlier versions, a read-only session left open.
+
+The ingest publishes listens, tracks, interactions and split_info together or not at all; temporaries live in
+<lake>/tmp/staging/, where no view can see them; writing rows never opens the warehouse for writing once the
+view exists.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from audiorec_assets import lakeio, warehouse
+from audiorec_assets.definitions import build_definitions
+from audiorec_assets.defs.embeddings import EMBEDDINGS
+from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
+from audiorec_assets.settings import LakePaths
+from audiorec_assets_tests.helpers import write_own
+from audiorec_assets_tests.test_pipeline import small_log
+
+REPO = Path(__file__).resolve().parents[1]
+INGEST_TABLES = ("listens", "tracks", "interactions", "split_info")
+
+# materializes the ingest group of the lake in argv[1]; with DIE_AFTER_RENAMES=n it kills itself right after
+# the n-th rename into tables/ (the worst moment: inside the publish)
+INGEST_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    import dagster as dg
+    from audiorec_assets import lakeio
+    from audiorec_assets.definitions import build_definitions
+
+    die_after = int(os.environ.get("DIE_AFTER_RENAMES", "0"))
+    if die_after:
+        real_replace, renamed = lakeio._replace, []
+        def replace(src, dst):
+            real_replace(src, dst)
+            if Path(dst).parent.parent.name == "tables":
+                renamed.append(dst)
+                if len(renamed) == die_after:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        lakeio._replace = replace
+    defs = build_definitions(sys.argv[1])
+    print("ready", flush=True)
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=dg.AssetSelection.groups("ingest"),
+                            resources=defs.resources, raise_on_error=False)
+    sys.exit(0 if result.success else 1)
+""")
+
+
+def shifted(listens, days: int):
+    """The same log ``days`` later (so that the split's windows, and split_info, differ)."""
+    fmt = "%Y-%m-%d %H:%M:%S"
+    return [(u, t, (datetime.strptime(ts, fmt) + timedelta(days=days)).strftime(fmt)) for u, t, ts in listens]
+
+
+def materialize_ingest(lake: Path) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(lake)
+    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=dg.AssetSelection.groups("ingest"),
+                            resources=defs.resources)
+    assert result.success
+    return result
+
+
+def snapshot(lake: Path) -> dict[str, tuple]:
+    """Every row of the four ingest tables, as the warehouse returns them (order-free)."""
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        frames = {t: con.sql(f"SELECT * FROM audiorec.{t}").df() for t in INGEST_TABLES}
+    return {t: tuple(sorted(map(repr, f.astype(str).itertuples(index=False, name=None)))) for t, f in frames.items()}
+
+
+class IngestProcess:
+    """``INGEST_SCRIPT`` in its own process; ``started`` once its imports are done."""
+
+    def __init__(self, lake: Path, log: Path, **env: str):
+        environment = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | env
+        self.log = open(log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-c", INGEST_SCRIPT, str(lake)], cwd=REPO, env=environment,
+                                     stdout=subprocess.PIPE, stderr=self.log)
+        assert self.proc.stdout.readline().strip() == b"ready", f"the ingest script did not start; see {log}"
+        self.started = time.monotonic()
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.log.close()
+
+
+def test_killed_ingests_leave_a_complete_set_and_a_rerun_succeeds(tmp_path):
+    lake = tmp_path / "lake"
+    raws = {1: tmp_path / "raw_v1", 2: tmp_path / "raw_v2"}
+    write_own(raws[1], small_log(seed=0))
+    write_own(raws[2], shifted(small_log(seed=1, n_new=2), days=3))
+
+    def use_raw(version: int) -> None:
+        shutil.rmtree(lake / "raw", ignore_errors=True)
+        shutil.copytree(raws[version], lake / "raw")
+
+    use_raw(1)
+    materialize_ingest(lake)  # a clean run on v1
+    clean = {1: snapshot(lake)}
+    use_raw(2)
+    run = IngestProcess(lake, tmp_path / "ingest.log")
+    assert run.wait() == 0
+    seconds = time.monotonic() - run.started
+    clean[2] = snapshot(lake)  # a clean run on v2, in a process of its own
+    assert all(clean[1][t] != clean[2][t] for t in INGEST_TABLES), "the two versions must differ in every table"
+
+    state, outcomes = 2, []
+    delays = np.random.default_rng(7).uniform(0.0, seconds, size=8)
+    for i, delay in enumerate(delays):
+        version = 1 if i % 2 == 0 else 2  # ingest the other version, and kill it
+        use_raw(version)
+        run = IngestProcess(lake, tmp_path / "ingest.log")
+        time.sleep(max(0.0, run.started + delay - time.monotonic()))
+        os.kill(run.proc.pid, signal.SIGKILL)
+        run.wait()
+        snapshot(lake)  # every table still answers, whatever the moment of the kill
+        warehouse.sweep_lake(LakePaths(lake))  # what the next run does first (completes a cut-off publish)
+        now = snapshot(lake)
+        assert now in (clean[state], clean[version]), f"kill after {delay:.2f} s left a mixed set of tables"
+        state = version if now == clean[version] else state
+        outcomes.append(state == version)
+        assert not [p for t in INGEST_TABLES for p in (lake / "tables" / t).iterdir() if p.name != "all.parquet"]
+
+    for staged_set in (lake / "tmp" / "staging").glob("set-*"):  # only this process's own runs are left
+        owners = json.loads((staged_set / "owners.json").read_text())["owners"]
+        assert owners == [lakeio.owner_id()] and (staged_set / "published").exists(), staged_set
+    use_raw(2)
+    materialize_ingest(lake)
+    assert snapshot(lake) == clean[2]
+    print(f"kills after {np.round(delays, 2).tolist()} s of a {seconds:.1f} s ingest; published: {outcomes}")
+
+
+def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_path):
+    lake = tmp_path / "lake"
+    write_own(lake / "raw", small_log(seed=0))
+    materialize_ingest(lake)
+    before = snapshot(lake)
+    shutil.rmtree(lake / "raw")
+    write_own(lake / "raw", shifted(small_log(seed=1, n_new=2), days=3))
+    run = IngestProcess(lake, tmp_path / "ingest.log", DIE_AFTER_RENAMES="2")
+    assert run.wait() == -signal.SIGKILL
+    torn = snapshot(lake)
+    # the window the journal closes: two tables new, two old (a reader inside it sees this)
+    assert sum(torn[t] != before[t] for t in INGEST_TABLES) == 2
+    journals = list((lake / "tmp" / "staging").glob("set-*/journal.json"))
+    assert len(journals) == 1
+    warehouse.sweep_lake(LakePaths(lake))  # what every run does first: complete the cut-off publish
+    assert not journals[0].exists()
+    completed = snapshot(lake)
+    assert all(completed[t] != before[t] for t in INGEST_TABLES), "all four tables are the new ones"
+    materialize_ingest(lake)
+    assert snapshot(lake) == completed, "the completed set is what a clean run of the new data returns"
+
+
+def test_hidden_and_empty_leftovers_change_nothing(lake):
+    write_own(lake / "raw", small_log(seed=0))
+    materialize_ingest(lake)
+    before = snapshot(lake)
+    listens_dir = lake / "tables" / "listens"
+    hour_ago = time.time() - 2 * 3600
+    # what a kill -9 of earlier versions left: an empty temporary, and a complete one (would double the rows)
+    (listens_dir / ".all.parquet.x.parquet").write_bytes(b"")
+    legacy = listens_dir / ".all.parquet.k3j_x9aa.parquet"
+    shutil.copy(listens_dir / "all.parquet", legacy)
+    os.utime(legacy, (hour_ago, hour_ago))
+    legacy_model = lake / "models" / "mfcc" / ".knn.abcd1234"
+    (legacy_model / "seed-42").mkdir(parents=True)
+    os.utime(legacy_model, (hour_ago, hour_ago))
+    # staging folders of a process that is gone, of a process that runs, and of a killed run
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    staging = lake / "tmp" / "staging"
+    gone = staging / f"proc-{dead.stdout.strip()}-1"
+    alive = staging / f"proc-{lakeio.owner_id(os.getppid())}"
+    killed_run = staging / "set-killed-run"
+    for folder in (gone, alive, killed_run / "files"):
+        folder.mkdir(parents=True)
+    (gone / ".all.parquet.abcdefgh.parquet").write_bytes(b"")
+    (killed_run / "files" / "listens.parquet").write_bytes(b"")
+    (killed_run / "owners.json").write_text(f'{{"owners": ["{dead.stdout.strip()}-1"], "single_process": true}}')
+
+    assert snapshot(lake) == before, "the views cannot see hidden files"
+    assert len(warehouse.read_table(LakePaths(lake), "listens")) == len(pd.read_parquet(listens_dir / "all.parquet"))
+    materialize_ingest(lake)  # a later ingest neither fails on them nor reads them
+    assert snapshot(lake) == before
+    assert not legacy.exists() and not legacy_model.exists() and not gone.exists() and not killed_run.exists()
+    assert alive.exists(), "a live process's temporaries are never swept"
+    assert (listens_dir / ".all.parquet.x.parquet").exists(), "not a name audiorec writes: left alone, unseen"
+
+
+def test_model_folders_are_swapped_whole_and_leave_no_staging(tmp_path):
+    target = tmp_path / "models" / "mfcc" / "knn"
+    staging = lakeio.process_staging(tmp_path / "tmp" / "staging")
+    with lakeio.atomic_dir(target, staging=staging) as tmp:
+        (tmp / "model.json").write_text("0")
+    missing, stop = [], threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not (target / "model.json").exists():
+                missing.append(time.monotonic())
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in range(1, 60):
+            with lakeio.atomic_dir(target, staging=staging) as tmp:
+                (tmp / "model.json").write_text(str(version))
+    finally:
+        stop.set()
+        thread.join()
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    if lakeio.exchange(tmp_path / "a", tmp_path / "b"):  # else two renames: a window of microseconds
+        assert not missing, f"the model folder was missing {len(missing)} time(s)"
+    assert (target / "model.json").read_text() == "59"
+    with pytest.raises(RuntimeError), lakeio.atomic_dir(target, staging=staging) as tmp:
+        (tmp / "model.json").write_text("broken")
+        raise RuntimeError("training failed")
+    assert (target / "model.json").read_text() == "59"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["knn"], "nothing hidden beside the model"
+    assert not list(staging.iterdir()), "the staging area is emptied"
+
+    # a process killed while it trains: its temporary folder sits in its own staging folder, swept later
+    killed = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from audiorec_assets import lakeio
+        staging = lakeio.process_staging(Path({str(tmp_path / 'tmp' / 'staging')!r}))
+        with lakeio.atomic_dir(Path({str(target)!r}), staging=staging) as tmp:
+            (tmp / "model.json").write_text("half")
+            print("writing", flush=True)
+            time.sleep(60)
+    """)], cwd=REPO, stdout=subprocess.PIPE)
+    assert killed.stdout.readline().strip() == b"writing"
+    killed.kill()
+    killed.wait()
+    assert (target / "model.json").read_text() == "59"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["knn"]
+    removed = lakeio.sweep_processes(tmp_path / "tmp" / "staging")
+    assert [p.name.split("-")[1] for p in removed] == [str(killed.pid)]
+
+
+@pytest.fixture
+def read_only_session():
+    """Another process holding the warehouse open read-only (``duckdb.connect(..., read_only=True)``)."""
+    procs = []
+
+    def open_session(path: Path) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time, duckdb
+            con = duckdb.connect({str(path)!r}, read_only={True})
+            print(con.sql("SELECT count(*) FROM audiorec.tracks").fetchone()[0], flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert proc.stdout.readline().strip().isdigit()
+        procs.append(proc)
+        return proc
+
+    yield open_session
+    for proc in procs:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_run_succeeds_while_a_read_only_session_is_open(lake, read_only_session, monkeypatch):
+    write_own(lake / "raw", small_log(n_new=4))
+    (lake / "experiment.yaml").write_text("ks: [5, 10, 50]\ntop_n: 60\n")
+    defs = build_definitions(lake)
+    materialize_ingest(lake)
+    key = dg.MultiPartitionKey({"encoder": "random", "recommender": "knn"})
+    cell = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
+    everything = list(defs.assets) + list(defs.asset_checks)
+
+    def run(selection, partition_key=None):
+        return dg.materialize(everything, selection=selection, partition_key=partition_key, resources=defs.resources)
+
+    assert run(dg.AssetSelection.assets(EMBEDDINGS), "random").success
+    assert run(cell, key).success  # the first write of each table creates its view
+    session = read_only_session(lake / "warehouse.duckdb")
+    warehouse._current_views.clear()  # as a fresh process would: ask the warehouse whether the views exist
+    started = time.monotonic()
+    assert run(cell, key).success
+    materialize_ingest(lake)
+    assert time.monotonic() - started < 60
+
+    # a genuinely new view has to wait for the session: it fails soon, naming the table and the session
+    monkeypatch.setattr(warehouse, "VIEW_TIMEOUT_S", 1.0)
+    with pytest.raises(warehouse.WarehouseBusyError, match=rf"audiorec\.brand_new .*PID {session.pid}"):
+        warehouse.write_table_file(LakePaths(lake), "brand_new", pd.DataFrame({"x": [1]}))
+    assert (lake / "tables" / "brand_new" / "all.parquet").exists(), "the rows are written all the same"
+
+
+def test_concurrent_writers_of_one_table_never_show_each_other_half_files(lake):
+    paths = LakePaths(lake)
+    rows = pd.DataFrame({"part": ["a"] * 1000, "value": np.arange(1000)})
+    for part in ("a", "b"):
+        warehouse.write_table_file(paths, "metrics", rows.assign(part=part), part=part)
+    writers = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import numpy as np, pandas as pd
+        from audiorec_assets.settings import LakePaths
+        from audiorec_assets.warehouse import write_table_file
+        rows = pd.DataFrame({{"part": [{part!r}] * 1000, "value": np.arange(1000)}})
+        for _ in range(40):
+            write_table_file(LakePaths({str(lake)!r}), "metrics", rows, part={part!r})
+    """)], cwd=REPO) for part in ("a", "b")]
+    counts = []
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        while any(w.poll() is None for w in writers):
+            counts.append(con.sql("SELECT part, count(*) FROM audiorec.metrics GROUP BY part ORDER BY part").fetchall())
+    assert [w.returncode for w in writers] == [0, 0]
+    assert len(counts) > 5 and all(c == [("a", 1000), ("b", 1000)] for c in counts)
+    assert sorted(p.name for p in (lake / "tables" / "metrics").iterdir()) == ["a.parquet", "b.parquet"]
