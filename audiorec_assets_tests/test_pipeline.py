@@ -223,3 +223,32 @@ def test_shuffled_twin_of_any_encoder_is_a_partition_and_a_permutation(lake, ing
     assert not np.array_equal(base, twin)
     assert np.array_equal(np.sort(base, axis=0), np.sort(twin, axis=0))  # the same rows, other tracks
     assert not np.any(np.all(base == twin, axis=1))  # no track keeps its own vector
+
+
+def test_seeds_run_each_trained_cell_once_per_seed_and_report_the_spread(lake, ingested):
+    (lake / "experiment.yaml").write_text(
+        "seeds: [1, 2]\nencode: {shuffled_base: mfcc}\nks: [5, 10, 50]\ntop_n: 60\n"
+        "shallow: {max_epochs: 3, batch_size: 256}\n")
+    defs = build_definitions(lake)
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="random")
+    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
+    for recommender in ("shallow", "knn"):
+        run(defs, per_partition, dg.MultiPartitionKey({"encoder": "random", "recommender": recommender}))
+    assert sorted(p.name for p in (lake / "models" / "random" / "shallow").glob("seed-*")) == ["seed-1", "seed-2"]
+    assert [p.name for p in (lake / "models" / "random" / "knn").glob("seed-*")] == ["seed-1"]  # deterministic
+    recs = sql(lake, "SELECT recommender, seed, count(*) AS n FROM audiorec.recommendations GROUP BY ALL")
+    assert set(recs[recs.recommender == "shallow"]["seed"]) == {1, 2}
+    metrics = sql(lake, "SELECT * FROM audiorec.metrics WHERE encoder = 'random' AND split = 'test' AND k = 10")
+    shallow, knn = (metrics[metrics.recommender == r].set_index("metric") for r in ("shallow", "knn"))
+    assert (shallow["n_seeds"] == 2).all() and (knn["n_seeds"] == 1).all() and knn["seed_sd"].isna().all()
+    # value = mean over users of the seed-averaged per-user values = mean of the two seeds' means
+    per_seed = []
+    interactions = sql(lake, "SELECT user_id, track_id FROM audiorec.interactions WHERE split = 'test'")
+    relevant = interactions.groupby("user_id")["track_id"].apply(set)
+    for seed in (1, 2):
+        top = sql(lake, f"SELECT user_id, track_id FROM audiorec.recommendations WHERE recommender = 'shallow' "
+                        f"AND split = 'test' AND seed = {seed} AND rank <= 10")
+        hits = top.groupby("user_id")["track_id"].apply(lambda s: bool(set(s) & relevant[s.name]))
+        per_seed.append(hits.reindex(relevant.index, fill_value=False).mean())
+    assert shallow.loc["hitrate", "value"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert shallow.loc["hitrate", "seed_sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
