@@ -14,7 +14,7 @@ from audiorec_assets.defs import lineage
 from audiorec_assets.defs.embeddings import EMBEDDINGS, VALID_CHECK
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, sweep
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, SHUFFLED_PREFIX
 from audiorec_assets.encoders.run import embedding_problems
 from audiorec_assets.encoders.standardize import zscore_columns
 from audiorec_assets.evaluation.protocol import RECOMMENDATION_COLUMNS, evaluate, recommend_all_splits
@@ -57,7 +57,7 @@ def load_item_vectors(paths: LakePaths, encoder: str, n_items: int) -> np.ndarra
     path = paths.embedding_file(encoder)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: materialize audiorec/embeddings partition '{encoder}' first.")
-    builtin = encoder in BUILTIN_ENCODERS
+    builtin = encoder in BUILTIN_ENCODERS or encoder.startswith(SHUFFLED_PREFIX)  # computed by audiorec
     fix = (f"materialize audiorec/embeddings partition '{encoder}' again (the tracks may have changed since)"
            if builtin else
            "replace the file with a float32 array of one finite, non-zero row per track of audiorec.tracks in "
@@ -140,7 +140,7 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
                 "interactions": lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
                 "vectors": lineage.array_fingerprint(vectors),
             }))
-        first = reports[min(reports)] if len(reports) == 1 else reports[inputs.seeds()[0]]
+        first = reports[inputs.seeds()[0]]  # the metadata shows the first seed's fit
         metadata = {
             "preset": settings.preset, "seeds": dg.MetadataValue.json(list(reports)), "users": data.n_users,
             "items": data.n_items, "train_vocabulary": int(len(data.train_items)), "dim": int(vectors.shape[1]),
