@@ -125,6 +125,27 @@ def _replace(src: Path, dst: Path) -> None:
         raise
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (``os.umask`` can only
+    set it, which would briefly change it for every other thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(path: Path, directory: bool = False) -> None:
+    """Give a temporary the mode a plain ``open``/``mkdir`` would (``mkstemp``/``mkdtemp`` make 0600/0700,
+    so tables written through pandas would be private while DuckDB's are not)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path, suffix: str = "", staging: Path | None = None) -> Iterator[Path]:
     """Yield a temporary path; rename it onto ``target`` on success.
@@ -142,6 +163,7 @@ def atomic_path(target: Path, suffix: str = "", staging: Path | None = None) -> 
     try:
         yield tmp
         _fsync(tmp)
+        _plain_mode(tmp)
         _replace(tmp, target)
     finally:
         if tmp.exists():
@@ -164,6 +186,7 @@ def atomic_dir(target: Path, staging: Path | None = None) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=staging if staging is not None else target.parent))
     try:
         yield tmp
+        _plain_mode(tmp, directory=True)
         if not target.exists():
             _replace(tmp, target)
         elif not exchange(tmp, target):

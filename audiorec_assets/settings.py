@@ -113,6 +113,16 @@ class AlsSettings(_Section):
     alpha: float = Field(1.0, gt=0.0)  # confidence = 1 + alpha * plays
 
 
+class AudioCheckSettings(_Section):
+    """What the tracks check does with each audio oddity: fail (blocks the ingest) or warn (reported on the
+    check, the run goes on). A file that does not decode at all always fails."""
+
+    truncated: Literal["fail", "warn"] = "fail"  # fewer samples than the header promises
+    nan_samples: Literal["fail", "warn"] = "fail"  # NaN/inf samples (they make NaN embeddings)
+    short: Literal["fail", "warn"] = "warn"  # under 1 s of audio
+    silent: Literal["fail", "warn"] = "warn"  # peak under -80 dBFS
+
+
 class ExperimentSettings(_Section):
     """Everything a run of the study depends on. Defaults reproduce the guide preset."""
 
@@ -122,6 +132,10 @@ class ExperimentSettings(_Section):
     seeds: list[int] | None = None
     split: SplitSettings = SplitSettings()
     missing_audio: Literal["fail", "drop"] = "fail"
+    # log rows repeating an earlier (user_id, track_id, timestamp): counted and reported on
+    # audiorec.listens either way; keep: each counts as a play; drop: only the first is kept
+    duplicates: Literal["keep", "drop"] = "keep"
+    audio_checks: AudioCheckSettings = AudioCheckSettings()
     encoders: list[str] = ["mfcc", "musicnn", "shuffled", "random", "none"]
     recommenders: list[str] = ["knn", "shallow", "bert4rec", "popularity", "als"]
     ks: list[int] = [10, 20, 50]

@@ -67,3 +67,30 @@ def test_changed_files_are_encoded_again_and_a_mismatched_pair_is_not_trusted(tm
     # vectors replaced without their index (a crash between the two renames): nothing is reused
     save_npy_atomic(tmp_path / "v.npy", vectors * 2)
     assert load_previous(tmp_path / "v.npy", tmp_path / "i.parquet") is None
+
+
+class EmptyIntolerantEncoder(LoudnessEncoder):
+    """Raises, as real models do, on an empty waveform (a WAV with a header and no frames)."""
+
+    def embed(self, waveforms):
+        if any(len(w) == 0 for w in waveforms):
+            raise ValueError("waveform #0 of the batch: cannot embed an empty waveform")
+        return super().embed(waveforms)
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_a_lone_bad_file_in_its_batch_is_skipped_or_named(tmp_path, batch_size):
+    from audiorec_assets.encoders.base import EncoderContext
+
+    good = [write_tone(tmp_path / f"ok{i}.wav", freq=200 + 50 * i) for i in range(2)]
+    empty = write_tone(tmp_path / "empty.wav", seconds=0.0)
+    encoder = EmptyIntolerantEncoder(EncoderContext(batch_size=batch_size))
+    vectors, _, report = encode_catalogue(encoder, good + [empty], on_error="skip")
+    assert report.skipped == ["empty"] and report.encoded == 2 and not vector_problems(vectors, 3)
+    # the usual case: the bad file is the only new one, alone in its batch
+    vectors, hashes, report = encode_catalogue(encoder, good)
+    previous = store(tmp_path, encoder, good, vectors, hashes, report)
+    _, _, alone = encode_catalogue(encoder, good + [empty], previous, on_error="skip")
+    assert (alone.reused, alone.skipped) == (2, ["empty"])
+    with pytest.raises(EncoderError, match=r"empty\.wav: .*empty waveform.*encode.on_error: skip"):
+        encode_catalogue(encoder, [empty], on_error="fail")

@@ -123,3 +123,56 @@ def test_interactions_check_catches_leaks_cold_users_and_wrong_windows(tmp_path)
     assert failed == {"eval_pair_in_train", "user_in_train", "track_in_train", "in_window"}
     window = next(f for f in result.failures if f["column"] == "in_window")
     assert window["detail"]["examples"] == [{"user_id": "u1", "track_id": "c", "split": "val"}]
+
+
+def test_duplicate_events_are_reported_and_drop_removes_their_plays(lake):
+    write_own(lake / "raw", LISTENS + [LISTENS[0], LISTENS[0]])
+    kept = materialize(lake)
+    meta = kept.asset_materializations_for_node("audiorec__listens")[0].metadata
+    assert (meta["duplicate_events"].value, meta["duplicates"].value, meta["dagster/row_count"].value) == (2, "keep", 9)
+    plays = "SELECT plays FROM audiorec.interactions WHERE user_id = 'u1' AND track_id = 'a'"
+    assert sql(lake, plays)["plays"].tolist() == [4]
+    dropped = materialize(lake, overrides="duplicates: drop")
+    meta = dropped.asset_materializations_for_node("audiorec__listens")[0].metadata
+    assert (meta["duplicate_events"].value, meta["duplicates"].value, meta["dagster/row_count"].value) == (2, "drop", 7)
+    assert sql(lake, plays)["plays"].tolist() == [2]
+
+
+def test_audio_oddities_fail_or_warn_by_file_name(lake):
+    import numpy as np
+    import soundfile as sf
+
+    from audiorec_assets_tests.helpers import write_tone
+
+    tracks = ["a", "b", "c", "d", "e", "f"]
+    write_own(lake / "raw", LISTENS, tracks=tracks)
+    audio = lake / "raw" / "audio"
+    for name in ("b", "c", "d", "e", "f"):
+        (audio / f"{name}.flac").unlink()
+    full = write_tone(audio / "b.wav", seconds=2.0).read_bytes()
+    (audio / "b.wav").write_bytes(full[: len(full) // 2])  # truncated
+    samples = np.full(16000, 0.1, dtype=np.float32)
+    samples[9000] = np.nan
+    sf.write(str(audio / "c.wav"), samples, 8000, subtype="FLOAT")  # a NaN sample
+    write_tone(audio / "d.wav", seconds=0.001)  # 1 ms
+    sf.write(str(audio / "e.wav"), np.zeros(16000, dtype=np.float32), 8000)  # silent
+    (audio / "f.mp3").write_text("not audio, only a renamed text file\n" * 20)
+    result = materialize(lake, raise_on_error=False)
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "tracks")
+    assert not evaluation.passed
+    failures = {f["column"]: f["detail"]["examples"] for f in evaluation.metadata["failures"].value
+                if "examples" in f["detail"]}
+    assert [e["track_id"] for e in failures["audio_truncated_ok"]] == ["b"]
+    assert [e["track_id"] for e in failures["audio_nan_samples_ok"]] == ["c"]
+    assert "b.wav: truncated" in failures["audio_truncated_ok"][0]["audio_problem"]
+    unreadable = failures["audio_decodes"]
+    assert [e["track_id"] for e in unreadable] == ["f"] and "f.mp3: not an audio file" in unreadable[0]["audio_problem"]
+    warnings = {w["kind"]: w for w in evaluation.metadata["warnings"].value}
+    assert [e["track_id"] for e in warnings["short"]["examples"]] == ["b", "d"]
+    assert [e["track_id"] for e in warnings["silent"]["examples"]] == ["e"]
+    assert "short" not in failures and "audio_short_ok" not in failures
+    # the setting makes a warning a failure, and a failure a warning
+    result = materialize(lake, overrides="audio_checks: {short: fail, truncated: warn}", raise_on_error=False)
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "tracks")
+    columns = {f["column"] for f in evaluation.metadata["failures"].value}
+    assert "audio_short_ok" in columns and "audio_truncated_ok" not in columns

@@ -127,3 +127,42 @@ def test_a_replaced_bz2_log_is_decompressed_again(tmp_path):
 def test_more_text_timestamp_forms(tmp_path, stamp, expected):
     rows = ingest(tmp_path, "listens.csv", f"user_id,track_id,timestamp\nu1,t1,{stamp}\n")
     assert rows["ts"].iloc[0] == pd.Timestamp(expected)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "user_id,track_id,timestamp\n"])
+def test_an_empty_log_is_called_empty_and_named(tmp_path, content):
+    with pytest.raises(SourceError, match=r"listens\.csv: the listening log is empty"):
+        ingest(tmp_path, "listens.csv", content)
+
+
+@pytest.mark.parametrize("name, sep", [("listens.csv", ","), ("listens.tsv", "\t")])
+def test_an_unclosed_quote_is_refused_with_its_line_not_read_into_an_id(tmp_path, name, sep):
+    rows = ["user_id,track_id,timestamp", "u000,t0,2019-03-01 12:00:00", "", '"u001,t1,2019-03-01 12:00:00',
+            "u002,t2,2019-03-01 12:00:00"]
+    content = "\n".join(r.replace(",", sep) for r in rows) + "\n"
+    with pytest.raises(SourceError, match=rf'{name}: 1 bad row\(s\), e\.g\. line 4: a double quote in user_id "u001'):
+        ingest(tmp_path, name, content)
+
+
+def test_properly_quoted_fields_are_still_read(tmp_path):
+    rows = ingest(tmp_path, "listens.csv", 'user_id,track_id,timestamp\n"u,1",t1,2019-03-01 12:00:00\n')
+    assert rows["user_id"].tolist() == ["u,1"]
+
+
+def test_duplicate_events_are_counted_and_kept_or_dropped(tmp_path):
+    from audiorec_assets.data.sources import read_listens
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    path = raw / "listens.csv"
+    path.write_text("user_id,track_id,timestamp\nu1,t1,2019-03-01 12:00:00\nu1,t2,2019-03-01 12:00:00\n"
+                    "u1,t1,2019-03-01 12:00:00\nu2,t1,2019-03-01 12:00:00\nu1,t1,2019-03-01 12:00:00\n")
+    source = RawSource(Layout.OWN, path, raw / "audio")
+    with scratch_connection(LakePaths(tmp_path)) as con:
+        kept = read_listens(con, source, tmp_path / "kept.parquet", tmp_path / "tmp")
+        dropped = read_listens(con, source, tmp_path / "dropped.parquet", tmp_path / "tmp", duplicates="drop")
+    assert (kept.events, kept.duplicates) == (5, 2) and (dropped.events, dropped.duplicates) == (3, 2)
+    assert len(pd.read_parquet(tmp_path / "kept.parquet")) == 5
+    rows = pd.read_parquet(tmp_path / "dropped.parquet")
+    assert rows[["user_id", "track_id"]].values.tolist() == [["u1", "t1"], ["u1", "t2"], ["u2", "t1"]]
+    assert not list(tmp_path.glob("*.dedup*")) and not list(tmp_path.glob(".*"))

@@ -53,6 +53,10 @@ def _decode(path: Path, sr: int | None, offset: float, duration: float | None) -
 
             waveform, native_sr = librosa.load(str(path), sr=None, mono=True, offset=offset, duration=duration)
         except Exception as err:
+            if Path(path).is_file() and not looks_like_audio(Path(path)):
+                raise AudioReadError(
+                    f"{path}: not an audio file (no WAV, FLAC, MP3 or Ogg header; it starts with "
+                    f"{Path(path).read_bytes()[:16]!r}). Replace it with the track's audio or remove it.") from err
             raise AudioReadError(f"{path}: cannot decode audio ({sf_err}; {err})") from err
     if sr is not None and sr != native_sr:
         import soxr
@@ -60,3 +64,70 @@ def _decode(path: Path, sr: int | None, offset: float, duration: float | None) -
         waveform = soxr.resample(waveform, native_sr, sr, quality="HQ")
         native_sr = sr
     return np.ascontiguousarray(waveform, dtype=np.float32), native_sr
+
+
+# first bytes of the supported containers (MP3: an ID3 tag or an MPEG frame sync)
+_MAGIC = (b"RIFF", b"RF64", b"fLaC", b"OggS", b"ID3")
+
+
+def looks_like_audio(path: Path) -> bool:
+    """Whether ``path`` starts like a WAV, FLAC, Ogg or MP3 file (a renamed text file does not)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    return head.startswith(_MAGIC) or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+
+
+AUDIO_ODDITIES = ("truncated", "nan_samples", "short", "silent")
+SHORT_SECONDS = 1.0
+SILENT_PEAK = 1e-4  # about -80 dBFS: nothing audible
+
+
+def audio_oddities(path: Path) -> dict[str, str]:
+    """What is odd about a readable audio file, by kind (:data:`AUDIO_ODDITIES`) → message naming it.
+
+    Decodes the whole file: ``truncated`` (fewer samples than its header promises, or a WAV data
+    chunk longer than the file), ``nan_samples``, ``short`` (under :data:`SHORT_SECONDS`), ``silent``
+    (peak under :data:`SILENT_PEAK`). Raises :class:`AudioReadError` when it does not decode.
+    """
+    import soundfile as sf
+
+    found: dict[str, str] = {}
+    declared = None
+    try:
+        declared = int(sf.info(str(path)).frames)
+    except Exception:
+        pass
+    waveform, sr = _decode(path, sr=None, offset=0.0, duration=None)
+    missing_bytes = _wav_missing_bytes(path)
+    if missing_bytes:
+        found["truncated"] = f"{path}: truncated (its WAV header promises {missing_bytes} bytes more than the file has)"
+    elif declared is not None and 0 < declared and len(waveform) < declared:
+        found["truncated"] = f"{path}: truncated ({len(waveform)} of the {declared} samples its header promises)"
+    finite = np.isfinite(waveform)
+    if not finite.all():
+        found["nan_samples"] = f"{path}: {int((~finite).sum())} NaN/inf sample(s), first at {np.argmin(finite) / sr:.3f} s"
+    seconds = len(waveform) / sr
+    if seconds < SHORT_SECONDS:
+        found["short"] = f"{path}: only {seconds:.3f} s of audio (under {SHORT_SECONDS:g} s)"
+    peak = float(np.nanmax(np.abs(waveform))) if finite.any() else 0.0
+    if waveform.size and peak < SILENT_PEAK:
+        found["silent"] = f"{path}: silent (peak {peak:.1e})"
+    return found
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """For a RIFF/WAVE file, how many bytes its ``data`` chunk claims beyond the end of the file (0: none)."""
+    import struct
+
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return 0
+        size = Path(path).stat().st_size
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return 0
+            chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
+            if chunk == b"data":
+                return max(0, handle.tell() + length - size) if length != 0xFFFFFFFF else 0
+            handle.seek(length + (length & 1), 1)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from audiorec_assets.data.audio import check_decodes
+from audiorec_assets.data.audio import AUDIO_ODDITIES, audio_oddities
 from audiorec_assets.data.splits import SplitWindows
 
 INTERACTION_COLUMNS = ["user_id", "track_id", "first_ts", "plays", "split"]
@@ -32,6 +32,8 @@ class QualityResult:
     success: bool
     evaluated: int
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # findings that do not fail the suite (e.g. short or silent audio under audio_checks: warn)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> str:
         if self.success:
@@ -164,33 +166,40 @@ def check_interactions(flags: pd.DataFrame) -> QualityResult:
 
 
 def tracks_flags(tracks: pd.DataFrame, workers: int = 4) -> pd.DataFrame:
-    """Tracks rows plus per-row audio flags: the file exists and its first second decodes."""
+    """Tracks rows plus per-row audio flags: the file exists, it decodes, and (``audio_<kind>_ok``) it is
+    free of each oddity of :func:`audio_oddities`; ``audio_problem`` says what is wrong, naming the file."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def flags(path: object) -> tuple[bool, bool]:
+    def inspect(path: object) -> tuple[bool, bool, dict[str, str], str]:
         if not (isinstance(path, str) and Path(path).is_file()):
-            return False, False
+            return False, False, {}, f"{path}: no such file"
         try:
-            check_decodes(Path(path))
-        except Exception:
-            return True, False
-        return True, True
+            odd = audio_oddities(Path(path))
+        except Exception as err:
+            return True, False, {}, str(err).splitlines()[0] if str(err) else repr(err)
+        return True, True, odd, "; ".join(odd.values())
 
     # decoding is I/O plus C code: a few threads keep the disk and the cores busy
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(flags, tracks["audio_path"]))
+        results = list(pool.map(inspect, tracks["audio_path"]))
     flagged = tracks.copy()
-    flagged["audio_exists"] = [exists for exists, _ in results]
-    flagged["audio_decodes"] = [decodes for _, decodes in results]
+    flagged["audio_exists"] = [exists for exists, _, _, _ in results]
+    flagged["audio_decodes"] = [decodes for _, decodes, _, _ in results]
+    for kind in AUDIO_ODDITIES:
+        flagged[f"audio_{kind}_ok"] = [kind not in odd for _, _, odd, _ in results]
+    flagged["audio_problem"] = [problem for _, _, _, problem in results]
     flagged["item_idx_expected"] = range(len(tracks))
     flagged["track_id_sorted"] = sorted(tracks["track_id"].astype(str))
     return flagged
 
 
-def check_tracks(flags: pd.DataFrame) -> QualityResult:
-    """Schema, unique ids, dense ``item_idx`` in track-id order, audio exists and decodes, positive duration."""
+def check_tracks(flags: pd.DataFrame, audio_checks: dict[str, str] | None = None) -> QualityResult:
+    """Schema, unique ids, dense ``item_idx`` in track-id order, audio exists and decodes, positive duration,
+    and each audio oddity (``audio_checks``: kind → ``fail`` or ``warn``; default
+    :data:`DEFAULT_AUDIO_CHECKS`): a ``fail`` one is an expectation, a ``warn`` one lands in ``warnings``."""
     import great_expectations as gx
 
+    levels = {**DEFAULT_AUDIO_CHECKS, **(audio_checks or {})}
     E = gx.expectations
     expectations: list[Any] = [
         E.ExpectTableRowCountToBeBetween(min_value=1),
@@ -202,6 +211,21 @@ def check_tracks(flags: pd.DataFrame) -> QualityResult:
         E.ExpectColumnValuesToBeInSet(column="audio_exists", value_set=[True]),
         E.ExpectColumnValuesToBeInSet(column="audio_decodes", value_set=[True]),
     ]
+    expectations += [E.ExpectColumnValuesToBeInSet(column=f"audio_{kind}_ok", value_set=[True])
+                     for kind in AUDIO_ODDITIES if levels[kind] == "fail" and f"audio_{kind}_ok" in flags]
     expectations += [E.ExpectColumnToExist(column=c) for c in TRACK_COLUMNS]
     expectations += [E.ExpectColumnValuesToNotBeNull(column=c) for c in TRACK_COLUMNS]
-    return _validate("tracks", flags, expectations, id_columns=["track_id", "audio_path"])
+    result = _validate("tracks", flags, expectations, id_columns=["track_id", "audio_path", "audio_problem"]
+                       if "audio_problem" in flags else ["track_id", "audio_path"])
+    for kind in AUDIO_ODDITIES:
+        column = f"audio_{kind}_ok"
+        if levels[kind] != "warn" or column not in flags or flags[column].all():
+            continue
+        odd = flags.loc[~flags[column].astype(bool)]
+        result.warnings.append({"kind": kind, "count": len(odd), "examples": odd[
+            ["track_id", "audio_path", "audio_problem"]].head(5).astype(str).to_dict(orient="records")})
+    return result
+
+
+# unreadable, truncated or NaN audio gives a wrong embedding: fail; short or silent audio may be real
+DEFAULT_AUDIO_CHECKS = {"truncated": "fail", "nan_samples": "fail", "short": "warn", "silent": "warn"}

@@ -149,14 +149,36 @@ def _timestamp_sql(column_type: str) -> str:
     )
 
 
-def _physical_lines(path: Path, records: list[int]) -> dict[int, int]:
-    """File line of each 1-based data record of a CSV/TSV (quoted newlines and blank lines counted)."""
+def _raise_if_blank(source_path: Path, read_path: Path) -> None:
+    """Refuse a log with no bytes (or only blank lines) by name, before DuckDB reads it as one unnamed column."""
+    with open(read_path, "rb") as handle:
+        start = handle.read(1 << 16)
+    if not start.strip():
+        raise SourceError(f"{source_path}: the listening log is empty ({read_path.stat().st_size} bytes, no header). "
+                          f"Put the listening events in it, under the header {', '.join(REQUIRED_COLUMNS)}, "
+                          "or remove the file.")
+
+
+def _sniffed_quoting(con, path: Path) -> bool:
+    """Whether DuckDB's sniffer reads ``path`` with quoting (it turns quoting off for a file without
+    quotes, or with a quote never closed)."""
+    delim = "\\t" if path.name.endswith(".tsv") else ","
+    try:
+        quote = con.sql(f"SELECT Quote FROM sniff_csv('{_sql_path(path)}', delim=E'{delim}', header=true)").fetchone()[0]
+    except Exception:
+        return True
+    return quote not in ("(empty)", "", "\0", None)
+
+
+def _physical_lines(path: Path, records: list[int], quoted: bool = True) -> dict[int, int]:
+    """File line of each 1-based data record of a CSV/TSV (blank lines counted, and with ``quoted``
+    newlines inside quotes; without it a quote is an ordinary character, as DuckDB read it)."""
     import csv
 
     wanted, found = set(records), {}
     delimiter = "\t" if path.name.endswith(".tsv") else ","
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+        reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
         next(reader, None)  # header
         record = 0
         for row in reader:
@@ -170,14 +192,33 @@ def _physical_lines(path: Path, records: list[int]) -> dict[int, int]:
     return found
 
 
-def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> int:
+@dataclass(frozen=True)
+class ListensReport:
+    """What :func:`read_listens` wrote: ``events`` rows; ``duplicates`` rows repeated an earlier
+    (user_id, track_id, ts) and were kept (setting ``duplicates: keep``) or dropped (``drop``)."""
+
+    events: int
+    duplicates: int
+    duplicates_policy: str = "keep"
+
+
+def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplicates: str = "keep") -> int:
+    """:func:`read_listens`, returning only the number of events written."""
+    return read_listens(con, source, target, scratch_dir, duplicates).events
+
+
+def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplicates: str = "keep") -> ListensReport:
     """Validate and copy the listening log to ``target`` (Parquet: user_id, track_id, ts).
 
     Raises :class:`SourceError` naming file and line for malformed rows, unparsable
     timestamps, empty ids or an empty log. ``target`` is written only when all rows are good.
-    Returns the number of events.
+    Rows repeating an earlier (user_id, track_id, ts) are counted; ``duplicates="drop"`` writes
+    only the first of each (then they are not plays), ``"keep"`` writes them all.
     """
+    if duplicates not in ("keep", "drop"):
+        raise ValueError(f"duplicates must be 'keep' or 'drop', got {duplicates!r}")
     log_path = decompress_if_needed(source.log_path, scratch_dir)
+    _raise_if_blank(source.log_path, log_path)
     columns = log_columns(con, log_path)
     check_columns(source.log_path, columns)
     reader = _reader_sql(log_path)
@@ -197,6 +238,14 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
                              THEN 'timestamp ' || CAST(ts AS VARCHAR) || ' outside {EARLIEST[:4]}-{LATEST[:4]} '
                                   || '(epoch milliseconds? audiorec reads epoch seconds)'
                       END"""
+    if log_path.suffix != ".parquet":
+        # DuckDB's sniffer turns quoting off when a quote is never closed, so the quote ends up in
+        # an id ('"u001') and every later row is read unquoted: refuse any field holding a quote
+        quote_sql = " ".join(
+            f"WHEN contains({column}, '\"') THEN 'a double quote in {name} ' || {column} || ' (a quote never closed? "
+            f"quote the whole field, or remove the quote)'"
+            for column, name in (("user_id", "user_id"), ("track_id", "track_id"), ("raw_timestamp", "timestamp")))
+        problem_sql = problem_sql.replace("CASE ", f"CASE {quote_sql} ", 1)
     n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
     _raise_on_rejects(con, source.log_path)
     if n_bad:
@@ -208,10 +257,25 @@ def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path) -> i
         )
         # malformed CSV rows are known once a scan has read every column (DuckDB's reject tables)
         _raise_on_rejects(con, source.log_path)
-        n_events = con.sql(f"SELECT count(*) FROM read_parquet('{_sql_path(partial)}')").fetchone()[0]
+        written = f"read_parquet('{_sql_path(partial)}')"
+        n_events = con.sql(f"SELECT count(*) FROM {written}").fetchone()[0]
         if n_events == 0:
-            raise SourceError(f"{source.log_path}: the listening log has a header but no events.")
-    return int(n_events)
+            raise SourceError(f"{source.log_path}: the listening log is empty: it has a header but no events. "
+                              "Add the listening events (one per line) or remove the file.")
+        n_distinct = con.sql(f"SELECT count(*) FROM (SELECT DISTINCT user_id, track_id, ts FROM {written})").fetchone()[0]
+        n_duplicates = int(n_events - n_distinct)
+        if duplicates == "drop" and n_duplicates:
+            # the first of each repeated event, in log order
+            deduplicated = partial.with_name(partial.name + ".dedup.parquet")
+            con.sql(
+                f"""COPY (SELECT user_id, track_id, ts FROM (SELECT *, row_number() OVER () AS record FROM {written})
+                          QUALIFY row_number() OVER (PARTITION BY user_id, track_id, ts ORDER BY record) = 1
+                          ORDER BY record)
+                    TO '{_sql_path(deduplicated)}' (FORMAT parquet, COMPRESSION zstd)"""
+            )
+            deduplicated.replace(partial)
+            n_events = n_distinct
+    return ListensReport(int(n_events), n_duplicates, duplicates)
 
 
 def _raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n_bad: int) -> None:
@@ -225,7 +289,7 @@ def _raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n
     if read_path.suffix == ".parquet":
         where = {record: f"row {record}" for record, _, _ in bad}
     else:
-        lines = _physical_lines(read_path, [record for record, _, _ in bad])
+        lines = _physical_lines(read_path, [record for record, _, _ in bad], quoted=_sniffed_quoting(con, read_path))
         where = {record: f"line {lines.get(record, record + 1)}" for record, _, _ in bad}
     examples = "; ".join(f"{where[record]}: {problem} ({raw!r})" for record, raw, problem in bad)
     raise SourceError(f"{source_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")

@@ -24,11 +24,17 @@ def _check_result(result: quality.QualityResult, extra: dict[str, object] | None
 
 
 @dg.asset_check(asset=TRACKS, blocking=True, name="great_expectations",
-                description="Unique ids, dense item_idx in sorted order, audio exists and decodes, duration > 0.")
+                description="Unique ids, dense item_idx in sorted order, audio exists and decodes, duration > 0; truncated, "
+                            "NaN, short or silent audio fails or warns (setting audio_checks).")
 def tracks_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     # the run's own tracks (staged until the ingest publishes), else the published ones
     catalogue = pd.read_parquet(ingest_file(context, lake.paths(), "tracks"))
-    return _check_result(quality.check_tracks(quality.tracks_flags(catalogue)))
+    result = quality.check_tracks(quality.tracks_flags(catalogue), lake.settings().audio_checks.model_dump())
+    for warning in result.warnings:
+        context.log.warning(f"{warning['count']} audio file(s) {warning['kind']} (audio_checks.{warning['kind']}: "
+                            f"warn), e.g. {[e['audio_problem'] for e in warning['examples']]}")
+    extra = {"warnings": dg.MetadataValue.json(result.warnings)} if result.warnings else None
+    return _check_result(result, extra)
 
 
 @dg.asset_check(asset=INTERACTIONS, blocking=True, name="great_expectations",

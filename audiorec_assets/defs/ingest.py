@@ -116,16 +116,25 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     source = ensure_raw(lake, context.log)
     staged = ingest_staging(context, paths)
     target = staged.path("listens")
+    policy = lake.settings().duplicates
     with scratch_connection(paths) as con:
-        n_events = sources.ingest_listens(con, source, target, paths.tmp)
+        read = sources.read_listens(con, source, target, paths.tmp, duplicates=policy)
+        n_events = read.events
         users, tracks, first, last = con.execute(
             "SELECT count(DISTINCT user_id), count(DISTINCT track_id), min(ts), max(ts) FROM read_parquet($p)",
             {"p": str(target)},
         ).fetchone()
+    if read.duplicates:
+        context.log.warning(
+            f"{source.log_path}: {read.duplicates} event(s) repeat an earlier (user_id, track_id, timestamp): "
+            + ("dropped (duplicates: drop)." if policy == "drop" else
+               "kept, each counted as a play (duplicates: keep); set duplicates: drop to drop them."))
     published = publish_if_last(context, staged)
     return dg.MaterializeResult(metadata={
         **published,
         "layout": source.layout.value,
+        "duplicate_events": read.duplicates,
+        "duplicates": policy,
         "source_file": dg.MetadataValue.path(str(source.log_path)),
         "dagster/row_count": n_events,
         "users": users,

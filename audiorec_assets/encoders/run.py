@@ -196,15 +196,14 @@ def _embed_batch(encoder: AudioEncoder, paths: list[Path], good: list[tuple[int,
                  report: EncodeReport, on_error: str) -> None:
     try:
         out = encoder.embed([waveform for _, waveform in good])
-    except Exception:
+    except Exception as err:
         if len(good) == 1:
-            raise
-        # find the culprit: embed one by one
+            # a lone file (often the only new one) is the culprit: named, and skipped under on_error: skip
+            _fail_or_skip(paths[good[0][0]], err, on_error, report)
+            return
+        # find the culprit: embed one by one (each lone item is failed or skipped by name above)
         for item in good:
-            try:
-                _embed_batch(encoder, paths, [item], vectors, report, on_error)
-            except Exception as err:
-                _fail_or_skip(paths[item[0]], err, on_error, report)
+            _embed_batch(encoder, paths, [item], vectors, report, on_error)
         return
     if out.shape != (len(good), encoder.dim):
         raise EncoderError(f"{encoder.name} returned shape {out.shape}, expected {(len(good), encoder.dim)}")
