@@ -47,6 +47,9 @@ class SplitSettings(_Section):
     test_start: datetime | None = None
     test_end: datetime | None = None
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
+    # paper_code: random_state of the authors' train_test_split of the evaluation users (theirs: 42),
+    # apart from `seed` so that varying the models' seed keeps the authors' val/test users
+    seed: int = 42
 
     @field_validator("train_start", "test_start", "test_end")
     @classmethod
@@ -175,6 +178,10 @@ class ExperimentSettings(_Section):
         bad = [e for e in [*self.encoders, self.encode.shuffled_base] if not ENCODER_NAME.fullmatch(e)]
         if bad:
             raise ValueError(f"encoder names {bad} must match {ENCODER_NAME.pattern}")
+        no_audio_twins = [e for e in self.encoders if e == "shuffled_none"] + (
+            ["encode.shuffled_base: none"] if self.encode.shuffled_base == "none" else [])
+        if no_audio_twins:
+            raise ValueError(f"{no_audio_twins}: encoder 'none' has no vectors to shuffle; shuffle an audio encoder")
         audio_encoders = [e for e in self.encoders if e != "none"]
         needs_audio = [r for r in self.recommenders if RECOMMENDERS[r].audio == "required"]
         if needs_audio and not audio_encoders:

@@ -192,6 +192,14 @@ def test_impossible_cells_fail_naming_the_partition_and_standardize_is_reported(
     scaled = run(defs, dg.AssetSelection.assets(MODELS), key).asset_materializations_for_node("audiorec__models")[0]
     assert raw.metadata["audio"].value == "raw vectors"
     assert scaled.metadata["audio"].value.startswith("standardized")
+    # the model's lineage names the stored vectors (what the embeddings asset fingerprinted), not the z-scored
+    # copy: otherwise the study plan would see every standardized cell as stale forever
+    import json
+
+    from audiorec_assets.defs import lineage
+
+    trained_on = json.loads((lake / "models" / "random" / "knn" / lineage.MODEL_LINEAGE_FILE).read_text())
+    assert trained_on["vectors"] == lineage.array_fingerprint(np.load(lake / "embeddings" / "random.npy"))
 
 
 def test_demo_settings_are_written_for_the_demo_only(lake):

@@ -15,6 +15,8 @@ from audiorec_assets.study import CellError, check_cell, study_cells
     ({"headline_k": 15}, "headline_k"),
     ({"als": {"factors": 0}}, "als.factors"),
     ({"recommenders": ["knn", "nope"]}, "nope"),
+    ({"encoders": ["mfcc", "shuffled_none"]}, "shuffled_none"),
+    ({"encode": {"shuffled_base": "none"}}, "shuffled_base"),
 ])
 def test_bad_settings_name_the_setting(raw, setting):
     with pytest.raises(SettingsError, match=setting.replace(".", r"\.")):

@@ -187,7 +187,7 @@ def paper_code_user_split(users: list[str], val_fraction: float, seed: int) -> t
 def _paper_code_val_users(con, settings: ExperimentSettings) -> list[str]:
     """paper_code: the val half of the warm evaluation users (:func:`paper_code_user_split`)."""
     users = pandas_user_order(row[0] for row in con.sql("SELECT DISTINCT user_id FROM eval_pairs").fetchall())
-    val_users, _ = paper_code_user_split(users, settings.split.val_fraction, settings.seed)
+    val_users, _ = paper_code_user_split(users, settings.split.val_fraction, settings.split.seed)
     return val_users
 
 

@@ -18,7 +18,7 @@ from audiorec_assets.settings import ExperimentSettings
 FINGERPRINT = "audiorec/fingerprint"
 BUILT_FROM = "audiorec/built_from"
 
-INGEST_SETTINGS = ("preset", "seed", "split", "missing_audio", "duplicates")
+INGEST_SETTINGS = ("preset", "seed", "split", "missing_audio", "duplicates", "audio_checks")
 EMBEDDING_SETTINGS = ("seed", "encode")
 # what every encoder x recommender partition depends on, plus the recommender's own section
 MODEL_SETTINGS = ("preset", "seed", "seeds", "ks", "top_n")

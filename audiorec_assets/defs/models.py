@@ -87,7 +87,8 @@ class PartitionInputs:
     paths: LakePaths
     settings: ExperimentSettings
     data: InteractionData
-    vectors: np.ndarray
+    vectors: np.ndarray  # what the recommenders see (z-scored when encode.standardize)
+    stored_vectors: np.ndarray  # the embeddings partition as stored: what its fingerprint (lineage) is of
 
     def seeds(self) -> list[int]:
         """The seeds this cell runs under: every ``run_seeds`` for a trained model, one otherwise."""
@@ -111,8 +112,8 @@ def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> P
     paths, settings = lake.paths(), lake.settings()
     sweep(context, paths)
     data = load_interaction_data(paths)
-    vectors = vectors_for_models(load_item_vectors(paths, encoder, data.n_items), settings)
-    return PartitionInputs(encoder, recommender, paths, settings, data, vectors)
+    stored = load_item_vectors(paths, encoder, data.n_items)
+    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored)
 
 
 def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
@@ -138,7 +139,9 @@ def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.
             # what this model was trained on, for the metrics step's lineage (files may change meanwhile)
             (tmp / lineage.MODEL_LINEAGE_FILE).write_text(json.dumps({
                 "interactions": lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
-                "vectors": lineage.array_fingerprint(vectors),
+                # the stored vectors' fingerprint, as the embeddings asset records it (standardize is a setting
+                # of the model's lineage, not a different input)
+                "vectors": lineage.array_fingerprint(inputs.stored_vectors),
             }))
         first = reports[inputs.seeds()[0]]  # the metadata shows the first seed's fit
         metadata = {
