@@ -295,3 +295,18 @@ class LakePaths:
 
     def table_dir(self, table: str) -> Path:
         return self.tables / table
+
+    def relative(self, path: Path | str) -> str:
+        """``path`` as stored in the lake's tables: relative to the lake (POSIX) when inside it, else absolute,
+        so that a moved or copied lake reads its own files."""
+        path = Path(path)
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        try:
+            return absolute.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(absolute)
+
+    def resolve(self, stored: Path | str) -> Path:
+        """The file a stored path names: relative paths are taken from the lake's root."""
+        stored = Path(stored)
+        return stored if stored.is_absolute() else self.root / stored

@@ -260,3 +260,22 @@ def test_seeds_run_each_trained_cell_once_per_seed_and_report_the_spread(lake, i
         per_seed.append(hits.reindex(relevant.index, fill_value=False).mean())
     assert shallow.loc["hitrate", "value"] == pytest.approx(np.mean(per_seed), abs=1e-12)
     assert shallow.loc["hitrate", "seed_sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
+
+
+def test_a_copied_lake_reads_its_own_audio(lake, ingested, tmp_path, monkeypatch):
+    import shutil
+
+    tracks = pd.read_parquet(lake / "tables" / "tracks" / "all.parquet")
+    assert tracks["audio_path"].str.startswith("raw/audio/").all()  # relative to the lake, not absolute
+    copy = tmp_path / "copy"
+    shutil.copytree(lake, copy)
+    shutil.rmtree(lake / "raw" / "audio")  # the original's audio is gone: the copy must not need it
+    monkeypatch.setenv("AUDIOREC_LAKE", str(copy))
+    defs = build_definitions(copy)
+    result = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mfcc")
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert np.load(copy / "embeddings" / "mfcc.npy").shape == (34, 104)
+    # and the copy's tracks check reads the copy's files
+    check = dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=defs.resources,
+                           selection=dg.AssetSelection.groups("ingest"))
+    assert check.success and all(e.passed for e in check.get_asset_check_evaluations())

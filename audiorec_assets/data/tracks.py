@@ -9,6 +9,7 @@ import pandas as pd
 
 from audiorec_assets.data.audio import AudioReadError, audio_duration
 from audiorec_assets.data.sources import RawSource, SourceError, find_audio
+from audiorec_assets.settings import LakePaths
 
 
 @dataclass(frozen=True)
@@ -19,8 +20,12 @@ class CatalogueReport:
     examples_without_audio: list[str]
 
 
-def build_tracks(con, source: RawSource, listens: Path) -> tuple[pd.DataFrame, CatalogueReport]:
+def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None = None
+                 ) -> tuple[pd.DataFrame, CatalogueReport]:
     """``audiorec.tracks`` rows: track_id, item_idx, audio_path, duration_s (+ tracks.csv columns).
+
+    ``audio_path`` is relative to ``lake``'s root (``raw/audio/<id>.flac``) when the file lies inside it,
+    so a moved or copied lake reads its own audio; absolute otherwise (or without ``lake``).
 
     Track ids are sorted ascending and numbered from 0 (the study's ``trackid_sorted.csv``).
     Whether listens without audio are an error is decided by the split (setting ``missing_audio``);
@@ -39,7 +44,7 @@ def build_tracks(con, source: RawSource, listens: Path) -> tuple[pd.DataFrame, C
         {
             "track_id": track_ids,
             "item_idx": range(len(track_ids)),
-            "audio_path": [str(audio[t]) for t in track_ids],
+            "audio_path": [lake.relative(audio[t]) if lake else str(audio[t]) for t in track_ids],
             "duration_s": [_duration_or_nan(audio[t]) for t in track_ids],
         }
     )

@@ -29,6 +29,8 @@ def _check_result(result: quality.QualityResult, extra: dict[str, object] | None
 def tracks_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     # the run's own tracks (staged until the ingest publishes), else the published ones
     catalogue = pd.read_parquet(ingest_file(context, lake.paths(), "tracks"))
+    # stored relative to the lake: check (and name) the files themselves
+    catalogue["audio_path"] = [str(lake.paths().resolve(p)) for p in catalogue["audio_path"]]
     result = quality.check_tracks(quality.tracks_flags(catalogue), lake.settings().audio_checks.model_dump())
     for warning in result.warnings:
         context.log.warning(f"{warning['count']} audio file(s) {warning['kind']} (audio_checks.{warning['kind']}: "

@@ -41,7 +41,7 @@ def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.Assets
         tracks_file = ingest_file(context, paths, "tracks")
         tracks = pd.read_parquet(tracks_file).sort_values("item_idx")
         started = time.perf_counter()
-        tracks_fp = lineage.tracks_fingerprint(tracks_file)
+        tracks_fp = lineage.tracks_fingerprint(tracks_file, paths.root)
         base_fp = user_file = None
         if name in AUDIO_ENCODERS:
             vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
@@ -95,7 +95,7 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
             eta = (total - done) / rate if rate else float("nan")
             log.info(f"{name}: {done}/{total} tracks encoded, {rate:.2f} tracks/s, ETA {eta:.0f} s")
 
-    audio_paths = [Path(p) for p in tracks["audio_path"]]
+    audio_paths = [paths.resolve(p) for p in tracks["audio_path"]]
     vectors, hashes, report = encode_catalogue(encoder, audio_paths, previous, encode.on_error, progress)
     if report.skipped:
         log.warning(f"{name}: {len(report.skipped)} track(s) could not be encoded and got the mean vector: "

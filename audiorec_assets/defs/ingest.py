@@ -153,9 +153,9 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     source = sources.detect_source(paths.raw)
     staged = ingest_staging(context, paths)
     with scratch_connection(paths) as con:
-        catalogue, report = build_tracks(con, source, ingest_file(context, paths, "listens"))
+        catalogue, report = build_tracks(con, source, ingest_file(context, paths, "listens"), paths)
     tracks_file = staged.write("tracks", catalogue)
-    tracks_fp = lineage.tracks_fingerprint(tracks_file)
+    tracks_fp = lineage.tracks_fingerprint(tracks_file, paths.root)
     unreadable = catalogue.loc[catalogue["duration_s"].isna(), "track_id"].tolist()
     if unreadable:
         context.log.warning(f"{len(unreadable)} audio file(s) cannot be read, e.g. {unreadable[:5]}: "
@@ -219,7 +219,7 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
         ).df()
     fingerprint = lineage.table_fingerprint(interactions_file)
     built_from = lineage.ingest_built_from(settings, paths.root, lineage.raw_fingerprint(paths.raw),
-                                           lineage.tracks_fingerprint(tracks_file))
+                                           lineage.tracks_fingerprint(tracks_file, paths.root))
     published = publish_if_last(context, staged)  # the last step: listens, tracks, interactions, split_info
     return dg.MaterializeResult(metadata={
         **published,

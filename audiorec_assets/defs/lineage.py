@@ -61,12 +61,14 @@ def raw_fingerprint(raw_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def tracks_fingerprint(tracks_file: Path) -> str:
-    """The catalogue table plus the size and mtime of every audio file it names (replaced audio counts)."""
+def tracks_fingerprint(tracks_file: Path, lake_root: Path) -> str:
+    """The catalogue table plus the size and mtime of every audio file it names (replaced audio counts);
+    relative audio paths are taken from ``lake_root``."""
     import pandas as pd
 
-    paths = pd.read_parquet(tracks_file, columns=["audio_path"])["audio_path"]
-    stamps = [file_stamp(Path(p)) if isinstance(p, str) and Path(p).exists() else "missing" for p in paths]
+    stored = pd.read_parquet(tracks_file, columns=["audio_path"])["audio_path"]
+    files = [Path(lake_root) / p if isinstance(p, str) else None for p in stored]  # absolute p: `/` keeps it
+    stamps = [file_stamp(f) if f is not None and f.exists() else "missing" for f in files]
     return combine(table_fingerprint(tracks_file), hashlib.sha1("".join(stamps).encode()).hexdigest())
 
 
