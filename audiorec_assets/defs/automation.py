@@ -176,20 +176,22 @@ def instance_metadata(instance: dg.DagsterInstance) -> Metadata:
 
 
 def instance_check_ok(instance: dg.DagsterInstance) -> CheckOk:
-    """Whether the latest evaluation of the blocking check on ``key`` passed (None: never evaluated)."""
+    """Whether the latest evaluation of the blocking check on ``key`` passed (None: never evaluated).
 
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as Status
+    Statuses are compared by their value (PLANNED, SUCCEEDED, FAILED, SKIPPED), so no Dagster-internal module
+    is imported."""
 
     def ok(key: dg.AssetKey) -> bool | None:
         check = dg.AssetCheckKey(key, "great_expectations")
         record = instance.event_log_storage.get_latest_asset_check_execution_by_key([check]).get(check)
         if record is None:
             return True  # never planned: nothing to wait for (the ingest plan decides)
-        if record.status == Status.SUCCEEDED:
+        status = getattr(record.status, "value", str(record.status))
+        if status == "SUCCEEDED":
             return True
-        if record.status == Status.FAILED:
+        if status == "FAILED":
             return False
-        if record.status == Status.PLANNED:  # planned or running, or its run died before the check
+        if status == "PLANNED":  # planned or running, or its run died before the check
             run = instance.get_run_by_id(record.run_id)
             return None if run is not None and not run.is_finished else True
         return True  # SKIPPED: the asset itself failed, and the ingest plan will ask for it again
