@@ -101,45 +101,43 @@ class DemoModel:
 # ----------------------------------------------------------------------------- public entry
 
 
-def demo_model(
-    seed: int = 0,
-    n_tracks: int = 320,
-    n_users: int = 300,
-    *,
-    start: date = date(2019, 1, 1),
-    end: date = date(2020, 3, 1),
-    sessions_per_user: float = 40.0,
-    min_seconds: float = 10.0,
-    max_seconds: float = 20.0,
-) -> tuple[DemoModel, np.random.Generator]:
-    """The catalogue, tastes and log of :func:`generate_demo` (no files), and the audio's generator."""
-    if n_tracks < 1 or n_users < 1:
-        raise ValueError("n_tracks and n_users must be positive")
-    if not (0 < min_seconds <= max_seconds):
-        raise ValueError("need 0 < min_seconds <= max_seconds")
-    if end <= start + timedelta(days=90):
-        raise ValueError("the listening period must span more than three months")
+@dataclass(frozen=True)
+class DemoShape:
+    """The sizes and span of a demo data set (keyword arguments of :func:`demo_model` / :func:`generate_demo`)."""
+
+    n_tracks: int = 320
+    n_users: int = 300
+    start: date = date(2019, 1, 1)
+    end: date = date(2020, 3, 1)
+    sessions_per_user: float = 40.0
+    min_seconds: float = 10.0
+    max_seconds: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.n_tracks < 1 or self.n_users < 1:
+            raise ValueError("n_tracks and n_users must be positive")
+        if not (0 < self.min_seconds <= self.max_seconds):
+            raise ValueError("need 0 < min_seconds <= max_seconds")
+        if self.end <= self.start + timedelta(days=90):
+            raise ValueError("the listening period must span more than three months")
+
+
+def demo_model(seed: int = 0, **shape: object) -> tuple[DemoModel, np.random.Generator]:
+    """The catalogue, tastes and log of :func:`generate_demo` (no files), and the audio's generator.
+
+    ``shape``: the fields of :class:`DemoShape` (n_tracks, n_users, start, end, sessions_per_user, min_seconds,
+    max_seconds)."""
+    size = DemoShape(**shape)  # type: ignore[arg-type]
     root = np.random.default_rng(seed)
     catalogue_rng, audio_rng, listener_rng = root.spawn(3)
-    tracks = build_catalogue(catalogue_rng, n_tracks, start, end, min_seconds, max_seconds)
-    listens, users = simulate_listens(listener_rng, tracks, n_users, start, end, sessions_per_user)
+    tracks = build_catalogue(catalogue_rng, size.n_tracks, size.start, size.end, size.min_seconds, size.max_seconds)
+    listens, users = simulate_listens(listener_rng, tracks, size.n_users, size.start, size.end,
+                                      size.sessions_per_user)
     return DemoModel(tracks, users, listens), audio_rng
 
 
-def generate_demo(
-    raw_dir: Path,
-    seed: int = 0,
-    n_tracks: int = 320,
-    n_users: int = 300,
-    *,
-    start: date = date(2019, 1, 1),
-    end: date = date(2020, 3, 1),
-    sessions_per_user: float = 40.0,
-    min_seconds: float = 10.0,
-    max_seconds: float = 20.0,
-    write_audio: bool = True,
-) -> DemoSummary:
-    """Write the demo data set to ``raw_dir`` and return what was written.
+def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **shape: object) -> DemoSummary:
+    """Write the demo data set to ``raw_dir`` and return what was written (``shape``: see :class:`DemoShape`).
 
     Deterministic in ``seed`` (the audio flag does not change the CSV files: the catalogue,
     the audio and the listeners draw from separate children of the one seeded generator).
@@ -147,16 +145,8 @@ def generate_demo(
     did not generate; a previous demo in ``raw_dir`` is replaced.
     """
     t0 = time.perf_counter()
-    model, audio_rng = demo_model(
-        seed,
-        n_tracks,
-        n_users,
-        start=start,
-        end=end,
-        sessions_per_user=sessions_per_user,
-        min_seconds=min_seconds,
-        max_seconds=max_seconds,
-    )
+    size = DemoShape(**shape)  # type: ignore[arg-type]
+    model, audio_rng = demo_model(seed, **shape)
     raw_dir = Path(raw_dir)
     _prepare_dir(raw_dir)
     tracks, listens = model.tracks, model.listens
@@ -167,7 +157,7 @@ def generate_demo(
     public.to_csv(raw_dir / "tracks.csv", index=False, lineterminator="\n")
     out = listens.assign(timestamp=listens["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"))
     out[["user_id", "track_id", "timestamp"]].to_csv(raw_dir / "listens.csv", index=False, lineterminator="\n")
-    (raw_dir / DEMO_NOTE).write_text(_demo_note(seed, tracks, n_users, len(listens), start, end))
+    (raw_dir / DEMO_NOTE).write_text(_demo_note(seed, tracks, size.n_users, len(listens), size.start, size.end))
 
     return DemoSummary(
         raw_dir=raw_dir,
