@@ -120,7 +120,9 @@ def test_save_load_identical_scores_and_no_pickles(data, model, tmp_path):
             array = np.load(tmp_path / "als" / name, allow_pickle=False)  # raises on an object array
             assert array.dtype == np.float32
     meta = json.loads((tmp_path / "als" / "model.json").read_text())
-    assert (meta["name"], meta["n_users"], meta["n_items"], meta["factors"]) == ("als", data.n_users, N_ITEMS, 2)
+    fitted_on = meta["fitted_on"]
+    assert (meta["recommender"], fitted_on["n_users"], fitted_on["n_items"]) == ("als", data.n_users, N_ITEMS)
+    assert meta["config"]["factors"] == 2
 
 
 def test_load_rejects_other_data(model, tmp_path):

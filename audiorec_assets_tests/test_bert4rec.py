@@ -10,8 +10,13 @@ import pytest
 import torch
 
 from audiorec_assets.recommenders import bert4rec as b4r
-from audiorec_assets.recommenders import torch_utils as tu
+from audiorec_assets.recommenders import bert4rec_model as b4m
+from audiorec_assets.recommenders import bert4rec_sequences as b4s
+from audiorec_assets.recommenders import bert4rec_validation as b4v
 from audiorec_assets.recommenders.data import InteractionData, UserItems
+from audiorec_assets.recommenders.persistence import ModelFileError
+from audiorec_assets.recommenders.runtime import make_generator
+from audiorec_assets.recommenders.training import adam
 from audiorec_assets.settings import Bert4RecSettings, ExperimentSettings
 
 N_USERS, N_ITEMS, DIM, N_CLUSTERS = 40, 100, 16, 4
@@ -116,7 +121,7 @@ def test_load_refuses_another_recommenders_files(fitted, dataset, tmp_path: Path
     model.save(tmp_path)
     from audiorec_assets.recommenders.shallow import ShallowRecommender
 
-    with pytest.raises(tu.ModelFileError, match="bert4rec"):
+    with pytest.raises(ModelFileError, match="bert4rec"):
         ShallowRecommender.load(tmp_path, settings_for(preset), data, vectors)
 
 
@@ -147,16 +152,16 @@ def test_guide_freezes_audio_paper_code_trains_it(fitted, dataset):
 def test_masked_only_logits_equal_all_position_logits_gathered(dataset):
     data, vectors = dataset
     for preset in ("guide", "paper_code"):
-        config = b4r.Bert4RecConfig.from_settings(settings_for(preset), data.n_items, DIM)
+        config = b4m.Bert4RecConfig.from_settings(settings_for(preset), data.n_items, DIM)
         torch.manual_seed(0)
-        net = b4r.Bert4RecNet(config, torch.as_tensor(vectors)).eval()
-        sequences = b4r.TrainSequences.from_train(data.train, config)
+        net = b4m.Bert4RecNet(config, torch.as_tensor(vectors)).eval()
+        sequences = b4s.TrainSequences.from_train(data.train, config)
         tokens = sequences.tokens[:10]
-        masked = b4r.sample_mask(sequences.lengths[:10], tokens.shape[1], 0.3, torch.Generator().manual_seed(1))
+        masked = b4s.sample_mask(sequences.lengths[:10], tokens.shape[1], 0.3, torch.Generator().manual_seed(1))
         with torch.no_grad():
             hidden = net.encode(tokens.masked_fill(masked, config.mask_token))
-            fast = b4r.masked_position_logits(net, hidden, masked)
-            slow = b4r.all_position_logits(net, hidden, masked)
+            fast = b4m.masked_position_logits(net, hidden, masked)
+            slow = b4m.all_position_logits(net, hidden, masked)
         # paper_code's softmax also holds the [PAD] and [MASK] rows
         assert fast.shape == (int(masked.sum()), data.n_items + (2 if preset == "paper_code" else 0))
         assert torch.allclose(fast, slow, atol=1e-5, rtol=1e-5)
@@ -164,34 +169,34 @@ def test_masked_only_logits_equal_all_position_logits_gathered(dataset):
 
 def test_sample_mask_masks_only_real_positions_and_at_least_one():
     lengths = torch.tensor([1, 3, 10, 10, 0 + 2])
-    masked = b4r.sample_mask(lengths, 10, 0.05, torch.Generator().manual_seed(0))
+    masked = b4s.sample_mask(lengths, 10, 0.05, torch.Generator().manual_seed(0))
     positions = torch.arange(10).unsqueeze(0)
     assert not (masked & (positions >= lengths.unsqueeze(1))).any()
     assert masked.any(dim=1).all()
-    many = b4r.sample_mask(torch.full((400,), 50), 50, 0.2, torch.Generator().manual_seed(0))
+    many = b4s.sample_mask(torch.full((400,), 50), 50, 0.2, torch.Generator().manual_seed(0))
     assert abs(many.float().mean().item() - 0.2) < 0.01
 
 
 def test_sequences_keep_the_latest_items_in_order():
     train = UserItems(indptr=np.array([0, 5, 7]), indices=np.array([10, 11, 12, 13, 14, 20, 21]))
-    tokens, lengths = b4r.history_tokens(train, np.array([0, 1]), width=4, pad_token=99)
+    tokens, lengths = b4s.history_tokens(train, np.array([0, 1]), width=4, pad_token=99)
     assert tokens.tolist() == [[11, 12, 13, 14], [20, 21, 99, 99]]
     assert lengths.tolist() == [4, 2]
-    config = b4r.Bert4RecConfig.from_settings(settings_for("guide", infer_len=4), n_items=30, audio_dim=DIM)
-    inference, mask_at = b4r.inference_tokens(train, np.array([0, 1]), config)
+    config = b4m.Bert4RecConfig.from_settings(settings_for("guide", infer_len=4), n_items=30, audio_dim=DIM)
+    inference, mask_at = b4s.inference_tokens(train, np.array([0, 1]), config)
     assert inference.tolist() == [[12, 13, 14, 31], [20, 21, 31, 30]]  # pad 30, mask 31
     assert mask_at.tolist() == [3, 2]
 
 
 def test_heads_must_divide_hidden_size():
     with pytest.raises(ValueError, match="bert4rec.heads"):
-        b4r.Bert4RecConfig.from_settings(settings_for("paper_code", heads=3), n_items=10, audio_dim=DIM)
+        b4m.Bert4RecConfig.from_settings(settings_for("paper_code", heads=3), n_items=10, audio_dim=DIM)
 
 
-def fresh_net(preset: str, data: InteractionData, vectors: np.ndarray, **bert: object) -> b4r.Bert4RecNet:
-    config = b4r.Bert4RecConfig.from_settings(settings_for(preset, **bert), data.n_items, DIM)
+def fresh_net(preset: str, data: InteractionData, vectors: np.ndarray, **bert: object) -> b4m.Bert4RecNet:
+    config = b4m.Bert4RecConfig.from_settings(settings_for(preset, **bert), data.n_items, DIM)
     torch.manual_seed(0)
-    return b4r.Bert4RecNet(config, torch.as_tensor(vectors)).eval()
+    return b4m.Bert4RecNet(config, torch.as_tensor(vectors)).eval()
 
 
 def without_val_of(data: InteractionData, users: np.ndarray) -> InteractionData:
@@ -209,22 +214,22 @@ def test_paper_code_val_loss_uses_only_users_with_ten_val_items(dataset):
     long_users = np.flatnonzero(data.val.lengths() >= 10)
     short_users = np.flatnonzero((data.val.lengths() > 0) & (data.val.lengths() < 10))
     assert len(long_users) and len(short_users)
-    val = b4r.validation_loss(net, data, seed=11)
+    val = b4v.validation_loss(net, data, seed=11)
     assert val is not None and val.definition == "paper_code"
     assert np.array_equal(val.users, long_users)
     with torch.no_grad():
         loss = val.compute()
         assert val.compute() == loss  # the validation mask is fixed: the same loss every epoch
         # The short users' val items play no part: dropping them leaves the loss unchanged.
-        trimmed = b4r.validation_loss(net, without_val_of(data, short_users), seed=11)
+        trimmed = b4v.validation_loss(net, without_val_of(data, short_users), seed=11)
         assert trimmed is not None and trimmed.compute() == loss
         # ... while the guide definition does use them.
-        guide = b4r.guide_validation_loss(net, data, data.eval_users("val"))
-        guide_trimmed = b4r.guide_validation_loss(net, data, long_users)
+        guide = b4v.guide_validation_loss(net, data, data.eval_users("val"))
+        guide_trimmed = b4v.guide_validation_loss(net, data, long_users)
         assert guide() != guide_trimmed()
     # The sequences are the users' val items alone (no train history), masked without a forced mask.
-    batches = b4r.paper_val_batches(
-        data.val, long_users, net.config, tu.make_generator(11, b4r.STREAM_VAL_MASK), torch.device("cpu")
+    batches = b4v.paper_val_batches(
+        data.val, long_users, net.config, make_generator(11, b4m.STREAM_VAL_MASK), torch.device("cpu")
     )
     long_val_items = set(np.concatenate([data.val.items_of(u) for u in long_users]).tolist())
     config = net.config
@@ -241,11 +246,11 @@ def test_paper_code_val_loss_falls_back_to_guide_without_ten_val_items():
     data, vectors = sequential_data(long_val=False)
     assert data.val.lengths().max() < 10
     net = fresh_net("paper_code", data, vectors)
-    val = b4r.validation_loss(net, data, seed=11)
+    val = b4v.validation_loss(net, data, seed=11)
     assert val is not None and val.definition == "guide_fallback"
     assert np.array_equal(val.users, data.eval_users("val"))
     with torch.no_grad():
-        assert val.compute() == b4r.guide_validation_loss(net, data, data.eval_users("val"))()
+        assert val.compute() == b4v.guide_validation_loss(net, data, data.eval_users("val"))()
     report = b4r.Bert4RecRecommender(settings_for("paper_code", max_epochs=1)).fit(data, vectors.copy())
     assert report.params["val_loss"] == "guide_fallback"
     assert "10 val items" in report.params["val_loss_detail"]
@@ -255,10 +260,10 @@ def test_paper_code_val_loss_falls_back_to_guide_without_ten_val_items():
 def test_guide_val_loss_is_recorded_as_guide_and_no_val_users_as_none(dataset):
     data, vectors = dataset
     net = fresh_net("guide", data, vectors)
-    val = b4r.validation_loss(net, data, seed=11)
+    val = b4v.validation_loss(net, data, seed=11)
     assert val is not None and val.definition == "guide" and len(val.users) == N_USERS
     no_val = without_val_of(data, np.arange(data.n_users))
-    assert b4r.validation_loss(net, no_val, seed=11) is None
+    assert b4v.validation_loss(net, no_val, seed=11) is None
     report = b4r.Bert4RecRecommender(settings_for("paper_code", max_epochs=1)).fit(no_val, vectors.copy())
     assert report.params["val_loss"] == "none" and report.val_loss == []
 
@@ -267,8 +272,8 @@ def test_paper_code_masking_may_leave_a_row_unmasked_guide_never(dataset):
     data, _ = dataset
     lengths = torch.full((300,), 3)
     for preset in ("guide", "paper_code"):
-        config = b4r.Bert4RecConfig.from_settings(settings_for(preset), data.n_items, DIM)
-        masked = b4r.sample_mask(
+        config = b4m.Bert4RecConfig.from_settings(settings_for(preset), data.n_items, DIM)
+        masked = b4s.sample_mask(
             lengths, 3, config.mask_prob, torch.Generator().manual_seed(0), at_least_one=config.at_least_one_mask
         )
         if preset == "guide":
@@ -281,11 +286,11 @@ def test_paper_code_masking_may_leave_a_row_unmasked_guide_never(dataset):
 def test_paper_code_batch_without_masked_positions_is_skipped(dataset):
     data, vectors = dataset
     net = fresh_net("paper_code", data, vectors, mask_prob=1e-12)
-    sequences = b4r.TrainSequences.from_train(data.train, net.config)
+    sequences = b4s.TrainSequences.from_train(data.train, net.config)
     before = {name: value.clone() for name, value in net.state_dict().items()}
-    optimizer = tu.adam(net, 1e-2)
+    optimizer = adam(net, 1e-2)
     net.train()
-    loss = b4r.train_epoch(net, optimizer, sequences, 8, torch.Generator().manual_seed(0))
+    loss = b4s.train_epoch(net, optimizer, sequences, 8, torch.Generator().manual_seed(0))
     assert loss == 0.0
     assert all(torch.equal(before[name], value) for name, value in net.state_dict().items())
 
@@ -301,7 +306,7 @@ def test_training_softmax_is_the_train_vocabulary_plus_special_rows_in_paper_cod
     if preset == "paper_code":
         assert width == len(data.train_items) + 2
         # pad and mask rows: N(0, 0.02) at initialisation (a fresh net of the same config)
-        fresh = b4r.Bert4RecNet(net.config, torch.as_tensor(vectors))
+        fresh = b4m.Bert4RecNet(net.config, torch.as_tensor(vectors))
         for row in (fresh.pad_embedding, fresh.mask_embedding):
             assert row.std().item() < 0.05
         # tracks outside the vocabulary never got a gradient: their rows are still the audio vectors

@@ -22,12 +22,8 @@ import pytest
 
 from audiorec_assets.encoders import make_audio_encoder
 from audiorec_assets.encoders.base import EncoderContext, EncoderError, WeightsNotFoundError
-from audiorec_assets.encoders.hf import (
-    conv_output_lengths,
-    fill_missing_config,
-    length_batches,
-    load_hf_audio_model,
-)
+from audiorec_assets.encoders.audio_input import conv_output_lengths, length_batches
+from audiorec_assets.encoders.hf import fill_missing_config, load_hf_audio_model
 
 TINY = dict(
     hidden_size=32,

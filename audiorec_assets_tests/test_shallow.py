@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from audiorec_assets.recommenders import torch_utils as tu
 from audiorec_assets.recommenders.data import InteractionData
+from audiorec_assets.recommenders.persistence import MANIFEST_FILE, WEIGHTS_FILE, ModelFileError
+from audiorec_assets.recommenders.runtime import make_generator, resolve_device
 from audiorec_assets.recommenders.shallow import ShallowRecommender
+from audiorec_assets.recommenders.torch_base import mean_item_vectors
 from audiorec_assets.settings import ExperimentSettings, ShallowSettings
 
 N_USERS, N_ITEMS, DIM, N_CLUSTERS = 40, 60, 16, 4
@@ -93,7 +95,7 @@ def test_save_load_gives_identical_scores(fitted, dataset, tmp_path: Path):
     preset, model, _ = fitted
     data, vectors = dataset
     model.save(tmp_path)
-    assert (tmp_path / tu.WEIGHTS_FILE).exists() and (tmp_path / tu.CONFIG_FILE).exists()
+    assert (tmp_path / WEIGHTS_FILE).exists() and (tmp_path / MANIFEST_FILE).exists()
     loaded = ShallowRecommender.load(tmp_path, settings_for(preset), data, vectors)
     users = np.arange(data.n_users)
     before, after = model.recommend(users, 15), loaded.recommend(users, 15)
@@ -105,7 +107,7 @@ def test_load_refuses_other_item_vectors(fitted, dataset, tmp_path: Path):
     preset, model, _ = fitted
     data, vectors = dataset
     model.save(tmp_path)
-    with pytest.raises(tu.ModelFileError, match="item_vectors"):
+    with pytest.raises(ModelFileError, match="item_vectors"):
         ShallowRecommender.load(tmp_path, settings_for(preset), data, vectors + 1.0)
 
 
@@ -123,7 +125,7 @@ def test_what_trains_and_what_stays_frozen(fitted, dataset):
     data, vectors = dataset
     net = model.net
     audio = torch.as_tensor(vectors)
-    initial_users = tu.mean_item_vectors(data.train, audio)
+    initial_users = mean_item_vectors(data.train, audio)
     trainable = {name for name, p in net.named_parameters() if p.requires_grad}
     if preset == "guide":
         assert trainable == {"user_table"}
@@ -156,7 +158,7 @@ def test_micro_batches_match_one_big_batch(dataset):
     data, vectors = dataset
     config = shallow.ShallowConfig.from_settings(settings_for("guide"), data.n_users, data.n_items, DIM)
     net = shallow.ShallowNet(config, torch.as_tensor(vectors))
-    net.init_users(tu.mean_item_vectors(data.train, torch.as_tensor(vectors)))
+    net.init_users(mean_item_vectors(data.train, torch.as_tensor(vectors)))
     users, items = torch.arange(30) % data.n_users, torch.arange(30) % data.n_items
     negatives = torch.randint(data.n_items, (30, 20), generator=torch.Generator().manual_seed(0))
     net.hinge_losses(users, items, negatives).mean().backward()
@@ -175,7 +177,7 @@ def test_cuda_requested_but_absent_names_the_setting():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
     with pytest.raises(ValueError, match="encode.device"):
-        tu.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 def with_cold_tracks(seed: int = 0) -> tuple[InteractionData, np.ndarray]:
@@ -248,7 +250,7 @@ def test_paper_code_one_step_per_batch_of_pairs_each_repeated_with_one_negative_
     train = shallow._pairs(data, "train", torch.device("cpu"))
     pool = shallow.negative_pool(config, data)
     _CountingAdam.steps = 0
-    shallow._train_epoch(net, optimizer, train, 100, pool, tu.make_generator(0, 1))
+    shallow._train_epoch(net, optimizer, train, 100, pool, make_generator(0, 1))
     n_pairs = len(train.users)  # 320
     assert _CountingAdam.steps == shallow.steps_per_epoch(n_pairs, 100) == 4
     users = torch.cat([u for u, _ in seen_rows])

@@ -28,9 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from audiorec_assets.recommenders import bert4rec as b4r  # noqa: E402
-from audiorec_assets.recommenders import torch_utils as tu  # noqa: E402
+from audiorec_assets.recommenders import bert4rec_model as b4m  # noqa: E402
+from audiorec_assets.recommenders import bert4rec_sequences as b4s  # noqa: E402
 from audiorec_assets.recommenders.data import InteractionData, UserItems  # noqa: E402
+from audiorec_assets.recommenders.runtime import make_generator, resolve_device, seeded  # noqa: E402
+from audiorec_assets.recommenders.torch_base import item_vectors_tensor  # noqa: E402
 from audiorec_assets.settings import ExperimentSettings  # noqa: E402
 
 BASE_ITEMS, BASE_USERS, BASE_LEN, DIM = 20_000, 2_000, 300, 200
@@ -55,22 +57,22 @@ def synthetic(n_users: int, n_items: int, length: int) -> tuple[InteractionData,
 
 
 def time_epoch(
-    settings: ExperimentSettings, data: InteractionData, vectors: np.ndarray, logits_at: b4r.LogitsAt
+    settings: ExperimentSettings, data: InteractionData, vectors: np.ndarray, logits_at: b4m.LogitsAt
 ) -> tuple[float, float, int]:
     """Seconds and mean loss of one epoch from the same seeded start, and the number of batches."""
-    device = tu.resolve_device(settings.encode.device)
-    audio = tu.item_vectors_tensor(vectors, data.n_items, device)
-    config = b4r.Bert4RecConfig.from_settings(settings, data.n_items, DIM)
-    with tu.seeded(settings.seed, device):
-        net = b4r.Bert4RecNet(config, audio).train()
+    device = resolve_device(settings.encode.device)
+    audio = item_vectors_tensor(vectors, data.n_items, device)
+    config = b4m.Bert4RecConfig.from_settings(settings, data.n_items, DIM)
+    with seeded(settings.seed, device):
+        net = b4m.Bert4RecNet(config, audio).train()
         optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=settings.bert4rec.lr)
-        sequences = b4r.TrainSequences.from_train(data.train, config)
-        generator = tu.make_generator(settings.seed, b4r.STREAM_TRAIN)
+        sequences = b4s.TrainSequences.from_train(data.train, config)
+        generator = make_generator(settings.seed, b4m.STREAM_TRAIN)
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         started = time.perf_counter()
-        loss = b4r.train_epoch(net, optimizer, sequences, settings.bert4rec.batch_size, generator, logits_at=logits_at)
+        loss = b4s.train_epoch(net, optimizer, sequences, settings.bert4rec.batch_size, generator, logits_at=logits_at)
         if device.type == "cuda":
             torch.cuda.synchronize()
     batches = -(-len(sequences.lengths) // settings.bert4rec.batch_size)

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError
-from audiorec_assets.encoders.hf import torch_load_checkpoint
+from audiorec_assets.encoders.checkpoint import torch_load_checkpoint
 
 SAMPLE_RATE = 24000
 CHUNK_SECONDS = 4.0

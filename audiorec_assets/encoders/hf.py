@@ -1,4 +1,4 @@
-"""Shared helpers for the Hugging Face audio encoders (MERT, Music2Vec), strictly offline.
+"""Hugging Face audio encoders (MERT, Music2Vec), strictly offline: finding and loading the model.
 
 * :func:`resolve_weights_dir` finds a snapshot directory: ``<models_dir>/<encoder name>/``
   (anything holding a ``config.json``) first, then the Hugging Face cache
@@ -15,14 +15,11 @@ vector does not depend on its batch mates) only when nothing in the model mixes 
 frames into real ones: true for HuBERT-style models with layer-norm conv features (MERT),
 false for group-norm feature encoders (the norm spans the padded time axis), batch-norm
 positional convs, and data2vec-audio (its 5 stacked positional convs see the padded frames
-after the first layer). For those, :func:`length_batches` only batches tracks of exactly
-equal length, so no padding is ever needed; with the loader's fixed 30-s clips nearly every
-track has the same length anyway.
+after the first layer). For those, :func:`~audiorec_assets.encoders.audio_input.length_batches`
+only batches tracks of exactly equal length, so no padding is ever needed; with the loader's fixed
+30-s clips nearly every track has the same length anyway.
 
-Also shared by the non-HF pretrained encoders (EnCodecMAE, JukeMIR, MusicFM):
-:func:`models_dir_hint` (the text every missing-weights error ends with),
-:func:`torch_load_checkpoint` and :func:`length_batches`.
-
+The waveform side (cleaning, batching by length, frame counts, pooling) is ``audio_input.py``.
 torch, transformers and huggingface_hub are imported inside the functions.
 """
 
@@ -36,7 +33,19 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError, models_dir_hint
+from audiorec_assets.encoders.audio_input import (
+    conv_output_lengths,
+    length_batches,
+    mean_over_frames,
+    prepare_waveforms,
+)
+from audiorec_assets.encoders.base import (
+    AudioEncoder,
+    EncoderContext,
+    EncoderError,
+    WeightsNotFoundError,
+    models_dir_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,18 +91,6 @@ def resolve_weights_dir(context: EncoderContext, name: str, repo_id: str) -> Pat
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def torch_load_checkpoint(path: Path) -> Any:
-    """``torch.load`` on CPU; a local checkpoint that is not weights-only is loaded fully (trusted local file)."""
-    import torch
-
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickled non-tensor objects (Lightning hyper-parameters, ...)
-        log.info("%s is not a weights-only checkpoint (%s); loading it fully", path, type(err).__name__)
-        return torch.load(str(path), map_location="cpu", weights_only=False)
-
 
 
 def fill_missing_config(config: Any, reference_class: str) -> list[str]:
@@ -231,52 +228,6 @@ def load_hf_audio_model(
 # --------------------------------------------------------------------------- inference
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, same_length: bool) -> list[list[int]]:
-    """Indices grouped into batches of at most ``batch_size``, sorted by length (less padding).
-
-    With ``same_length`` a batch only holds waveforms of exactly equal length.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
-    batches: list[list[int]] = []
-    for i in order:
-        if (
-            batches
-            and len(batches[-1]) < batch_size
-            and (not same_length or lengths[batches[-1][-1]] == lengths[i])
-        ):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
-
-
-def conv_output_lengths(lengths: np.ndarray, kernels: Sequence[int], strides: Sequence[int]) -> np.ndarray:
-    """Frames a stack of unpadded 1-D convs makes from ``lengths`` samples (``floor((L - k) / s) + 1``)."""
-    out = np.asarray(lengths, dtype=np.int64)
-    for k, s in zip(kernels, strides):
-        out = np.maximum((out - k) // s + 1, 0)
-    return out
-
-
-def prepare_waveforms(
-    waveforms: Sequence[np.ndarray], max_samples: int | None, min_samples: int, encoder: str
-) -> list[np.ndarray]:
-    """Mono float32, cut to ``max_samples``, short ones zero-padded to ``min_samples``; empty raises."""
-    out = []
-    for i, w in enumerate(waveforms):
-        w = np.asarray(w, dtype=np.float32).reshape(-1)
-        if w.size == 0:
-            raise EncoderError(f"{encoder}: waveform #{i} of the batch is empty")
-        if max_samples is not None:
-            w = w[:max_samples]
-        if w.size < min_samples:
-            w = np.pad(w, (0, min_samples - w.size))
-        out.append(np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0))
-    return out
-
-
 def embed_mean_pooled(
     bundle: HfAudioModel, waveforms: Sequence[np.ndarray], batch_size: int, max_samples: int | None = None
 ) -> np.ndarray:
@@ -300,13 +251,7 @@ def embed_mean_pooled(
         with torch.inference_mode():
             hidden = bundle.model(input_values=values, attention_mask=mask).last_hidden_state
         frames = conv_output_lengths(np.array([lengths[i] for i in batch]), bundle.conv_kernels, bundle.conv_strides)
-        frames = np.minimum(np.maximum(frames, 1), hidden.shape[1])
-        valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < torch.as_tensor(
-            frames, device=hidden.device
-        )[:, None]
-        valid = valid.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * valid).sum(dim=1) / valid.sum(dim=1)
-        out[batch] = pooled.float().cpu().numpy()
+        out[batch] = mean_over_frames(hidden, frames).float().cpu().numpy()
     if not np.all(np.isfinite(out)):
         raise EncoderError(f"{name}: non-finite embedding (check the audio and the weights)")
     return out

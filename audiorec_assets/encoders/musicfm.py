@@ -35,8 +35,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from audiorec_assets.encoders.audio_input import length_batches
 from audiorec_assets.encoders.base import AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError
-from audiorec_assets.encoders.hf import length_batches, torch_load_checkpoint
+from audiorec_assets.encoders.checkpoint import torch_load_checkpoint
 
 SAMPLE_RATE = 24000
 CLIP_SECONDS = 30.0

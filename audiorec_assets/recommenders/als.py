@@ -8,7 +8,7 @@ minimises ``Σ_ui c_ui (p_ui − x_uᵀ y_i)² + regularization · (Σ_u |x_u|²
 ``factors``-dimensional user and item factors, ``iterations`` alternating sweeps, starting
 from ``U[0, 0.01)`` factors drawn with ``settings.seed``.
 
-Confidence convention of ``implicit`` (checked in its source, ``implicit/cpu/als.py``: the
+Confidence convention of ``implicit`` (checked in its source, module ``implicit.cpu.als``: the
 solver adds ``(c − 1) y yᵀ`` to ``YᵀY`` and ``c y`` to the right-hand side): the value stored
 in the matrix *is* ``c_ui``, and only the unobserved entries get the implicit confidence 1.
 The library does **not** add the 1 to observed entries, so this module stores
@@ -30,7 +30,7 @@ import numpy as np
 
 from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n
 from audiorec_assets.recommenders.data import InteractionData
-from audiorec_assets.recommenders.knn import FORMAT_VERSION, read_meta, write_meta
+from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
 from audiorec_assets.settings import ExperimentSettings
 
 USER_FACTORS_FILE = "user_factors.npy"
@@ -69,6 +69,7 @@ class AlsRecommender(Recommender):
         self._user_factors: np.ndarray | None = None  # (n_users, factors) float32
         self._item_factors: np.ndarray | None = None  # (n_items, factors) float32
         self._data: InteractionData | None = None
+        self._fitted_on: dict[str, object] = {}  # persistence.data_fingerprint of the data
 
     def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
         """Factorise the confidence matrix (module docstring); ``item_vectors`` are ignored, any shape."""
@@ -90,6 +91,7 @@ class AlsRecommender(Recommender):
         self._user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self._item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self._data = data
+        self._fitted_on = data_fingerprint(data)
         return FitReport(
             train_loss=losses, best_epoch=als.iterations, seconds=time.perf_counter() - start,
             params={"factors": als.factors, "regularization": als.regularization, "iterations": als.iterations,
@@ -135,11 +137,9 @@ class AlsRecommender(Recommender):
         np.save(directory / USER_FACTORS_FILE, self._user_factors, allow_pickle=False)
         np.save(directory / ITEM_FACTORS_FILE, self._item_factors, allow_pickle=False)
         als = self.settings.als
-        write_meta(directory, {
-            "name": self.name, "format_version": FORMAT_VERSION, "n_users": int(self._user_factors.shape[0]),
-            "n_items": int(self._item_factors.shape[0]), "factors": int(self._user_factors.shape[1]),
-            "regularization": als.regularization, "iterations": als.iterations, "alpha": als.alpha,
-            "seed": self.settings.seed,
+        write_manifest(directory, self.name, self._fitted_on, {
+            "factors": int(self._user_factors.shape[1]), "regularization": als.regularization,
+            "iterations": als.iterations, "alpha": als.alpha, "seed": self.settings.seed,
         })
 
     @classmethod
@@ -148,11 +148,12 @@ class AlsRecommender(Recommender):
     ) -> AlsRecommender:
         """Restore a model written by :meth:`save`; ``data`` supplies the train history to exclude."""
         directory = Path(directory)
-        meta = read_meta(directory, cls.name, data)
+        config, fitted_on = read_manifest(directory, cls.name, data)
         model = cls(settings)
+        model._fitted_on = fitted_on
         model._user_factors = np.load(directory / USER_FACTORS_FILE, allow_pickle=False)
         model._item_factors = np.load(directory / ITEM_FACTORS_FILE, allow_pickle=False)
-        want_users, want_items = (data.n_users, meta["factors"]), (data.n_items, meta["factors"])
+        want_users, want_items = (data.n_users, config["factors"]), (data.n_items, config["factors"])
         if model._user_factors.shape != want_users or model._item_factors.shape != want_items:
             raise ValueError(
                 f"{directory}: factor files have shapes {model._user_factors.shape} and {model._item_factors.shape}, "

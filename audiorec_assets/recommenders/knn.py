@@ -1,6 +1,6 @@
 """KNN / cosine recommender: the user is the mean of their train items' audio vectors.
 
-As in the study's code (SEED_NOTES.md, "KNN / cosine"): user vector = unweighted mean of
+As in the study's code (README.md, *Recommenders and presets*): user vector = unweighted mean of
 the raw vectors of the user's distinct train items; users and items L2-normalised; exact
 inner-product search (FAISS ``IndexFlatIP``) over the items that occur in train; the
 user's train items removed. Nothing is trained.
@@ -8,7 +8,6 @@ user's train items removed. Nothing is trained.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,13 +17,12 @@ import numpy as np
 from audiorec_assets.evaluation.metrics import membership
 from audiorec_assets.recommenders.base import FitReport, Recommender, TopN
 from audiorec_assets.recommenders.data import InteractionData, UserItems
+from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
 from audiorec_assets.settings import ExperimentSettings
 
-FORMAT_VERSION = 1
 INDEX_FILE = "index.faiss"
 USERS_FILE = "user_vectors.npy"
 ITEMS_FILE = "index_items.npy"
-META_FILE = "model.json"
 
 # Bounds per search call: users per batch, and batch × candidates (D float32 + I int64 +
 # masks ≈ 25 bytes per entry → 16M entries ≈ 400 MB at most).
@@ -127,28 +125,6 @@ def recommend_from_candidates(users: np.ndarray, n: int, train: UserItems, candi
     return TopN(users=users, items=items_out, scores=scores_out)
 
 
-def write_meta(directory: Path, meta: dict[str, object]) -> None:
-    (directory / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
-
-
-def read_meta(directory: Path, name: str, data: InteractionData) -> dict[str, object]:
-    """The model's json, checked against the data it is loaded with."""
-    path = Path(directory) / META_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} missing: not a saved {name} model")
-    meta = json.loads(path.read_text())
-    if meta.get("name") != name:
-        raise ValueError(f"{directory} holds a {meta.get('name')!r} model, not {name!r}")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{directory}: unsupported format_version {meta.get('format_version')}")
-    if meta.get("n_users") != data.n_users or meta.get("n_items") != data.n_items:
-        raise ValueError(
-            f"{directory} was fitted on {meta.get('n_users')} users × {meta.get('n_items')} items, "
-            f"the data has {data.n_users} × {data.n_items}"
-        )
-    return meta
-
-
 # ---------------------------------------------------------------- the model
 class KnnRecommender(Recommender):
     """Cosine between the user's mean train vector and every train item, exact (FAISS flat IP)."""
@@ -165,6 +141,7 @@ class KnnRecommender(Recommender):
         self._train: UserItems | None = None
         self._n_items = 0
         self._item_vectors: np.ndarray | None = None  # raw vectors of every item: other candidate sets
+        self._fitted_on: dict[str, object] = {}  # persistence.data_fingerprint of the data
 
     @property
     def scores_unseen_items(self) -> bool:
@@ -187,6 +164,7 @@ class KnnRecommender(Recommender):
         self._train = data.train
         self._n_items = data.n_items
         self._item_vectors = vectors
+        self._fitted_on = data_fingerprint(data)
         return FitReport(
             seconds=time.perf_counter() - start,
             params={"dim": int(vectors.shape[1]), "n_index_items": int(len(self._index_items))},
@@ -224,7 +202,7 @@ class KnnRecommender(Recommender):
         return recommend_from_candidates(users, n, self._train, search, self.batch_size)
 
     def save(self, directory: Path) -> None:
-        """``index.faiss`` (faiss.write_index), ``user_vectors.npy``, ``index_items.npy``, ``model.json``."""
+        """``index.faiss`` (faiss.write_index), ``user_vectors.npy``, ``index_items.npy`` and ``model.json``."""
         import faiss
 
         self._require_fitted()
@@ -233,10 +211,8 @@ class KnnRecommender(Recommender):
         faiss.write_index(self._index, str(directory / INDEX_FILE))
         np.save(directory / USERS_FILE, self._user_vectors, allow_pickle=False)
         np.save(directory / ITEMS_FILE, self._index_items, allow_pickle=False)
-        write_meta(directory, {
-            "name": self.name, "format_version": FORMAT_VERSION, "n_users": int(self._user_vectors.shape[0]),
-            "n_items": int(self._n_items), "dim": int(self._index.d), "n_index_items": int(self._index.ntotal),
-        })
+        write_manifest(directory, self.name, self._fitted_on,
+                       {"dim": int(self._index.d), "n_index_items": int(self._index.ntotal)})
 
     @classmethod
     def load(
@@ -246,12 +222,13 @@ class KnnRecommender(Recommender):
         import faiss
 
         directory = Path(directory)
-        meta = read_meta(directory, cls.name, data)
+        config, fitted_on = read_manifest(directory, cls.name, data)
         model = cls(settings)
+        model._fitted_on = fitted_on
         model._index = faiss.read_index(str(directory / INDEX_FILE))
         model._user_vectors = np.load(directory / USERS_FILE, allow_pickle=False)
         model._index_items = np.load(directory / ITEMS_FILE, allow_pickle=False)
-        if model._index.ntotal != len(model._index_items) or model._index.d != meta["dim"]:
+        if model._index.ntotal != len(model._index_items) or model._index.d != config["dim"]:
             raise ValueError(f"{directory}: index and index_items.npy disagree")
         model._train = data.train
         model._n_items = data.n_items

@@ -14,13 +14,8 @@ import numpy as np
 
 from audiorec_assets.recommenders.base import FitReport, Recommender, TopN
 from audiorec_assets.recommenders.data import InteractionData, UserItems
-from audiorec_assets.recommenders.knn import (
-    DEFAULT_BATCH_SIZE,
-    FORMAT_VERSION,
-    read_meta,
-    recommend_from_candidates,
-    write_meta,
-)
+from audiorec_assets.recommenders.knn import DEFAULT_BATCH_SIZE, recommend_from_candidates
+from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
 from audiorec_assets.settings import ExperimentSettings
 
 RANKED_FILE = "ranked_items.npy"
@@ -47,12 +42,14 @@ class PopularityRecommender(Recommender):
         self._ranked: np.ndarray | None = None
         self._plays: np.ndarray | None = None
         self._train: UserItems | None = None
+        self._fitted_on: dict[str, object] = {}  # persistence.data_fingerprint of the data
 
     def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
         """Count plays; ``item_vectors`` are ignored (the baseline knows no audio)."""
         start = time.perf_counter()
         self._ranked, self._plays = popularity_ranking(data)
         self._train = data.train
+        self._fitted_on = data_fingerprint(data)
         return FitReport(seconds=time.perf_counter() - start, params={"n_ranked_items": int(len(self._ranked))})
 
     def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
@@ -77,10 +74,7 @@ class PopularityRecommender(Recommender):
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / RANKED_FILE, self._ranked, allow_pickle=False)
         np.save(directory / PLAYS_FILE, self._plays, allow_pickle=False)
-        write_meta(directory, {
-            "name": self.name, "format_version": FORMAT_VERSION, "n_users": int(self._train.n_users),
-            "n_items": int(len(self._plays)), "n_ranked_items": int(len(self._ranked)),
-        })
+        write_manifest(directory, self.name, self._fitted_on, {"n_ranked_items": int(len(self._ranked))})
 
     @classmethod
     def load(
@@ -88,8 +82,9 @@ class PopularityRecommender(Recommender):
     ) -> PopularityRecommender:
         """Restore a model written by :meth:`save`; ``data`` supplies the train history to exclude."""
         directory = Path(directory)
-        read_meta(directory, cls.name, data)
+        _, fitted_on = read_manifest(directory, cls.name, data)
         model = cls(settings)
+        model._fitted_on = fitted_on
         model._ranked = np.load(directory / RANKED_FILE, allow_pickle=False)
         model._plays = np.load(directory / PLAYS_FILE, allow_pickle=False)
         model._train = data.train

@@ -1,6 +1,6 @@
 """Shallow net: one vector per user, one per item, cosine score, hinge loss against sampled negatives.
 
-Two presets (``settings.preset``, see SEED_NOTES.md):
+Two presets (``settings.preset``, see README.md, *Recommenders and presets*):
 
 ``guide``
     Item vectors are the audio vectors, frozen (a buffer that is never written). With
@@ -33,9 +33,8 @@ and every candidate item.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -43,9 +42,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiorec_assets.recommenders import torch_utils as tu
-from audiorec_assets.recommenders.base import FitReport, TopN
+from audiorec_assets.recommenders.base import TopN
 from audiorec_assets.recommenders.data import InteractionData
+from audiorec_assets.recommenders.runtime import make_generator
+from audiorec_assets.recommenders.torch_base import (
+    TorchRecommender,
+    TrainingPlan,
+    TrainingSettings,
+    attach_item_table,
+    mean_item_vectors,
+    recommend_in_batches,
+)
+from audiorec_assets.recommenders.training import index_batches
 from audiorec_assets.settings import ExperimentSettings
 
 PRESET_MARGIN = {"guide": 1.0, "paper_code": 0.2}
@@ -54,7 +62,7 @@ PRESET_MARGIN = {"guide": 1.0, "paper_code": 0.2}
 # split into micro-batches whose gradients are summed, so the optimizer still sees the full batch.
 MAX_CHUNK_FLOATS = 1 << 24
 
-# Independent random streams of one fit (see tu.make_generator).
+# Independent random streams of one fit (see runtime.make_generator).
 STREAM_TRAIN, STREAM_VAL = 1, 2
 
 
@@ -123,14 +131,7 @@ class ShallowNet(nn.Module):
     def __init__(self, config: ShallowConfig, audio_vectors: torch.Tensor):
         super().__init__()
         self.config = config
-        if config.id_items:
-            ids = torch.randn(config.n_items, config.audio_dim) * tu.ID_INIT_STD
-            self.item_table = nn.Parameter(ids.to(audio_vectors.device))
-        elif config.items_trainable:
-            self.item_table = nn.Parameter(audio_vectors.clone())
-        else:
-            # Not persistent: the frozen vectors live in the lake and are passed again at load.
-            self.register_buffer("item_table", audio_vectors, persistent=False)
+        attach_item_table(self, config, audio_vectors)
         users = torch.zeros(config.n_users, config.user_dim, device=audio_vectors.device)
         if config.users_trainable:
             self.user_table = nn.Parameter(users)
@@ -236,7 +237,7 @@ def _train_epoch(
     config, device = net.config, train.users.device
     total, count = 0.0, 0
     order = torch.randperm(len(train.users), generator=generator).to(device)
-    for batch in tu.index_batches(order, batch_size):
+    for batch in index_batches(order, batch_size):
         users, items = train.users[batch], train.items[batch]
         if config.rows_per_pair > 1:
             users = users.repeat_interleave(config.rows_per_pair)
@@ -265,51 +266,38 @@ def _val_loss_fn(net: ShallowNet, val: _Pairs, pool: torch.Tensor, generator: to
     return val_loss
 
 
-class ShallowRecommender(tu.TorchRecommender):
+class ShallowRecommender(TorchRecommender):
     """Cosine scores of learned user vectors against (frozen or trained) item vectors."""
 
     name = "shallow"
+
+    def training_settings(self) -> TrainingSettings:
+        return self.settings.shallow
+
+    def make_config(self, data: InteractionData, audio_dim: int) -> ShallowConfig:
+        return ShallowConfig.from_settings(self.settings, data.n_users, data.n_items, audio_dim)
 
     @classmethod
     def build_net(cls, config: dict[str, Any], item_vectors: torch.Tensor) -> ShallowNet:
         return ShallowNet(ShallowConfig(**config), item_vectors)
 
-    def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
-        started = time.perf_counter()
-        settings = self.settings
-        device = tu.resolve_device(settings.encode.device)
-        audio = tu.item_vectors_tensor(item_vectors, data.n_items, device)
-        config = ShallowConfig.from_settings(settings, data.n_users, data.n_items, audio.shape[1])
-        with tu.seeded(settings.seed, device):
-            net = self.build_net(asdict(config), audio)
-            net.init_users(tu.mean_item_vectors(data.train, net.item_table))
-            optimizer = tu.adam(net, settings.shallow.lr)
-            train, val = _pairs(data, "train", device), _pairs(data, "val", device)
-            pool = negative_pool(config, data)
-            train_generator = tu.make_generator(settings.seed, STREAM_TRAIN)
-            val_generator = tu.make_generator(settings.seed, STREAM_VAL)
-            history = tu.train_with_early_stopping(
-                net,
-                optimizer,
-                train_epoch=lambda _: _train_epoch(net, optimizer, train, settings.shallow.batch_size, pool,
-                                                   train_generator),
-                val_loss=_val_loss_fn(net, val, pool, val_generator) if len(val.users) else None,
-                max_epochs=settings.shallow.max_epochs,
-                patience=settings.shallow.patience,
-                scheduler=tu.plateau_scheduler(optimizer, enabled=tu.uses_plateau_scheduler(settings)),
-                label=f"shallow[{settings.preset}]",
-            )
-        self._remember(net, data, item_vectors)
-        params = tu.training_params(config, net, settings, settings.shallow.batch_size, settings.shallow.lr, device)
-        params["steps_per_epoch"] = steps_per_epoch(len(train.users), settings.shallow.batch_size)
-        params["rows_per_step"] = min(len(train.users), settings.shallow.batch_size) * config.rows_per_pair
-        return tu.fit_report(history, params, time.perf_counter() - started)
-
-    @property
-    def scores_unseen_items(self) -> bool:
-        """Audio items can be scored without train plays; learned ids cannot."""
-        net, _ = self._fitted()
-        return not net.config.id_items
+    def prepare_training(
+        self, net: ShallowNet, optimizer: torch.optim.Optimizer, data: InteractionData
+    ) -> TrainingPlan:
+        seed, batch_size, device = self.settings.seed, self.settings.shallow.batch_size, net.item_table.device
+        net.init_users(mean_item_vectors(data.train, net.item_table))
+        train, val = _pairs(data, "train", device), _pairs(data, "val", device)
+        pool = negative_pool(net.config, data)
+        train_generator = make_generator(seed, STREAM_TRAIN)
+        val_generator = make_generator(seed, STREAM_VAL)
+        return TrainingPlan(
+            train_epoch=lambda _: _train_epoch(net, optimizer, train, batch_size, pool, train_generator),
+            val_loss=_val_loss_fn(net, val, pool, val_generator) if len(val.users) else None,
+            params={
+                "steps_per_epoch": steps_per_epoch(len(train.users), batch_size),
+                "rows_per_step": min(len(train.users), batch_size) * net.config.rows_per_pair,
+            },
+        )
 
     def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
         net, data = self._fitted()
@@ -319,4 +307,4 @@ class ShallowRecommender(tu.TorchRecommender):
             def score_block(block: np.ndarray) -> torch.Tensor:
                 return net.user_embeddings(torch.as_tensor(block, dtype=torch.int64, device=items.device)) @ items.T
 
-            return tu.recommend_in_batches(users, n, data, score_block, candidates=candidates)
+            return recommend_in_batches(users, n, data, score_block, candidates=candidates)

@@ -16,7 +16,7 @@ from audiorec_assets.encoders.base import AudioEncoder, EncoderContext
 if TYPE_CHECKING:
     from audiorec_assets.encoders.musicnn.model import Musicnn, MusicnnOutputs
 
-__all__ = ["MusicnnEncoder", "MusicnnMttEncoder", "load_pretrained", "musicnn_outputs"]
+__all__ = ["MusicnnEncoder", "load_pretrained", "musicnn_outputs"]
 
 
 def load_pretrained(model: str = "MSD_musicnn", context: EncoderContext | None = None) -> Musicnn:
@@ -80,12 +80,3 @@ class MusicnnEncoder(AudioEncoder):
         bounds = np.cumsum([0] + [len(p) for p in per_track])
         vectors = [outputs.penultimate[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
         return np.stack(vectors).astype(np.float32)
-
-
-class MusicnnMttEncoder(MusicnnEncoder):
-    """Same as :class:`MusicnnEncoder` with the MagnaTagATune-trained checkpoint (not registered)."""
-
-    name: ClassVar[str] = "musicnn_mtt"
-    pooling: ClassVar[str] = "mean over non-overlapping 3-s patches of the MTT_musicnn penultimate layer"
-    model_id: ClassVar[str] = "MTT_musicnn (musicnn 0.1.0)"
-    checkpoint: ClassVar[str] = "MTT_musicnn"

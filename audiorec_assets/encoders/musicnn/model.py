@@ -1,6 +1,6 @@
 """MusiCNN (Pons & Serra, 2019) in PyTorch, inference only, loading the upstream TF checkpoints.
 
-Mirrors ``build_musicnn`` of ``musicnn/models.py`` (musicnn 0.1.0, ``num_filt_midend=64``,
+Mirrors ``build_musicnn`` of the upstream module ``musicnn.models`` (musicnn 0.1.0, ``num_filt_midend=64``,
 ``num_units_backend=200``, front-end type ``7774timbraltemporal``) layer for layer, so that
 the upstream variables map one to one onto this module's parameters:
 
@@ -36,7 +36,7 @@ TF_BN_EPSILON = 1e-3  # tf.compat.v1.layers.batch_normalization default
 
 MODELS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
 
-# Tag order of the two output layers, from musicnn/configuration.py (musicnn 0.1.0, ISC licence).
+# Tag order of the two output layers, from the upstream module musicnn.configuration (musicnn 0.1.0, ISC licence).
 MTT_LABELS: tuple[str, ...] = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
     "piano", "ambient", "beat", "violin", "vocal", "synth", "female", "indian", "opera", "male",

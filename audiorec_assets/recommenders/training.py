@@ -1,0 +1,176 @@
+"""The training loop of the torch recommenders: epochs, early stopping on the best checkpoint, the plateau
+scheduler, and the loss bookkeeping that ends up in the :class:`FitReport`.
+
+Nothing here knows a model's architecture; the model modules supply the per-epoch callables.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from audiorec_assets.recommenders.base import FitReport
+from audiorec_assets.settings import ExperimentSettings
+
+# Plateau scheduler of the authors' code: divide the learning rate by 10 after 5 flat epochs.
+PLATEAU_PATIENCE = 5
+PLATEAU_FACTOR = 0.1
+
+logger = logging.getLogger(__name__)
+
+
+def index_batches(order: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Consecutive slices of ``order`` of at most ``batch_size`` entries."""
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
+def adam(net: nn.Module, lr: float) -> torch.optim.Adam:
+    """Adam over the trainable parameters only (frozen tables are buffers or ``requires_grad=False``)."""
+    return torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=lr)
+
+
+def uses_plateau_scheduler(settings: ExperimentSettings) -> bool:
+    """Only the authors' code (``paper_code``) decays the learning rate on a validation plateau."""
+    return settings.preset == "paper_code"
+
+
+def plateau_scheduler(
+    optimizer: torch.optim.Optimizer, enabled: bool
+) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """The authors' ReduceLROnPlateau on the validation loss (patience 5, factor 0.1), or ``None``."""
+    if not enabled:
+        return None
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="min", patience=PLATEAU_PATIENCE, factor=PLATEAU_FACTOR
+    )
+
+
+class BestCheckpoint:
+    """Early stopping on a monitored loss, keeping a CPU copy of the best weights seen."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_loss = math.inf
+        self.best_epoch: int | None = None
+        self.epochs_without_improvement = 0
+        self._best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, loss: float, net: nn.Module) -> bool:
+        """Record ``loss`` of ``epoch`` (0-based); returns True when training should stop."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch = loss, epoch
+            self.epochs_without_improvement = 0
+            self._best_state = {key: value.detach().to("cpu", copy=True) for key, value in net.state_dict().items()}
+        else:
+            self.epochs_without_improvement += 1
+        return self.epochs_without_improvement >= self.patience
+
+    def restore(self, net: nn.Module) -> None:
+        """Load the best weights back into ``net`` (no-op before the first update)."""
+        if self._best_state is not None:
+            net.load_state_dict(self._best_state)
+
+
+@dataclass
+class TrainingHistory:
+    """Per-epoch curves of one training run, after the best checkpoint has been restored."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+def train_with_early_stopping(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    train_epoch: Callable[[int], float],
+    val_loss: Callable[[], float] | None,
+    max_epochs: int,
+    patience: int,
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None,
+    label: str = "model",
+) -> TrainingHistory:
+    """Run up to ``max_epochs`` epochs, stop after ``patience`` epochs without a better monitored loss,
+    and leave ``net`` holding the best epoch's weights.
+
+    The monitored loss is ``val_loss()`` (computed in eval mode), or the train loss when there is no
+    validation data (``val_loss is None``). The plateau scheduler, if any, steps on the same loss.
+    """
+    history = TrainingHistory()
+    checkpoint = BestCheckpoint(patience)
+    for epoch in range(max_epochs):
+        net.train()
+        train_value = float(train_epoch(epoch))
+        history.train_loss.append(train_value)
+        monitored = train_value
+        if val_loss is not None:
+            net.eval()
+            with torch.no_grad():
+                monitored = float(val_loss())
+            history.val_loss.append(monitored)
+        history.learning_rate.append(float(optimizer.param_groups[0]["lr"]))
+        if not math.isfinite(monitored):
+            raise FloatingPointError(f"{label}: loss became {monitored} in epoch {epoch}; lower the learning rate")
+        logger.info(
+            "%s epoch %d: train loss %.5f, %s %.5f", label, epoch, train_value,
+            "val loss" if val_loss is not None else "monitored", monitored,
+        )
+        if scheduler is not None:
+            scheduler.step(monitored)
+        if checkpoint.update(epoch, monitored, net):
+            history.stopped_early = True
+            break
+    checkpoint.restore(net)
+    net.eval()
+    history.best_epoch = checkpoint.best_epoch
+    return history
+
+
+def parameter_counts(net: nn.Module) -> dict[str, int]:
+    """Trainable and frozen (non-trainable parameters and buffers) element counts."""
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    frozen += sum(b.numel() for b in net.buffers())
+    return {"trainable_params": int(trainable), "frozen_values": int(frozen)}
+
+
+def training_params(
+    config: Any, net: nn.Module, settings: ExperimentSettings, batch_size: int, lr: float, device: torch.device
+) -> dict[str, object]:
+    """The FitReport ``params`` every torch model reports: its config dataclass, sizes and run choices."""
+    return {
+        **asdict(config),
+        **parameter_counts(net),
+        "batch_size": batch_size,
+        "lr": lr,
+        "plateau_scheduler": uses_plateau_scheduler(settings),
+        "device": str(device),
+        "seed": settings.seed,
+    }
+
+
+def fit_report(history: TrainingHistory, params: dict[str, object], seconds: float) -> FitReport:
+    """A :class:`FitReport` from a training run, with the loop's own facts added to ``params``."""
+    return FitReport(
+        train_loss=list(history.train_loss),
+        val_loss=list(history.val_loss),
+        best_epoch=history.best_epoch,
+        seconds=seconds,
+        params={
+            **params,
+            "epochs_run": len(history.train_loss),
+            "stopped_early": history.stopped_early,
+            "early_stopping_on": "val_loss" if history.val_loss else "train_loss",
+            "learning_rate_per_epoch": list(history.learning_rate),
+        },
+    )
