@@ -24,6 +24,15 @@ def ingest(tmp_path, name, content):
     return pd.read_parquet(target)
 
 
+def ingest_bytes(tmp_path, name, content: bytes):
+    """:func:`ingest` of exact bytes (line endings kept as written)."""
+    raw = tmp_path / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    (raw / name).write_bytes(content)
+    with scratch_connection(LakePaths(tmp_path)) as con:
+        ingest_listens(con, RawSource(Layout.OWN, raw / name, raw / "audio"), tmp_path / "listens.parquet", tmp_path / "tmp")
+
+
 def test_columns_are_matched_by_name_and_extra_columns_ignored(tmp_path):
     rows = ingest(tmp_path, "listens.csv",
                   "track_id,device,timestamp,user_id\nt1,phone,2019-03-01 12:00:00,u1\nt2,web,2019-03-02 13:00:00,u2\n")
@@ -166,3 +175,50 @@ def test_duplicate_events_are_counted_and_kept_or_dropped(tmp_path):
     rows = pd.read_parquet(tmp_path / "dropped.parquet")
     assert rows[["user_id", "track_id"]].values.tolist() == [["u1", "t1"], ["u1", "t2"], ["u2", "t1"]]
     assert not list(tmp_path.glob("*.dedup*")) and not list(tmp_path.glob(".*"))
+
+
+BIG_FIELD = "x" * (5 * 1024 * 1024)  # over DuckDB's 2 MB max_line_size
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("row", [0, 2, 4], ids=["first", "middle", "last"])
+def test_a_line_over_the_maximum_size_is_named_by_its_file_line(tmp_path, row, newline):
+    rows = [f"u{i},t{i},2019-03-01 12:00:00" for i in range(5)]
+    rows[row] = f"u{row},{BIG_FIELD},2019-03-01 12:00:00"
+    content = newline.join(["user_id,track_id,timestamp", *rows]) + newline
+    with pytest.raises(SourceError) as raised:
+        ingest_bytes(tmp_path, "listens.csv", content.encode())
+    message = str(raised.value)
+    assert f"listens.csv: line {row + 2} is 5,242,9" in message  # the header is line 1
+    assert "count the header as line 1" in message and "maximum line size of 2,000,000 bytes" in message
+    assert "cannot read the header" not in message and len(message) < 1000  # not the 5 MB line quoted back
+
+
+def test_a_long_line_past_the_sniffed_sample_counts_blank_lines_and_quoted_newlines(tmp_path):
+    # past DuckDB's 20 480-row sniffing sample the reader rejects the row instead; its own `line`
+    # counts records, so a newline inside quotes earlier in the file must not shift the number
+    rows = [f"u{i}\tt{i}\t2019-03-01 12:00:00" for i in range(30_000)]
+    rows[10] = ""
+    rows[20] = 'u20\t"a\nb"\t2019-03-01 12:00:00'
+    rows[25_000] = f"u\t{BIG_FIELD}\t2019-03-01 12:00:00"
+    content = "\r\n".join(["user_id\ttrack_id\ttimestamp", *rows]) + "\r\n"
+    with pytest.raises(SourceError) as raised:
+        ingest_bytes(tmp_path, "listens.tsv", content.encode())
+    message = str(raised.value)
+    assert "listens.tsv: malformed row(s): line 25003: Maximum line size" in message, message[:300]
+    assert "count the header as line 1" in message and len(message) < 1000
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_a_row_missing_a_column_is_named_by_its_own_line(tmp_path, newline):
+    # DuckDB places this error just past the line's end, on the next line
+    content = newline.join(["user_id,track_id,timestamp", "u0,t0,2019-03-01", "u1,t1", "u2,t2,2019-03-01"]) + newline
+    with pytest.raises(SourceError, match=r"listens\.csv: malformed row\(s\): line 3: .* in 'u1,t1'"):
+        ingest_bytes(tmp_path, "listens.csv", content.encode())
+
+
+def test_a_long_but_allowed_field_does_not_stop_the_bad_row_numbering(tmp_path):
+    # Python's csv module refuses fields over 128 KiB unless told otherwise
+    content = f"user_id,track_id,timestamp\nu0,{'x' * 500_000},2019-03-01\nu1,t1,soon\n"
+    with pytest.raises(SourceError, match=r"line 3: unparsable timestamp \('soon'\) \(line numbers count the header"):
+        ingest_bytes(tmp_path, "listens.csv", content.encode())

@@ -72,12 +72,110 @@ def _reader_sql(path: Path) -> str:
     return f"read_csv('{_sql_path(path)}', delim=E'{delim}', header=true, all_varchar=true, store_rejects=true)"
 
 
-def log_columns(con, path: Path) -> list[str]:
-    """Column names of the log's header."""
+def log_columns(con, path: Path, source_path: Path | None = None) -> list[str]:
+    """Column names of the log's header (``source_path``, when given, is the file named in errors:
+    the ``.bz2`` that ``path`` was decompressed from)."""
     try:
         return [row[0] for row in con.sql(f"DESCRIBE SELECT * FROM {_reader_sql(path)}").fetchall()]
     except Exception as err:
-        raise SourceError(f"{path}: cannot read the header ({err})") from None
+        message = str(err)
+        if "Maximum line size" in message:
+            # DuckDB's sniffer says "CSV Error on Line: 1" whatever line it is, and quotes the whole line
+            _raise_long_line(source_path or path, path, message)
+        # DuckDB's first paragraph says what is wrong; the rest is its reader settings
+        first = message.strip().split("\n\n", 1)[0].splitlines()
+        detail = " / ".join(line if len(line) <= 200 else line[:200] + "…" for line in first)
+        raise SourceError(f"{source_path or path}: cannot read the header ({detail})") from None
+
+
+# DuckDB's default max_line_size; the limit its error message states wins
+DUCKDB_MAX_LINE_SIZE = 2_000_000
+_LINE_NOTE = "line numbers count the header as line 1"
+
+
+def _short(text: str, keep: int = 60) -> str:
+    """``text`` cut to ``keep`` characters (a bad line can be megabytes, and DuckDB quotes it whole)."""
+    text = text.lstrip("\r\n")
+    return repr(text) if len(text) <= keep else f"{text[:keep]!r}…"
+
+
+def _reject_line(path: Path, position: int, csv_line: str) -> int:
+    """1-based file line (header = line 1; LF and CRLF alike, blank lines and newlines inside quotes
+    counted) of a row DuckDB rejected at byte ``position`` with text ``csv_line``.
+
+    DuckDB's own ``line`` counts records, not file lines, and its ``byte_position`` is where it
+    noticed the error: inside the line, just past its end (a missing column) or on the newline
+    before it (CRLF). So the line holding ``position`` and its two neighbours are compared with the
+    start of ``csv_line``, scanning in chunks (a line is never read whole)."""
+    newlines, read, last_two = 0, 0, [-1, -1]  # offsets of the last two newlines before position
+    with open(path, "rb") as handle:
+        while read < position:
+            chunk = handle.read(min(16 << 20, position - read))
+            if not chunk:
+                break
+            count = chunk.count(b"\n")
+            if count:
+                last = chunk.rfind(b"\n")
+                before = chunk.rfind(b"\n", 0, last) if count > 1 else -1
+                last_two = [read + before if before >= 0 else last_two[1], read + last]
+            newlines += count
+            read += len(chunk)
+        line = newlines + 1
+        needle = csv_line.lstrip("\r\n").split("\n", 1)[0].rstrip("\r").encode("utf-8", "replace")[:100]
+        if not needle:
+            return line
+        starts = {line: last_two[1] + 1}
+        if line > 1:
+            starts[line - 1] = last_two[0] + 1
+        handle.seek(position)
+        offset = position
+        while chunk := handle.read(1 << 20):
+            found = chunk.find(b"\n")
+            if found >= 0:
+                starts[line + 1] = offset + found + 1
+                break
+            offset += len(chunk)
+        for candidate in (line, line - 1, line + 1):
+            if candidate in starts:
+                handle.seek(starts[candidate])
+                if handle.read(len(needle)) == needle:
+                    return candidate
+    return line
+
+
+def _first_long_line(path: Path, limit: int) -> tuple[int, int] | None:
+    """(1-based line, length in bytes without its line ending) of the first line of ``path`` over
+    ``limit`` bytes, scanning in chunks (the line itself is never held in memory); None when none is."""
+    line, length = 1, 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(16 << 20):
+            start = 0
+            while (end := chunk.find(b"\n", start)) != -1:
+                length += end - start
+                full = length - (1 if end > 0 and chunk[end - 1:end] == b"\r" else 0)
+                if full + 1 > limit:
+                    return line, full
+                line, length, start = line + 1, 0, end + 1
+            length += len(chunk) - start
+    if length and length + 1 > limit:
+        return line, length
+    return None
+
+
+def _raise_long_line(source_path: Path, read_path: Path, message: str) -> None:
+    import re
+
+    stated = re.search(r"Maximum line size of (\d+) bytes", message)
+    limit = int(stated.group(1)) if stated else DUCKDB_MAX_LINE_SIZE
+    found = _first_long_line(read_path, limit)
+    if found is None:  # a quoted field spanning several lines adds up to more than the limit
+        raise SourceError(f"{source_path}: a row is longer than the maximum line size of {limit:,} bytes, though no "
+                          "single line is: a quoted field spanning several lines probably is (a quote never closed?). "
+                          "Fix or remove it.") from None
+    line, length = found
+    raise SourceError(f"{source_path}: line {line} is {length:,} bytes long, over the maximum line size of {limit:,} "
+                      f"bytes ({_LINE_NOTE}): a field there is far too long for a listening log (a quote never "
+                      "closed, or a file pasted in?). Fix or remove that line.") from None
 
 
 def check_columns(path: Path, columns: list[str]) -> None:
@@ -177,18 +275,24 @@ def _physical_lines(path: Path, records: list[int], quoted: bool = True) -> dict
 
     wanted, found = set(records), {}
     delimiter = "\t" if path.name.endswith(".tsv") else ","
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-        next(reader, None)  # header
-        record = 0
-        for row in reader:
-            if not row:  # a blank line: DuckDB skips it too
-                continue
-            record += 1
-            if record in wanted:
-                found[record] = reader.line_num
-                if len(found) == len(wanted):
-                    break
+    # Python's csv refuses fields over 128 KiB (csv.field_size_limit); DuckDB accepts lines up to its
+    # max_line_size, so a long but valid field before a bad row must not stop the numbering
+    previous_limit = csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+            reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+            next(reader, None)  # header
+            record = 0
+            for row in reader:
+                if not row:  # a blank line: DuckDB skips it too
+                    continue
+                record += 1
+                if record in wanted:
+                    found[record] = reader.line_num
+                    if len(found) == len(wanted):
+                        break
+    finally:
+        csv.field_size_limit(previous_limit)
     return found
 
 
@@ -219,7 +323,7 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
         raise ValueError(f"duplicates must be 'keep' or 'drop', got {duplicates!r}")
     log_path = decompress_if_needed(source.log_path, scratch_dir)
     _raise_if_blank(source.log_path, log_path)
-    columns = log_columns(con, log_path)
+    columns = log_columns(con, log_path, source.log_path)
     check_columns(source.log_path, columns)
     reader = _reader_sql(log_path)
     types = dict(con.sql(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {reader})").fetchall())
@@ -247,7 +351,7 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
             for column, name in (("user_id", "user_id"), ("track_id", "track_id"), ("raw_timestamp", "timestamp")))
         problem_sql = problem_sql.replace("CASE ", f"CASE {quote_sql} ", 1)
     n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
-    _raise_on_rejects(con, source.log_path)
+    _raise_on_rejects(con, source.log_path, log_path)
     if n_bad:
         _raise_bad_rows(con, source.log_path, log_path, problem_sql, n_bad)
     with atomic_path(target, suffix=".parquet") as partial:
@@ -256,7 +360,7 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
             f"TO '{_sql_path(partial)}' (FORMAT parquet, COMPRESSION zstd)"
         )
         # malformed CSV rows are known once a scan has read every column (DuckDB's reject tables)
-        _raise_on_rejects(con, source.log_path)
+        _raise_on_rejects(con, source.log_path, log_path)
         written = f"read_parquet('{_sql_path(partial)}')"
         n_events = con.sql(f"SELECT count(*) FROM {written}").fetchone()[0]
         if n_events == 0:
@@ -292,17 +396,27 @@ def _raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n
         lines = _physical_lines(read_path, [record for record, _, _ in bad], quoted=_sniffed_quoting(con, read_path))
         where = {record: f"line {lines.get(record, record + 1)}" for record, _, _ in bad}
     examples = "; ".join(f"{where[record]}: {problem} ({raw!r})" for record, raw, problem in bad)
-    raise SourceError(f"{source_path}: {n_bad} bad row(s), e.g. {examples}. Fix or remove them.")
+    note = "" if read_path.suffix == ".parquet" else f" ({_LINE_NOTE})"
+    raise SourceError(f"{source_path}: {n_bad} bad row(s), e.g. {examples}{note}. Fix or remove them.")
 
 
-def _raise_on_rejects(con, path: Path) -> None:
+def _raise_on_rejects(con, path: Path, read_path: Path | None = None) -> None:
+    """Raise on the rows DuckDB rejected, by file line of ``read_path`` (the file DuckDB read; ``path``
+    is the one named). DuckDB's own ``line`` counts records, not lines (newlines inside quotes are
+    missed), so the line is taken from the reject's ``byte_position`` where it has one."""
     try:
-        rows = con.sql("SELECT line, error_message, csv_line FROM reject_errors ORDER BY line LIMIT 3").fetchall()
+        rows = con.sql("SELECT DISTINCT line, byte_position, error_message, csv_line FROM reject_errors "
+                       "ORDER BY coalesce(byte_position, 0), line LIMIT 3").fetchall()
     except Exception:  # no reject table: Parquet input
         return
     if rows:
-        detail = "; ".join(f"line {line}: {msg.splitlines()[0]} in {csv_line!r}" for line, msg, csv_line in rows)
-        raise SourceError(f"{path}: malformed row(s): {detail}")
+        read_path = read_path or path
+        details = []
+        for line, position, msg, csv_line in rows:
+            if position is not None:
+                line = _reject_line(read_path, int(position), csv_line or "")
+            details.append(f"line {line}: {msg.splitlines()[0]} in {_short(csv_line or '')}")
+        raise SourceError(f"{path}: malformed row(s): {'; '.join(details)} ({_LINE_NOTE}). Fix or remove them.")
 
 
 def find_audio(audio_dir: Path) -> dict[str, Path]:
