@@ -21,23 +21,17 @@ def _instance():
     return dg.DagsterInstance.ephemeral()
 
 
-def _run(defs, instance, selection, label: str, partition_key: str | None = None) -> None:
-    import dagster as dg
+def _run(defs, instance, planned) -> bool:
+    """One planned run (``defs/execute.py``), with its checks; its failures printed in one line each."""
+    from audiorec_assets.defs.execute import execute
 
     started = time.perf_counter()
-    print(f"[audiorec] {label} ...", flush=True)
-    result = dg.materialize(
-        assets=list(defs.assets or []) + list(defs.asset_checks or []),
-        selection=selection,
-        partition_key=partition_key,
-        resources=defs.resources,
-        instance=instance,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        raise_on_error=False,
-    )
-    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    for evaluation in failed_checks:
-        print(f"[audiorec]   check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}", flush=True)
+    print(f"[audiorec] {planned.label} ...", flush=True)
+    result = execute(defs, instance, planned, run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            print(f"[audiorec]   check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}",
+                  flush=True)
     if not result.success:
         for event in result.all_events:
             if event.is_step_failure:
@@ -46,20 +40,20 @@ def _run(defs, instance, selection, label: str, partition_key: str | None = None
                     error = error.cause
                 message = error.message.strip() if error else ""
                 print(f"[audiorec]   {event.step_key} failed: {message}", file=sys.stderr)
-        raise SystemExit(f"[audiorec] {label} failed (run {result.run_id}).")
-    print(f"[audiorec] {label} done in {time.perf_counter() - started:.1f} s", flush=True)
+        print(f"[audiorec] {planned.label} failed (run {result.run_id}).", file=sys.stderr, flush=True)
+        return False
+    print(f"[audiorec] {planned.label} done in {time.perf_counter() - started:.1f} s", flush=True)
+    return True
 
 
 def demo(lake_root: Path) -> None:
-    """Write the demo data if ``raw/`` is empty, then run the study plan until nothing is missing or stale.
-
-    The plan is the study sensor's (``defs/automation.py``), executed here in-process, one run at a time.
-    """
+    """Write the demo data if ``raw/`` is empty, then bring the study up to date as Dagster's automation
+    would (``defs/execute.py``): observe the inputs, run what the automation conditions request, repeat."""
     from audiorec_assets.definitions import build_definitions
-    from audiorec_assets.defs.embeddings import EMBEDDINGS
-    from audiorec_assets.defs.automation import (
-        JOB_SELECTIONS, instance_check_ok, instance_metadata, plan_study_runs,
-    )
+    from audiorec_assets.defs.execute import bring_up_to_date
+    from audiorec_assets.defs.ingest import ensure_raw
+    from audiorec_assets.defs.partitions import lake_members, sync_partitions
+    from audiorec_assets.defs.resources import LakeResource
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
@@ -67,23 +61,22 @@ def demo(lake_root: Path) -> None:
     settings = load_settings(lake.root)
     print(f"[audiorec] lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
           f"recommenders {settings.recommenders})", flush=True)
+    ensure_raw(LakeResource(root=str(lake.root)))
     defs = build_definitions(lake.root)
-    encoder_keys = set(defs.resolve_assets_def(EMBEDDINGS).partitions_def.get_partition_keys())
     instance = _instance()
-    done: set[str] = set()
-    while True:
-        plan = plan_study_runs(settings, lake, instance_metadata(instance), instance_check_ok(instance), encoder_keys)
-        todo = [run for run in plan.runs if run.run_key not in done]
-        if not todo:
-            break
-        for run in todo:
-            _run(defs, instance, JOB_SELECTIONS[run.job_name], run.label, partition_key=run.partition_key)
-            done.add(run.run_key)
-    for reason in plan.waiting:
-        print(f"[audiorec] not run: {reason}", flush=True)
-    if not done and not plan.waiting:
+    wanted = lake_members(lake, settings)
+    sync_partitions(instance, wanted)
+    for name, why in wanted.left_out.items():
+        print(f"[audiorec] not run: encoder {name!r} cannot run here: {why}", flush=True)
+    runs = bring_up_to_date(defs, instance, lake.root, lambda planned: _run(defs, instance, planned))
+    failed = [p.label for p, ok in runs if not ok]
+    if not runs:
         print("[audiorec] everything is up to date", flush=True)
+    elif failed:
+        print(f"[audiorec] {len(failed)} of {len(runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
     print_leaderboard(lake)
+    if failed:
+        raise SystemExit(1)
 
 
 LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",

@@ -3,40 +3,54 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.defs import automation, checks, evaluation, ingest
-from audiorec_assets.defs.embeddings import build_embeddings_asset
-from audiorec_assets.defs.models import build_model_assets
-from audiorec_assets.defs.partitions import encoder_partitions, model_partitions
-from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.settings import LakePaths, default_lake
+from audiorec_assets.settings import LAKE_ENV, LakePaths
 
 DEVICE_ENV = "AUDIOREC_DEVICE"  # cpu | cuda | auto: the compute device of this deployment
 
 
-def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
-    """Assemble every asset, check, resource and automation for the lake at ``lake_root``.
+def _lake_resource(lake_root: Path | str | None):
+    """The lake and device from the arguments, else from ``$AUDIOREC_LAKE`` / ``$AUDIOREC_DEVICE`` (``dg.EnvVar``:
+    read when a run starts, shown as such in the UI), else ``./data_lake`` and the settings' device."""
+    from audiorec_assets.defs.resources import LakeResource
 
-    The lake is read at load time only to list the encoder partitions (vectors a user dropped
-    into ``<lake>/embeddings/``); reload the code location after adding one.
-    """
-    paths = LakePaths(lake_root) if lake_root else LakePaths(default_lake())
-    return dg.Definitions(
-        assets=[
-            ingest.listens, ingest.tracks, ingest.interactions,
-            build_embeddings_asset(encoder_partitions(paths)),
-            *build_model_assets(model_partitions(paths)),
-            evaluation.leaderboard, *evaluation.COMPARISON_ASSETS,
-        ],
-        asset_checks=[checks.tracks_quality, checks.interactions_quality],
-        resources={"lake": LakeResource(root=str(paths.root), device=os.environ.get(DEVICE_ENV, ""))},
-        jobs=[automation.ingest_job, automation.embeddings_job, automation.recommend_job, automation.tables_job],
-        sensors=[automation.raw_data_sensor, automation.study_sensor],
-        schedules=[automation.nightly_ingest_schedule],
-    )
+    if lake_root is not None:
+        root: str | dg.EnvVar = str(LakePaths(lake_root).root)
+    else:
+        root = dg.EnvVar(LAKE_ENV) if os.environ.get(LAKE_ENV) else str(Path("data_lake").resolve())
+    device: str | dg.EnvVar = dg.EnvVar(DEVICE_ENV) if os.environ.get(DEVICE_ENV) else ""
+    return LakeResource(root=root, device=device)
+
+
+def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
+    """Every asset, check, source, sensor and resource, for the lake at ``lake_root`` (default: see
+    :func:`_lake_resource`). Nothing is read from the lake here: its encoders arrive as dynamic partitions."""
+    with warnings.catch_warnings():  # beta / preview APIs used as documented (multi observable sources, pools)
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        from audiorec_assets.defs import automation, checks, evaluation, ingest
+        from audiorec_assets.defs.jobs import JOBS
+        from audiorec_assets.defs.embeddings import embeddings
+        from audiorec_assets.defs.models import build_model_assets, families
+        from audiorec_assets.defs.sources import SOURCES
+
+        return dg.Definitions(
+            assets=[
+                *SOURCES,
+                ingest.listens, ingest.tracks, ingest.interactions,
+                embeddings,
+                *(build_model_assets(f) for f in families()),
+                evaluation.leaderboard, *evaluation.COMPARISON_ASSETS,
+            ],
+            asset_checks=[checks.tracks_quality, checks.interactions_quality],
+            resources={"lake": _lake_resource(lake_root)},
+            jobs=JOBS,
+            sensors=[automation.automation_sensor, automation.lake_partitions_sensor],
+        )
 
 
 defs = build_definitions()

@@ -60,3 +60,13 @@ def write_own(raw: Path, listens: Iterable[Listen], fmt: str = "csv", tracks: It
     else:
         frame.assign(timestamp=pd.to_datetime(frame["timestamp"])).to_parquet(path, index=False)
     return path
+
+
+def materialization(result, name: str):
+    """The materialization of asset ``audiorec/<name>`` in an in-process ``result`` (whichever op wrote it)."""
+    import dagster as dg
+
+    key = dg.AssetKey(["audiorec", name])
+    found = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
+    assert found, f"{key.to_user_string()} was not materialized"
+    return found[-1].materialization

@@ -1,211 +1,207 @@
-"""The study plan (shared by the study sensor and `audiorec demo`) and the raw-data sensor."""
+"""Dagster decides what runs: data versions, automation conditions evaluated with Dagster's own
+``evaluate_automation_conditions`` (no sleeping, no own planner), partitions that follow the lake,
+one settings snapshot per run."""
 
-import time
+from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
-import pandas as pd
+import pytest
+import soundfile as sf
 
-from audiorec_assets.defs import lineage
-from audiorec_assets.defs.automation import (
-    embeddings_job, ingest_job, plan_study_runs, raw_data_sensor, recommend_job, tables_job,
-)
-from audiorec_assets.defs.embeddings import EMBEDDINGS
-from audiorec_assets.defs.evaluation import LEADERBOARD
-from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
-from audiorec_assets.defs.models import METRICS
+from audiorec_assets.definitions import build_definitions
+from audiorec_assets.defs import automation
+from audiorec_assets.defs.execute import bring_up_to_date, execute, requested_runs, observe_sources
+from audiorec_assets.defs.partitions import ENCODERS, lake_members, sync_partitions
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.settings import ExperimentSettings, LakePaths
+from audiorec_assets.settings import LakePaths, load_settings
+from audiorec_assets_tests.helpers import write_own
+from audiorec_assets_tests.test_pipeline import small_log
 
-SETTINGS = ExperimentSettings(encoders=["mfcc", "shuffled"], recommenders=["knn"], encode={"shuffled_base": "mfcc"})
-
-
-def key(encoder, recommender="knn"):
-    return str(dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender}))
+SETTINGS = "encoders: [mfcc, random]\nrecommenders: [knn, popularity]\nencode: {shuffled_base: mfcc}\nks: [5, 10]\ntop_n: 30\n"
 
 
-class FakeStudy:
-    """An instance + lake stand-in: materialize() records what a real run would, files included."""
-
-    def __init__(self, root):
-        self.lake = LakePaths(root)
-        self.meta: dict = {}
-        self.checks: dict = {}
-        self.encoder_keys = None
-
-    def touch(self, path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("x")
-
-    def plan(self, settings=SETTINGS):
-        plan = plan_study_runs(settings, self.lake, lambda k, p: self.meta.get((k, p)),
-                               lambda k: self.checks.get(k, True), self.encoder_keys)
-        return [(r.job_name, None if r.partition_key is None else str(r.partition_key)) for r in plan.runs], plan
-
-    def ingest(self, settings=SETTINGS, data="v1"):
-        for table in ("listens", "tracks", "interactions", "split_info"):
-            self.touch(self.lake.table_dir(table) / "all.parquet")
-        self.meta[(TRACKS, None)] = {lineage.FINGERPRINT: f"tracks-{data}"}
-        built_from = lineage.ingest_built_from(settings, self.lake.root, lineage.raw_fingerprint(self.lake.raw),
-                                               f"tracks-{data}")
-        self.meta[(INTERACTIONS, None)] = {lineage.FINGERPRINT: f"inter-{data}", lineage.BUILT_FROM: built_from}
-
-    def embed(self, encoder, built_from, valid=True):
-        self.touch(self.lake.embedding_file(encoder))
-        self.meta[(EMBEDDINGS, encoder)] = {lineage.FINGERPRINT: f"vec-{encoder}-{built_from}",
-                                            lineage.BUILT_FROM: built_from, "vectors_valid": valid}
-
-    def run_all(self, settings=SETTINGS, limit=20):
-        """Execute plans until nothing is left; returns the jobs run, in order."""
-        history = []
-        for _ in range(limit):
-            jobs, plan = self.plan(settings)
-            if not jobs:
-                return history
-            for run in plan.runs:
-                history.append((run.job_name, None if run.partition_key is None else str(run.partition_key)))
-                built_from = run.run_key.rsplit(":", 1)[1]
-                if run.job_name == ingest_job.name:
-                    self.ingest(settings)
-                elif run.job_name == embeddings_job.name:
-                    self.embed(str(run.partition_key), built_from)
-                elif run.job_name == recommend_job.name:
-                    enc = run.partition_key.keys_by_dimension["encoder"]
-                    rec = run.partition_key.keys_by_dimension["recommender"]
-                    self.touch(self.lake.table_dir("metrics") / f"{enc}__{rec}.parquet")
-                    self.meta[(METRICS, str(run.partition_key))] = {lineage.FINGERPRINT: f"m-{built_from}",
-                                                                   lineage.BUILT_FROM: built_from}
-                else:
-                    self.touch(self.lake.table_dir("leaderboard") / "all.parquet")
-                    self.meta[(LEADERBOARD, None)] = {lineage.BUILT_FROM: built_from}
-        raise AssertionError("the plan did not converge")
+@pytest.fixture
+def study(lake, tmp_path):
+    """A small own-catalogue lake, its definitions and a persistent instance with the lake's partitions."""
+    write_own(lake / "raw", small_log(n_users=24, n_tracks=16))
+    (lake / "experiment.yaml").write_text(SETTINGS)
+    (tmp_path / "home").mkdir(exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        sync_partitions(instance, lake_members(LakePaths(lake), load_settings(lake)))
+        yield lake, build_definitions(lake), instance
 
 
-def test_plan_walks_the_graph_layer_by_layer(tmp_path):
-    study = FakeStudy(tmp_path)
-    assert study.run_all() == [
-        (ingest_job.name, None),
-        (embeddings_job.name, "mfcc"),  # the control waits for its base encoder
-        (embeddings_job.name, "shuffled"), (recommend_job.name, key("mfcc")),
-        (recommend_job.name, key("shuffled")),
-        (tables_job.name, None),
-    ]
-    assert study.run_all() == [], "nothing is stale after a full run"
+def bring(lake: Path, defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
+    """Run what Dagster's automation conditions request until nothing is; the runs, as 'asset[partition]'."""
+    runs = bring_up_to_date(defs, instance, lake, lambda planned: execute(defs, instance, planned).success)
+    assert all(ok for _, ok in runs), [p.label for p, ok in runs if not ok]
+    return [f"{key.path[-1]}[{p.partition_key or ''}]" for p, _ in runs for key in p.keys]
 
 
-def test_only_what_changed_reruns(tmp_path):
-    settings = SETTINGS.with_overrides({"recommenders": ["knn", "shallow"]})
-    study = FakeStudy(tmp_path)
-    study.run_all(settings)
-    # one recommender's settings: its partitions and the tables, nothing else
-    tuned = settings.with_overrides({"shallow": {"max_epochs": 5}})
-    assert study.run_all(tuned) == [(recommend_job.name, key("mfcc", "shallow")),
-                                    (recommend_job.name, key("shuffled", "shallow")), (tables_job.name, None)]
-    # K changes every partition's metrics
-    assert len(study.run_all(tuned.with_overrides({"ks": [5, 10]}))) == 5
-    tuned = tuned.with_overrides({"ks": [5, 10]})
-    # re-ingesting identical data changes nothing; different data reruns everything downstream
-    study.ingest(tuned, data="v1")
-    assert study.run_all(tuned) == []
-    study.ingest(tuned, data="v2")
-    assert [job for job, _ in study.run_all(tuned)] == [embeddings_job.name, embeddings_job.name] + \
-        [recommend_job.name] * 4 + [tables_job.name]
-    # a split setting: ingest first
-    assert study.plan(tuned.with_overrides({"preset": "paper_code"}))[0] == [(ingest_job.name, None)]
+def test_fills_the_study_then_reruns_exactly_what_changed(study):
+    lake, defs, instance = study
+    first = bring(lake, defs, instance)
+    for step in ("listens[]", "embeddings[mfcc]", "embeddings[random]", "models[mfcc|knn]", "models[random|knn]",
+                 "reference_models[popularity]", "metrics[mfcc|knn]", "leaderboard[]", "comparison_cold[]"):
+        assert step in first
+    assert len(first) == len(set(first)), "a step ran twice while filling the study"
+    assert bring(lake, defs, instance) == []  # up to date: nothing requested
+
+    # identical data ingested again (a user clicking "Materialize" on the ingest): nothing downstream runs
+    assert execute(defs, instance, requested_ingest(defs)).success
+    assert bring(lake, defs, instance) == []
+
+    # one audio file replaced by other sound of the same length: that encoder's chain, never random's
+    audio = sorted((lake / "raw" / "audio").iterdir())[0]
+    wave, rate = sf.read(audio)
+    sf.write(audio, wave[::-1] * 0.5, rate)
+    changed = bring(lake, defs, instance)
+    assert {"embeddings[mfcc]", "models[mfcc|knn]", "metrics[mfcc|knn]", "leaderboard[]"} <= set(changed)
+    assert not [s for s in changed if "random" in s or "popularity" in s], changed
+    assert bring(lake, defs, instance) == []
+
+    # a setting of the evaluation only: the metrics (and the tables), no training, no encoding
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("ks: [5, 10]", "ks: [5, 10, 20]"))
+    changed = bring(lake, defs, instance)
+    assert {"metrics[mfcc|knn]", "metrics[random|knn]", "reference_metrics[popularity]", "leaderboard[]"} <= set(changed)
+    assert not [s for s in changed if s.startswith(("models", "reference_models", "embeddings", "listens"))]
 
 
-def test_a_change_under_raw_replans_the_ingest(tmp_path):
-    study = FakeStudy(tmp_path)
-    study.run_all()
-    (study.lake.raw / "audio").mkdir(parents=True)
-    (study.lake.raw / "audio" / "new.flac").write_bytes(b"x")
-    assert study.plan()[0] == [(ingest_job.name, None)]
+def requested_ingest(defs):
+    from audiorec_assets.defs.execute import PlannedRun
+    from audiorec_assets.defs.ingest import INTERACTIONS, LISTENS, SPLIT_INFO, TRACKS
+
+    return PlannedRun("ingest_job", (LISTENS, TRACKS, INTERACTIONS, SPLIT_INFO), None)
 
 
-def test_shuffled_listed_before_its_base_still_runs(tmp_path):
-    study = FakeStudy(tmp_path)
-    settings = SETTINGS.with_overrides({"encoders": ["shuffled", "mfcc"]})
-    history = study.run_all(settings)
-    assert history.index((embeddings_job.name, "mfcc")) < history.index((embeddings_job.name, "shuffled"))
-    assert (recommend_job.name, key("shuffled")) in history
+def test_a_model_setting_reruns_only_that_recommender(study):
+    lake, defs, instance = study
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("[knn, popularity]", "[knn, popularity, als]"))
+    sync_partitions(instance, lake_members(LakePaths(lake), load_settings(lake)))
+    bring(lake, defs, instance)
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("[knn, popularity]", "[knn, popularity, als]")
+                                          + "als: {factors: 8}\n")
+    changed = bring(lake, defs, instance)
+    assert "reference_models[als]" in changed
+    assert not [s for s in changed if s.startswith(("models", "embeddings")) or "popularity" in s], changed
 
 
-def test_checks_in_progress_and_unknown_partitions_wait(tmp_path):
-    study = FakeStudy(tmp_path)
-    study.run_all()
-    study.checks[TRACKS] = None  # the check of a running ingest
-    jobs, plan = study.plan()
-    assert jobs == [] and "have not finished" in plan.waiting[0]
-    study.checks[TRACKS] = True
-    study.lake.embeddings.mkdir(parents=True, exist_ok=True)
-    np.save(study.lake.embedding_file("mine"), np.ones((3, 2), np.float32))
-    study.encoder_keys = {"mfcc", "shuffled"}
-    jobs, plan = study.plan(SETTINGS.with_overrides({"encoders": ["mfcc", "shuffled", "mine"]}))
-    assert (embeddings_job.name, "mine") not in jobs and any("reload the code location" in w for w in plan.waiting)
+def test_a_failed_check_holds_the_models_and_a_fixed_file_flows_through(study):
+    lake, defs, instance = study
+    bring(lake, defs, instance)
+    mine = lake / "embeddings" / "mine.npy"
+    np.save(mine, np.full((16, 4), np.nan, dtype=np.float32))  # NaN everywhere: fails the embeddings check
+    sync_partitions(instance, lake_members(LakePaths(lake), load_settings(lake)))
+    runs = bring_up_to_date(defs, instance, lake, lambda p: execute(defs, instance, p).success)
+    labels = [p.label for p, _ in runs]
+    assert any("embeddings" in label and "[mine]" in label for label in labels)
+    assert not any("[mine|knn]" in label for label in labels), "a model trained on vectors that failed the check"
+    assert bring(lake, defs, instance) == []  # a failed check is not retried until its input changes
+
+    np.save(mine, np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32))
+    fixed = bring(lake, defs, instance)
+    assert "embeddings[mine]" in fixed and "models[mine|knn]" in fixed
 
 
-def test_missing_files_failed_checks_and_invalid_vectors_hold_the_plan(tmp_path):
-    study = FakeStudy(tmp_path)
-    study.run_all()
-    (study.lake.table_dir("metrics") / "mfcc__knn.parquet").unlink()
-    assert study.plan()[0] == [(recommend_job.name, key("mfcc"))]
-    study.run_all()
-    study.checks[INTERACTIONS] = False
-    jobs, plan = study.plan()
-    assert jobs == [] and "failed its data-quality check" in plan.waiting[0]
-    study.checks[INTERACTIONS] = True
-    built = study.meta[(EMBEDDINGS, "mfcc")][lineage.BUILT_FROM]
-    study.embed("mfcc", built, valid=False)
-    jobs, plan = study.plan()
-    assert jobs == [] and any("embeddings[mfcc] failed its check" in w for w in plan.waiting)
+def test_partitions_follow_the_lake_without_a_reload(study):
+    lake, defs, instance = study
+    (lake / "embeddings").mkdir(exist_ok=True)
+    np.save(lake / "embeddings" / "mine.npy", np.ones((16, 4), dtype=np.float32))
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("[mfcc, random]", "[mfcc, random, mert, theirs]"))
+    context = dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=str(lake))})
+    result = automation.lake_partitions_sensor(context)
+    added = {(r.partitions_def_name, k) for r in result.dynamic_partitions_requests
+             if isinstance(r, dg.AddDynamicPartitionsRequest) for k in r.partition_keys}
+    assert ("encoder", "mine") in added  # the dropped-in file
+    assert ("encoder", "mert") not in added and ("encoder", "theirs") not in added  # no weights / no file
+    wanted = lake_members(LakePaths(lake), load_settings(lake))
+    assert "config.json" in wanted.left_out["mert"] or "weights" in wanted.left_out["mert"].lower()
+    assert "theirs.npy does not exist" in wanted.left_out["theirs"]
+
+    # removed from the settings: the partition goes (its history stays in the instance)
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("[mfcc, random]", "[mfcc]"))
+    result = automation.lake_partitions_sensor(context)
+    deleted = {k for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)
+               for k in r.partition_keys}
+    assert "random" in deleted
 
 
-def test_unknown_encoder_is_reported_not_planned(tmp_path):
-    study = FakeStudy(tmp_path)
-    study.ingest()
-    jobs, plan = study.plan(ExperimentSettings(encoders=["mine"], recommenders=["knn"]))
-    assert jobs == [] and "neither built in nor a file" in plan.waiting[0]
-    study.lake.embeddings.mkdir(parents=True, exist_ok=True)
-    np.save(study.lake.embedding_file("mine"), np.ones((3, 2), np.float32))
-    assert study.plan(ExperimentSettings(encoders=["mine"], recommenders=["knn"]))[0] == [(embeddings_job.name, "mine")]
+def test_automation_is_on_by_default_and_can_be_switched_off(monkeypatch):
+    assert automation.automation_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert automation.lake_partitions_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    monkeypatch.setenv(automation.AUTOMATION_ENV, "off")
+    assert automation._status() == dg.DefaultSensorStatus.STOPPED
+    defs = build_definitions("/nonexistent-lake")  # nothing is read from the lake at load time
+    assert {s.name for s in defs.sensors} == {"audiorec_automation", "lake_partitions_sensor"}
 
 
-def test_raw_data_sensor_fires_once_per_change(lake):
-    raw = lake / "raw"
-    raw.mkdir()
-    (raw / "listens.csv").write_text("user_id,track_id,timestamp\n")
-    resource = LakeResource(root=str(lake))
-    first = raw_data_sensor(dg.build_sensor_context(cursor=None, resources={"lake": resource}))
-    assert len(first.run_requests) == 1
-    again = raw_data_sensor(dg.build_sensor_context(cursor=first.cursor, resources={"lake": resource}))
-    assert isinstance(again, dg.SkipReason)
-    time.sleep(0.01)
-    (raw / "listens.csv").write_text("user_id,track_id,timestamp\nu,t,2020-01-01 00:00:00\n")
-    changed = raw_data_sensor(dg.build_sensor_context(cursor=first.cursor, resources={"lake": resource}))
-    assert len(changed.run_requests) == 1 and changed.cursor != first.cursor
+def test_every_asset_has_a_condition_a_code_version_and_every_source_is_observed():
+    defs = build_definitions("/nonexistent-lake")
+    for definition in defs.assets:
+        if isinstance(definition, dg.SourceAsset):
+            assert definition.automation_condition is not None, definition.key
+            continue
+        for spec in definition.specs:
+            assert spec.automation_condition is not None, spec.key
+            assert definition.is_materializable is False or spec.code_version, spec.key
 
 
-def test_table_fingerprint_ignores_row_order_and_sees_content(tmp_path):
-    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
-    frame.to_parquet(tmp_path / "one.parquet")
-    frame.iloc[::-1].to_parquet(tmp_path / "two.parquet")
-    frame.assign(a=[1, 2, 4]).to_parquet(tmp_path / "three.parquet")
-    fp = lineage.table_fingerprint
-    assert fp(tmp_path / "one.parquet") == fp(tmp_path / "two.parquet") != fp(tmp_path / "three.parquet")
+def test_one_settings_snapshot_per_run(lake, tmp_path):
+    (lake / "experiment.yaml").write_text("top_n: 60\n")
+    seen = []
+
+    @dg.asset
+    def first(lake: LakeResource) -> None:
+        seen.append(lake.settings().top_n)
+        (Path(lake.root) / "experiment.yaml").write_text("top_n: 99\n")  # edited while the run goes on
+
+    @dg.asset(deps=[first])
+    def second(lake: LakeResource) -> None:
+        seen.append(lake.settings().top_n)
+
+    (tmp_path / "home").mkdir(exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
+        assert dg.materialize([first, second], resources={"lake": LakeResource(root=str(lake))},
+                              instance=instance).success
+    assert seen == [60, 60]
+    assert LakeResource(root=str(lake)).settings().top_n == 99  # the next run sees the edit
 
 
-def test_the_lake_resource_device_and_run_overrides_layer_over_the_file(lake):
-    (lake / "experiment.yaml").write_text("seed: 3\nencode: {device: cpu, batch_size: 4}\n")
-    settings = LakeResource(root=str(lake), device="auto", overrides_yaml="{seed: 9}").settings()
-    assert (settings.encode.device, settings.encode.batch_size, settings.seed) == ("auto", 4, 9)
-    assert LakeResource(root=str(lake)).settings().encode.device == "cpu"
+def test_launchpad_overrides_are_typed_and_name_the_field(lake):
+    @dg.asset
+    def reads(lake: LakeResource) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"max_epochs": lake.settings().shallow.max_epochs})
+
+    resources = {"lake": LakeResource(root=str(lake))}
+    ok = dg.materialize([reads], resources=resources, run_config={
+        "resources": {"lake": {"config": {"overrides": {"shallow": {"max_epochs": 3}, "preset": "paper_code"}}}}})
+    assert ok.asset_materializations_for_node("reads")[0].metadata["max_epochs"].value == 3
+    with pytest.raises(dg.DagsterInvalidConfigError, match="max_epoch"):
+        dg.materialize([reads], resources=resources, run_config={
+            "resources": {"lake": {"config": {"overrides": {"shallow": {"max_epoch": 3}}}}}})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="preset"):
+        dg.materialize([reads], resources=resources, run_config={
+            "resources": {"lake": {"config": {"overrides": {"preset": "papercode"}}}}})
 
 
-def test_every_shuffled_twin_waits_for_its_own_base(tmp_path):
-    study = FakeStudy(tmp_path)
-    settings = SETTINGS.with_overrides({"encoders": ["shuffled_random", "shuffled", "random", "mfcc"]})
-    history = study.run_all(settings)
-    embedded = [p for job, p in history if job == embeddings_job.name]
-    assert embedded.index("random") < embedded.index("shuffled_random")
-    assert embedded.index("mfcc") < embedded.index("shuffled")  # encode.shuffled_base = mfcc
-    assert (recommend_job.name, key("shuffled_random")) in history
+def test_no_dagster_internals_and_no_own_planner():
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.joinpath("audiorec_assets").rglob("*.py"), *root.joinpath("audiorec_assets_tests").rglob("*.py"),
+             *root.joinpath("bench").rglob("*.py")]
+    internal = re.compile(r"^\s*(from|import)\s+dagster\._", re.MULTILINE)
+    assert [str(f) for f in files if internal.search(f.read_text())] == []
+    assert not root.joinpath("audiorec_assets", "defs", "lineage.py").exists()
+    assert "plan_study_runs" not in root.joinpath("audiorec_assets", "defs", "automation.py").read_text()
+
+
+def test_requested_runs_group_one_job_and_partition_upstream_first(study):
+    lake, defs, instance = study
+    observe_sources(defs, instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    runs = requested_runs(defs, result)
+    assert [r.job for r in runs] == ["ingest_job"]  # nothing else can run before the ingest exists
+    assert set(ENCODERS.get_partition_keys(dynamic_partitions_store=instance)) == {"mfcc", "random"}

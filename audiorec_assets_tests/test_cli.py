@@ -20,8 +20,9 @@ def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys
     main(["--lake", str(lake), "demo"])
     out = capsys.readouterr().out
     assert (lake / "raw" / "DEMO.md").exists()
-    for step in ("ingest + split + checks", "embeddings[mfcc]", "knn on random", "leaderboard + comparison tables"):
-        assert f"[audiorec] {step} done" in out
+    for step in ("listens, tracks, interactions, split_info", "embeddings, encoders[mfcc]",
+                 "models, recommendations, metrics, user_metrics[random|knn]", "leaderboard, leaderboard_plot"):
+        assert f"[audiorec] {step}" in out and f"{step} failed" not in out
     board = out.split("Leaderboard")[1]
     assert all(f"{e}" in board for e in ("mfcc", "random")) and "popularity" in board
 
@@ -34,7 +35,8 @@ def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys
         "encoders: [mfcc, random]\nrecommenders: [knn, popularity]\nencode: {shuffled_base: mfcc}\ntop_n: 60\n")
     main(["--lake", str(lake), "demo"])
     third = capsys.readouterr().out
-    assert "knn on mfcc" in third and "embeddings[" not in third and "ingest" not in third
+    assert "recommendations, metrics, user_metrics[mfcc|knn]" in third
+    assert "models" not in third.replace("reference_models", "") and "embeddings" not in third and "listens" not in third
 
     main(["--lake", str(lake), "sql", "SELECT count(*) AS n FROM audiorec.metrics WHERE split <> 'test_cold'"])
     # cells knn on mfcc, knn on random, popularity once under none: x 2 warm splits x 5 metrics x 3 ks

@@ -13,7 +13,7 @@ from audiorec_assets.data import quality
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs import checks
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets_tests.helpers import write_onion, write_own
+from audiorec_assets_tests.helpers import materialization, write_onion, write_own
 
 WARM_TRACKS = ["w1", "w2", "w3", "w4"]
 COLD_LISTENED = ["c1", "c2", "c3"]  # plays only in the evaluation window (c3 also before train_start)
@@ -152,7 +152,7 @@ def test_test_cold_tracks_are_cold_and_users_warm(cold_lake):
 
 def test_metadata_reports_test_cold_counts(cold_lake):
     _, result, _ = cold_lake
-    meta = result.asset_materializations_for_node("audiorec__interactions")[0].metadata
+    meta = materialization(result, "interactions").metadata
     assert (meta["test_cold_pairs"].value, meta["test_cold_users"].value, meta["cold_tracks"].value) == (6, 5, 5)
     filters = meta["filters"].value
     assert (filters["test_cold_pairs"], filters["test_cold_users"], filters["cold_tracks"]) == (6, 5, 5)

@@ -7,7 +7,7 @@ import pytest
 
 from audiorec_assets.defs import checks, ingest
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets_tests.helpers import write_onion, write_own
+from audiorec_assets_tests.helpers import materialization, write_onion, write_own
 
 INGEST = [ingest.listens, ingest.tracks, ingest.interactions, checks.tracks_quality, checks.interactions_quality]
 
@@ -19,7 +19,13 @@ LISTENS = [
 
 
 def materialize(lake, overrides: str = "", raise_on_error: bool = True):
-    return dg.materialize(INGEST, resources={"lake": LakeResource(root=str(lake), overrides_yaml=overrides)},
+    """The ingest with run overrides typed as in the launchpad (YAML here for brevity)."""
+    import yaml
+
+    from audiorec_assets.defs.resources import SettingsOverrides
+
+    typed = SettingsOverrides(**(yaml.safe_load(overrides) or {}))
+    return dg.materialize(INGEST, resources={"lake": LakeResource(root=str(lake), overrides=typed)},
                           raise_on_error=raise_on_error)
 
 
@@ -37,7 +43,7 @@ def test_every_layout_materializes_tables_and_passes_checks(lake, layout):
     result = materialize(lake)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    per_split = result.asset_materializations_for_node("audiorec__interactions")[0].metadata["per_split"].value
+    per_split = materialization(result, "interactions").metadata["per_split"].value
     header, _, train_row = per_split.splitlines()[:3]
     assert "tracks" in header and "users" in header and train_row.split("|")[1].strip() == "train"
     tracks = sql(lake, "SELECT * FROM audiorec.tracks ORDER BY item_idx")
@@ -77,7 +83,7 @@ def test_missing_audio_fails_by_default_and_drop_reports(lake):
         materialize(lake)
     result = materialize(lake, overrides="missing_audio: drop")
     assert result.success
-    meta = result.asset_materializations_for_node("audiorec__interactions")[0].metadata
+    meta = materialization(result, "interactions").metadata
     assert meta["dropped_tracks_without_audio"].value == 1
     assert "ghost" not in set(sql(lake, "SELECT track_id FROM audiorec.interactions")["track_id"])
 
@@ -128,12 +134,12 @@ def test_interactions_check_catches_leaks_cold_users_and_wrong_windows(tmp_path)
 def test_duplicate_events_are_reported_and_drop_removes_their_plays(lake):
     write_own(lake / "raw", LISTENS + [LISTENS[0], LISTENS[0]])
     kept = materialize(lake)
-    meta = kept.asset_materializations_for_node("audiorec__listens")[0].metadata
+    meta = materialization(kept, "listens").metadata
     assert (meta["duplicate_events"].value, meta["duplicates"].value, meta["dagster/row_count"].value) == (2, "keep", 9)
     plays = "SELECT plays FROM audiorec.interactions WHERE user_id = 'u1' AND track_id = 'a'"
     assert sql(lake, plays)["plays"].tolist() == [4]
     dropped = materialize(lake, overrides="duplicates: drop")
-    meta = dropped.asset_materializations_for_node("audiorec__listens")[0].metadata
+    meta = materialization(dropped, "listens").metadata
     assert (meta["duplicate_events"].value, meta["duplicates"].value, meta["dagster/row_count"].value) == (2, "drop", 7)
     assert sql(lake, plays)["plays"].tolist() == [2]
 

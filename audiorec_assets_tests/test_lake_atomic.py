@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from audiorec_assets.defs.execute import materialize
 from audiorec_assets import lakeio, warehouse
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
@@ -287,9 +288,9 @@ def test_a_run_succeeds_while_a_read_only_session_is_open(lake, read_only_sessio
     everything = list(defs.assets) + list(defs.asset_checks)
 
     def run(selection, partition_key=None):
-        return dg.materialize(everything, selection=selection, partition_key=partition_key, resources=defs.resources)
+        return materialize(everything, selection=selection, partition_key=partition_key, resources=defs.resources)
 
-    assert run(dg.AssetSelection.assets(EMBEDDINGS), "random").success
+    assert run(dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), "random").success
     assert run(cell, key).success  # the first write of each table creates its view
     session = read_only_session(lake / "warehouse.duckdb")
     warehouse._current_views.clear()  # as a fresh process would: ask the warehouse whether the views exist

@@ -8,9 +8,9 @@ import pytest
 
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
-from audiorec_assets.defs.evaluation import LEADERBOARD
-from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
-from audiorec_assets_tests.helpers import write_own
+from audiorec_assets.defs.execute import everything, materialize
+from audiorec_assets.defs.models import MODELS
+from audiorec_assets_tests.helpers import materialization, write_own
 
 
 def small_log(seed: int = 0, n_users: int = 40, n_tracks: int = 30, n_new: int = 0):
@@ -33,9 +33,14 @@ def small_log(seed: int = 0, n_users: int = 40, n_tracks: int = 30, n_new: int =
     return listens
 
 
+CELL = dg.AssetSelection.groups("recommenders")  # models, recommendations, metrics, user_metrics of a cell
+REFERENCE = dg.AssetSelection.groups("references")
+TABLES = dg.AssetSelection.groups("evaluation")
+
+
 def run(defs, selection, partition_key=None):
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=selection,
-                            partition_key=partition_key, resources=defs.resources)
+    result = materialize(everything(defs), selection=selection, partition_key=partition_key,
+                         resources=defs.resources)
     assert result.success
     return result
 
@@ -56,15 +61,13 @@ def ingested(lake):
 
 def test_graph_end_to_end_knn_and_popularity(lake, ingested):
     defs = ingested
-    for encoder in ("mfcc", "shuffled", "random", "none"):
-        result = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key=encoder)
+    for encoder in ("mfcc", "shuffled", "random"):
+        result = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key=encoder)
         assert all(e.passed for e in result.get_asset_check_evaluations())
-    assert np.load(lake / "embeddings" / "none.npy").shape == (34, 0)
-    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
-    cells = [("mfcc", "knn"), ("random", "knn"), ("none", "popularity")]
-    for encoder, recommender in cells:
-        run(defs, per_partition, dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender}))
-    run(defs, dg.AssetSelection.assets(LEADERBOARD) | dg.AssetSelection.groups("evaluation") - dg.AssetSelection.assets(METRICS))
+    for encoder in ("mfcc", "random"):
+        run(defs, CELL, dg.MultiPartitionKey({"encoder": encoder, "recommender": "knn"}))
+    run(defs, REFERENCE, "popularity")  # no audio: a reference, not a cell of the encoder grid
+    run(defs, TABLES)
 
     recs = sql(lake, "SELECT * FROM audiorec.recommendations")
     assert set(recs["split"]) == {"val", "test", "test_cold"}
@@ -107,9 +110,9 @@ def test_graph_end_to_end_knn_and_popularity(lake, ingested):
 def test_embeddings_are_incremental_and_controls_need_their_base(lake, ingested):
     defs = ingested
     with pytest.raises(Exception, match="materialize the embeddings partition 'mfcc' first"):
-        run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="shuffled")
-    first = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mfcc")
-    meta = first.asset_materializations_for_node("audiorec__embeddings")[0].metadata
+        run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="shuffled")
+    first = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mfcc")
+    meta = materialization(first, "embeddings").metadata
     assert meta["encoded"].value == 34 and meta["reused"].value == 0
     def raw_features():  # mfcc keeps its raw per-track features for reuse; the .npy is standardised over all
         return np.stack(pd.read_parquet(lake / "embeddings" / "mfcc.index.parquet")["raw_vector"].to_numpy())
@@ -119,8 +122,8 @@ def test_embeddings_are_incremental_and_controls_need_their_base(lake, ingested)
     from audiorec_assets_tests.helpers import write_tone
 
     write_tone(lake / "raw" / "audio" / "t03.flac", freq=1234.0)
-    second = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mfcc")
-    meta = second.asset_materializations_for_node("audiorec__embeddings")[0].metadata
+    second = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mfcc")
+    meta = materialization(second, "embeddings").metadata
     assert (meta["encoded"].value, meta["reused"].value) == (1, 33)
     after = raw_features()
     changed = np.flatnonzero(~np.all(before == after, axis=1))
@@ -133,18 +136,19 @@ def test_bring_your_own_vectors_become_an_encoder(lake, ingested):
     vectors = np.random.default_rng(1).standard_normal((34, 7)).astype(np.float32)
     (lake / "embeddings").mkdir(exist_ok=True)
     np.save(lake / "embeddings" / "mine.npy", vectors)
-    defs = build_definitions(lake)  # reload: the new file is a partition now
-    assert "mine" in defs.resolve_assets_def(EMBEDDINGS).partitions_def.get_partition_keys()
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mine")
+    from audiorec_assets.defs.partitions import lake_members
+    from audiorec_assets.settings import LakePaths, load_settings
+
+    defs = ingested  # no reload: encoders are dynamic partitions, and the lake offers the file as one
+    assert "mine" in lake_members(LakePaths(lake), load_settings(lake)).members["encoder"]
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mine")
     assert np.array_equal(np.load(lake / "embeddings" / "mine.npy"), vectors), "a user's file is never rewritten"
-    run(defs, dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS),
-        dg.MultiPartitionKey({"encoder": "mine", "recommender": "knn"}))
+    run(defs, CELL, dg.MultiPartitionKey({"encoder": "mine", "recommender": "knn"}))
     assert len(sql(lake, "SELECT * FROM audiorec.metrics WHERE encoder = 'mine'")) == 45  # val, test, test_cold
 
     np.save(lake / "embeddings" / "short.npy", vectors[:10])
-    defs = build_definitions(lake)
-    result = dg.materialize(list(defs.assets), selection=dg.AssetSelection.assets(EMBEDDINGS), partition_key="short",
-                            resources=defs.resources, raise_on_error=False)
+    result = materialize(everything(defs), selection=dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="short",
+                         resources=defs.resources, raise_on_error=False)
     check = result.get_asset_check_evaluations()[0]
     assert not check.passed and "10 rows but the catalogue has 34" in str(check.metadata["problems"].value)
 
@@ -156,13 +160,13 @@ def test_trained_recommenders_run_in_the_graph_and_same_seed_gives_same_metrics(
         "shallow: {max_epochs: 3, batch_size: 512}\nbert4rec: {max_epochs: 3, hidden_dim: 32, ffn_dim: 32}\n")
     defs = build_definitions(lake)
     run(defs, dg.AssetSelection.groups("ingest"))  # the preset changes the split
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="random")
-    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="random")
+    per_partition = CELL
     first = {}
     for recommender in ("shallow", "bert4rec"):
         key = dg.MultiPartitionKey({"encoder": "random", "recommender": recommender})
         result = run(defs, per_partition, key)
-        model_meta = result.asset_materializations_for_node("audiorec__models")[0].metadata
+        model_meta = materialization(result, "models").metadata
         assert model_meta["preset"].value == preset and "training_curve" in model_meta
         first[recommender] = sql(lake, f"SELECT * FROM audiorec.metrics WHERE recommender = '{recommender}' "
                                        "ORDER BY split, metric, k")
@@ -174,10 +178,10 @@ def test_trained_recommenders_run_in_the_graph_and_same_seed_gives_same_metrics(
 
 def test_impossible_cells_fail_naming_the_partition_and_standardize_is_reported(lake, ingested):
     defs = ingested
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="none")
-    result = dg.materialize(list(defs.assets), selection=dg.AssetSelection.assets(MODELS),
-                            partition_key=dg.MultiPartitionKey({"encoder": "none", "recommender": "knn"}),
-                            resources=defs.resources, raise_on_error=False)
+    # the lake never offers such a cell (none is no encoder partition); forced, the step refuses it
+    result = materialize(everything(defs), selection=dg.AssetSelection.assets(MODELS),
+                         partition_key=dg.MultiPartitionKey({"encoder": "none", "recommender": "knn"}),
+                         resources=defs.resources, raise_on_error=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
     while failure.cause is not None:  # the user's error under Dagster's wrapper
@@ -185,21 +189,14 @@ def test_impossible_cells_fail_naming_the_partition_and_standardize_is_reported(
     assert failure.cls_name == "CellError"
     assert "none|knn" in failure.message and "cannot run on encoder 'none'" in failure.message
 
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="random")
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="random")
     key = dg.MultiPartitionKey({"encoder": "random", "recommender": "knn"})
-    raw = run(defs, dg.AssetSelection.assets(MODELS), key).asset_materializations_for_node("audiorec__models")[0]
+    raw = materialization(run(defs, dg.AssetSelection.assets(MODELS), key), "models")
     (lake / "experiment.yaml").write_text("encode: {shuffled_base: mfcc, standardize: true}\nks: [5, 10, 50]\ntop_n: 60\n")
-    scaled = run(defs, dg.AssetSelection.assets(MODELS), key).asset_materializations_for_node("audiorec__models")[0]
+    scaled = materialization(run(defs, dg.AssetSelection.assets(MODELS), key), "models")
     assert raw.metadata["audio"].value == "raw vectors"
     assert scaled.metadata["audio"].value.startswith("standardized")
-    # the model's lineage names the stored vectors (what the embeddings asset fingerprinted), not the z-scored
-    # copy: otherwise the study plan would see every standardized cell as stale forever
-    import json
-
-    from audiorec_assets.defs import lineage
-
-    trained_on = json.loads((lake / "models" / "random" / "knn" / lineage.MODEL_LINEAGE_FILE).read_text())
-    assert trained_on["vectors"] == lineage.array_fingerprint(np.load(lake / "embeddings" / "random.npy"))
+    assert raw.tags["dagster/data_version"] != scaled.tags["dagster/data_version"]  # another model
 
 
 def test_demo_settings_are_written_for_the_demo_only(lake):
@@ -220,13 +217,16 @@ def test_demo_settings_are_written_for_the_demo_only(lake):
 def test_shuffled_twin_of_any_encoder_is_a_partition_and_a_permutation(lake, ingested):
     (lake / "experiment.yaml").write_text("encoders: [mfcc, shuffled_mfcc, random, shuffled_random]\n"
                                           "encode: {shuffled_base: mfcc}\nks: [5, 10, 50]\ntop_n: 60\n")
+    from audiorec_assets.defs.partitions import lake_members
+    from audiorec_assets.settings import LakePaths, load_settings
+
     defs = build_definitions(lake)
-    keys = defs.resolve_assets_def(EMBEDDINGS).partitions_def.get_partition_keys()
+    keys = lake_members(LakePaths(lake), load_settings(lake)).members["encoder"]
     assert {"shuffled_mfcc", "shuffled_random"} <= set(keys)
     with pytest.raises(Exception, match="materialize the embeddings partition 'random' first"):
-        run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="shuffled_random")
+        run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="shuffled_random")
     for encoder in ("random", "shuffled_random"):
-        run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key=encoder)
+        run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key=encoder)
     base, twin = (np.load(lake / "embeddings" / f"{e}.npy") for e in ("random", "shuffled_random"))
     assert not np.array_equal(base, twin)
     assert np.array_equal(np.sort(base, axis=0), np.sort(twin, axis=0))  # the same rows, other tracks
@@ -238,8 +238,8 @@ def test_seeds_run_each_trained_cell_once_per_seed_and_report_the_spread(lake, i
         "seeds: [1, 2]\nencode: {shuffled_base: mfcc}\nks: [5, 10, 50]\ntop_n: 60\n"
         "shallow: {max_epochs: 3, batch_size: 256}\n")
     defs = build_definitions(lake)
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="random")
-    per_partition = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
+    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="random")
+    per_partition = CELL
     for recommender in ("shallow", "knn"):
         run(defs, per_partition, dg.MultiPartitionKey({"encoder": "random", "recommender": recommender}))
     assert sorted(p.name for p in (lake / "models" / "random" / "shallow").glob("seed-*")) == ["seed-1", "seed-2"]
@@ -272,10 +272,9 @@ def test_a_copied_lake_reads_its_own_audio(lake, ingested, tmp_path, monkeypatch
     shutil.rmtree(lake / "raw" / "audio")  # the original's audio is gone: the copy must not need it
     monkeypatch.setenv("AUDIOREC_LAKE", str(copy))
     defs = build_definitions(copy)
-    result = run(defs, dg.AssetSelection.assets(EMBEDDINGS), partition_key="mfcc")
+    result = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mfcc")
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert np.load(copy / "embeddings" / "mfcc.npy").shape == (34, 104)
     # and the copy's tracks check reads the copy's files
-    check = dg.materialize(list(defs.assets) + list(defs.asset_checks), resources=defs.resources,
-                           selection=dg.AssetSelection.groups("ingest"))
+    check = dg.materialize(everything(defs), resources=defs.resources, selection=dg.AssetSelection.groups("ingest"))
     assert check.success and all(e.passed for e in check.get_asset_check_evaluations())

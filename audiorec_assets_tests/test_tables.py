@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from audiorec_assets_tests.helpers import materialization
 from audiorec_assets.evaluation import tables
 from audiorec_assets.evaluation.metrics import METRICS, summarise, wilson_interval
 from audiorec_assets.evaluation.plots import hitrate_plot_png
@@ -323,7 +324,7 @@ def test_assets_write_the_tables_at_headline_k(lake, frames):
     assert list(zip(recs["encoder"], recs["recommender_a"], recs["recommender_b"])) == [
         ("musicnn", "bert4rec", "shallow"), ("musicnn", "shallow", "knn"), ("musicnn", "bert4rec", "knn"),
         ("shuffled", "shallow", "knn"), ("none", "bert4rec", "shallow")]  # in the settings' encoder order
-    meta = result.asset_materializations_for_node("audiorec__leaderboard")[0].metadata
+    meta = materialization(result, "leaderboard").metadata
     assert meta["k"].value == 10 and "data:image/png;base64," in meta["hitrate_plot"].value
     assert (paths.tables / "leaderboard_hitrate.png").read_bytes()[:8] == PNG_MAGIC
     assert LEADERBOARD in {key for a in TABLE_ASSETS for key in a.keys}

@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from audiorec_assets.defs.execute import materialize
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.models import MODELS, VectorFileError, load_item_vectors
@@ -40,13 +41,13 @@ def test_vectors_that_failed_their_check_are_refused_by_a_later_run(ingested):
     np.save(mine, vectors)
     defs = build_definitions(lake)
     everything = list(defs.assets) + list(defs.asset_checks)
-    checked = dg.materialize(everything, selection=dg.AssetSelection.assets(EMBEDDINGS), partition_key="mine",
+    checked = materialize(everything, selection=dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mine",
                              resources=defs.resources, raise_on_error=False)
     [check] = checked.get_asset_check_evaluations()
     assert not check.passed and "NaN" in str(check.metadata["problems"].value)
 
     cell = dg.MultiPartitionKey({"encoder": "mine", "recommender": "knn"})
-    result = dg.materialize(everything, selection=dg.AssetSelection.assets(MODELS), partition_key=cell,
+    result = materialize(everything, selection=dg.AssetSelection.assets(MODELS), partition_key=cell,
                             resources=defs.resources, raise_on_error=False)
     assert not result.success
     message = failure_message(result)
@@ -55,7 +56,7 @@ def test_vectors_that_failed_their_check_are_refused_by_a_later_run(ingested):
     assert not (lake / "models" / "mine" / "knn").exists()
 
     np.save(mine, np.arange(N_TRACKS * 8, dtype=np.int32).reshape(N_TRACKS, 8) + 1)  # passes the row count
-    result = dg.materialize(everything, selection=dg.AssetSelection.assets(MODELS), partition_key=cell,
+    result = materialize(everything, selection=dg.AssetSelection.assets(MODELS), partition_key=cell,
                             resources=defs.resources, raise_on_error=False)
     assert not result.success and "dtype int32, expected float32" in failure_message(result)
 

@@ -1,4 +1,5 @@
-"""``audiorec/embeddings``: one partition per encoder, written to ``<lake>/embeddings/<encoder>.npy``."""
+"""``audiorec/embeddings`` (+ the ``audiorec.encoders`` table): one partition per encoder, written to
+``<lake>/embeddings/<encoder>.npy``."""
 
 import time
 from pathlib import Path
@@ -7,12 +8,15 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.defs import lineage
+from audiorec_assets.defs.automation import expensive
 from audiorec_assets.defs.ingest import TRACKS, ingest_file, sweep
-from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.defs.partitions import ENCODERS
+from audiorec_assets.defs.resources import TORCH_POOL, LakeResource
+from audiorec_assets.defs.sources import ENCODER_INPUTS
 from audiorec_assets.encoders import (
-    AUDIO_ENCODERS, CONTROL_ENCODERS, NO_AUDIO_ENCODER, audio_encoder_class, make_audio_encoder, shuffled_base_of,
+    AUDIO_ENCODERS, CONTROL_ENCODERS, audio_encoder_class, make_audio_encoder, shuffled_base_of,
 )
+from audiorec_assets.fingerprints import array_fingerprint, table_fingerprint
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
 from audiorec_assets.encoders.run import (
@@ -23,58 +27,55 @@ from audiorec_assets.settings import ExperimentSettings, LakePaths, effective_de
 from audiorec_assets.warehouse import write_table_file
 
 EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
+ENCODERS_TABLE = dg.AssetKey(["audiorec", "encoders"])
 VALID_CHECK = "vectors_valid"
+CODE_VERSION = "1"  # bump when a change here or in the encoders changes the vectors
 
 
-def build_embeddings_asset(partitions_def: dg.PartitionsDefinition) -> dg.AssetsDefinition:
-    @dg.asset(
-        key=EMBEDDINGS, partitions_def=partitions_def, deps=[TRACKS], group_name="embeddings", kinds={"numpy", "pytorch"},
-        check_specs=[dg.AssetCheckSpec(VALID_CHECK, asset=EMBEDDINGS, blocking=True,
-                                       description="float32, rows = tracks, finite, no all-zero rows, not constant "
-                                                   "(the models step checks the same again)")],
-        description="Frozen item vectors per encoder: float32, one row per track in item_idx order.",
-    )
-    def embeddings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        paths, settings = lake.paths(), lake.settings()
-        name = context.partition_key
-        sweep(context, paths)
-        tracks_file = ingest_file(context, paths, "tracks")
-        tracks = pd.read_parquet(tracks_file).sort_values("item_idx")
-        started = time.perf_counter()
-        tracks_fp = lineage.tracks_fingerprint(tracks_file, paths.root)
-        base_fp = user_file = None
-        if name in AUDIO_ENCODERS:
-            vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
-        elif name == NO_AUDIO_ENCODER:
-            vectors = np.zeros((len(tracks), 0), dtype=np.float32)
-            save_npy_atomic(paths.embedding_file(name), vectors, staging=process_staging(paths.staging))
-            info = {"model_id": "no audio: recommenders learn item ids or use none", "skipped": []}
-        elif name in CONTROL_ENCODERS or shuffled_base_of(name, settings.encode.shuffled_base):
-            vectors, info = _control(name, len(tracks), paths, settings)
-            if shuffled_base_of(name, settings.encode.shuffled_base):
-                base_fp = lineage.array_fingerprint(np.load(paths.embedding_file(info["base_encoder"])))
-        else:
-            user_file = lineage.file_stamp(paths.embedding_file(name))
-            vectors, info = _dropped_in(name, paths)
-        info["seconds"] = round(time.perf_counter() - started, 2)
-        no_audio = name == NO_AUDIO_ENCODER
-        problems = embedding_problems(vectors, len(tracks), no_audio=no_audio)
-        stats = vector_stats(vectors) if vectors.ndim == 2 and len(vectors) and not no_audio else {}
-        info.update({"encoder": name, "tracks": int(vectors.shape[0]), "dim": int(vectors.shape[1])})
-        write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}), part=name)
-        return dg.MaterializeResult(
-            metadata={**{k: v for k, v in info.items() if v is not None}, **stats,
-                      lineage.FINGERPRINT: lineage.array_fingerprint(vectors),
-                      lineage.BUILT_FROM: lineage.embeddings_built_from(settings, tracks_fp, base_fp, user_file),
-                      "vectors_valid": not problems,
-                      "path": dg.MetadataValue.path(str(paths.embedding_file(name)))},
-            check_results=[dg.AssetCheckResult(
-                check_name=VALID_CHECK, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"problems": dg.MetadataValue.json(problems), **stats},
-            )],
-        )
-
-    return embeddings
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(EMBEDDINGS, deps=[TRACKS, ENCODER_INPUTS], group_name="embeddings", kinds={"numpy", "pytorch"},
+                     code_version=CODE_VERSION, automation_condition=expensive(),
+                     description="Frozen item vectors per encoder: float32, one row per track in item_idx order "
+                                 "(<lake>/embeddings/<encoder>.npy)."),
+        dg.AssetSpec(ENCODERS_TABLE, deps=[TRACKS, ENCODER_INPUTS], group_name="embeddings",
+                     kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=expensive(),
+                     description="audiorec.encoders: per encoder its model id, dimension, tracks encoded / reused / "
+                                 "skipped, timing and vector statistics."),
+    ],
+    check_specs=[dg.AssetCheckSpec(VALID_CHECK, asset=EMBEDDINGS, blocking=True,
+                                   description="float32, rows = tracks, finite, no all-zero rows, not constant "
+                                               "(the models step checks the same again)")],
+    partitions_def=ENCODERS, pool=TORCH_POOL, name="embeddings",
+)
+def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
+    paths, settings = lake.paths(), lake.settings()
+    name = context.partition_key
+    sweep(context, paths)
+    tracks = pd.read_parquet(ingest_file(context, paths, "tracks")).sort_values("item_idx")
+    started = time.perf_counter()
+    if name in AUDIO_ENCODERS:
+        vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
+    elif name in CONTROL_ENCODERS or shuffled_base_of(name, settings.encode.shuffled_base):
+        vectors, info = _control(name, len(tracks), paths, settings)
+    else:
+        vectors, info = _dropped_in(name, paths)
+    info["seconds"] = round(time.perf_counter() - started, 2)
+    problems = embedding_problems(vectors, len(tracks))
+    stats = vector_stats(vectors) if vectors.ndim == 2 and len(vectors) and vectors.shape[1] else {}
+    info.update({"encoder": name, "tracks": int(vectors.shape[0]),
+                 "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0})
+    table_file = write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}),
+                                  part=name)
+    yield dg.MaterializeResult(
+        asset_key=EMBEDDINGS, data_version=dg.DataVersion(array_fingerprint(vectors)),
+        metadata={**{k: v for k, v in info.items() if v is not None}, **stats,
+                  "path": dg.MetadataValue.path(str(paths.embedding_file(name)))})
+    yield dg.MaterializeResult(asset_key=ENCODERS_TABLE, data_version=dg.DataVersion(table_fingerprint(table_file)),
+                               metadata={"dagster/row_count": 1, "encoder": name})
+    yield dg.AssetCheckResult(
+        asset_key=EMBEDDINGS, check_name=VALID_CHECK, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"problems": dg.MetadataValue.json(problems), **stats})
 
 
 def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: ExperimentSettings,
@@ -143,7 +144,4 @@ def _dropped_in(name: str, paths: LakePaths) -> tuple[np.ndarray, dict]:
         raise ValueError(f"{path}: dtype {vectors.dtype}; audiorec expects float32 (np.save(path, x.astype('float32'))).")
     return np.asarray(vectors), {"model_id": f"user file {path.name}", "skipped": []}
 
-
-def load_vectors(paths: LakePaths, encoder: str) -> np.ndarray:
-    return np.load(paths.embedding_file(encoder))
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from audiorec_assets.defs import lineage
-from audiorec_assets.defs.models import METRICS, part_name
-from audiorec_assets.lakeio import atomic_path, process_staging
+from audiorec_assets.defs.automation import across_cells
+from audiorec_assets.defs.models import METRICS, REFERENCE_METRICS, REFERENCE_USER_METRICS, USER_METRICS, part_name
 from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.defs.sources import SETTINGS_TABLES
+from audiorec_assets.fingerprints import file_hash, table_fingerprint
+from audiorec_assets.lakeio import atomic_path, process_staging
 from audiorec_assets.evaluation import tables
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.study import study_cells
@@ -22,6 +24,10 @@ from audiorec_assets.warehouse import write_table_file
 LEADERBOARD = dg.AssetKey(["audiorec", "leaderboard"])
 LEADERBOARD_COLD = dg.AssetKey(["audiorec", "leaderboard_cold"])
 COLD_SPLIT = "test_cold"
+CODE_VERSION = "1"  # bump when a change to the tables changes what they hold
+# what every table reads: the metrics of every cell (audio and references) and the settings of the tables
+TABLE_DEPS = [METRICS, REFERENCE_METRICS, USER_METRICS, REFERENCE_USER_METRICS, SETTINGS_TABLES]
+TABLE_CONDITION = across_cells([METRICS, REFERENCE_METRICS])
 # the columns of the short markdown view of a comparison table (those present)
 SUMMARY_COLUMNS = ["encoder", "recommender", "reference", "best", "twin", "n_users", "hitrate", "ndcg",
                    "ndcg_diff_vs_twin", "vs_twin_p_holm", "ndcg_diff_vs_best", "vs_best_p_holm",
@@ -30,7 +36,7 @@ SUMMARY_COLUMNS = ["encoder", "recommender", "reference", "best", "twin", "n_use
 
 def configured_metric_files(paths: LakePaths, settings: ExperimentSettings, table: str = "metrics") -> list[Path]:
     """The ``table`` files of the study's cells (:func:`study_cells`) that exist: what the tables for people
-    are made of (the study plan uses the same list). Older partitions' files stay queryable in
+    are made of. Older partitions' files stay queryable in
     ``audiorec.<table>``."""
     files = [paths.table_dir(table) / f"{part_name(e, r)}.parquet" for e, r in study_cells(settings)]
     return [f for f in files if f.exists()]
@@ -71,11 +77,11 @@ def _write_plot(paths: LakePaths, name: str, png: bytes) -> Path:
 
 
 def _table_result(paths: LakePaths, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
-                  **metadata: object) -> dg.MaterializeResult:
+                  key: dg.AssetKey | None = None, **metadata: object) -> dg.MaterializeResult:
     """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table as markdown."""
-    write_table_file(paths, table, frame)
+    written = write_table_file(paths, table, frame)
     summary = frame[[c for c in SUMMARY_COLUMNS if c in frame]] if "twin" in frame or "best" in frame else None
-    return dg.MaterializeResult(metadata={
+    return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
         **metadata,
         "dagster/row_count": len(frame),
         "k": settings.headline_k,
@@ -89,9 +95,18 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
     """``audiorec/<table>``: one row per configured cell with results on ``split`` @headline_k, best first, and
     the plot of HitRate@headline_k with the reference cells as dashed lines."""
     table = key.path[-1]
+    plot_key = dg.AssetKey(["audiorec", f"{table}_plot"])
 
-    @dg.asset(key=key, deps=[METRICS], group_name="evaluation", kinds={"duckdb", "parquet"}, description=description)
-    def _asset(lake: LakeResource) -> dg.MaterializeResult:
+    @dg.multi_asset(
+        specs=[dg.AssetSpec(key, deps=TABLE_DEPS, group_name="evaluation", kinds={"duckdb", "parquet"},
+                            code_version=CODE_VERSION, automation_condition=TABLE_CONDITION, description=description),
+               dg.AssetSpec(plot_key, deps=TABLE_DEPS, group_name="evaluation", kinds={"png"},
+                            code_version=CODE_VERSION, automation_condition=TABLE_CONDITION,
+                            description=f"<lake>/tables/{table}_hitrate.png: HitRate@headline_k on {split} by "
+                                        f"encoder and recommender, references dashed.")],
+        name=table,
+    )
+    def _asset(lake: LakeResource):
         from audiorec_assets.evaluation.plots import hitrate_plot_png
 
         paths, settings = lake.paths(), lake.settings()
@@ -100,11 +115,11 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
         board = tables.leaderboard(metrics, k=k, split=split, cells=study_cells(settings))
         png = hitrate_plot_png(metrics, k=k, split=split, metric=tables.HEADLINE_METRIC)
         plot_path = _write_plot(paths, f"{table}_hitrate", png)
-        metrics_fps = [lineage.table_fingerprint(f) for f in configured_metric_files(paths, settings)]
-        return _table_result(paths, settings, table, board, split,
-                             **{lineage.BUILT_FROM: lineage.tables_built_from(settings, metrics_fps)},
-                             hitrate_plot=dg.MetadataValue.md(_png_markdown(png, k, split)),
-                             plot_path=dg.MetadataValue.path(str(plot_path)))
+        markdown = dg.MetadataValue.md(_png_markdown(png, k, split))
+        yield _table_result(paths, settings, table, board, split, key=key, hitrate_plot=markdown,
+                            plot_path=dg.MetadataValue.path(str(plot_path)))
+        yield dg.MaterializeResult(asset_key=plot_key, data_version=dg.DataVersion(file_hash(plot_path)),
+                                   metadata={"plot": markdown, "path": dg.MetadataValue.path(str(plot_path))})
 
     return _asset
 
@@ -123,8 +138,9 @@ TableBuilder = Callable[[pd.DataFrame, pd.DataFrame, ExperimentSettings], pd.Dat
 def build_table_asset(table: str, split: str, build: TableBuilder, description: str) -> dg.AssetsDefinition:
     """An asset ``audiorec/<table>``: ``build(metrics, user_metrics, settings)`` over the configured cells."""
 
-    @dg.asset(key=dg.AssetKey(["audiorec", table]), deps=[METRICS], group_name="evaluation",
-              kinds={"duckdb", "parquet"}, description=description)
+    @dg.asset(key=dg.AssetKey(["audiorec", table]), deps=TABLE_DEPS, group_name="evaluation",
+              kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=TABLE_CONDITION,
+              description=description)
     def _asset(lake: LakeResource) -> dg.MaterializeResult:
         paths, settings = lake.paths(), lake.settings()
         frame = build(configured_rows(paths, settings, "metrics"), _user_rows(paths, settings, split), settings)

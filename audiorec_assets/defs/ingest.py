@@ -16,14 +16,18 @@ import pandas as pd
 
 from audiorec_assets.data import splits, sources
 from audiorec_assets.data.tracks import build_tracks
-from audiorec_assets.defs import lineage
+from audiorec_assets.defs.automation import on_change
 from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.defs.sources import RAW_AUDIO, RAW_LOG, SETTINGS_INGEST
+from audiorec_assets.fingerprints import table_fingerprint
 from audiorec_assets.settings import LakePaths
 from audiorec_assets.warehouse import StagedTables, scratch_connection, sweep_lake
 
 LISTENS = dg.AssetKey(["audiorec", "listens"])
 TRACKS = dg.AssetKey(["audiorec", "tracks"])
 INTERACTIONS = dg.AssetKey(["audiorec", "interactions"])
+SPLIT_INFO = dg.AssetKey(["audiorec", "split_info"])
+CODE_VERSION = "1"  # bump when a change to this module changes what the ingest tables hold
 # the ingest steps in order, and the tables each one writes
 INGEST_TABLES = {LISTENS: ["listens"], TRACKS: ["tracks"], INTERACTIONS: ["interactions", "split_info"]}
 PRODUCER = {table: key for key, tables in INGEST_TABLES.items() for table in tables}
@@ -42,11 +46,28 @@ def run_alive(instance: dg.DagsterInstance):
 
 
 def sweep(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, paths: LakePaths) -> None:
-    """The start of a step: complete interrupted publishes, drop staging folders of runs that are over."""
-    removed = sweep_lake(paths, run_alive(context.instance), keep={context.run.run_id})
+    """The start of a step: complete interrupted publishes, drop staging folders (and settings snapshots) of
+    runs that are over."""
+    alive = run_alive(context.instance)
+    removed = sweep_lake(paths, alive, keep={context.run.run_id})
+    removed += sweep_run_snapshots(paths, alive, keep=context.run.run_id)
     if removed:
         context.log.info(f"staging area: removed {len(removed)} folder(s) or temporaries of earlier runs, "
                          f"e.g. {removed[0]}")
+
+
+def sweep_run_snapshots(paths: LakePaths, alive, keep: str) -> list[Path]:
+    """Remove ``<lake>/tmp/staging/run-<id>/`` (a run's settings snapshot) of runs known to be over."""
+    import shutil
+
+    removed = []
+    folders = sorted(paths.staging.glob("run-*")) if paths.staging.exists() else []
+    for folder in folders:
+        run_id = folder.name.removeprefix("run-")
+        if run_id != keep and alive(run_id) is False:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 def ingest_staging(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
@@ -71,11 +92,11 @@ def ingest_file(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContex
     return paths.table_dir(table) / "all.parquet"
 
 
-def publish_if_last(context: dg.AssetExecutionContext, staged: StagedTables) -> dict[str, object]:
+def publish_if_last(context: dg.AssetExecutionContext, staged: StagedTables, step: dg.AssetKey) -> dict[str, object]:
     """After the run's last selected ingest step: publish every table the run staged; metadata saying so."""
     order = list(INGEST_TABLES)
     selected = context.job_def.asset_layer.selected_asset_keys
-    later = [k for k in order[order.index(context.asset_key) + 1:] if k in selected]
+    later = [k for k in order[order.index(step) + 1:] if k in selected]
     if later:
         return {"published": f"staged; published with {later[-1].to_user_string()} at the end of this run"}
     tables = staged.publish([t for key in order if key in selected for t in INGEST_TABLES[key]])
@@ -107,7 +128,8 @@ def ensure_raw(lake: LakeResource, log: dg.DagsterLogManager | None = None) -> s
     return sources.detect_source(paths.raw)
 
 
-@dg.asset(key=LISTENS, group_name="ingest", kinds={"duckdb", "parquet"},
+@dg.asset(key=LISTENS, group_name="ingest", kinds={"duckdb", "parquet"}, deps=[RAW_LOG, SETTINGS_INGEST],
+          code_version=CODE_VERSION, automation_condition=on_change(),
           description="Every listening event of the raw log, typed and validated (user_id, track_id, ts).")
 def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     paths = lake.paths()
@@ -129,8 +151,9 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
             f"{source.log_path}: {read.duplicates} event(s) repeat an earlier (user_id, track_id, timestamp): "
             + ("dropped (duplicates: drop)." if policy == "drop" else
                "kept, each counted as a play (duplicates: keep); set duplicates: drop to drop them."))
-    published = publish_if_last(context, staged)
-    return dg.MaterializeResult(metadata={
+    version = dg.DataVersion(table_fingerprint(target))  # before publishing moves the file
+    published = publish_if_last(context, staged, LISTENS)
+    return dg.MaterializeResult(data_version=version, metadata={
         **published,
         "layout": source.layout.value,
         "duplicate_events": read.duplicates,
@@ -145,7 +168,8 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     })
 
 
-@dg.asset(key=TRACKS, deps=[LISTENS], group_name="ingest", kinds={"duckdb", "parquet"},
+@dg.asset(key=TRACKS, deps=[LISTENS, RAW_LOG, RAW_AUDIO, SETTINGS_INGEST], group_name="ingest",
+          kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=on_change(),
           description="The catalogue: one row per track with audio; item_idx = rank of the sorted track id.")
 def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     paths = lake.paths()
@@ -155,7 +179,6 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     with scratch_connection(paths) as con:
         catalogue, report = build_tracks(con, source, ingest_file(context, paths, "listens"), paths)
     tracks_file = staged.write("tracks", catalogue)
-    tracks_fp = lineage.tracks_fingerprint(tracks_file, paths.root)
     unreadable = catalogue.loc[catalogue["duration_s"].isna(), "track_id"].tolist()
     if unreadable:
         context.log.warning(f"{len(unreadable)} audio file(s) cannot be read, e.g. {unreadable[:5]}: "
@@ -165,10 +188,10 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
             f"{report.listened_without_audio} listened track(s) have no audio in {source.audio_dir}, "
             f"e.g. {report.examples_without_audio}; setting missing_audio decides what the split does."
         )
-    published = publish_if_last(context, staged)
-    return dg.MaterializeResult(metadata={
+    version = dg.DataVersion(table_fingerprint(tracks_file))  # before publishing moves the file
+    published = publish_if_last(context, staged, TRACKS)
+    return dg.MaterializeResult(data_version=version, metadata={
         **published,
-        lineage.FINGERPRINT: tracks_fp,
         "dagster/row_count": len(catalogue),
         "audio_dir": dg.MetadataValue.path(str(source.audio_dir)),
         "total_hours": round(float(catalogue["duration_s"].sum()) / 3600, 2),
@@ -178,10 +201,21 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     })
 
 
-@dg.asset(key=INTERACTIONS, deps=[LISTENS, TRACKS], group_name="ingest", kinds={"duckdb", "parquet"},
-          description="The Music4All-Onion split: one row per user x track x split after the first-listen collapse; "
-                      "split is train, val, test (warm) or test_cold (warm users on tracks without train plays).")
-def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(INTERACTIONS, deps=[LISTENS, TRACKS, SETTINGS_INGEST], group_name="ingest",
+                     kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=on_change(),
+                     description="The Music4All-Onion split: one row per user x track x split after the first-listen "
+                                 "collapse; split is train, val, test (warm) or test_cold (warm users on tracks "
+                                 "without train plays)."),
+        dg.AssetSpec(SPLIT_INFO, deps=[LISTENS, TRACKS, SETTINGS_INGEST], group_name="ingest",
+                     kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=on_change(),
+                     description="The windows and settings of the split (one row): train start, test start, "
+                                 "val end, test end, preset, seed, layout."),
+    ],
+    name="interactions",
+)
+def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
     paths = lake.paths()
     settings = lake.settings()
     sweep(context, paths)
@@ -192,11 +226,11 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     catalogue = pd.read_parquet(tracks_file, columns=["track_id"])
     with scratch_connection(paths) as con:
         windows = splits.resolve_windows(con, listens_file, source.layout, settings)
-        _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), windows, settings.missing_audio,
+        dropped = _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), windows, settings.missing_audio,
                                     context)
         report = splits.make_split(con, listens_file, list(catalogue["track_id"]), windows, settings,
                                    interactions_file)
-    staged.write("split_info", pd.DataFrame([{
+    split_info_file = staged.write("split_info", pd.DataFrame([{
         "preset": settings.preset, "seed": settings.seed, "layout": source.layout.value,
         "train_start": windows.train_start, "test_start": windows.test_start,
         "val_end": windows.val_end, "test_end": windows.test_end,
@@ -217,14 +251,14 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
                ORDER BY n.split_order""",
             {"p": str(interactions_file)},
         ).df()
-    fingerprint = lineage.table_fingerprint(interactions_file)
-    built_from = lineage.ingest_built_from(settings, paths.root, lineage.raw_fingerprint(paths.raw),
-                                           lineage.tracks_fingerprint(tracks_file, paths.root))
-    published = publish_if_last(context, staged)  # the last step: listens, tracks, interactions, split_info
-    return dg.MaterializeResult(metadata={
-        **published,
-        lineage.FINGERPRINT: fingerprint,
-        lineage.BUILT_FROM: built_from,
+    versions = {key: table_fingerprint(f) for key, f in ((INTERACTIONS, interactions_file),
+                                                         (SPLIT_INFO, split_info_file))}
+    published = publish_if_last(context, staged, INTERACTIONS)  # the last step: listens, tracks, interactions, split_info
+    yield dg.MaterializeResult(asset_key=SPLIT_INFO, data_version=dg.DataVersion(versions[SPLIT_INFO]), metadata={
+        **published, "dagster/row_count": 1, "preset": settings.preset, "layout": source.layout.value,
+        "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()})})
+    yield dg.MaterializeResult(asset_key=INTERACTIONS, data_version=dg.DataVersion(versions[INTERACTIONS]), metadata={
+        **published, **dropped,
         "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs + report.test_cold_pairs,
         "preset": settings.preset,
         "test_cold_pairs": report.test_cold_pairs,
@@ -237,7 +271,7 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
 
 
 def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], windows: splits.SplitWindows,
-                                policy: str, context: dg.AssetExecutionContext) -> None:
+                                policy: str, context: dg.AssetExecutionContext) -> dict[str, int]:
     """Fail (or report the drop) when listens inside the split's windows name tracks without audio."""
     in_window = {"p": str(listens_file), "start": windows.train_start, "end": windows.test_end}
     listened = [row[0] for row in con.execute(
@@ -245,7 +279,7 @@ def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], wi
         in_window).fetchall()]
     missing = [t for t in listened if t not in catalogue]
     if not missing:
-        return
+        return {}
     n_events = con.execute(
         "SELECT count(*) FROM read_parquet($p) WHERE ts >= $start AND ts < $end AND track_id IN (SELECT unnest($m))",
         {**in_window, "m": missing},
@@ -256,7 +290,7 @@ def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], wi
             f"{message}. Add the audio files, or set missing_audio: drop in experiment.yaml to drop those listens."
         )
     context.log.warning(f"{message}: dropped (missing_audio: drop)")
-    context.add_output_metadata({"dropped_tracks_without_audio": len(missing), "dropped_events_without_audio": int(n_events)})
+    return {"dropped_tracks_without_audio": len(missing), "dropped_events_without_audio": int(n_events)}
 
 
 def split_windows_from_lake(lake: LakeResource, split_info_file: Path | None = None) -> splits.SplitWindows:

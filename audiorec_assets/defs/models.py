@@ -1,8 +1,12 @@
-"""Per encoder × recommender: ``audiorec/models`` → ``audiorec/recommendations`` → ``audiorec/metrics``."""
+"""Per encoder × recommender: ``audiorec/models`` → ``recommendations`` → ``metrics`` + ``user_metrics``; the
+same for the references without audio (``audiorec/reference_models`` → ..., one partition per recommender).
 
-import json
+Both families write the same SQL tables (``audiorec.metrics`` has one file per cell, references
+included, as ``none__<recommender>.parquet``)."""
+
 import time
 import warnings
+from collections.abc import Callable, Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,10 +14,13 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.defs import lineage
+from audiorec_assets.defs.automation import expensive, on_change
 from audiorec_assets.defs.embeddings import EMBEDDINGS, VALID_CHECK
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, sweep
-from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.defs.partitions import CELLS, REFERENCES, cell_of, reference_audio
+from audiorec_assets.defs.resources import TORCH_POOL, LakeResource
+from audiorec_assets.defs.sources import SETTINGS_EVALUATE, SETTINGS_MODEL, SETTINGS_RECOMMEND, SETTINGS_REFERENCE
+from audiorec_assets.fingerprints import folder_fingerprint, table_fingerprint
 from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, SHUFFLED_PREFIX
 from audiorec_assets.encoders.run import embedding_problems
 from audiorec_assets.encoders.standardize import zscore_columns
@@ -29,11 +36,10 @@ from audiorec_assets.warehouse import write_table_file
 MODELS = dg.AssetKey(["audiorec", "models"])
 RECOMMENDATIONS = dg.AssetKey(["audiorec", "recommendations"])
 METRICS = dg.AssetKey(["audiorec", "metrics"])
-
-
-def partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    key = context.partition_key.keys_by_dimension  # type: ignore[union-attr]
-    return key["encoder"], key["recommender"]
+USER_METRICS = dg.AssetKey(["audiorec", "user_metrics"])
+REFERENCE_METRICS = dg.AssetKey(["audiorec", "reference_metrics"])
+REFERENCE_USER_METRICS = dg.AssetKey(["audiorec", "reference_user_metrics"])
+CODE_VERSION = "1"  # bump when a change to the recommenders or the protocol changes their results
 
 
 def part_name(encoder: str, recommender: str) -> str:
@@ -88,7 +94,12 @@ class PartitionInputs:
     settings: ExperimentSettings
     data: InteractionData
     vectors: np.ndarray  # what the recommenders see (z-scored when encode.standardize)
-    stored_vectors: np.ndarray  # the embeddings partition as stored: what its fingerprint (lineage) is of
+    stored_vectors: np.ndarray  # the embeddings partition as stored
+
+    @property
+    def part(self) -> str:
+        """The file name of this cell in each table (``<encoder>__<recommender>.parquet``)."""
+        return part_name(self.encoder, self.recommender)
 
     def seeds(self) -> list[int]:
         """The seeds this cell runs under: every ``run_seeds`` for a trained model, one otherwise."""
@@ -103,8 +114,8 @@ class PartitionInputs:
         return recommender_class(self.recommender).load(self.model_dir(seed), settings, self.data, self.vectors)
 
 
-def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> PartitionInputs:
-    encoder, recommender = partition(context)
+def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource, encoder: str,
+                     recommender: str) -> PartitionInputs:
     try:
         check_cell(encoder, recommender)
     except CellError as err:
@@ -112,104 +123,159 @@ def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> P
     paths, settings = lake.paths(), lake.settings()
     sweep(context, paths)
     data = load_interaction_data(paths)
-    stored = load_item_vectors(paths, encoder, data.n_items)
+    if encoder == NO_AUDIO_ENCODER:  # references: no item vectors
+        stored = np.zeros((data.n_items, 0), dtype=np.float32)
+    else:
+        stored = load_item_vectors(paths, encoder, data.n_items)
     return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored)
 
 
-def build_model_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
+@dataclass(frozen=True)
+class Family:
+    """One set of model assets: the audio cells (encoder × recommender) or the references (no audio)."""
+
+    prefix: str  # "" or "reference_"
+    partitions_def: dg.PartitionsDefinition
+    cell: Callable[[dg.AssetExecutionContext], tuple[str, str]]
+    vector_deps: list[dg.AssetDep]
+    settings_dep: dg.AssetDep
+    group: str
+
+    def key(self, name: str) -> dg.AssetKey:
+        return dg.AssetKey(["audiorec", f"{self.prefix}{name}"])
+
+
+def _cell_of_partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    return cell_of(context.partition_key)
+
+
+def _reference_of_partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    return NO_AUDIO_ENCODER, context.partition_key
+
+
+def families() -> list[Family]:
     with warnings.catch_warnings():  # beta in 1.13, and the documented way to map encoder x recommender → encoder
         warnings.simplefilter("ignore", dg.BetaWarning)
         by_encoder = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="encoder")
+        by_recommender = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="recommender")
+    return [
+        Family("", CELLS, _cell_of_partition, [dg.AssetDep(EMBEDDINGS, partition_mapping=by_encoder)],
+               dg.AssetDep(SETTINGS_MODEL, partition_mapping=by_recommender), "recommenders"),
+        Family("reference_", REFERENCES, _reference_of_partition, [], dg.AssetDep(SETTINGS_REFERENCE), "references"),
+    ]
 
-    @dg.asset(key=MODELS, partitions_def=partitions_def, group_name="recommenders", kinds={"pytorch", "faiss"},
-              deps=[INTERACTIONS, TRACKS, dg.AssetDep(EMBEDDINGS, partition_mapping=by_encoder)],
-              description="A recommender trained on the train split over frozen item vectors, once per seed "
-                          "(no pickles).")
-    def models(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        inputs = partition_inputs(context, lake)
-        encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
-        data, vectors = inputs.data, inputs.vectors
-        reports: dict[int, FitReport] = {}
-        with atomic_dir(paths.model_dir(encoder, recommender), staging=process_staging(paths.staging)) as tmp:
-            for seed in inputs.seeds():
-                model = recommender_class(recommender)(settings.model_copy(update={"seed": seed}))
-                reports[seed] = model.fit(data, vectors)
-                model.save(tmp / f"seed-{seed}")
-                context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {reports[seed].seconds:.1f} s")
-            # what this model was trained on, for the metrics step's lineage (files may change meanwhile)
-            (tmp / lineage.MODEL_LINEAGE_FILE).write_text(json.dumps({
-                "interactions": lineage.table_fingerprint(paths.table_dir("interactions") / "all.parquet"),
-                # the stored vectors' fingerprint, as the embeddings asset records it (standardize is a setting
-                # of the model's lineage, not a different input)
-                "vectors": lineage.array_fingerprint(inputs.stored_vectors),
-            }))
-        first = reports[inputs.seeds()[0]]  # the metadata shows the first seed's fit
-        metadata = {
-            "preset": settings.preset, "seeds": dg.MetadataValue.json(list(reports)), "users": data.n_users,
-            "items": data.n_items, "train_vocabulary": int(len(data.train_items)), "dim": int(vectors.shape[1]),
-            "audio": "none: learned item ids or no item vectors" if vectors.shape[1] == 0 else (
-                "standardized (z-score per feature)" if settings.encode.standardize else "raw vectors"),
-            "seconds": round(sum(r.seconds for r in reports.values()), 2),
-            "params": dg.MetadataValue.json({k: _jsonable(v) for k, v in first.params.items()}),
-            "path": dg.MetadataValue.path(str(paths.model_dir(encoder, recommender))),
-        }
-        if first.train_loss:
-            metadata["best_epoch"] = first.best_epoch
-            metadata["epochs_run"] = len(first.train_loss)
-            metadata["training_curve"] = dg.MetadataValue.md(_curve(first).to_markdown(index=False, floatfmt=".5f"))
-        return dg.MaterializeResult(metadata=metadata)
 
-    @dg.asset(key=RECOMMENDATIONS, partitions_def=partitions_def, deps=[MODELS], group_name="recommenders",
-              kinds={"duckdb", "parquet"},
-              description="Top-N per val/test user among the train vocabulary, and per test_cold user among the "
-                          "cold tracks (models that can score them), train history excluded → "
-                          "audiorec.recommendations.")
-    def recommendations(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        inputs = partition_inputs(context, lake)
-        settings = inputs.settings
-        started = time.perf_counter()
-        frames = [recommend_all_splits(inputs.load_model(seed), inputs.data, settings.top_n).assign(seed=seed)
-                  for seed in inputs.seeds()]
-        rows = pd.concat(frames, ignore_index=True).assign(encoder=inputs.encoder, recommender=inputs.recommender)
-        rows = rows[RECOMMENDATION_COLUMNS].astype({"seed": "int64"})
-        write_table_file(inputs.paths, "recommendations", rows, part=part_name(inputs.encoder, inputs.recommender))
-        users = rows.groupby("split")["user_id"].nunique()
-        return dg.MaterializeResult(metadata={
-            "dagster/row_count": len(rows), "top_n": settings.top_n, "seconds": round(time.perf_counter() - started, 2),
-            "users": dg.MetadataValue.json({s: int(n) for s, n in users.items()}),
-            "preview": dg.MetadataValue.md(rows.head(10).to_markdown(index=False)),
-        })
+def build_model_assets(family: Family) -> dg.AssetsDefinition:
+    """models → recommendations → metrics + user_metrics of one family, as one subsettable multi-asset:
+    a run that trains and evaluates a cell loads its data once."""
+    models_key, recs_key = family.key("models"), family.key("recommendations")
+    metrics_key, users_key = family.key("metrics"), family.key("user_metrics")
+    what = "a reference recommender (no audio)" if family.prefix else "a recommender on frozen item vectors"
+    common = {"group_name": family.group, "code_version": CODE_VERSION}
+    specs = [
+        dg.AssetSpec(models_key, deps=[INTERACTIONS, TRACKS, *family.vector_deps, family.settings_dep],
+                     kinds={"pytorch"}, automation_condition=expensive(), **common,
+                     description=f"{what.capitalize()}, trained on the train split once per seed (no pickles)."),
+        dg.AssetSpec(recs_key, deps=[models_key, INTERACTIONS, SETTINGS_RECOMMEND], kinds={"duckdb", "parquet"},
+                     automation_condition=on_change(), **common,
+                     description="Top-N per val/test user among the train vocabulary, and per test_cold user among "
+                                 "the cold tracks (models that can score them), train history excluded → "
+                                 "audiorec.recommendations."),
+        dg.AssetSpec(metrics_key, deps=[recs_key, INTERACTIONS, SETTINGS_EVALUATE], kinds={"duckdb", "parquet"},
+                     automation_condition=on_change(), **common,
+                     description="HitRate, Recall, Precision, NDCG, MRR @K with 95 % CIs on val, test and test_cold "
+                                 "→ audiorec.metrics."),
+        dg.AssetSpec(users_key, deps=[recs_key, INTERACTIONS, SETTINGS_EVALUATE], kinds={"duckdb", "parquet"},
+                     automation_condition=on_change(), **common,
+                     description="The per-user metric values behind audiorec.metrics (what the paired tests "
+                                 "read) → audiorec.user_metrics."),
+    ]
 
-    @dg.asset(key=METRICS, partitions_def=partitions_def, deps=[RECOMMENDATIONS], group_name="evaluation",
-              kinds={"duckdb", "parquet"},
-              description="HitRate, Recall, Precision, NDCG, MRR @K with 95 % CIs on val, test and test_cold "
-                          "→ audiorec.metrics.")
-    def metrics(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-        inputs = partition_inputs(context, lake)
-        encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
-        part = part_name(encoder, recommender)
-        rows = pd.read_parquet(paths.table_dir("recommendations") / f"{part}.parquet")
-        summary, user_metrics = evaluate(rows, inputs.data, settings.ks, settings.top_n)
-        summary = summary.assign(encoder=encoder, recommender=recommender, preset=settings.preset)
-        summary = summary[["encoder", "recommender", "split", "metric", "k", "value", "ci_low", "ci_high",
-                           "n_users", "preset", "n_seeds", "seed_sd"]]
-        summary = summary.astype({"k": "int32", "n_users": "int32", "n_seeds": "int32"})  # INTEGER in the contract
-        user_metrics = user_metrics.assign(encoder=encoder, recommender=recommender)
-        metrics_file = write_table_file(paths, "metrics", summary, part=part)
-        write_table_file(paths, "user_metrics", user_metrics, part=part)
+    @dg.multi_asset(specs=specs, partitions_def=family.partitions_def, can_subset=True, pool=TORCH_POOL,
+                    name=f"{family.prefix}models")
+    def _models(context: dg.AssetExecutionContext, lake: LakeResource):
+        inputs = partition_inputs(context, lake, *family.cell(context))
+        selected = context.selected_asset_keys
+        if models_key in selected:
+            yield train(context, inputs, models_key)
+        if recs_key in selected:
+            yield recommend(inputs, recs_key)
+        if metrics_key in selected or users_key in selected:
+            yield from evaluate_cell(inputs, metrics_key, users_key, selected)
+
+    return _models
+
+
+def train(context: dg.AssetExecutionContext, inputs: PartitionInputs, key: dg.AssetKey) -> dg.MaterializeResult:
+    encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
+    data, vectors = inputs.data, inputs.vectors
+    reports: dict[int, FitReport] = {}
+    with atomic_dir(paths.model_dir(encoder, recommender), staging=process_staging(paths.staging)) as tmp:
+        for seed in inputs.seeds():
+            model = recommender_class(recommender)(settings.model_copy(update={"seed": seed}))
+            reports[seed] = model.fit(data, vectors)
+            model.save(tmp / f"seed-{seed}")
+            context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {reports[seed].seconds:.1f} s")
+        version = folder_fingerprint(tmp)
+    first = reports[inputs.seeds()[0]]  # the metadata shows the first seed's fit
+    metadata = {
+        "preset": settings.preset, "seeds": dg.MetadataValue.json(list(reports)), "users": data.n_users,
+        "items": data.n_items, "train_vocabulary": int(len(data.train_items)), "dim": int(vectors.shape[1]),
+        "audio": reference_audio(recommender) if encoder == NO_AUDIO_ENCODER else (
+            "standardized (z-score per feature)" if settings.encode.standardize else "raw vectors"),
+        "seconds": round(sum(r.seconds for r in reports.values()), 2),
+        "params": dg.MetadataValue.json({k: _jsonable(v) for k, v in first.params.items()}),
+        "path": dg.MetadataValue.path(str(paths.model_dir(encoder, recommender))),
+    }
+    if first.train_loss:
+        metadata["best_epoch"] = first.best_epoch
+        metadata["epochs_run"] = len(first.train_loss)
+        metadata["training_curve"] = dg.MetadataValue.md(_curve(first).to_markdown(index=False, floatfmt=".5f"))
+    return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(version), metadata=metadata)
+
+
+def recommend(inputs: PartitionInputs, key: dg.AssetKey) -> dg.MaterializeResult:
+    settings = inputs.settings
+    started = time.perf_counter()
+    frames = [recommend_all_splits(inputs.load_model(seed), inputs.data, settings.top_n).assign(seed=seed)
+              for seed in inputs.seeds()]
+    rows = pd.concat(frames, ignore_index=True).assign(encoder=inputs.encoder, recommender=inputs.recommender)
+    rows = rows[RECOMMENDATION_COLUMNS].astype({"seed": "int64"})
+    written = write_table_file(inputs.paths, "recommendations", rows, part=inputs.part)
+    users = rows.groupby("split")["user_id"].nunique()
+    return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
+        "dagster/row_count": len(rows), "top_n": settings.top_n, "seconds": round(time.perf_counter() - started, 2),
+        "users": dg.MetadataValue.json({s: int(n) for s, n in users.items()}),
+        "preview": dg.MetadataValue.md(rows.head(10).to_markdown(index=False)),
+    })
+
+
+def evaluate_cell(inputs: PartitionInputs, metrics_key: dg.AssetKey, users_key: dg.AssetKey,
+                  selected: AbstractSet[dg.AssetKey]):
+    encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
+    rows = pd.read_parquet(paths.table_dir("recommendations") / f"{inputs.part}.parquet")
+    summary, user_metrics = evaluate(rows, inputs.data, settings.ks, settings.top_n)
+    summary = summary.assign(encoder=encoder, recommender=recommender, preset=settings.preset)
+    summary = summary[["encoder", "recommender", "split", "metric", "k", "value", "ci_low", "ci_high",
+                       "n_users", "preset", "n_seeds", "seed_sd"]]
+    summary = summary.astype({"k": "int32", "n_users": "int32", "n_seeds": "int32"})  # INTEGER in the contract
+    if metrics_key in selected:
+        metrics_file = write_table_file(paths, "metrics", summary, part=inputs.part)
         k_main = settings.headline_k
         headline = summary[summary["k"] == k_main].set_index(["split", "metric"])["value"]
-        trained_on = json.loads((paths.model_dir(encoder, recommender) / lineage.MODEL_LINEAGE_FILE).read_text())
-        built_from = lineage.metrics_built_from(settings, recommender, trained_on["interactions"], trained_on["vectors"])
-        return dg.MaterializeResult(metadata={
-            lineage.FINGERPRINT: lineage.table_fingerprint(metrics_file),
-            lineage.BUILT_FROM: built_from,
+        yield dg.MaterializeResult(asset_key=metrics_key, data_version=dg.DataVersion(table_fingerprint(metrics_file)),
+                                   metadata={
+            "dagster/row_count": len(summary),
             **{f"{split}_{m}@{k_main}": float(v) for (split, m), v in headline.items() if split != "val"},
             "table": dg.MetadataValue.md(summary.drop(columns=["encoder", "recommender"]).to_markdown(
                 index=False, floatfmt=".4f")),
         })
-
-    return [models, recommendations, metrics]
+    if users_key in selected:
+        users_file = write_table_file(paths, "user_metrics", user_metrics.assign(encoder=encoder,
+                                                                                 recommender=recommender),
+                                      part=inputs.part)
+        yield dg.MaterializeResult(asset_key=users_key, data_version=dg.DataVersion(table_fingerprint(users_file)),
+                                   metadata={"dagster/row_count": len(user_metrics)})
 
 
 def _curve(report: FitReport) -> pd.DataFrame:

@@ -1,38 +1,121 @@
-"""Partitions: encoders (built-ins + vectors a user dropped in the lake) and recommenders."""
+"""Partitions that follow the lake: which encoders, recommenders and reference models the graph offers.
+
+Three dynamic partition sets, kept in step with the lake by ``lake_partitions_sensor``
+(``defs/automation.py``) and by ``audiorec demo``:
+
+* ``encoder``: the configured encoders (``experiment.yaml``'s ``encoders``) that can run here
+  (built-ins whose weights are present or need none, controls), plus every
+  ``<lake>/embeddings/<name>.npy`` a user dropped in;
+* ``recommender``: the configured recommenders that use audio (``knn``, ``shallow``, ``bert4rec``);
+  their cells are ``encoder × recommender``;
+* ``reference``: the recommenders run once without audio (``popularity``, ``als``, and
+  ``shallow``/``bert4rec`` on learned item ids when ``none`` is configured).
+
+So every cell the UI offers can run; an encoder that cannot is listed, with the reason, in the
+sensor's skip message instead.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import dagster as dg
 
-from audiorec_assets.encoders import BUILTIN_ENCODERS, SHUFFLED_PREFIX
-from audiorec_assets.recommenders import RECOMMENDERS
-from audiorec_assets.settings import ENCODER_NAME, LakePaths, SettingsError, load_settings
+from audiorec_assets.encoders import AUDIO_ENCODERS, NO_AUDIO_ENCODER
+from audiorec_assets.encoders.availability import weights_problem
+from audiorec_assets.encoders.base import EncoderContext
+from audiorec_assets.recommenders import recommender_entry
+from audiorec_assets.settings import ENCODER_NAME, ExperimentSettings, LakePaths
+from audiorec_assets.study import study_cells
+
+ENCODERS = dg.DynamicPartitionsDefinition(name="encoder")
+RECOMMENDERS = dg.DynamicPartitionsDefinition(name="recommender")
+REFERENCES = dg.DynamicPartitionsDefinition(name="reference")
+CELLS = dg.MultiPartitionsDefinition({"encoder": ENCODERS, "recommender": RECOMMENDERS})
+DYNAMIC = (ENCODERS, RECOMMENDERS, REFERENCES)
 
 
-def encoder_keys(lake: LakePaths) -> list[str]:
-    """Built-in encoder keys, the shuffled twins (``shuffled_<encoder>``) the lake's settings ask for, then every
-    ``<lake>/embeddings/<name>.npy`` a user dropped in.
+@dataclass
+class LakeMembers:
+    """What each dynamic partition set should hold for a lake and its settings, and what was left out."""
 
-    Files whose names are not valid keys (letters, digits, ``_ . -``) are ignored: a partition
-    key with ``|`` or ``,`` would break loading the code location. Unreadable settings add no twins
-    (the runs that read them report the error).
-    """
-    try:
-        configured = load_settings(lake.root).encoders
-    except SettingsError:
-        configured = []
-    twins = [e for e in configured if e.startswith(SHUFFLED_PREFIX) and e not in BUILTIN_ENCODERS]
-    files = sorted(lake.embeddings.glob("*.npy")) if lake.embeddings.exists() else []
-    dropped = [p.stem for p in files if ENCODER_NAME.fullmatch(p.stem)]
-    return list(dict.fromkeys([*BUILTIN_ENCODERS, *twins, *dropped]))
+    members: dict[str, list[str]]
+    left_out: dict[str, str] = field(default_factory=dict)  # encoder → why it cannot run here
 
 
-def encoder_partitions(lake: LakePaths) -> dg.StaticPartitionsDefinition:
-    return dg.StaticPartitionsDefinition(encoder_keys(lake))
+def dropped_in_encoders(lake: LakePaths) -> list[str]:
+    """``<lake>/embeddings/<name>.npy`` files that are not audiorec's own output: a user's vectors."""
+    if not lake.embeddings.exists():
+        return []
+    own = set(AUDIO_ENCODERS) | {NO_AUDIO_ENCODER, "random", "shuffled"}
+    names = sorted(p.stem for p in lake.embeddings.glob("*.npy") if not p.name.startswith("."))
+    return [n for n in names if ENCODER_NAME.fullmatch(n) and n not in own and not n.startswith("shuffled_")]
 
 
-def model_partitions(lake: LakePaths) -> dg.MultiPartitionsDefinition:
-    return dg.MultiPartitionsDefinition({
-        "encoder": encoder_partitions(lake),
-        "recommender": dg.StaticPartitionsDefinition(list(RECOMMENDERS)),
-    })
+def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
+    """The partitions the graph should offer now (pure: reads only the lake's files)."""
+    context = EncoderContext(models_dir=settings.encode.models_dir)
+    left_out: dict[str, str] = {}
+    encoders: list[str] = []
+    for name in [e for e in settings.encoders if e != NO_AUDIO_ENCODER] + dropped_in_encoders(lake):
+        problem = weights_problem(name, context) if name in AUDIO_ENCODERS else _control_problem(name, lake)
+        if problem:
+            left_out[name] = problem
+        elif name not in encoders:
+            encoders.append(name)
+    cells = study_cells(settings)
+    recommenders = list(dict.fromkeys(r for e, r in cells if e != NO_AUDIO_ENCODER))
+    references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
+    return LakeMembers({ENCODERS.name: encoders, RECOMMENDERS.name: recommenders, REFERENCES.name: references},
+                       left_out)
+
+
+def _control_problem(name: str, lake: LakePaths) -> str | None:
+    """Controls (``random``, ``shuffled``, ``shuffled_<encoder>``) always run; any other name needs its file."""
+    if name in ("random", "shuffled") or name.startswith("shuffled_") or lake.embedding_file(name).exists():
+        return None
+    return f"not built in, and {lake.embedding_file(name)} does not exist (drop your vectors there)"
+
+
+def partition_requests(instance: dg.DagsterInstance, wanted: LakeMembers
+                       ) -> list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest]:
+    """Add what is wanted and missing, delete what is no longer wanted (its history stays in the instance)."""
+    requests: list[dg.AddDynamicPartitionsRequest | dg.DeleteDynamicPartitionsRequest] = []
+    for definition in DYNAMIC:
+        have = set(instance.get_dynamic_partitions(definition.name))
+        want = wanted.members[definition.name]
+        add = [k for k in want if k not in have]
+        drop = sorted(have - set(want))
+        if add:
+            requests.append(definition.build_add_request(add))
+        if drop:
+            requests.append(definition.build_delete_request(drop))
+    return requests
+
+
+def sync_partitions(instance: dg.DagsterInstance, wanted: LakeMembers) -> list[str]:
+    """Apply :func:`partition_requests` to ``instance`` directly (``audiorec demo``); what changed, in words."""
+    changes = []
+    for request in partition_requests(instance, wanted):
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            changes.append(f"+{request.partitions_def_name} {list(request.partition_keys)}")
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+            changes.append(f"-{request.partitions_def_name} {list(request.partition_keys)}")
+    return changes
+
+
+def cell_of(partition_key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """``(encoder, recommender)`` of a cell partition key (``"musicnn|knn"`` or a ``MultiPartitionKey``)."""
+    if isinstance(partition_key, dg.MultiPartitionKey):
+        keys = partition_key.keys_by_dimension
+        return keys["encoder"], keys["recommender"]
+    encoder, _, recommender = str(partition_key).partition("|")
+    return encoder, recommender
+
+
+def reference_audio(recommender: str) -> str:
+    """What a reference model uses instead of audio, for its metadata."""
+    return "no item vectors" if recommender_entry(recommender).audio == "none" else "learned item ids"

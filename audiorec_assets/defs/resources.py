@@ -1,40 +1,107 @@
-"""Resources: where the lake is and which experiment settings a run uses."""
+"""Resources: where the lake is, which settings a run uses, and the warehouse connection.
+
+``LakeResource.settings()`` is resolved once per run: the first step of a run reads
+``<lake>/experiment.yaml``, applies the run's typed overrides (``overrides`` in the launchpad) and
+the deployment's device, and stores the result in the run's staging folder; every later step of the
+run, in any process, reads that snapshot. Editing the file during a run changes the next run only.
+"""
 
 from __future__ import annotations
 
-import yaml
-from dagster import ConfigurableResource
-from pydantic import Field
+import datetime
+import enum
+import json
+import types
+import typing
+from typing import Any, Literal, Optional, Union
+
+import dagster as dg
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
 
 from audiorec_assets.settings import ExperimentSettings, LakePaths, SettingsError, default_lake, load_settings
 
+SNAPSHOT_FILE = "settings.json"
+TORCH_POOL = "torch"  # encoding and training steps: limit in dagster.yaml (concurrency: pools)
 
-class LakeResource(ConfigurableResource):
-    """The data lake and the experiment settings (``<lake>/experiment.yaml``, then run overrides).
 
-    Set ``overrides_yaml`` in the launchpad to change settings for one run, e.g.
-    ``preset: paper_code`` or ``{split: {val_fraction: 0.3}, seed: 7}``. ``device`` picks the
-    compute device for a deployment (``build_definitions`` reads ``$AUDIOREC_DEVICE``).
+def _config_type(annotation: Any, name: str) -> Any:
+    """The Dagster config type of a settings field (Literal → Enum, datetime → str, sections → nested Config)."""
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return enum.Enum(name, {str(v): v for v in typing.get_args(annotation)}, type=str)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _config_type(args[0], name)
+    if origin is list:
+        return list[_config_type(typing.get_args(annotation)[0], name)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return overrides_config(annotation, name)
+    if annotation is datetime.datetime:
+        return str  # ISO date or datetime, validated by the settings model
+    return annotation
+
+
+def overrides_config(model: type[BaseModel], name: str = "SettingsOverrides") -> type[dg.Config]:
+    """A Dagster ``Config`` class with every field of ``model`` optional: the typed run overrides."""
+    fields = {
+        field: (Optional[_config_type(info.annotation, f"{name}_{field}")], Field(None, description=info.description))
+        for field, info in model.model_fields.items()
+    }
+    return create_model(name, __base__=dg.Config, **fields)
+
+
+SettingsOverrides = overrides_config(ExperimentSettings)
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The data lake and the experiment settings of a run (``<lake>/experiment.yaml``, then ``overrides``).
+
+    ``overrides`` are typed like ``experiment.yaml`` (the launchpad completes and checks them), e.g.
+    ``{preset: paper_code, shallow: {max_epochs: 5}}``. ``device`` picks the compute device of a
+    deployment (``$AUDIOREC_DEVICE`` through ``dg.EnvVar``).
     """
 
     root: str = Field("", description="Lake directory; empty = $AUDIOREC_LAKE or ./data_lake")
     device: str = Field("", description="Compute device for encoders and torch models (cpu, cuda, auto); "
                                         "empty = encode.device of experiment.yaml")
-    overrides_yaml: str = Field("", description="YAML merged over experiment.yaml for this run")
+    overrides: SettingsOverrides = Field(default_factory=SettingsOverrides,  # type: ignore[valid-type]
+                                         description="Settings for this run only, over experiment.yaml")
+    _run_id: str | None = PrivateAttr(None)
+    _settings: ExperimentSettings | None = PrivateAttr(None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run_id
 
     def paths(self) -> LakePaths:
         return LakePaths(self.root) if self.root else LakePaths(default_lake())
 
-    def settings(self) -> ExperimentSettings:
+    def resolve_settings(self) -> ExperimentSettings:
+        """The file's settings with this resource's device and overrides (no snapshot)."""
         settings = load_settings(self.paths().root)
         if self.device:  # per deployment (a GPU machine), without editing the experiment file
             settings = settings.with_overrides({"encode": {"device": self.device}})
-        if not self.overrides_yaml.strip():
+        overrides = self.overrides.model_dump(exclude_none=True, mode="json") if self.overrides else {}
+        if not overrides:
             return settings
         try:
-            overrides = yaml.safe_load(self.overrides_yaml) or {}
-        except yaml.YAMLError as err:
-            raise SettingsError(f"resources.lake.config.overrides_yaml is not valid YAML: {err}") from None
-        if not isinstance(overrides, dict):
-            raise SettingsError("resources.lake.config.overrides_yaml must be a YAML mapping")
-        return settings.with_overrides(overrides)
+            return settings.with_overrides(overrides)
+        except (ValidationError, SettingsError, ValueError) as err:
+            raise SettingsError(f"resources.lake.config.overrides: {err}") from None
+
+    def settings(self) -> ExperimentSettings:
+        """This run's settings: resolved by its first step, then read from the run's snapshot."""
+        if self._settings is not None:
+            return self._settings
+        if self._run_id is None:  # outside a run (tests, the CLI): no snapshot
+            return self.resolve_settings()
+        snapshot = self.paths().staging / f"run-{self._run_id}" / SNAPSHOT_FILE
+        if snapshot.exists():
+            self._settings = ExperimentSettings.model_validate(json.loads(snapshot.read_text()))
+            return self._settings
+        from audiorec_assets.lakeio import atomic_path
+
+        self._settings = self.resolve_settings()
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(snapshot, staging=snapshot.parent) as tmp:
+            tmp.write_text(self._settings.model_dump_json())
+        return self._settings

@@ -1,0 +1,171 @@
+"""Running the graph in-process (``audiorec demo``, tests): what the automation sensor does, step by step.
+
+:func:`bring_up_to_date` observes the sources, asks Dagster which assets its automation conditions
+request (:func:`dagster.evaluate_automation_conditions`, over the same definitions and instance as
+``dagster dev``), materializes those in dependency order, and repeats until nothing is requested. The
+evaluation cursor is kept beside the instance, so a later call sees what changed since.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from audiorec_assets.defs.partitions import DYNAMIC
+
+
+def _assets_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
+    return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+
+
+def everything(defs: dg.Definitions) -> list:
+    """What ``dg.materialize`` needs to see to run any selection of ``defs``: every asset, source and check."""
+    return list(defs.assets or []) + list(defs.asset_checks or [])
+
+
+def add_partition_members(instance: dg.DagsterInstance, partitions_def: dg.PartitionsDefinition | None,
+                          partition_key: str | dg.MultiPartitionKey | None) -> None:
+    """Make ``partition_key`` exist in the instance's dynamic partition sets it belongs to."""
+    if partition_key is None or partitions_def is None:
+        return
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        key = partition_key if isinstance(partition_key, dg.MultiPartitionKey) else None
+        parts = key.keys_by_dimension if key else dict(zip(partitions_def.partition_dimension_names,
+                                                             str(partition_key).split("|")))
+        for dimension in partitions_def.partitions_defs:
+            add_partition_members(instance, dimension.partitions_def, parts[dimension.name])
+    elif isinstance(partitions_def, dg.DynamicPartitionsDefinition):
+        if not instance.has_dynamic_partition(partitions_def.name, str(partition_key)):
+            instance.add_dynamic_partitions(partitions_def.name, [str(partition_key)])
+
+
+def materialize(assets: list, selection=None, partition_key=None, instance: dg.DagsterInstance | None = None,
+                **kwargs) -> dg.ExecuteInProcessResult:
+    """``dg.materialize`` that first adds ``partition_key`` to the dynamic partition sets of the selected assets
+    (what the lake-partitions sensor does for a lake's own encoders)."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    if partition_key is not None:
+        chosen = dg.AssetSelection.all() if selection is None else (
+            selection if isinstance(selection, dg.AssetSelection) else dg.AssetSelection.assets(*selection))
+        keys = chosen.resolve([a for a in assets if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))])
+        for definition in assets:
+            if isinstance(definition, dg.AssetsDefinition) and set(definition.keys) & set(keys):
+                add_partition_members(instance, definition.partitions_def, partition_key)
+                break
+    return dg.materialize(assets, selection=selection, partition_key=partition_key, instance=instance, **kwargs)
+
+
+def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance, **kwargs) -> None:
+    """Observe every observable source once (each reports its data version): one run per partitioning."""
+    groups: dict[str, list[dg.AssetKey]] = {}
+    for source in defs.assets or []:
+        if isinstance(source, dg.SourceAsset) and source.is_observable:
+            keys, partitions = [source.key], source.partitions_def
+        elif isinstance(source, dg.AssetsDefinition) and not source.is_materializable:
+            keys, partitions = list(source.keys), source.partitions_def
+        else:
+            continue
+        groups.setdefault(getattr(partitions, "name", None) or "", []).extend(keys)
+    for keys in groups.values():
+        dg.materialize(everything(defs), selection=keys, instance=instance, resources=defs.resources, **kwargs)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One in-process run: asset keys of one job (``defs/jobs.py``), for one partition (or none)."""
+
+    job: str
+    keys: tuple[dg.AssetKey, ...]
+    partition_key: str | None
+
+    @property
+    def label(self) -> str:
+        names = ", ".join(k.path[-1] for k in self.keys)
+        return f"{names}[{self.partition_key}]" if self.partition_key else names
+
+
+def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditionsResult) -> list[PlannedRun]:
+    """The materializations ``result`` requests, one run per definition and partition, upstream first."""
+    by_def = {a: a for a in _assets_defs(defs) if a.is_materializable}
+    owner = {key: a for a in by_def for key in a.keys}
+    graph = graphlib.TopologicalSorter()
+    for definition in by_def:
+        upstream = {owner[d.asset_key] for spec in definition.specs for d in spec.deps if d.asset_key in owner}
+        graph.add(definition, *(u for u in upstream if u is not definition))
+    from audiorec_assets.defs.jobs import job_of_keys
+
+    job_of = job_of_keys(defs)
+    # one run per job and partition key, in order of first need
+    runs: dict[tuple[str, str | None], list[dg.AssetKey]] = {}
+    for definition in graph.static_order():
+        for key in [spec.key for spec in definition.specs]:  # in the order they are declared
+            for partition in sorted(result.get_requested_partitions(key), key=str):
+                runs.setdefault((job_of[key], partition), []).append(key)
+    return [PlannedRun(job, tuple(keys), partition) for (job, partition), keys in runs.items()]
+
+
+def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: PlannedRun,
+            **kwargs) -> dg.ExecuteInProcessResult:
+    """Run ``planned`` in-process through its job, so the run records its asset selection as a launched run does
+    (the automation conditions read it)."""
+    job = defs.resolve_job_def(planned.job)
+    return job.execute_in_process(asset_selection=list(planned.keys), partition_key=planned.partition_key,
+                                  instance=instance, raise_on_error=False, **kwargs)
+
+
+def cursor_file(instance: dg.DagsterInstance, lake_root: Path) -> Path | None:
+    """Where the automation cursor of ``lake_root`` lives: in the instance's folder (None: no folder)."""
+    try:
+        root = Path(instance.root_directory)
+    except Exception:  # an instance without a directory: keep the cursor in memory
+        return None
+    return root / "audiorec" / f"automation-{hashlib.sha1(str(lake_root).encode()).hexdigest()[:12]}.json"
+
+
+def _load_cursor(path: Path | None):
+    if path is None or not path.exists():
+        return None
+    try:
+        return dg.deserialize_value(path.read_text())
+    except Exception:  # unreadable (another Dagster version): start afresh
+        return None
+
+
+def _save_cursor(path: Path | None, cursor) -> None:
+    if path is None:
+        return
+    from audiorec_assets.lakeio import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, staging=path.parent) as tmp:
+        tmp.write_text(dg.serialize_value(cursor))
+
+
+RunFn = Callable[[PlannedRun], bool]  # run one planned run; True when it succeeded
+
+
+def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, run: RunFn,
+                     max_rounds: int = 20) -> list[tuple[PlannedRun, bool]]:
+    """Observe, evaluate the automation conditions, run what they request; until nothing is requested.
+    Returns every run made and whether it succeeded."""
+    cursor_path = cursor_file(instance, lake_root)
+    cursor = _load_cursor(cursor_path)
+    done: list[tuple[PlannedRun, bool]] = []
+    for _ in range(max_rounds):
+        observe_sources(defs, instance, raise_on_error=True)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        _save_cursor(cursor_path, cursor)
+        planned = requested_runs(defs, result)
+        if not planned:
+            break
+        done += [(p, run(p)) for p in planned]
+    return done
+
+
+

@@ -1,0 +1,153 @@
+"""Observable sources: the files and settings the study reads from outside the graph.
+
+Each observation reports a content fingerprint as the source's data version; an asset
+materialized from an older version shows as stale in the UI, and the automation condition
+(``defs/automation.py``) re-materializes it. What each source covers:
+
+* ``audiorec/raw_log``: every file under ``raw/`` except audio (the log, ``tracks.csv``);
+* ``audiorec/raw_audio``: the audio files (sizes and mtimes first; only files that changed are hashed);
+* ``audiorec/encoder_inputs`` (per encoder): what that encoder reads besides the catalogue — the
+  audio's content for an audio encoder, its weights folder and ``encode`` settings, a user's ``.npy``,
+  the base's vectors for a shuffled twin, the seed for ``random`` (which reads no audio: replacing
+  an audio file leaves it alone);
+* ``audiorec/settings/<part>``: the settings each layer depends on, so editing ``shallow.max_epochs``
+  makes only the ``shallow`` partitions stale and editing ``ks`` only the metrics.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from audiorec_assets.defs.partitions import ENCODERS, RECOMMENDERS, REFERENCES
+from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.encoders import AUDIO_ENCODERS, shuffled_base_of
+from audiorec_assets.encoders.availability import weights_files
+from audiorec_assets.encoders.base import EncoderContext
+from audiorec_assets.fingerprints import ContentHashes, combine, visible_files
+from audiorec_assets.settings import ExperimentSettings, LakePaths
+
+RAW_LOG = dg.AssetKey(["audiorec", "raw_log"])
+RAW_AUDIO = dg.AssetKey(["audiorec", "raw_audio"])
+ENCODER_INPUTS = dg.AssetKey(["audiorec", "encoder_inputs"])
+SETTINGS_INGEST = dg.AssetKey(["audiorec", "settings", "ingest"])
+SETTINGS_RECOMMEND = dg.AssetKey(["audiorec", "settings", "recommend"])
+SETTINGS_EVALUATE = dg.AssetKey(["audiorec", "settings", "evaluate"])
+SETTINGS_TABLES = dg.AssetKey(["audiorec", "settings", "tables"])
+SETTINGS_MODEL = dg.AssetKey(["audiorec", "settings", "model"])
+SETTINGS_REFERENCE = dg.AssetKey(["audiorec", "settings", "reference"])
+
+AUDIO_FOLDERS = ("audio", "audios")  # own layout, Music4All-Onion
+SOURCE_KEYS = (RAW_LOG, RAW_AUDIO, ENCODER_INPUTS, SETTINGS_INGEST, SETTINGS_RECOMMEND, SETTINGS_EVALUATE,
+               SETTINGS_TABLES, SETTINGS_MODEL, SETTINGS_REFERENCE)
+# what each unpartitioned settings source covers (top-level fields of experiment.yaml)
+UNPARTITIONED_SETTINGS = {
+    SETTINGS_INGEST: ("preset", "seed", "split", "missing_audio", "duplicates", "audio_checks"),
+    SETTINGS_RECOMMEND: ("top_n",),
+    SETTINGS_EVALUATE: ("ks", "top_n", "headline_k"),
+    SETTINGS_TABLES: ("ks", "seed", "headline_k", "encoders", "recommenders"),
+}
+# what every trained cell depends on, plus its recommender's own section
+MODEL_SETTINGS = ("preset", "seed", "seeds")
+OBSERVE_EVERY_MINUTE = dg.AutomationCondition.on_cron("* * * * *")
+
+
+def _hashes(paths: LakePaths) -> ContentHashes:
+    return ContentHashes(paths.tmp / "fingerprints" / "content_hashes.json")
+
+
+def audio_files(paths: LakePaths) -> list:
+    return [f for folder in AUDIO_FOLDERS for f in visible_files(paths.raw / folder)]
+
+
+def audio_version(paths: LakePaths, hashes: ContentHashes) -> str:
+    return hashes.folder(paths.raw, audio_files(paths))
+
+
+@dg.observable_source_asset(key=RAW_LOG, group_name="inputs", automation_condition=OBSERVE_EVERY_MINUTE,
+                            description="The listening log and metadata files under <lake>/raw/ (content hash).")
+def raw_log(lake: LakeResource) -> dg.DataVersion:
+    paths = lake.paths()
+    audio = {paths.raw / folder for folder in AUDIO_FOLDERS}
+    files = [f for f in visible_files(paths.raw) if not any(parent in audio for parent in f.parents)]
+    hashes = _hashes(paths)
+    version = hashes.folder(paths.raw, files) if files else "empty"
+    hashes.save()
+    return dg.DataVersion(version)
+
+
+@dg.observable_source_asset(key=RAW_AUDIO, group_name="inputs", automation_condition=OBSERVE_EVERY_MINUTE,
+                            description="The audio files under <lake>/raw/audio (or audios/): content hash.")
+def raw_audio(lake: LakeResource) -> dg.DataVersion:
+    paths = lake.paths()
+    hashes = _hashes(paths)
+    version = audio_version(paths, hashes)
+    hashes.save()
+    return dg.DataVersion(version)
+
+
+def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSettings, hashes: ContentHashes,
+                          audio: str) -> str:
+    """What encoder ``name`` reads besides the catalogue, as one fingerprint."""
+    encode = settings.encode.model_dump(exclude={"device", "standardize", "batch_size", "shuffled_base"})
+    base = shuffled_base_of(name, settings.encode.shuffled_base)
+    if name in AUDIO_ENCODERS:
+        context = EncoderContext(models_dir=settings.encode.models_dir)
+        weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights_files(name, context)]
+        return combine("audio", audio, encode, weights)
+    if base is not None:
+        base_file = paths.embedding_file(base)
+        return combine("shuffled", base, settings.seed, hashes.of(base_file) if base_file.exists() else "missing")
+    if name == "random":
+        return combine("random", settings.seed, settings.encode.shuffled_base)
+    user_file = paths.embedding_file(name)
+    return combine("file", hashes.of(user_file) if user_file.exists() else "missing")
+
+
+@dg.observable_source_asset(key=ENCODER_INPUTS, group_name="inputs", partitions_def=ENCODERS,
+                            automation_condition=OBSERVE_EVERY_MINUTE,
+                            description="Per encoder, what it reads besides the catalogue: audio content, weights "
+                                        "and encode settings; a user's .npy; a shuffled twin's base vectors.")
+def encoder_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
+    paths, settings = lake.paths(), lake.settings()
+    hashes = _hashes(paths)
+    audio = audio_version(paths, hashes)
+    names = context.instance.get_dynamic_partitions(ENCODERS.name)
+    versions = {n: encoder_input_version(n, paths, settings, hashes, audio) for n in names}
+    hashes.save()
+    return dg.DataVersionsByPartition(versions)
+
+
+def model_settings_version(settings: ExperimentSettings, recommender: str) -> str:
+    own = (recommender,) if recommender in type(settings).model_fields else ()
+    return combine(settings.fingerprint(*MODEL_SETTINGS, *own), settings.encode.standardize)
+
+
+def _per_recommender(key: dg.AssetKey, partitions: dg.DynamicPartitionsDefinition, description: str):
+    @dg.observable_source_asset(key=key, group_name="inputs", partitions_def=partitions,
+                                automation_condition=OBSERVE_EVERY_MINUTE, description=description)
+    def _settings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
+        settings = lake.settings()
+        names = context.instance.get_dynamic_partitions(partitions.name)
+        return dg.DataVersionsByPartition({r: model_settings_version(settings, r) for r in names})
+
+    return _settings
+
+
+settings_model = _per_recommender(SETTINGS_MODEL, RECOMMENDERS,
+                                  "Per recommender: preset, seed(s), its own section, encode.standardize.")
+settings_reference = _per_recommender(SETTINGS_REFERENCE, REFERENCES,
+                                      "Per reference recommender: preset, seed(s), its own section.")
+
+
+@dg.multi_observable_source_asset(
+    specs=[dg.AssetSpec(key, group_name="inputs", automation_condition=OBSERVE_EVERY_MINUTE,
+                        description=f"Settings {', '.join(fields)} of experiment.yaml")
+           for key, fields in UNPARTITIONED_SETTINGS.items()],
+)
+def settings_sections(lake: LakeResource):
+    settings = lake.settings()
+    for key, fields in UNPARTITIONED_SETTINGS.items():
+        yield dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(settings.fingerprint(*fields)))
+
+
+SOURCES = [raw_log, raw_audio, encoder_inputs, settings_model, settings_reference, settings_sections]

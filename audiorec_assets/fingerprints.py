@@ -1,0 +1,107 @@
+"""Content fingerprints: what every asset reports as its Dagster data version, and what the observable
+sources report for the files and settings they watch.
+
+Equal content gives an equal fingerprint (row order and file bytes of a table do not matter), so
+re-ingesting identical data changes no data version and makes nothing downstream stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def combine(*parts: object) -> str:
+    """One short hash of ``parts`` (their ``str``)."""
+    return hashlib.sha1("|".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+
+def table_fingerprint(path: Path) -> str:
+    """Content hash of a Parquet table: its columns and the multiset of its rows."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        columns = [r[0] for r in con.execute("DESCRIBE SELECT * FROM read_parquet($p)", {"p": str(path)}).fetchall()]
+        hashed = ", ".join(f'"{c}"' for c in columns)
+        count, total = con.execute(
+            f"SELECT count(*), sum(hash({hashed})::HUGEINT) FROM read_parquet($p)", {"p": str(path)}).fetchone()
+    return combine(count, total, columns)
+
+
+def array_fingerprint(array: np.ndarray) -> str:
+    return combine(array.shape, array.dtype, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest())
+
+
+def file_hash(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+class ContentHashes:
+    """Content hashes of files, cached by (size, mtime) in a JSON file: only files that changed are read again.
+
+    The cache is an optimisation only: a lost or corrupt cache means hashing everything once more.
+    """
+
+    def __init__(self, cache_file: Path):
+        self.cache_file = cache_file
+        try:
+            self._cache: dict[str, list] = json.loads(cache_file.read_text())
+        except (OSError, ValueError):
+            self._cache = {}
+        self._dirty = False
+
+    def of(self, path: Path) -> str:
+        stat = path.stat()
+        key, stamp = str(path), [stat.st_size, stat.st_mtime_ns]
+        cached = self._cache.get(key)
+        if cached is not None and cached[:2] == stamp:
+            return cached[2]
+        digest = file_hash(path)
+        self._cache[key] = [*stamp, digest]
+        self._dirty = True
+        return digest
+
+    def folder(self, root: Path, files: Iterable[Path]) -> str:
+        """One fingerprint of ``files`` (their paths relative to ``root`` and their contents)."""
+        digest = hashlib.sha1()
+        for path in sorted(files):
+            digest.update(f"{path.relative_to(root)}|{self.of(path)}\n".encode())
+        return digest.hexdigest()[:16]
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        from audiorec_assets.lakeio import atomic_path
+
+        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.cache_file, staging=self.cache_file.parent) as tmp:
+            tmp.write_text(json.dumps(self._cache))
+        self._dirty = False
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """Every regular file under ``folder`` whose path has no hidden part (``.DS_Store``, editors' temporaries)."""
+    if not folder.exists():
+        return []
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
+    return found
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """Content hash of every file under ``folder`` (relative names and bytes): a saved model's version."""
+    digest = hashlib.sha1()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder)}|{file_hash(path)}\n".encode())
+    return digest.hexdigest()[:16]
