@@ -64,6 +64,10 @@ def demo(lake_root: Path) -> None:
     ensure_raw(LakeResource(root=str(lake.root)))
     defs = build_definitions(lake.root)
     instance = _instance()
+    from audiorec_assets.run_health import fail_dead_runs
+
+    for run_id in fail_dead_runs(instance):
+        print(f"[audiorec] run {run_id} was still marked running but its process is gone: marked failed", flush=True)
     wanted = lake_members(lake, settings)
     sync_partitions(instance, wanted)
     for name, why in wanted.left_out.items():

@@ -23,7 +23,12 @@ def _lake_resource(lake_root: Path | str | None):
     else:
         root = dg.EnvVar(LAKE_ENV) if os.environ.get(LAKE_ENV) else str(Path("data_lake").resolve())
     device: str | dg.EnvVar = dg.EnvVar(DEVICE_ENV) if os.environ.get(DEVICE_ENV) else ""
-    return LakeResource(root=root, device=device)
+    from dagster_duckdb import DuckDBResource
+
+    # the warehouse's path as the lake is now (the UI shows it); a lake moved later reads its own
+    # warehouse.duckdb only after a reload
+    lake_now = LakePaths(lake_root) if lake_root is not None else LakePaths(os.environ.get(LAKE_ENV) or "data_lake")
+    return LakeResource(root=root, device=device, warehouse=DuckDBResource(database=str(lake_now.warehouse)))
 
 
 def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
@@ -49,7 +54,7 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
             asset_checks=[checks.tracks_quality, checks.interactions_quality],
             resources={"lake": _lake_resource(lake_root)},
             jobs=JOBS,
-            sensors=[automation.automation_sensor, automation.lake_partitions_sensor],
+            sensors=[automation.automation_sensor, automation.lake_partitions_sensor, automation.observe_inputs_sensor],
         )
 
 

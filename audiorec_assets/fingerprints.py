@@ -33,16 +33,27 @@ def table_fingerprint(path: Path) -> str:
     return combine(count, total, columns)
 
 
+def digest(payload: bytes) -> str:
+    """SHA-1 of ``payload`` (hex): the one hash behind every fingerprint here."""
+    return hashlib.sha1(payload).hexdigest()
+
+
+def array_digest(array: np.ndarray) -> str:
+    """SHA-1 of an array's bytes in C order."""
+    return digest(np.ascontiguousarray(array).tobytes())
+
+
 def array_fingerprint(array: np.ndarray) -> str:
-    return combine(array.shape, array.dtype, hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest())
+    return combine(array.shape, array.dtype, array_digest(array))
 
 
 def file_hash(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha1()
+    """SHA-1 of a file's bytes (hex), read in chunks."""
+    sha = hashlib.sha1()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+            sha.update(block)
+    return sha.hexdigest()
 
 
 class ContentHashes:

@@ -251,7 +251,7 @@ def default_lake() -> Path:
 
 
 class LakePaths:
-    """Where every file of the lake lives (CONTRACT.md)."""
+    """Where every file of the lake lives (README.md, "The data lake")."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()

@@ -15,6 +15,7 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pandas as pd
@@ -40,19 +41,18 @@ def table_files(lake: LakePaths, table: str) -> list[Path]:
     return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.exists() else []
 
 
-def write_table_file(lake: LakePaths, table: str, rows: pd.DataFrame, part: str = "all") -> Path:
-    """Write ``rows`` as ``<lake>/tables/<table>/<part>.parquet`` atomically and make sure the view exists."""
+Connect = Callable[[], AbstractContextManager]  # opens a writable warehouse connection (a context manager)
+
+
+def write_table_file(lake: LakePaths, table: str, rows: pd.DataFrame, part: str = "all",
+                     connect: Connect | None = None) -> Path:
+    """Write ``rows`` as ``<lake>/tables/<table>/<part>.parquet`` atomically and make sure the view exists
+    (``connect``: how to open the warehouse for that, e.g. a ``DuckDBResource``'s ``get_connection``)."""
     target = lake.table_dir(table) / f"{part}.parquet"
     with atomic_path(target, suffix=".parquet", staging=process_staging(lake.staging)) as tmp:
         rows.to_parquet(tmp, index=False)
-    register_view(lake, table)
+    register_view(lake, table, connect=connect)
     return target
-
-
-def remove_table_file(lake: LakePaths, table: str, part: str) -> None:
-    path = lake.table_dir(table) / f"{part}.parquet"
-    if path.exists():
-        path.unlink()
 
 
 def view_sql(lake: LakePaths, table: str) -> str:
@@ -75,7 +75,7 @@ def _cache_key(lake: LakePaths, table: str, tag: str) -> tuple[str, int, str, st
         return None
 
 
-def register_view(lake: LakePaths, table: str, timeout_s: float | None = None) -> None:
+def register_view(lake: LakePaths, table: str, timeout_s: float | None = None, connect: Connect | None = None) -> None:
     """Make sure ``audiorec.<table>`` is the view over ``<lake>/tables/<table>/[!.]*.parquet``.
 
     When the view already has this definition (the usual case: only a table's first write, or a
@@ -94,7 +94,7 @@ def register_view(lake: LakePaths, table: str, timeout_s: float | None = None) -
     while True:
         try:
             if not _view_is_current(lake, table, tag):
-                with duckdb.connect(str(lake.warehouse)) as con:
+                with (connect or (lambda: duckdb.connect(str(lake.warehouse))))() as con:
                     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
                     con.execute(sql)
                     con.execute(f"COMMENT ON VIEW {SCHEMA}.{table} IS '{tag}'")
@@ -161,9 +161,10 @@ class StagedTables:
     :meth:`publish` renames all of them into ``tables/`` in one short sequence under a journal
     (:class:`audiorec_assets.lakeio.StagedSet`), so a failed run publishes nothing."""
 
-    def __init__(self, lake: LakePaths, key: str, single_process: bool = True):
+    def __init__(self, lake: LakePaths, key: str, single_process: bool = True, connect: Connect | None = None):
         self.lake = lake
         self.staged = StagedSet(lake.staging, key, single_process=single_process)
+        self.connect = connect
 
     def path(self, table: str) -> Path:
         """Where this run writes ``table`` before it is published."""
@@ -195,7 +196,7 @@ class StagedTables:
         moved = self.staged.publish({f"{t}.parquet": self.lake.table_dir(t) / "all.parquet" for t in tables})
         names = [m.removesuffix(".parquet") for m in moved]
         for table in names:
-            register_view(self.lake, table)
+            register_view(self.lake, table, connect=self.connect)
         return names
 
 

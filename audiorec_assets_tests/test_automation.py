@@ -112,8 +112,8 @@ def test_partitions_follow_the_lake_without_a_reload(study):
     (lake / "embeddings").mkdir(exist_ok=True)
     np.save(lake / "embeddings" / "mine.npy", np.ones((16, 4), dtype=np.float32))
     (lake / "experiment.yaml").write_text(SETTINGS.replace("[mfcc, random]", "[mfcc, random, mert, theirs]"))
-    context = dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=str(lake))})
-    result = automation.lake_partitions_sensor(context)
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=str(lake))}) as context:
+        result = automation.lake_partitions_sensor(context)
     added = {(r.partitions_def_name, k) for r in result.dynamic_partitions_requests
              if isinstance(r, dg.AddDynamicPartitionsRequest) for k in r.partition_keys}
     assert ("encoder", "mine") in added  # the dropped-in file
@@ -124,7 +124,8 @@ def test_partitions_follow_the_lake_without_a_reload(study):
 
     # removed from the settings: the partition goes (its history stays in the instance)
     (lake / "experiment.yaml").write_text(SETTINGS.replace("[mfcc, random]", "[mfcc]"))
-    result = automation.lake_partitions_sensor(context)
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=str(lake))}) as context:
+        result = automation.lake_partitions_sensor(context)
     deleted = {k for r in result.dynamic_partitions_requests if isinstance(r, dg.DeleteDynamicPartitionsRequest)
                for k in r.partition_keys}
     assert "random" in deleted
@@ -133,21 +134,37 @@ def test_partitions_follow_the_lake_without_a_reload(study):
 def test_automation_is_on_by_default_and_can_be_switched_off(monkeypatch):
     assert automation.automation_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert automation.lake_partitions_sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert automation.observe_inputs_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     monkeypatch.setenv(automation.AUTOMATION_ENV, "off")
     assert automation._status() == dg.DefaultSensorStatus.STOPPED
     defs = build_definitions("/nonexistent-lake")  # nothing is read from the lake at load time
-    assert {s.name for s in defs.sensors} == {"audiorec_automation", "lake_partitions_sensor"}
+    assert {s.name for s in defs.sensors} == {"audiorec_automation", "lake_partitions_sensor",
+                                              "observe_inputs_sensor"}
 
 
-def test_every_asset_has_a_condition_a_code_version_and_every_source_is_observed():
-    defs = build_definitions("/nonexistent-lake")
+def test_every_asset_has_a_condition_and_a_code_version_and_every_source_is_observed(study):
+    lake, defs, instance = study
+    sources = {d.key for d in defs.assets if isinstance(d, dg.SourceAsset)}
     for definition in defs.assets:
-        if isinstance(definition, dg.SourceAsset):
-            assert definition.automation_condition is not None, definition.key
-            continue
-        for spec in definition.specs:
-            assert spec.automation_condition is not None, spec.key
-            assert definition.is_materializable is False or spec.code_version, spec.key
+        if isinstance(definition, dg.AssetsDefinition) and definition.is_materializable:
+            for spec in definition.specs:
+                assert spec.automation_condition is not None and spec.code_version, spec.key
+        elif isinstance(definition, dg.AssetsDefinition):
+            sources |= set(definition.keys)
+    # the observe sensor reports every source (partitioned ones per partition), and only what changed
+    def observe():
+        with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=str(lake))}) as context:
+            return automation.observe_inputs_sensor(context)
+
+    first = observe()
+    assert {e.asset_key for e in first.asset_events} == sources
+    assert {e.partition for e in first.asset_events if e.asset_key.path[-1] == "encoder_inputs"} == {"mfcc", "random"}
+    for event in first.asset_events:
+        instance.report_runless_asset_event(event)
+    assert observe().skip_reason is not None  # nothing changed since
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("top_n: 30", "top_n: 40"))
+    changed = {e.asset_key.to_user_string() for e in observe().asset_events}
+    assert changed == {"audiorec/settings/recommend", "audiorec/settings/evaluate"}
 
 
 def test_one_settings_snapshot_per_run(lake, tmp_path):
@@ -200,7 +217,7 @@ def test_no_dagster_internals_and_no_own_planner():
 
 def test_requested_runs_group_one_job_and_partition_upstream_first(study):
     lake, defs, instance = study
-    observe_sources(defs, instance)
+    observe_sources(lake, instance)
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     runs = requested_runs(defs, result)
     assert [r.job for r in runs] == ["ingest_job"]  # nothing else can run before the ingest exists

@@ -1,4 +1,4 @@
-"""The three raw layouts (CONTRACT.md) → one typed listens Parquet file and a track list.
+"""The three raw layouts (README.md, "Input layouts") → one typed listens Parquet file and a track list.
 
 All parsing is DuckDB's CSV/Parquet reader, streaming to Parquet, so memory does not grow
 with the log (the full Music4All-Onion log is 252 M events).

@@ -1,8 +1,8 @@
 """The Music4All-Onion train / val / test / test_cold split, in DuckDB (SQL in ``sql/split.sql``).
 
-Both presets of SEED_NOTES.md: ``guide`` halves the last month by time, ``paper_code``
+Both presets (README.md, "The split"): ``guide`` halves the last month by time, ``paper_code``
 splits the evaluation users as the authors' ``train_test_split(users, test_size=0.5,
-random_state=42)`` does. ``test_cold`` (CONTRACT.md) holds the evaluation-window pairs of warm
+random_state=42)`` does. ``test_cold`` (README.md, "The split") holds the evaluation-window pairs of warm
 users on cold tracks (catalogue tracks without train plays); the warm ``val``/``test`` do not
 depend on it.
 """
@@ -86,7 +86,7 @@ def resolve_windows(con, listens: Path, layout: Layout, settings: ExperimentSett
     else:
         test_start = split.test_start or _midnight(max_ts - timedelta(days=EVAL_DAYS))
         train_start = split.train_start or max(_midnight(min_ts), test_start - timedelta(days=TRAIN_DAYS))
-    # "no upper bound" (SEED_NOTES): end just after the last event
+    # "no upper bound" (the study's code): end just after the last event
     test_end = split.test_end or (max_ts + timedelta(seconds=1))
     if not train_start < test_start < test_end:
         raise SplitError(

@@ -21,7 +21,8 @@ import dagster as dg
 
 from audiorec_assets.defs.partitions import lake_members, partition_requests
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.defs.sources import SOURCE_KEYS
+from audiorec_assets.defs.sources import SOURCE_KEYS, changed_observations, input_observations
+from audiorec_assets.run_health import host_tags
 from audiorec_assets.settings import SettingsError
 
 AUTOMATION_ENV = "AUDIOREC_AUTOMATION"  # "off": the sensors start stopped
@@ -77,7 +78,7 @@ def _status() -> dg.DefaultSensorStatus:
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "audiorec_automation", target=dg.AssetSelection.all(include_sources=True), default_status=_status(),
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=30, run_tags=host_tags(),
     description="Evaluates every audiorec automation condition: keeps the study up to date.")
 
 
@@ -97,3 +98,17 @@ def lake_partitions_sensor(context: dg.SensorEvaluationContext, lake: LakeResour
     if left_out:
         context.log.warning(f"encoders that cannot run here: {left_out}")
     return dg.SensorResult(dynamic_partitions_requests=requests)
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=_status(),
+           description="Observes the raw files and settings every minute and records a new data version when one "
+                       "changed (no run is launched for that); the automation sensor then reruns what depends on it.")
+def observe_inputs_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
+    try:
+        observed = input_observations(lake, context.instance)
+    except Exception as err:  # bad settings, unreadable files: say so on the tick, keep the old versions
+        return dg.SensorResult(skip_reason=f"cannot observe the inputs: {err}")
+    changed = changed_observations(context.instance, observed)
+    if not changed:
+        return dg.SensorResult(skip_reason="no input changed")
+    return dg.SensorResult(asset_events=changed)

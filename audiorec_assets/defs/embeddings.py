@@ -66,7 +66,7 @@ def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
     info.update({"encoder": name, "tracks": int(vectors.shape[0]),
                  "dim": int(vectors.shape[1]) if vectors.ndim == 2 else 0})
     table_file = write_table_file(paths, "encoders", pd.DataFrame([{**info, **stats}]).astype({"skipped": str}),
-                                  part=name)
+                                  part=name, connect=lake.connect)
     yield dg.MaterializeResult(
         asset_key=EMBEDDINGS, data_version=dg.DataVersion(array_fingerprint(vectors)),
         metadata={**{k: v for k, v in info.items() if v is not None}, **stats,

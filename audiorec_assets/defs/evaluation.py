@@ -76,10 +76,10 @@ def _write_plot(paths: LakePaths, name: str, png: bytes) -> Path:
     return plot_path
 
 
-def _table_result(paths: LakePaths, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
+def _table_result(lake: LakeResource, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
                   key: dg.AssetKey | None = None, **metadata: object) -> dg.MaterializeResult:
     """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table as markdown."""
-    written = write_table_file(paths, table, frame)
+    written = write_table_file(lake.paths(), table, frame, connect=lake.connect)
     summary = frame[[c for c in SUMMARY_COLUMNS if c in frame]] if "twin" in frame or "best" in frame else None
     return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
         **metadata,
@@ -116,7 +116,7 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
         png = hitrate_plot_png(metrics, k=k, split=split, metric=tables.HEADLINE_METRIC)
         plot_path = _write_plot(paths, f"{table}_hitrate", png)
         markdown = dg.MetadataValue.md(_png_markdown(png, k, split))
-        yield _table_result(paths, settings, table, board, split, key=key, hitrate_plot=markdown,
+        yield _table_result(lake, settings, table, board, split, key=key, hitrate_plot=markdown,
                             plot_path=dg.MetadataValue.path(str(plot_path)))
         yield dg.MaterializeResult(asset_key=plot_key, data_version=dg.DataVersion(file_hash(plot_path)),
                                    metadata={"plot": markdown, "path": dg.MetadataValue.path(str(plot_path))})
@@ -144,7 +144,7 @@ def build_table_asset(table: str, split: str, build: TableBuilder, description: 
     def _asset(lake: LakeResource) -> dg.MaterializeResult:
         paths, settings = lake.paths(), lake.settings()
         frame = build(configured_rows(paths, settings, "metrics"), _user_rows(paths, settings, split), settings)
-        return _table_result(paths, settings, table, frame, split)
+        return _table_result(lake, settings, table, frame, split)
 
     return _asset
 

@@ -60,19 +60,16 @@ def materialize(assets: list, selection=None, partition_key=None, instance: dg.D
     return dg.materialize(assets, selection=selection, partition_key=partition_key, instance=instance, **kwargs)
 
 
-def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance, **kwargs) -> None:
-    """Observe every observable source once (each reports its data version): one run per partitioning."""
-    groups: dict[str, list[dg.AssetKey]] = {}
-    for source in defs.assets or []:
-        if isinstance(source, dg.SourceAsset) and source.is_observable:
-            keys, partitions = [source.key], source.partitions_def
-        elif isinstance(source, dg.AssetsDefinition) and not source.is_materializable:
-            keys, partitions = list(source.keys), source.partitions_def
-        else:
-            continue
-        groups.setdefault(getattr(partitions, "name", None) or "", []).extend(keys)
-    for keys in groups.values():
-        dg.materialize(everything(defs), selection=keys, instance=instance, resources=defs.resources, **kwargs)
+def observe_sources(lake_root: Path, instance: dg.DagsterInstance) -> int:
+    """Record what the observe-inputs sensor would (a new data version for each input that changed), without a
+    run; returns how many changed."""
+    from audiorec_assets.defs.resources import LakeResource
+    from audiorec_assets.defs.sources import changed_observations, input_observations
+
+    changed = changed_observations(instance, input_observations(LakeResource(root=str(lake_root)), instance))
+    for observation in changed:
+        instance.report_runless_asset_event(observation)
+    return len(changed)
 
 
 @dataclass(frozen=True)
@@ -113,9 +110,11 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: Planned
             **kwargs) -> dg.ExecuteInProcessResult:
     """Run ``planned`` in-process through its job, so the run records its asset selection as a launched run does
     (the automation conditions read it)."""
+    from audiorec_assets.run_health import host_tags
+
     job = defs.resolve_job_def(planned.job)
     return job.execute_in_process(asset_selection=list(planned.keys), partition_key=planned.partition_key,
-                                  instance=instance, raise_on_error=False, **kwargs)
+                                  instance=instance, raise_on_error=False, tags=host_tags(), **kwargs)
 
 
 def cursor_file(instance: dg.DagsterInstance, lake_root: Path) -> Path | None:
@@ -157,7 +156,7 @@ def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_ro
     cursor = _load_cursor(cursor_path)
     done: list[tuple[PlannedRun, bool]] = []
     for _ in range(max_rounds):
-        observe_sources(defs, instance, raise_on_error=True)
+        observe_sources(lake_root, instance)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
         cursor = result.cursor
         _save_cursor(cursor_path, cursor)

@@ -46,8 +46,13 @@ def run_alive(instance: dg.DagsterInstance):
 
 
 def sweep(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, paths: LakePaths) -> None:
-    """The start of a step: complete interrupted publishes, drop staging folders (and settings snapshots) of
-    runs that are over."""
+    """The start of a step: mark runs whose process died as failed, complete interrupted publishes, drop
+    staging folders (and settings snapshots) of runs that are over."""
+    from audiorec_assets.run_health import fail_dead_runs
+
+    dead = fail_dead_runs(context.instance)  # runs killed without a word: failed now, so their staging goes
+    if dead:
+        context.log.warning(f"marked {len(dead)} run(s) failed whose process is gone: {dead}")
     alive = run_alive(context.instance)
     removed = sweep_lake(paths, alive, keep={context.run.run_id})
     removed += sweep_run_snapshots(paths, alive, keep=context.run.run_id)
@@ -71,11 +76,11 @@ def sweep_run_snapshots(paths: LakePaths, alive, keep: str) -> list[Path]:
 
 
 def ingest_staging(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext,
-                   paths: LakePaths) -> StagedTables:
-    """This run's staged ingest tables."""
+                   paths: LakePaths, connect=None) -> StagedTables:
+    """This run's staged ingest tables (``connect``: how publishing opens the warehouse for new views)."""
     execution = str(context.run.run_config.get("execution", ""))
     single = context.job_def.executor_def.name in SINGLE_PROCESS_EXECUTORS or "in_process" in execution
-    return StagedTables(paths, context.run.run_id, single_process=single)
+    return StagedTables(paths, context.run.run_id, single_process=single, connect=connect)
 
 
 def ingest_file(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, paths: LakePaths,
@@ -136,7 +141,7 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     started = time.perf_counter()
     sweep(context, paths)
     source = ensure_raw(lake, context.log)
-    staged = ingest_staging(context, paths)
+    staged = ingest_staging(context, paths, lake.connect)
     target = staged.path("listens")
     policy = lake.settings().duplicates
     with scratch_connection(paths) as con:
@@ -175,7 +180,7 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
     paths = lake.paths()
     sweep(context, paths)
     source = sources.detect_source(paths.raw)
-    staged = ingest_staging(context, paths)
+    staged = ingest_staging(context, paths, lake.connect)
     with scratch_connection(paths) as con:
         catalogue, report = build_tracks(con, source, ingest_file(context, paths, "listens"), paths)
     tracks_file = staged.write("tracks", catalogue)
@@ -220,7 +225,7 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
     settings = lake.settings()
     sweep(context, paths)
     source = sources.detect_source(paths.raw)
-    staged = ingest_staging(context, paths)
+    staged = ingest_staging(context, paths, lake.connect)
     listens_file, tracks_file = ingest_file(context, paths, "listens"), ingest_file(context, paths, "tracks")
     interactions_file = staged.path("interactions")
     catalogue = pd.read_parquet(tracks_file, columns=["track_id"])

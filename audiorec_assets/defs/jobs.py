@@ -8,16 +8,17 @@ from __future__ import annotations
 import dagster as dg
 
 from audiorec_assets.defs.embeddings import EMBEDDINGS, ENCODERS_TABLE
+from audiorec_assets.run_health import host_tags
 
-INGEST = dg.define_asset_job("ingest_job", selection=dg.AssetSelection.groups("ingest"),
+INGEST = dg.define_asset_job("ingest_job", tags=host_tags(), selection=dg.AssetSelection.groups("ingest"),
                              description="Raw files → listens, tracks, interactions, split_info (+ blocking checks).")
-EMBEDDINGS_JOB = dg.define_asset_job("embeddings_job", selection=dg.AssetSelection.assets(EMBEDDINGS, ENCODERS_TABLE),
+EMBEDDINGS_JOB = dg.define_asset_job("embeddings_job", tags=host_tags(), selection=dg.AssetSelection.assets(EMBEDDINGS, ENCODERS_TABLE),
                                      description="Item vectors of one encoder partition (+ their check).")
-CELLS = dg.define_asset_job("cells_job", selection=dg.AssetSelection.groups("recommenders"),
+CELLS = dg.define_asset_job("cells_job", tags=host_tags(), selection=dg.AssetSelection.groups("recommenders"),
                             description="Train, recommend and evaluate one encoder × recommender cell.")
-REFERENCES = dg.define_asset_job("references_job", selection=dg.AssetSelection.groups("references"),
+REFERENCES = dg.define_asset_job("references_job", tags=host_tags(), selection=dg.AssetSelection.groups("references"),
                                  description="Train, recommend and evaluate one reference recommender (no audio).")
-TABLES = dg.define_asset_job("tables_job", selection=dg.AssetSelection.groups("evaluation"),
+TABLES = dg.define_asset_job("tables_job", tags=host_tags(), selection=dg.AssetSelection.groups("evaluation"),
                              description="Leaderboards, plots and comparison tables over every cell.")
 JOBS = [INGEST, EMBEDDINGS_JOB, CELLS, REFERENCES, TABLES]
 

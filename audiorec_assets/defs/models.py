@@ -95,6 +95,7 @@ class PartitionInputs:
     data: InteractionData
     vectors: np.ndarray  # what the recommenders see (z-scored when encode.standardize)
     stored_vectors: np.ndarray  # the embeddings partition as stored
+    connect: Callable  # opens the warehouse (the lake resource's DuckDBResource)
 
     @property
     def part(self) -> str:
@@ -127,7 +128,8 @@ def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource, enco
         stored = np.zeros((data.n_items, 0), dtype=np.float32)
     else:
         stored = load_item_vectors(paths, encoder, data.n_items)
-    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored)
+    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored,
+                           lake.connect)
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,7 @@ def recommend(inputs: PartitionInputs, key: dg.AssetKey) -> dg.MaterializeResult
               for seed in inputs.seeds()]
     rows = pd.concat(frames, ignore_index=True).assign(encoder=inputs.encoder, recommender=inputs.recommender)
     rows = rows[RECOMMENDATION_COLUMNS].astype({"seed": "int64"})
-    written = write_table_file(inputs.paths, "recommendations", rows, part=inputs.part)
+    written = write_table_file(inputs.paths, "recommendations", rows, part=inputs.part, connect=inputs.connect)
     users = rows.groupby("split")["user_id"].nunique()
     return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
         "dagster/row_count": len(rows), "top_n": settings.top_n, "seconds": round(time.perf_counter() - started, 2),
@@ -260,7 +262,7 @@ def evaluate_cell(inputs: PartitionInputs, metrics_key: dg.AssetKey, users_key: 
                        "n_users", "preset", "n_seeds", "seed_sd"]]
     summary = summary.astype({"k": "int32", "n_users": "int32", "n_seeds": "int32"})  # INTEGER in the contract
     if metrics_key in selected:
-        metrics_file = write_table_file(paths, "metrics", summary, part=inputs.part)
+        metrics_file = write_table_file(paths, "metrics", summary, part=inputs.part, connect=inputs.connect)
         k_main = settings.headline_k
         headline = summary[summary["k"] == k_main].set_index(["split", "metric"])["value"]
         yield dg.MaterializeResult(asset_key=metrics_key, data_version=dg.DataVersion(table_fingerprint(metrics_file)),
@@ -273,7 +275,7 @@ def evaluate_cell(inputs: PartitionInputs, metrics_key: dg.AssetKey, users_key: 
     if users_key in selected:
         users_file = write_table_file(paths, "user_metrics", user_metrics.assign(encoder=encoder,
                                                                                  recommender=recommender),
-                                      part=inputs.part)
+                                      part=inputs.part, connect=inputs.connect)
         yield dg.MaterializeResult(asset_key=users_key, data_version=dg.DataVersion(table_fingerprint(users_file)),
                                    metadata={"dagster/row_count": len(user_metrics)})
 

@@ -16,6 +16,7 @@ import typing
 from typing import Any, Literal, Optional, Union
 
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
 
 from audiorec_assets.settings import ExperimentSettings, LakePaths, SettingsError, default_lake, load_settings
@@ -66,6 +67,8 @@ class LakeResource(dg.ConfigurableResource):
                                         "empty = encode.device of experiment.yaml")
     overrides: SettingsOverrides = Field(default_factory=SettingsOverrides,  # type: ignore[valid-type]
                                          description="Settings for this run only, over experiment.yaml")
+    warehouse: Optional[DuckDBResource] = Field(
+        None, description="The SQL catalogue (dagster-duckdb); empty = <lake>/warehouse.duckdb")
     _run_id: str | None = PrivateAttr(None)
     _settings: ExperimentSettings | None = PrivateAttr(None)
 
@@ -74,6 +77,12 @@ class LakeResource(dg.ConfigurableResource):
 
     def paths(self) -> LakePaths:
         return LakePaths(self.root) if self.root else LakePaths(default_lake())
+
+    def connect(self):
+        """A writable connection to the warehouse, through ``dagster-duckdb``'s :class:`DuckDBResource` (a context
+        manager; it retries while another writer holds the file). What table writes create their views with."""
+        warehouse = self.warehouse or DuckDBResource(database=str(self.paths().warehouse))
+        return warehouse.get_connection()
 
     def resolve_settings(self) -> ExperimentSettings:
         """The file's settings with this resource's device and overrides (no snapshot)."""

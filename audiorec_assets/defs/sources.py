@@ -48,7 +48,7 @@ UNPARTITIONED_SETTINGS = {
 }
 # what every trained cell depends on, plus its recommender's own section
 MODEL_SETTINGS = ("preset", "seed", "seeds")
-OBSERVE_EVERY_MINUTE = dg.AutomationCondition.on_cron("* * * * *")
+DATA_VERSION_TAG = "dagster/data_version"  # where an AssetObservation carries its data version
 
 
 def _hashes(paths: LakePaths) -> ContentHashes:
@@ -63,19 +63,23 @@ def audio_version(paths: LakePaths, hashes: ContentHashes) -> str:
     return hashes.folder(paths.raw, audio_files(paths))
 
 
-@dg.observable_source_asset(key=RAW_LOG, group_name="inputs", automation_condition=OBSERVE_EVERY_MINUTE,
+def log_version(paths: LakePaths, hashes: ContentHashes) -> str:
+    audio = {paths.raw / folder for folder in AUDIO_FOLDERS}
+    files = [f for f in visible_files(paths.raw) if not any(parent in audio for parent in f.parents)]
+    return hashes.folder(paths.raw, files) if files else "empty"
+
+
+@dg.observable_source_asset(key=RAW_LOG, group_name="inputs",
                             description="The listening log and metadata files under <lake>/raw/ (content hash).")
 def raw_log(lake: LakeResource) -> dg.DataVersion:
     paths = lake.paths()
-    audio = {paths.raw / folder for folder in AUDIO_FOLDERS}
-    files = [f for f in visible_files(paths.raw) if not any(parent in audio for parent in f.parents)]
     hashes = _hashes(paths)
-    version = hashes.folder(paths.raw, files) if files else "empty"
+    version = log_version(paths, hashes)
     hashes.save()
     return dg.DataVersion(version)
 
 
-@dg.observable_source_asset(key=RAW_AUDIO, group_name="inputs", automation_condition=OBSERVE_EVERY_MINUTE,
+@dg.observable_source_asset(key=RAW_AUDIO, group_name="inputs",
                             description="The audio files under <lake>/raw/audio (or audios/): content hash.")
 def raw_audio(lake: LakeResource) -> dg.DataVersion:
     paths = lake.paths()
@@ -104,7 +108,6 @@ def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSetti
 
 
 @dg.observable_source_asset(key=ENCODER_INPUTS, group_name="inputs", partitions_def=ENCODERS,
-                            automation_condition=OBSERVE_EVERY_MINUTE,
                             description="Per encoder, what it reads besides the catalogue: audio content, weights "
                                         "and encode settings; a user's .npy; a shuffled twin's base vectors.")
 def encoder_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
@@ -123,8 +126,7 @@ def model_settings_version(settings: ExperimentSettings, recommender: str) -> st
 
 
 def _per_recommender(key: dg.AssetKey, partitions: dg.DynamicPartitionsDefinition, description: str):
-    @dg.observable_source_asset(key=key, group_name="inputs", partitions_def=partitions,
-                                automation_condition=OBSERVE_EVERY_MINUTE, description=description)
+    @dg.observable_source_asset(key=key, group_name="inputs", partitions_def=partitions, description=description)
     def _settings(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
         settings = lake.settings()
         names = context.instance.get_dynamic_partitions(partitions.name)
@@ -140,8 +142,7 @@ settings_reference = _per_recommender(SETTINGS_REFERENCE, REFERENCES,
 
 
 @dg.multi_observable_source_asset(
-    specs=[dg.AssetSpec(key, group_name="inputs", automation_condition=OBSERVE_EVERY_MINUTE,
-                        description=f"Settings {', '.join(fields)} of experiment.yaml")
+    specs=[dg.AssetSpec(key, group_name="inputs", description=f"Settings {', '.join(fields)} of experiment.yaml")
            for key, fields in UNPARTITIONED_SETTINGS.items()],
 )
 def settings_sections(lake: LakeResource):
@@ -151,3 +152,38 @@ def settings_sections(lake: LakeResource):
 
 
 SOURCES = [raw_log, raw_audio, encoder_inputs, settings_model, settings_reference, settings_sections]
+
+
+def input_observations(lake: LakeResource, instance: dg.DagsterInstance) -> list[dg.AssetObservation]:
+    """One observation (with its data version) per source and partition: what the observable sources above
+    report, computed in one pass for :func:`observe_inputs_sensor` and ``audiorec demo`` (no run needed)."""
+    paths, settings = lake.paths(), lake.resolve_settings()
+    hashes = _hashes(paths)
+    audio = audio_version(paths, hashes)
+
+    def observation(key: dg.AssetKey, version: str, partition: str | None = None) -> dg.AssetObservation:
+        return dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: version})
+
+    found = [observation(RAW_LOG, log_version(paths, hashes)), observation(RAW_AUDIO, audio)]
+    found += [observation(key, settings.fingerprint(*fields)) for key, fields in UNPARTITIONED_SETTINGS.items()]
+    found += [observation(ENCODER_INPUTS, encoder_input_version(name, paths, settings, hashes, audio), name)
+              for name in instance.get_dynamic_partitions(ENCODERS.name)]
+    for key, partitions in ((SETTINGS_MODEL, RECOMMENDERS), (SETTINGS_REFERENCE, REFERENCES)):
+        found += [observation(key, model_settings_version(settings, r), r)
+                  for r in instance.get_dynamic_partitions(partitions.name)]
+    hashes.save()
+    return found
+
+
+def changed_observations(instance: dg.DagsterInstance, observations: list[dg.AssetObservation]
+                         ) -> list[dg.AssetObservation]:
+    """The observations whose data version differs from the latest recorded one (so nothing is repeated)."""
+    changed = []
+    for obs in observations:
+        records = instance.fetch_observations(
+            dg.AssetRecordsFilter(asset_key=obs.asset_key,
+                                  asset_partitions=None if obs.partition is None else [obs.partition]), limit=1)
+        last = records.records[0].event_log_entry.asset_observation if records.records else None
+        if last is None or last.tags.get(DATA_VERSION_TAG) != obs.tags[DATA_VERSION_TAG]:
+            changed.append(obs)
+    return changed

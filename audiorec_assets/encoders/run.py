@@ -12,7 +12,6 @@ is reused, since ``<encoder>.npy`` then holds only finalized ones.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ import pandas as pd
 
 from audiorec_assets.data.audio import load_audio
 from audiorec_assets.encoders.base import AudioEncoder, EncoderError
+from audiorec_assets.fingerprints import array_digest, file_hash
 
 Progress = Callable[[int, int, float], None]  # done, total, seconds so far
 Finalize = Callable[[np.ndarray], np.ndarray]
@@ -58,13 +58,9 @@ class EncodeReport:
         return self.audio_seconds / self.seconds if self.seconds else float("inf")
 
 
-def content_hash(path: Path, chunk: int = 1 << 20) -> str:
+def content_hash(path: Path) -> str:
     """SHA-1 of the file's bytes (a changed file is re-encoded, a renamed one is not)."""
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_hash(path)
 
 
 def encoder_signature(encoder: AudioEncoder) -> str:
@@ -225,7 +221,7 @@ def _fail_or_skip(path: Path, err: Exception, on_error: str, report: EncodeRepor
 
 
 def vectors_digest(vectors: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(vectors).tobytes()).hexdigest()
+    return array_digest(vectors)
 
 
 def index_frame(track_ids: list[str], hashes: list[str], vectors: np.ndarray, skipped_ids: list[str],

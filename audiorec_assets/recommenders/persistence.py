@@ -15,13 +15,13 @@ item vectors). The torch models keep their weights beside it as safetensors (:fu
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from audiorec_assets.fingerprints import digest
 from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.recommenders.data import InteractionData
 
@@ -39,7 +39,7 @@ class ModelFileError(ValueError):
 
 
 def _digest(payload: bytes) -> str:
-    return hashlib.blake2b(payload, digest_size=16).hexdigest()
+    return digest(payload)
 
 
 def data_fingerprint(data: InteractionData, item_vectors: np.ndarray | None = None) -> dict[str, Any]:

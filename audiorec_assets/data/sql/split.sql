@@ -1,4 +1,4 @@
--- The Music4All-Onion split (SEED_NOTES.md). Parameters: $listens (Parquet path),
+-- The Music4All-Onion split (README.md, "The split"). Parameters: $listens (Parquet path),
 -- $train_start, $test_start, $test_end (half-open windows).
 -- Inputs: temp table `catalogue(track_id)` = tracks with audio.
 -- Outputs: train_pairs, eval_pairs (warm val/test, before the val/test cut), cold_tracks, cold_pairs (test_cold).
