@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -62,8 +63,11 @@ class ContentHashes:
     The cache is an optimisation only: a lost or corrupt cache means hashing everything once more.
     """
 
+    SAVE_EVERY_S = 20.0  # a first look at a large catalogue keeps its progress if it is cut off
+
     def __init__(self, cache_file: Path):
         self.cache_file = cache_file
+        self._saved_at = time.monotonic()
         try:
             self._cache: dict[str, list] = json.loads(cache_file.read_text())
         except (OSError, ValueError):
@@ -79,6 +83,8 @@ class ContentHashes:
         digest = file_hash(path)
         self._cache[key] = [*stamp, digest]
         self._dirty = True
+        if time.monotonic() - self._saved_at > self.SAVE_EVERY_S:
+            self.save()
         return digest
 
     def folder(self, root: Path, files: Iterable[Path]) -> str:
@@ -97,6 +103,7 @@ class ContentHashes:
         with atomic_path(self.cache_file, staging=self.cache_file.parent) as tmp:
             tmp.write_text(json.dumps(self._cache))
         self._dirty = False
+        self._saved_at = time.monotonic()
 
 
 def visible_files(folder: Path) -> list[Path]:

@@ -46,8 +46,3 @@ def study_cells(settings: ExperimentSettings) -> list[Cell]:
                   if recommender_entry(r).audio == "none"
                   or (NO_AUDIO in settings.encoders and recommender_entry(r).audio == "optional")]
     return cells + [(NO_AUDIO, r) for r in references]
-
-
-def study_encoders(settings: ExperimentSettings) -> list[str]:
-    """The encoders whose embeddings the cells read (``none`` when any reference cell exists)."""
-    return list(dict.fromkeys(e for e, _ in study_cells(settings)))

@@ -222,3 +222,17 @@ def test_a_long_but_allowed_field_does_not_stop_the_bad_row_numbering(tmp_path):
     content = f"user_id,track_id,timestamp\nu0,{'x' * 500_000},2019-03-01\nu1,t1,soon\n"
     with pytest.raises(SourceError, match=r"line 3: unparsable timestamp \('soon'\) \(line numbers count the header"):
         ingest_bytes(tmp_path, "listens.csv", content.encode())
+
+
+def test_downmix_is_the_channel_mean():
+    import numpy as np
+
+    from audiorec_assets.data.audio import _downmix
+
+    rng = np.random.default_rng(0)
+    stereo = rng.standard_normal((4410, 2)).astype(np.float32)
+    assert np.array_equal(_downmix(stereo), stereo.mean(axis=1))  # bit for bit: what the encoders saw before
+    mono = stereo[:, :1]
+    assert np.array_equal(_downmix(mono), mono[:, 0])
+    surround = rng.standard_normal((4410, 6)).astype(np.float32)
+    np.testing.assert_allclose(_downmix(surround), surround.mean(axis=1), rtol=1e-6, atol=1e-6)

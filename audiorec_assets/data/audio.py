@@ -37,6 +37,17 @@ def load_audio(path: Path, sr: int, duration: float | None = None, offset: float
     return waveform
 
 
+def _downmix(frames: np.ndarray) -> np.ndarray:
+    """Mono as the mean of the channels, summed column by column (the same values as ``mean(axis=1)`` for
+    stereo, several times faster on interleaved frames: bench/bench_tracks_check.py)."""
+    mono = frames[:, 0].copy()
+    for channel in range(1, frames.shape[1]):
+        mono += frames[:, channel]
+    if frames.shape[1] > 1:
+        mono /= np.float32(frames.shape[1])
+    return mono
+
+
 def _decode(path: Path, sr: int | None, offset: float, duration: float | None) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
@@ -46,7 +57,7 @@ def _decode(path: Path, sr: int | None, offset: float, duration: float | None) -
             f.seek(int(offset * native_sr))
             frames = -1 if duration is None else int(round(duration * native_sr))
             data = f.read(frames=frames, dtype="float32", always_2d=True)
-        waveform = data.mean(axis=1)
+        waveform = _downmix(data)
     except Exception as sf_err:
         try:
             import librosa

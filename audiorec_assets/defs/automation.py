@@ -33,7 +33,9 @@ AC = dg.AutomationCondition
 def _needed() -> dg.AutomationCondition:
     """Missing (and its last try did not fail); or, since it last ran or was requested, newly missing, an input
     with a new data version, or a new code version; or a source it reads has a new version now; or an input
-    will be materialized in this same evaluation (so a chain runs in one go, as in Dagster's ``eager``).
+    of the same partitioning will be materialized in this same evaluation (the assets of one cell run in one
+    go; across partitionings Dagster's ``will_be_requested`` is false, and the daemon orders such a request as a
+    backfill).
 
     ``eager`` itself reacts to *newly* missing only, so a lake started without results would never be filled.
     A source's change counts even when the asset was written in the same tick (a run that started before the
@@ -54,8 +56,9 @@ def on_change() -> dg.AutomationCondition:
 
 def across_cells(inputs: list[dg.AssetKey]) -> dg.AutomationCondition:
     """For a table over every cell: like :func:`on_change`, but it does not wait for cells that are missing
-    (one that failed would hold it forever): it runs once no cell is requested or running and at least one of
-    ``inputs`` (the metrics) exists."""
+    (one that failed would hold it forever): it runs once none of its inputs is being written and at least one of
+    ``inputs`` (the metrics) exists. It can run early, while cells are still queued, and then runs again when
+    their metrics change."""
     some_input = AC.any_deps_match(~AC.missing()).allow(dg.AssetSelection.assets(*inputs))
     return (_needed()
             & ~AC.any_deps_match(AC.will_be_requested()) & ~AC.any_deps_in_progress() & ~AC.in_progress()

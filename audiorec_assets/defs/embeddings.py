@@ -16,7 +16,7 @@ from audiorec_assets.defs.sources import ENCODER_INPUTS
 from audiorec_assets.encoders import (
     AUDIO_ENCODERS, CONTROL_ENCODERS, audio_encoder_class, make_audio_encoder, shuffled_base_of,
 )
-from audiorec_assets.fingerprints import array_fingerprint, table_fingerprint
+from audiorec_assets.fingerprints import array_fingerprint, combine
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
 from audiorec_assets.encoders.run import (
@@ -29,6 +29,7 @@ from audiorec_assets.warehouse import write_table_file
 EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
 ENCODERS_TABLE = dg.AssetKey(["audiorec", "encoders"])
 VALID_CHECK = "vectors_valid"
+RUN_FACTS = ("seconds", "x_realtime", "encoded", "reused", "device")  # of this run, not of the vectors
 CODE_VERSION = "1"  # bump when a change here or in the encoders changes the vectors
 
 
@@ -57,6 +58,10 @@ def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
     if name in AUDIO_ENCODERS:
         vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
     elif name in CONTROL_ENCODERS or shuffled_base_of(name, settings.encode.shuffled_base):
+        base = shuffled_base_of(name, settings.encode.shuffled_base)
+        if base and _being_written(context, base):  # a run launched beside its base's: wait for those vectors
+            context.log.info(f"embeddings[{base}] is being materialized by another run: {name} waits for it")
+            raise dg.RetryRequested(max_retries=40, seconds_to_wait=30)
         vectors, info = _control(name, len(tracks), paths, settings)
     else:
         vectors, info = _dropped_in(name, paths)
@@ -71,11 +76,24 @@ def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
         asset_key=EMBEDDINGS, data_version=dg.DataVersion(array_fingerprint(vectors)),
         metadata={**{k: v for k, v in info.items() if v is not None}, **stats,
                   "path": dg.MetadataValue.path(str(paths.embedding_file(name)))})
-    yield dg.MaterializeResult(asset_key=ENCODERS_TABLE, data_version=dg.DataVersion(table_fingerprint(table_file)),
-                               metadata={"dagster/row_count": 1, "encoder": name})
+    # the row's timings and reuse counts change on every run; its version is what describes the vectors
+    described = {k: v for k, v in info.items() if k not in RUN_FACTS}
+    yield dg.MaterializeResult(asset_key=ENCODERS_TABLE,
+                               data_version=dg.DataVersion(combine(sorted(described.items()), array_fingerprint(vectors))),
+                               metadata={"dagster/row_count": 1, "encoder": name,
+                                         "path": dg.MetadataValue.path(str(table_file))})
     yield dg.AssetCheckResult(
         asset_key=EMBEDDINGS, check_name=VALID_CHECK, passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
         metadata={"problems": dg.MetadataValue.json(problems), **stats})
+
+
+def _being_written(context: dg.AssetExecutionContext, encoder: str) -> bool:
+    """Whether another run that is queued or going materializes ``embeddings[encoder]``."""
+    going = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+             dg.DagsterRunStatus.STARTED]
+    records = context.instance.get_run_records(filters=dg.RunsFilter(statuses=going, tags={"dagster/partition": encoder}))
+    return any(r.dagster_run.run_id != context.run.run_id and EMBEDDINGS in (r.dagster_run.asset_selection or ())
+               for r in records)
 
 
 def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: ExperimentSettings,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.defs.partitions import DYNAMIC
+from audiorec_assets.encoders import SHUFFLED_PREFIX
 
 
 def _assets_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
@@ -101,9 +101,14 @@ def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditions
     runs: dict[tuple[str, str | None], list[dg.AssetKey]] = {}
     for definition in graph.static_order():
         for key in [spec.key for spec in definition.specs]:  # in the order they are declared
-            for partition in sorted(result.get_requested_partitions(key), key=str):
+            for partition in sorted(result.get_requested_partitions(key), key=_partition_order):
                 runs.setdefault((job_of[key], partition), []).append(key)
     return [PlannedRun(job, tuple(keys), partition) for (job, partition), keys in runs.items()]
+
+
+def _partition_order(partition: str | None) -> tuple[bool, str]:
+    """Shuffled twins after every other encoder: a twin permutes its base's vectors, written in the same round."""
+    return str(partition).startswith(SHUFFLED_PREFIX) or partition == "shuffled", str(partition)
 
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: PlannedRun,
@@ -158,13 +163,15 @@ def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_ro
     for _ in range(max_rounds):
         observe_sources(lake_root, instance)
         result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        planned = requested_runs(defs, result)
+        done += [(p, run(p)) for p in planned]
+        # only now: a process killed during the runs evaluates from the old cursor again (nothing is lost)
         cursor = result.cursor
         _save_cursor(cursor_path, cursor)
-        planned = requested_runs(defs, result)
         if not planned:
-            break
-        done += [(p, run(p)) for p in planned]
-    return done
+            return done
+    raise RuntimeError(f"the study was still requesting runs after {max_rounds} rounds of automation: "
+                       f"last {[p.label for p in planned]}")
 
 
 

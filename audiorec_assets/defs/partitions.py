@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from audiorec_assets.encoders import AUDIO_ENCODERS, NO_AUDIO_ENCODER
+from audiorec_assets.encoders import AUDIO_ENCODERS, NO_AUDIO_ENCODER, shuffled_base_of
 from audiorec_assets.encoders.availability import weights_problem
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.recommenders import recommender_entry
@@ -63,6 +63,11 @@ def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
             left_out[name] = problem
         elif name not in encoders:
             encoders.append(name)
+    for name in list(encoders):  # a shuffled twin runs only where its base does
+        base = shuffled_base_of(name, settings.encode.shuffled_base)
+        if base and base not in encoders and not lake.embedding_file(base).exists():
+            encoders.remove(name)
+            left_out[name] = f"permutes the vectors of {base!r}, which cannot run here ({left_out.get(base, 'not offered')})"
     cells = study_cells(settings)
     recommenders = list(dict.fromkeys(r for e, r in cells if e != NO_AUDIO_ENCODER))
     references = [r for e, r in cells if e == NO_AUDIO_ENCODER]

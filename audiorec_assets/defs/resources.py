@@ -107,10 +107,19 @@ class LakeResource(dg.ConfigurableResource):
         if snapshot.exists():
             self._settings = ExperimentSettings.model_validate(json.loads(snapshot.read_text()))
             return self._settings
-        from audiorec_assets.lakeio import atomic_path
+        import os
+        import tempfile
 
-        self._settings = self.resolve_settings()
+        resolved = self.resolve_settings()
         snapshot.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(snapshot, staging=snapshot.parent) as tmp:
-            tmp.write_text(self._settings.model_dump_json())
+        handle, tmp = tempfile.mkstemp(dir=snapshot.parent, prefix=".settings-")
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(resolved.model_dump_json())
+            os.link(tmp, snapshot)  # only the first step of the run creates it; the others read that one
+            self._settings = resolved
+        except FileExistsError:
+            self._settings = ExperimentSettings.model_validate(json.loads(snapshot.read_text()))
+        finally:
+            os.unlink(tmp)
         return self._settings

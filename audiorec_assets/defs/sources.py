@@ -120,6 +120,12 @@ def encoder_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.
     return dg.DataVersionsByPartition(versions)
 
 
+def settings_version(key: dg.AssetKey, settings: ExperimentSettings) -> str:
+    """The version of an unpartitioned settings source (the tables also read ``encode.shuffled_base``)."""
+    version = settings.fingerprint(*UNPARTITIONED_SETTINGS[key])
+    return combine(version, settings.encode.shuffled_base) if key == SETTINGS_TABLES else version
+
+
 def model_settings_version(settings: ExperimentSettings, recommender: str) -> str:
     own = (recommender,) if recommender in type(settings).model_fields else ()
     return combine(settings.fingerprint(*MODEL_SETTINGS, *own), settings.encode.standardize)
@@ -147,8 +153,8 @@ settings_reference = _per_recommender(SETTINGS_REFERENCE, REFERENCES,
 )
 def settings_sections(lake: LakeResource):
     settings = lake.settings()
-    for key, fields in UNPARTITIONED_SETTINGS.items():
-        yield dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(settings.fingerprint(*fields)))
+    for key in UNPARTITIONED_SETTINGS:
+        yield dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(settings_version(key, settings)))
 
 
 SOURCES = [raw_log, raw_audio, encoder_inputs, settings_model, settings_reference, settings_sections]
@@ -165,7 +171,7 @@ def input_observations(lake: LakeResource, instance: dg.DagsterInstance) -> list
         return dg.AssetObservation(asset_key=key, partition=partition, tags={DATA_VERSION_TAG: version})
 
     found = [observation(RAW_LOG, log_version(paths, hashes)), observation(RAW_AUDIO, audio)]
-    found += [observation(key, settings.fingerprint(*fields)) for key, fields in UNPARTITIONED_SETTINGS.items()]
+    found += [observation(key, settings_version(key, settings)) for key in UNPARTITIONED_SETTINGS]
     found += [observation(ENCODER_INPUTS, encoder_input_version(name, paths, settings, hashes, audio), name)
               for name in instance.get_dynamic_partitions(ENCODERS.name)]
     for key, partitions in ((SETTINGS_MODEL, RECOMMENDERS), (SETTINGS_REFERENCE, REFERENCES)):
