@@ -1,4 +1,8 @@
-"""The ``audiorec`` command: ``demo`` runs the whole study on the lake, ``sql`` queries the warehouse."""
+"""The ``audiorec`` command: ``demo`` runs the whole study on the lake, ``sql`` queries the warehouse,
+``recommend`` lists a user's top tracks from a trained cell, ``similar`` a track's nearest tracks.
+
+Exit codes: 0 done; 1 an error (a refused or failed query, a failed run); 2 bad input (an unknown user,
+track, encoder, recommender or cell); 3 not materialized yet (the message names the partition)."""
 
 from __future__ import annotations
 
@@ -128,8 +132,8 @@ SQL_PREFIX = "[audiorec] sql:"
 QUERY_KINDS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA table_info"
 
 
-def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S) -> None:
-    """Print the result of ``query`` on the warehouse, read-only in fact: queries only, files read only under
+def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S, fmt: str = "table") -> None:
+    """Print the result of ``query`` on the warehouse (as ``fmt``: :data:`audiorec_assets.queries.FORMATS`), read-only in fact: queries only, files read only under
     ``<lake>/tables`` (what the views read), nothing written, no extensions installed or loaded. Every error,
     and a warehouse busy for ``busy_timeout_s``, ends the command with one line and a non-zero exit."""
     import duckdb
@@ -147,7 +151,9 @@ def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S)
         raise SystemExit(f"{SQL_PREFIX} {_one_line(err)}{hint}") from None
     finally:
         con.close()
-    print(frame.to_string(index=False))
+    from audiorec_assets.queries import render
+
+    print(render(frame, fmt))
 
 
 def _open_read_only(lake: LakePaths, timeout_s: float):
@@ -212,19 +218,64 @@ def _one_line(err: Exception) -> str:
     return " ".join(kept) or type(err).__name__
 
 
+def answer(what: str, fmt: str, ask) -> None:
+    """Print the :class:`audiorec_assets.queries.Answer` that ``ask()`` returns; its header goes to stdout
+    for ``table``/``markdown`` and to stderr for ``csv``/``json`` (so that stdout parses). A
+    :class:`~audiorec_assets.queries.QueryError` ends the command with its one line and its exit code."""
+    from audiorec_assets.queries import QueryError, render
+    from audiorec_assets.settings import SettingsError
+
+    try:
+        result = ask()
+    except QueryError as err:
+        print(f"[audiorec] {what}: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(err.exit_code) from None
+    except SettingsError as err:
+        raise SystemExit(f"[audiorec] {what}: {err}") from None
+    header = f"[audiorec] {result.header}"
+    print(header, file=sys.stdout if fmt in ("table", "markdown") else sys.stderr, flush=True)
+    print(render(result.rows, fmt))
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="audiorec", description=__doc__)
+    from audiorec_assets.queries import DEFAULT_K, FORMATS
+
+    parser = argparse.ArgumentParser(prog="audiorec", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lake", type=Path, default=None, help="lake directory (default: $AUDIOREC_LAKE or ./data_lake)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="write the demo data if raw/ is empty and run the whole study")
-    sql_parser = commands.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    formats = argparse.ArgumentParser(add_help=False)
+    formats.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    sql_parser = commands.add_parser("sql", parents=[formats], help="run a read-only SQL query on the warehouse")
     sql_parser.add_argument("query")
+    rec_parser = commands.add_parser("recommend", parents=[formats],
+                                     help="top tracks for a user from a trained cell (default: the leaderboard's best)")
+    rec_parser.add_argument("--user", required=True, help="a user_id with train plays")
+    rec_parser.add_argument("--encoder", default=None, help="default: the leaderboard's best cell")
+    rec_parser.add_argument("--recommender", default=None, help="default: the leaderboard's best cell")
+    rec_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
+    sim_parser = commands.add_parser("similar", parents=[formats],
+                                     help="the tracks nearest a track by cosine similarity of an encoder's vectors")
+    sim_parser.add_argument("--track", required=True, help="a track_id of audiorec.tracks")
+    sim_parser.add_argument("--encoder", default=None,
+                            help="default: the encoder of the leaderboard's best audio cell, else the first .npy")
+    sim_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
     args = parser.parse_args(argv)
     lake_root = (args.lake or default_lake()).resolve()
     if args.command == "demo":
         demo(lake_root)
     elif args.command == "sql":
-        sql(lake_root, args.query)
+        sql(lake_root, args.query, fmt=args.format)
+    elif args.command == "recommend":
+        from audiorec_assets.queries import recommend_for_user
+
+        answer("recommend", args.format, lambda: recommend_for_user(
+            LakePaths(lake_root), args.user, args.encoder, args.recommender, args.k))
+    elif args.command == "similar":
+        from audiorec_assets.queries import similar_tracks
+
+        answer("similar", args.format, lambda: similar_tracks(LakePaths(lake_root), args.track, args.encoder, args.k))
 
 
 if __name__ == "__main__":

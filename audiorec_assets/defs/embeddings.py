@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from audiorec_assets.cell_inputs import VALID_CHECK
 from audiorec_assets.defs.automation import expensive
 from audiorec_assets.defs.ingest import TRACKS, ingest_file, sweep
 from audiorec_assets.defs.partitions import ENCODERS
@@ -28,7 +29,6 @@ from audiorec_assets.warehouse import write_table_file
 
 EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
 ENCODERS_TABLE = dg.AssetKey(["audiorec", "encoders"])
-VALID_CHECK = "vectors_valid"
 RUN_FACTS = ("seconds", "x_realtime", "encoded", "reused", "device")  # of this run, not of the vectors
 CODE_VERSION = "1"  # bump when a change here or in the encoders changes the vectors
 

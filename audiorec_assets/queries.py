@@ -1,0 +1,299 @@
+"""Everyday questions on a materialized lake, as pure functions (no Dagster): top-N for a user from a
+trained cell (:func:`recommend_for_user`), the nearest tracks of a track in an encoder's vectors
+(:func:`similar_tracks`). Both read the lake's files only (Parquet tables, ``.npy``, model folders) and
+return DataFrames; what stops them is a :class:`QueryError` whose message is one line naming the
+unknown thing or the partition to materialize, and whose ``exit_code`` the CLI returns:
+:data:`EXIT_BAD_INPUT` (2) for input that names nothing in the lake, :data:`EXIT_NOT_MATERIALIZED` (3)
+for a result that has to be materialized first."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, SHUFFLED_PREFIX
+from audiorec_assets.settings import ExperimentSettings, LakePaths, load_settings
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_MATERIALIZED = 3
+HOW = "(audiorec demo, or the UI)"
+DEFAULT_K = 10
+
+
+class QueryError(Exception):
+    """Why a query cannot answer; ``str(err)`` is one line."""
+
+    exit_code = 1
+
+
+class UnknownInput(QueryError):
+    """A user, track, encoder, recommender or cell the lake does not know."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class NotMaterialized(QueryError):
+    """A table, vector file or model the query needs does not exist yet; the message says which partition."""
+
+    exit_code = EXIT_NOT_MATERIALIZED
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The rows of an answer and a one-line header saying where they come from."""
+
+    rows: pd.DataFrame
+    header: str
+
+
+# --- reading the lake ---------------------------------------------------------------------------------------
+
+
+def _table_file(lake: LakePaths, table: str, what: str = "") -> Path:
+    path = lake.table_dir(table) / "all.parquet"
+    if not path.exists():
+        raise NotMaterialized(f"audiorec.{table} has no data yet ({path} missing): materialize audiorec/{table}"
+                              f"{what} {HOW}.")
+    return path
+
+
+def read_tracks(lake: LakePaths) -> pd.DataFrame:
+    """``audiorec.tracks`` sorted by ``item_idx``, plus the columns of ``raw/tracks.csv`` it lacks (if any)."""
+    tracks = pd.read_parquet(_table_file(lake, "tracks", " (the ingest)")).sort_values("item_idx",
+                                                                                         ignore_index=True)
+    extra_file = lake.raw / "tracks.csv"
+    if extra_file.exists():
+        try:
+            extra = pd.read_csv(extra_file, dtype={"track_id": str})
+        except (ValueError, OSError):
+            extra = pd.DataFrame()
+        if "track_id" in extra.columns:
+            new = [c for c in extra.columns if c not in tracks.columns]
+            if new:
+                extra = extra.drop_duplicates("track_id")[["track_id", *new]]
+                tracks = tracks.merge(extra, on="track_id", how="left")
+    return tracks
+
+
+def _metadata_columns(tracks: pd.DataFrame) -> pd.DataFrame:
+    return tracks.drop(columns=["item_idx"], errors="ignore")
+
+
+def read_leaderboard(lake: LakePaths) -> pd.DataFrame:
+    """``audiorec.leaderboard`` as stored (best HitRate first)."""
+    from audiorec_assets.warehouse import table_files
+
+    files = table_files(lake, "leaderboard")
+    if not files:
+        raise NotMaterialized(f"audiorec.leaderboard has no data yet: materialize audiorec/leaderboard {HOW}, "
+                              "or name the cell with --encoder and --recommender.")
+    board = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    if "hitrate" in board.columns and len(files) > 1:
+        board = board.sort_values("hitrate", ascending=False, kind="mergesort", ignore_index=True)
+    return board
+
+
+def load_data(lake: LakePaths):
+    """The split as arrays (:class:`InteractionData`), from ``audiorec.interactions`` and ``audiorec.tracks``."""
+    from audiorec_assets.cell_inputs import load_interaction_data
+
+    for table in ("interactions", "tracks"):
+        _table_file(lake, table, " (the ingest)")  # missing: say what to materialize
+    return load_interaction_data(lake)
+
+
+def known_encoders(lake: LakePaths, settings: ExperimentSettings) -> list[str]:
+    """Encoders the lake can name: configured, built in, a ``shuffled_<x>`` twin, or a ``.npy`` present."""
+    present = sorted(p.stem for p in lake.embeddings.glob("*.npy")) if lake.embeddings.exists() else []
+    return list(dict.fromkeys([*settings.encoders, *present]))
+
+
+def _check_encoder_name(lake: LakePaths, settings: ExperimentSettings, encoder: str) -> None:
+    known = known_encoders(lake, settings)
+    if encoder in known or encoder in BUILTIN_ENCODERS or (
+            encoder.startswith(SHUFFLED_PREFIX) and encoder[len(SHUFFLED_PREFIX):] in BUILTIN_ENCODERS):
+        return
+    raise UnknownInput(f"unknown encoder {encoder!r}: not in experiment.yaml's encoders and no "
+                       f"{lake.embedding_file(encoder)}; known: {', '.join(known) or 'none yet'}.")
+
+
+def load_vectors(lake: LakePaths, encoder: str, n_items: int) -> np.ndarray:
+    """The encoder's stored item vectors, refused unless they pass the embeddings check (as the models step)."""
+    from audiorec_assets.cell_inputs import VectorFileError, load_item_vectors
+
+    try:
+        return load_item_vectors(lake, encoder, n_items)
+    except FileNotFoundError:
+        raise NotMaterialized(f"no vectors for encoder {encoder!r} ({lake.embedding_file(encoder)} missing): "
+                              f"materialize audiorec/embeddings partition {encoder} {HOW}.") from None
+    except VectorFileError as err:
+        raise NotMaterialized(str(err)) from None
+
+
+# --- recommend ----------------------------------------------------------------------------------------------
+
+
+def default_cell(lake: LakePaths, encoder: str | None = None, recommender: str | None = None) -> tuple[str, str]:
+    """The cell to use: the given parts, the rest from the best leaderboard row that matches them."""
+    from audiorec_assets.recommenders import RECOMMENDERS
+
+    if encoder is not None and recommender is not None:
+        return encoder, recommender
+    if recommender is not None and recommender in RECOMMENDERS and RECOMMENDERS[recommender].audio == "none":
+        return NO_AUDIO_ENCODER, recommender
+    board = read_leaderboard(lake)
+    rows = board
+    if encoder is not None:
+        rows = rows[rows["encoder"] == encoder]
+    if recommender is not None:
+        rows = rows[rows["recommender"] == recommender]
+    if rows.empty:
+        given = " and ".join(f"{k} {v!r}" for k, v in (("encoder", encoder), ("recommender", recommender)) if v)
+        raise UnknownInput(f"audiorec.leaderboard has no cell with {given or 'any results'}: pass both --encoder "
+                           f"and --recommender (cells there: "
+                           f"{', '.join(board['encoder'] + '|' + board['recommender']) or 'none'}).")
+    first = rows.iloc[0]
+    return str(first["encoder"]), str(first["recommender"])
+
+
+def _partition(encoder: str, recommender: str) -> str:
+    if encoder == NO_AUDIO_ENCODER:
+        return f"audiorec/reference_models partition {recommender}"
+    return f"audiorec/models partition {encoder}|{recommender}"
+
+
+def model_seeds(lake: LakePaths, settings: ExperimentSettings, encoder: str, recommender: str) -> list[int]:
+    """The seeds with a saved model in the cell's folder: the settings' order first, then the others."""
+    folder = lake.model_dir(encoder, recommender)
+    found = []
+    for child in folder.glob("seed-*") if folder.exists() else []:
+        try:
+            found.append(int(child.name[len("seed-"):]))
+        except ValueError:
+            continue
+    ordered = [s for s in settings.run_seeds if s in found]
+    return ordered + sorted(s for s in found if s not in ordered)
+
+
+def recommend_for_user(lake: LakePaths, user: str, encoder: str | None = None, recommender: str | None = None,
+                       k: int = DEFAULT_K, settings: ExperimentSettings | None = None) -> Answer:
+    """Top-``k`` tracks for ``user`` from the model of cell (encoder, recommender) (default: the leaderboard's
+    best cell), among the train vocabulary with the user's train history excluded (as the warm lists of
+    ``audiorec.recommendations``), with the tracks' metadata. The first seed's model when there are several."""
+    from audiorec_assets.cell_inputs import vectors_for_models
+    from audiorec_assets.evaluation.tables import recommendations_frame
+    from audiorec_assets.recommenders import RECOMMENDERS, recommender_class
+    from audiorec_assets.study import CellError, check_cell
+
+    if k < 1:
+        raise UnknownInput(f"-k must be at least 1 (got {k}).")
+    settings = settings or load_settings(lake.root)
+    if recommender is not None and recommender not in RECOMMENDERS:
+        raise UnknownInput(f"unknown recommender {recommender!r}; known: {', '.join(sorted(RECOMMENDERS))}.")
+    if encoder is not None:
+        _check_encoder_name(lake, settings, encoder)
+    encoder, recommender = default_cell(lake, encoder, recommender)
+    if recommender not in RECOMMENDERS:
+        raise UnknownInput(f"unknown recommender {recommender!r}; known: {', '.join(sorted(RECOMMENDERS))}.")
+    try:
+        check_cell(encoder, recommender)
+    except CellError as err:
+        raise UnknownInput(f"no cell {encoder}|{recommender}: {err}.") from None
+    seeds = model_seeds(lake, settings, encoder, recommender)
+    if not seeds:
+        raise NotMaterialized(f"no trained model for cell {encoder}|{recommender} "
+                              f"({lake.model_dir(encoder, recommender)} missing): materialize "
+                              f"{_partition(encoder, recommender)} {HOW}.")
+    data = load_data(lake)
+    user_of = {str(u): i for i, u in enumerate(data.user_ids)}
+    if str(user) not in user_of:
+        raise UnknownInput(f"unknown user {user!r}: no train plays in audiorec.interactions "
+                           f"({data.n_users} users have some, e.g. {', '.join(map(str, data.user_ids[:3]))}).")
+    if encoder == NO_AUDIO_ENCODER:
+        vectors = np.zeros((data.n_items, 0), dtype=np.float32)
+    else:
+        vectors = vectors_for_models(load_vectors(lake, encoder, data.n_items), settings)
+    seed = seeds[0]
+    model = recommender_class(recommender).load(lake.model_dir(encoder, recommender) / f"seed-{seed}",
+                                                settings.model_copy(update={"seed": seed}), data, vectors)
+    users = np.array([user_of[str(user)]], dtype=np.int64)
+    top = model.recommend(users, k, candidates=data.candidates("test"))
+    rows = recommendations_frame(top.users, top.items, top.scores, data.user_ids, data.track_ids)
+    rows = rows.drop(columns=["user_id"]).merge(_metadata_columns(read_tracks(lake)), on="track_id", how="left")
+    others = f" (of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
+    header = (f"top {k} for user {user} from {encoder}|{recommender}, seed {seed}{others}; train vocabulary, "
+              f"train history excluded")
+    return Answer(rows.reset_index(drop=True), header)
+
+
+# --- similar ------------------------------------------------------------------------------------------------
+
+
+def default_encoder(lake: LakePaths) -> str:
+    """The encoder of the leaderboard's best cell with audio, else the first ``.npy`` of the lake."""
+    try:
+        board = read_leaderboard(lake)
+    except NotMaterialized:
+        board = pd.DataFrame(columns=["encoder"])
+    for encoder in board["encoder"]:
+        if encoder != NO_AUDIO_ENCODER and lake.embedding_file(str(encoder)).exists():
+            return str(encoder)
+    files = sorted(lake.embeddings.glob("*.npy")) if lake.embeddings.exists() else []
+    if files:
+        return files[0].stem
+    raise NotMaterialized(f"no item vectors in {lake.embeddings}: materialize an audiorec/embeddings partition "
+                          f"(e.g. mfcc) {HOW}.")
+
+
+def similar_tracks(lake: LakePaths, track: str, encoder: str | None = None, k: int = DEFAULT_K,
+                   settings: ExperimentSettings | None = None) -> Answer:
+    """The ``k`` tracks nearest ``track`` by cosine similarity of the encoder's stored vectors (the track
+    itself excluded), most similar first (ties: lower item_idx first), with their metadata."""
+    if k < 1:
+        raise UnknownInput(f"-k must be at least 1 (got {k}).")
+    settings = settings or load_settings(lake.root)
+    if encoder is not None:
+        if encoder == NO_AUDIO_ENCODER:
+            raise UnknownInput(f"encoder {NO_AUDIO_ENCODER!r} has no audio vectors: pick an audio encoder "
+                               f"({', '.join(e for e in known_encoders(lake, settings) if e != NO_AUDIO_ENCODER)}).")
+        _check_encoder_name(lake, settings, encoder)
+    else:
+        encoder = default_encoder(lake)
+    tracks = read_tracks(lake)
+    matches = np.flatnonzero(tracks["track_id"].astype(str).to_numpy() == str(track))
+    if not len(matches):
+        raise UnknownInput(f"unknown track {track!r}: not in audiorec.tracks ({len(tracks)} tracks, e.g. "
+                           f"{', '.join(map(str, tracks['track_id'].head(3)))}).")
+    vectors = load_vectors(lake, encoder, len(tracks)).astype(np.float64)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    row = int(tracks["item_idx"].iloc[matches[0]])
+    similarity = unit @ unit[row]
+    similarity[row] = -np.inf
+    order = np.lexsort((np.arange(len(similarity)), -similarity))[: min(k, len(similarity) - 1)]
+    by_idx = tracks.set_index("item_idx")
+    rows = _metadata_columns(by_idx.loc[order].reset_index())
+    rows.insert(0, "rank", np.arange(1, len(order) + 1, dtype=np.int32))
+    rows.insert(2, "similarity", similarity[order])
+    header = f"{len(order)} tracks nearest {track} by cosine similarity of {lake.embedding_file(encoder).name}"
+    return Answer(rows.reset_index(drop=True), header)
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+FORMATS = ("table", "csv", "json", "markdown")
+
+
+def render(frame: pd.DataFrame, fmt: str = "table") -> str:
+    """``frame`` as text: a pretty table, CSV, JSON records, or a Markdown table."""
+    if fmt == "table":
+        return frame.to_string(index=False) if len(frame.columns) else "(no columns)"
+    if fmt == "csv":
+        return frame.to_csv(index=False).rstrip("\n")
+    if fmt == "json":
+        return frame.to_json(orient="records", date_format="iso", force_ascii=False)
+    if fmt == "markdown":
+        return frame.to_markdown(index=False)
+    raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
