@@ -69,24 +69,21 @@ def log_version(paths: LakePaths, hashes: ContentHashes) -> str:
     return hashes.folder(paths.raw, files) if files else "empty"
 
 
-@dg.observable_source_asset(key=RAW_LOG, group_name="inputs",
-                            description="The listening log and metadata files under <lake>/raw/ (content hash).")
-def raw_log(lake: LakeResource) -> dg.DataVersion:
-    paths = lake.paths()
-    hashes = _hashes(paths)
-    version = log_version(paths, hashes)
-    hashes.save()
-    return dg.DataVersion(version)
+def _raw_source(key: dg.AssetKey, version_of, description: str):
+    """An observable source whose version is ``version_of(paths, hashes)`` over files under ``raw/``."""
+    @dg.observable_source_asset(key=key, group_name="inputs", description=description)
+    def _source(lake: LakeResource) -> dg.DataVersion:
+        paths = lake.paths()
+        hashes = _hashes(paths)
+        version = version_of(paths, hashes)
+        hashes.save()
+        return dg.DataVersion(version)
+
+    return _source
 
 
-@dg.observable_source_asset(key=RAW_AUDIO, group_name="inputs",
-                            description="The audio files under <lake>/raw/audio (or audios/): content hash.")
-def raw_audio(lake: LakeResource) -> dg.DataVersion:
-    paths = lake.paths()
-    hashes = _hashes(paths)
-    version = audio_version(paths, hashes)
-    hashes.save()
-    return dg.DataVersion(version)
+raw_log = _raw_source(RAW_LOG, log_version, "The listening log and metadata files under <lake>/raw/ (content hash).")
+raw_audio = _raw_source(RAW_AUDIO, audio_version, "The audio files under <lake>/raw/audio (or audios/): content hash.")
 
 
 def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSettings, hashes: ContentHashes,
