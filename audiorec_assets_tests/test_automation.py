@@ -222,3 +222,20 @@ def test_requested_runs_group_one_job_and_partition_upstream_first(study):
     runs = requested_runs(defs, result)
     assert [r.job for r in runs] == ["ingest_job"]  # nothing else can run before the ingest exists
     assert set(ENCODERS.get_partition_keys(dynamic_partitions_store=instance)) == {"mfcc", "random"}
+
+
+def test_settings_snapshots_of_finished_and_unknown_old_runs_are_swept(tmp_path):
+    import os
+    import time
+
+    from audiorec_assets.defs.ingest import UNKNOWN_RUN_SNAPSHOT_DAYS, sweep_run_snapshots
+
+    paths = LakePaths(tmp_path / "lake")
+    for run_id in ("over", "going", "unknown-new", "unknown-old", "mine"):
+        (paths.staging / f"run-{run_id}").mkdir(parents=True)
+    old = time.time() - (UNKNOWN_RUN_SNAPSHOT_DAYS + 1) * 86400
+    os.utime(paths.staging / "run-unknown-old", (old, old))
+    states = {"over": False, "going": True, "mine": True}
+    removed = sweep_run_snapshots(paths, lambda run_id: states.get(run_id), keep="mine")
+    assert sorted(p.name for p in removed) == ["run-over", "run-unknown-old"]
+    assert sorted(p.name for p in paths.staging.iterdir()) == ["run-going", "run-mine", "run-unknown-new"]

@@ -61,15 +61,23 @@ def sweep(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, pat
                          f"e.g. {removed[0]}")
 
 
-def sweep_run_snapshots(paths: LakePaths, alive, keep: str) -> list[Path]:
-    """Remove ``<lake>/tmp/staging/run-<id>/`` (a run's settings snapshot) of runs known to be over."""
+UNKNOWN_RUN_SNAPSHOT_DAYS = 2  # a snapshot of a run this instance does not know (a throw-away instance's)
+
+
+def sweep_run_snapshots(paths: LakePaths, alive, keep: str, now: float | None = None) -> list[Path]:
+    """Remove ``<lake>/tmp/staging/run-<id>/`` (a run's settings snapshot) of runs known to be over, and of runs
+    the instance does not know (``audiorec demo`` without ``DAGSTER_HOME``) once they are
+    :data:`UNKNOWN_RUN_SNAPSHOT_DAYS` days old."""
     import shutil
 
+    now = time.time() if now is None else now
     removed = []
     folders = sorted(paths.staging.glob("run-*")) if paths.staging.exists() else []
     for folder in folders:
         run_id = folder.name.removeprefix("run-")
-        if run_id != keep and alive(run_id) is False:
+        state = alive(run_id)
+        stale_unknown = state is None and now - folder.stat().st_mtime > UNKNOWN_RUN_SNAPSHOT_DAYS * 86400
+        if run_id != keep and (state is False or stale_unknown):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
