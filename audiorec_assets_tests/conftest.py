@@ -16,6 +16,16 @@ def lake(tmp_path, monkeypatch):
     return root
 
 
+@pytest.fixture
+def dagster_home(tmp_path, monkeypatch):
+    """An empty persistent Dagster instance folder (telemetry off), exported as $DAGSTER_HOME."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="module")
 def torch_one_thread():
     """Small torch models train faster (and reproducibly) on one thread; restores the setting after."""

@@ -70,3 +70,16 @@ def materialization(result, name: str):
     found = [m for m in result.get_asset_materialization_events() if m.asset_key == key]
     assert found, f"{key.to_user_string()} was not materialized"
     return found[-1].materialization
+
+
+def ingest_lake(lake: Path):
+    """Materialize the ingest group (and its checks) of the lake at ``lake``; the run must succeed."""
+    import dagster as dg
+
+    from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.defs.execute import everything
+
+    defs = build_definitions(lake)
+    result = dg.materialize(everything(defs), selection=dg.AssetSelection.groups("ingest"), resources=defs.resources)
+    assert result.success
+    return result

@@ -5,15 +5,6 @@ import pytest
 from audiorec_assets.cli import main
 
 
-@pytest.fixture
-def dagster_home(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
 def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys):
     (lake / "experiment.yaml").write_text(
         "encoders: [mfcc, random]\nrecommenders: [knn, popularity]\nencode: {shuffled_base: mfcc}\n")

@@ -13,7 +13,7 @@ from audiorec_assets.data import quality
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs import checks
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets_tests.helpers import materialization, write_onion, write_own
+from audiorec_assets_tests.helpers import ingest_lake, materialization, write_onion, write_own
 
 WARM_TRACKS = ["w1", "w2", "w3", "w4"]
 COLD_LISTENED = ["c1", "c2", "c3"]  # plays only in the evaluation window (c3 also before train_start)
@@ -61,11 +61,7 @@ def build_lake(root: Path, layout: str, preset: str, with_cold: bool = True) -> 
 
 
 def ingest(root: Path) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(root)
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=dg.AssetSelection.groups("ingest"),
-                            resources=defs.resources)
-    assert result.success
-    return result
+    return ingest_lake(root)
 
 
 def interactions(root: Path) -> pd.DataFrame:

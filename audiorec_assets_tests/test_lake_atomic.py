@@ -29,7 +29,7 @@ from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.models import METRICS, MODELS, RECOMMENDATIONS
 from audiorec_assets.settings import LakePaths
-from audiorec_assets_tests.helpers import write_own
+from audiorec_assets_tests.helpers import ingest_lake, write_own
 from audiorec_assets_tests.test_pipeline import small_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,14 +68,6 @@ def shifted(listens, days: int):
     return [(u, t, (datetime.strptime(ts, fmt) + timedelta(days=days)).strftime(fmt)) for u, t, ts in listens]
 
 
-def materialize_ingest(lake: Path) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(lake)
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks), selection=dg.AssetSelection.groups("ingest"),
-                            resources=defs.resources)
-    assert result.success
-    return result
-
-
 def snapshot(lake: Path) -> dict[str, tuple]:
     """Every row of the four ingest tables, as the warehouse returns them (order-free)."""
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
@@ -112,7 +104,7 @@ def test_killed_ingests_leave_a_complete_set_and_a_rerun_succeeds(tmp_path):
         shutil.copytree(raws[version], lake / "raw")
 
     use_raw(1)
-    materialize_ingest(lake)  # a clean run on v1
+    ingest_lake(lake)  # a clean run on v1
     clean = {1: snapshot(lake)}
     use_raw(2)
     run = IngestProcess(lake, tmp_path / "ingest.log")
@@ -142,7 +134,7 @@ def test_killed_ingests_leave_a_complete_set_and_a_rerun_succeeds(tmp_path):
         owners = json.loads((staged_set / "owners.json").read_text())["owners"]
         assert owners == [lakeio.owner_id()] and (staged_set / "published").exists(), staged_set
     use_raw(2)
-    materialize_ingest(lake)
+    ingest_lake(lake)
     assert snapshot(lake) == clean[2]
     print(f"kills after {np.round(delays, 2).tolist()} s of a {seconds:.1f} s ingest; published: {outcomes}")
 
@@ -150,7 +142,7 @@ def test_killed_ingests_leave_a_complete_set_and_a_rerun_succeeds(tmp_path):
 def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_path):
     lake = tmp_path / "lake"
     write_own(lake / "raw", small_log(seed=0))
-    materialize_ingest(lake)
+    ingest_lake(lake)
     before = snapshot(lake)
     shutil.rmtree(lake / "raw")
     write_own(lake / "raw", shifted(small_log(seed=1, n_new=2), days=3))
@@ -165,13 +157,13 @@ def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_
     assert not journals[0].exists()
     completed = snapshot(lake)
     assert all(completed[t] != before[t] for t in INGEST_TABLES), "all four tables are the new ones"
-    materialize_ingest(lake)
+    ingest_lake(lake)
     assert snapshot(lake) == completed, "the completed set is what a clean run of the new data returns"
 
 
 def test_hidden_and_empty_leftovers_change_nothing(lake):
     write_own(lake / "raw", small_log(seed=0))
-    materialize_ingest(lake)
+    ingest_lake(lake)
     before = snapshot(lake)
     listens_dir = lake / "tables" / "listens"
     hour_ago = time.time() - 2 * 3600
@@ -197,7 +189,7 @@ def test_hidden_and_empty_leftovers_change_nothing(lake):
 
     assert snapshot(lake) == before, "the views cannot see hidden files"
     assert len(warehouse.read_table(LakePaths(lake), "listens")) == len(pd.read_parquet(listens_dir / "all.parquet"))
-    materialize_ingest(lake)  # a later ingest neither fails on them nor reads them
+    ingest_lake(lake)  # a later ingest neither fails on them nor reads them
     assert snapshot(lake) == before
     assert not legacy.exists() and not legacy_model.exists() and not gone.exists() and not killed_run.exists()
     assert alive.exists(), "a live process's temporaries are never swept"
@@ -282,7 +274,7 @@ def test_a_run_succeeds_while_a_read_only_session_is_open(lake, read_only_sessio
     write_own(lake / "raw", small_log(n_new=4))
     (lake / "experiment.yaml").write_text("ks: [5, 10, 50]\ntop_n: 60\n")
     defs = build_definitions(lake)
-    materialize_ingest(lake)
+    ingest_lake(lake)
     key = dg.MultiPartitionKey({"encoder": "random", "recommender": "knn"})
     cell = dg.AssetSelection.assets(MODELS, RECOMMENDATIONS, METRICS)
     everything = list(defs.assets) + list(defs.asset_checks)
@@ -296,7 +288,7 @@ def test_a_run_succeeds_while_a_read_only_session_is_open(lake, read_only_sessio
     warehouse._current_views.clear()  # as a fresh process would: ask the warehouse whether the views exist
     started = time.monotonic()
     assert run(cell, key).success
-    materialize_ingest(lake)
+    ingest_lake(lake)
     assert time.monotonic() - started < 60
 
     # a genuinely new view has to wait for the session: it fails soon, naming the table and the session

@@ -26,11 +26,7 @@ WORKER = textwrap.dedent("""
 
 
 @pytest.fixture
-def instance(tmp_path, monkeypatch):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+def instance(dagster_home):
     with dg.DagsterInstance.get() as inst:
         yield inst
 
