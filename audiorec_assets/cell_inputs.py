@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, SHUFFLED_PREFIX
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin
 from audiorec_assets.encoders.run import embedding_problems
 from audiorec_assets.encoders.standardize import zscore_columns
 from audiorec_assets.recommenders.data import InteractionData
@@ -34,7 +34,7 @@ def load_item_vectors(paths: LakePaths, encoder: str, n_items: int) -> np.ndarra
     path = paths.embedding_file(encoder)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: materialize audiorec/embeddings partition '{encoder}' first.")
-    builtin = encoder in BUILTIN_ENCODERS or encoder.startswith(SHUFFLED_PREFIX)  # computed by audiorec
+    builtin = encoder in BUILTIN_ENCODERS or is_twin(encoder)  # computed by audiorec
     fix = (f"materialize audiorec/embeddings partition '{encoder}' again (the tracks may have changed since)"
            if builtin else
            "replace the file with a float32 array of one finite, non-zero row per track of audiorec.tracks in "

@@ -1,5 +1,7 @@
-"""The ``audiorec`` command: ``demo`` runs the whole study on the lake, ``sql`` queries the warehouse,
-``recommend`` lists a user's top tracks from a trained cell, ``similar`` a track's nearest tracks.
+"""The ``audiorec`` command: ``demo`` runs the whole study on the lake, ``materialize`` runs (part of) it
+with a live display, ``status`` shows the encoder × recommender grid as Dagster's instance sees it, ``sql``
+queries the warehouse, ``recommend`` lists a user's top tracks from a trained cell, ``similar`` a track's
+nearest tracks.
 
 Exit codes: 0 done; 1 an error (a refused or failed query, a failed run); 2 bad input (an unknown user,
 track, encoder, recommender or cell); 3 not materialized yet (the message names the partition)."""
@@ -7,84 +9,12 @@ track, encoder, recommender or cell); 3 not materialized yet (the message names 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
 from pathlib import Path
 
-from audiorec_assets.settings import LakePaths, default_lake, load_settings
-
-
-def _instance():
-    """The persistent Dagster instance when ``$DAGSTER_HOME`` is set (runs then show in ``dagster dev``)."""
-    import dagster as dg
-
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
-
-
-def _run(defs, instance, planned) -> bool:
-    """One planned run (``defs/execute.py``), with its checks; its failures printed in one line each."""
-    from audiorec_assets.defs.execute import execute
-
-    started = time.perf_counter()
-    print(f"[audiorec] {planned.label} ...", flush=True)
-    result = execute(defs, instance, planned, run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}})
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            print(f"[audiorec]   check failed: {evaluation.asset_key.to_user_string()} {evaluation.check_name}",
-                  flush=True)
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                error = event.step_failure_data.error
-                while error is not None and error.cause is not None:  # the user's error, not Dagster's wrapper
-                    error = error.cause
-                message = error.message.strip() if error else ""
-                print(f"[audiorec]   {event.step_key} failed: {message}", file=sys.stderr)
-        print(f"[audiorec] {planned.label} failed (run {result.run_id}).", file=sys.stderr, flush=True)
-        return False
-    print(f"[audiorec] {planned.label} done in {time.perf_counter() - started:.1f} s", flush=True)
-    return True
-
-
-def demo(lake_root: Path) -> None:
-    """Write the demo data if ``raw/`` is empty, then bring the study up to date as Dagster's automation
-    would (``defs/execute.py``): observe the inputs, run what the automation conditions request, repeat."""
-    from audiorec_assets.definitions import build_definitions
-    from audiorec_assets.defs.execute import bring_up_to_date
-    from audiorec_assets.defs.ingest import ensure_raw
-    from audiorec_assets.defs.partitions import lake_members, sync_partitions
-    from audiorec_assets.defs.resources import LakeResource
-
-    lake = LakePaths(lake_root)
-    lake.root.mkdir(parents=True, exist_ok=True)
-    write_demo_settings(lake)
-    settings = load_settings(lake.root)
-    print(f"[audiorec] lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
-          f"recommenders {settings.recommenders})", flush=True)
-    ensure_raw(LakeResource(root=str(lake.root)))
-    defs = build_definitions(lake.root)
-    instance = _instance()
-    from audiorec_assets.run_health import fail_dead_runs
-
-    for run_id in fail_dead_runs(instance):
-        print(f"[audiorec] run {run_id} was still marked running but its process is gone: marked failed", flush=True)
-    wanted = lake_members(lake, settings)
-    sync_partitions(instance, wanted)
-    for name, why in wanted.left_out.items():
-        print(f"[audiorec] not run: encoder {name!r} cannot run here: {why}", flush=True)
-    runs = bring_up_to_date(defs, instance, lake.root, lambda planned: _run(defs, instance, planned))
-    failed = [p.label for p, ok in runs if not ok]
-    if not runs:
-        print("[audiorec] everything is up to date", flush=True)
-    elif failed:
-        print(f"[audiorec] {len(failed)} of {len(runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
-    print_leaderboard(lake)
-    if failed:
-        raise SystemExit(1)
+from audiorec_assets.settings import LakePaths, default_lake
 
 
 LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",
@@ -237,6 +167,40 @@ def answer(what: str, fmt: str, ask) -> None:
     print(render(result.rows, fmt))
 
 
+def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int | None, taste: str | None) -> None:
+    """Write ``raw/listens.csv`` (+ its synthetic marker) for the lake's catalogue (``data/mock_logs.py``)."""
+    from audiorec_assets.data.mock_logs import MockLogConfig, write_mock_logs
+    from audiorec_assets.settings import load_settings
+
+    lake = LakePaths(lake_root)
+    chosen = {k: v for k, v in dict(users=users, months=months, taste_columns=taste).items() if v is not None}
+    try:
+        config = MockLogConfig(seed=seed if seed is not None else load_settings(lake.root).seed, **chosen)
+        report = write_mock_logs(lake.raw, config, staging=lake.staging)
+    except (ValueError, FileExistsError, OSError) as err:
+        raise SystemExit(f"[audiorec] mock-logs: {err}") from None
+    print(f"[audiorec] mock-logs: wrote {report.log_path} ({report.rows} listens by {report.users} users of "
+          f"{report.tracks_played}/{report.catalogue_tracks} tracks, {report.first_listen:%Y-%m-%d} to "
+          f"{report.last_listen:%Y-%m-%d}; tastes over {list(report.taste_columns) or 'clusters'}; "
+          f"{report.cold_tracks} cold tracks). It is synthetic: audiorec.split_info.synthetic says so.")
+    if report.warm_eval_pairs == 0:
+        print("[audiorec] mock-logs: warning: no warm evaluation pairs: val/test will be empty and the ingest's "
+              "check will fail (use more tracks, or fewer --users / --months)", file=sys.stderr)
+    if report.cold_tracks_played == 0:
+        print("[audiorec] mock-logs: warning: no cold track is played in the evaluation window: test_cold will be "
+              "empty", file=sys.stderr)
+
+
+def answer_errors(what: str, command) -> None:
+    """Run ``command``; bad settings end it with one line."""
+    from audiorec_assets.settings import SettingsError
+
+    try:
+        command()
+    except SettingsError as err:
+        raise SystemExit(f"[audiorec] {what}: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     from audiorec_assets.queries import DEFAULT_K, FORMATS
 
@@ -261,10 +225,50 @@ def main(argv: list[str] | None = None) -> None:
     sim_parser.add_argument("--encoder", default=None,
                             help="default: the encoder of the leaderboard's best audio cell, else the first .npy")
     sim_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
+    mat_parser = commands.add_parser(
+        "materialize", help="bring (part of) the study up to date through Dagster, with a live progress display",
+        description="Runs the chosen cells and whatever they need that Dagster calls missing, stale or failed "
+                    "(the ingest, the encoders' vectors), then the tables. Uses the instance of $DAGSTER_HOME when "
+                    "set, so the runs show in `dagster dev`.")
+    mat_parser.add_argument("--encoders", nargs="+", default=None, metavar="E", help="default: the settings' encoders")
+    mat_parser.add_argument("--recommenders", nargs="+", default=None, metavar="R",
+                            help="default: the settings' recommenders")
+    mat_parser.add_argument("--select", default=None, metavar="SELECTION",
+                            help="run exactly these assets (Dagster's selection syntax, e.g. 'key:audiorec/leaderboard'"
+                                 " or 'group:recommenders'), for the chosen partitions")
+    mat_parser.add_argument("--force", action="store_true", help="rerun the chosen cells even when up to date")
+    mat_parser.add_argument("--dry-run", action="store_true", help="print the runs, run nothing")
+    mat_parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    status_parser = commands.add_parser(
+        "status", parents=[formats],
+        help="the encoder × recommender grid: materialized / stale / failed / running / missing / not runnable")
+    status_parser.add_argument("--no-observe", action="store_true",
+                               help="do not record the inputs' current versions first (the observe sensor's job)")
+    mock_parser = commands.add_parser(
+        "mock-logs", help="write a synthetic raw/listens.csv for a catalogue without listening logs",
+        description="Users with tastes over tracks.csv columns (or audio clusters), popularity skew, sessions that "
+                    "follow works, repeat listens and tracks released late (the cold-start split). Seeded; marked "
+                    "synthetic in the lake (audiorec.split_info.synthetic). Never overwrites a real log.")
+    mock_parser.add_argument("--users", type=int, default=None, help="how many users (default 200)")
+    mock_parser.add_argument("--months", type=int, default=None, help="time span in months (default 13)")
+    mock_parser.add_argument("--seed", type=int, default=None, help="default: the settings' seed")
+    mock_parser.add_argument("--taste", default=None, metavar="COLUMNS",
+                             help="tracks.csv columns tastes are defined over, comma-separated (default: composer, "
+                                  "artist, genre, style, instrumentation, period, era where present)")
     args = parser.parse_args(argv)
     lake_root = (args.lake or default_lake()).resolve()
+    from audiorec_assets import runner
+
     if args.command == "demo":
-        demo(lake_root)
+        runner.demo(lake_root)
+    elif args.command == "materialize":
+        answer_errors("materialize", lambda: runner.materialize(
+            lake_root, args.encoders, args.recommenders, args.select, args.force, args.dry_run,
+            rich=False if args.plain else None))
+    elif args.command == "status":
+        answer_errors("status", lambda: runner.status(lake_root, args.format, observe=not args.no_observe))
+    elif args.command == "mock-logs":
+        answer_errors("mock-logs", lambda: mock_logs(lake_root, args.users, args.months, args.seed, args.taste))
     elif args.command == "sql":
         sql(lake_root, args.query, fmt=args.format)
     elif args.command == "recommend":

@@ -39,6 +39,8 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
         warnings.simplefilter("ignore", dg.PreviewWarning)
         from audiorec_assets.defs import automation, checks, evaluation, ingest
         from audiorec_assets.defs.jobs import JOBS
+        from audiorec_assets.defs.progress_log import LOGGERS
+        from audiorec_assets.defs.executors import selected_executor
         from audiorec_assets.defs.embeddings import embeddings
         from audiorec_assets.defs.models import build_model_assets, families
         from audiorec_assets.defs.sources import SOURCES
@@ -55,6 +57,8 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
             resources={"lake": _lake_resource(lake_root)},
             jobs=JOBS,
             sensors=[automation.automation_sensor, automation.lake_partitions_sensor, automation.observe_inputs_sensor],
+            loggers=LOGGERS,
+            executor=selected_executor(),
         )
 
 

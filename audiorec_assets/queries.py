@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, SHUFFLED_PREFIX
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin
 from audiorec_assets.settings import ExperimentSettings, LakePaths, load_settings
 
 EXIT_BAD_INPUT = 2
@@ -113,8 +113,7 @@ def known_encoders(lake: LakePaths, settings: ExperimentSettings) -> list[str]:
 
 def _check_encoder_name(lake: LakePaths, settings: ExperimentSettings, encoder: str) -> None:
     known = known_encoders(lake, settings)
-    if encoder in known or encoder in BUILTIN_ENCODERS or (
-            encoder.startswith(SHUFFLED_PREFIX) and encoder[len(SHUFFLED_PREFIX):] in BUILTIN_ENCODERS):
+    if encoder in known or encoder in BUILTIN_ENCODERS or is_twin(encoder):
         return
     raise UnknownInput(f"unknown encoder {encoder!r}: not in experiment.yaml's encoders and no "
                        f"{lake.embedding_file(encoder)}; known: {', '.join(known) or 'none yet'}.")

@@ -126,6 +126,36 @@ class AudioCheckSettings(_Section):
     silent: Literal["fail", "warn"] = "warn"  # peak under -80 dBFS
 
 
+class HybridSettings(_Section):
+    """``hybrid_<encoder>``: that encoder's vectors beside standardised ``tracks.csv`` metadata
+    (``encoders/hybrid.py``). Each block is scaled to mean row norm 1 before its weight applies."""
+
+    audio_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False, strict=True)  # strict: no true/false, no text
+    metadata_weight: float = Field(1.0, ge=0.0, allow_inf_nan=False, strict=True)
+    # the tracks.csv columns to use, in this order; None: every usable one (ids, paths, constants left out)
+    columns: list[str] | None = None
+    max_categories: int = Field(50, ge=1, strict=True)  # per categorical column; rarer ones pooled into "(other)"
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: list[str] | None) -> list[str] | None:
+        from audiorec_assets.encoders.hybrid import RESERVED_COLUMNS  # pure numpy/pandas: no cycle
+
+        repeated = sorted({c for c in value or [] if value.count(c) > 1})
+        reserved = [c for c in value or [] if c in RESERVED_COLUMNS]
+        if value is not None and (not value or repeated or reserved):
+            raise ValueError(f"lists {repeated} more than once" if repeated else
+                             f"{reserved} are the catalogue's own columns, not tracks.csv metadata" if reserved else
+                             "lists no column; leave it out to use every usable metadata column")
+        return value
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> HybridSettings:
+        if self.audio_weight == 0 and self.metadata_weight == 0:
+            raise ValueError("hybrid.audio_weight and hybrid.metadata_weight are both 0: give one a weight > 0")
+        return self
+
+
 class ExperimentSettings(_Section):
     """Everything a run of the study depends on. Defaults reproduce the guide preset."""
 
@@ -151,6 +181,7 @@ class ExperimentSettings(_Section):
     shallow: ShallowSettings = ShallowSettings()
     bert4rec: Bert4RecSettings = Bert4RecSettings()
     als: AlsSettings = AlsSettings()
+    hybrid: HybridSettings = HybridSettings()
 
     @property
     def run_seeds(self) -> list[int]:
@@ -159,6 +190,7 @@ class ExperimentSettings(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSettings:
+        from audiorec_assets.encoders import bad_hybrid
         from audiorec_assets.recommenders import RECOMMENDERS  # lazy: the registry imports this module
 
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
@@ -182,6 +214,12 @@ class ExperimentSettings(_Section):
             ["encode.shuffled_base: none"] if self.encode.shuffled_base == "none" else [])
         if no_audio_twins:
             raise ValueError(f"{no_audio_twins}: encoder 'none' has no vectors to shuffle; shuffle an audio encoder")
+        shuffled_base = self.encode.shuffled_base
+        bad_hybrids = [e for e in [*self.encoders, shuffled_base] if bad_hybrid(e, shuffled_base)]
+        if bad_hybrids:
+            raise ValueError(f"encoders {bad_hybrids}: hybrid_<encoder> puts tracks.csv metadata beside that "
+                             "encoder's vectors; 'none' has no vectors, and a hybrid already holds the metadata "
+                             "(use hybrid_<an audio encoder>)")
         audio_encoders = [e for e in self.encoders if e != "none"]
         needs_audio = [r for r in self.recommenders if RECOMMENDERS[r].audio == "required"]
         if needs_audio and not audio_encoders:

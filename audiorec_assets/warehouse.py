@@ -55,6 +55,11 @@ def write_table_file(lake: LakePaths, table: str, rows: pd.DataFrame, part: str 
     return target
 
 
+def sql_literal(value: object) -> str:
+    """``value`` as an SQL string literal (quotes doubled), for the statements that take no parameters."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def view_sql(lake: LakePaths, table: str) -> str:
     glob = str(lake.table_dir(table) / VIEW_GLOB).replace("'", "''")
     return f"CREATE OR REPLACE VIEW {SCHEMA}.{table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)"
@@ -236,8 +241,8 @@ def scratch_connection(lake: LakePaths, memory_limit: str = "3GB"):
 
     lake.tmp.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute(f"SET temp_directory = '{lake.tmp}'")
+    con.execute(f"SET memory_limit = {sql_literal(memory_limit)}")  # SET takes no parameters
+    con.execute(f"SET temp_directory = {sql_literal(lake.tmp)}")
     con.execute("SET preserve_insertion_order = true")
     con.execute("SET TimeZone = 'UTC'")  # timestamps never shift with the machine's zone
     return con

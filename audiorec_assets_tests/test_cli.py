@@ -1,8 +1,17 @@
 """`audiorec demo` and `audiorec sql` on a fresh lake, with a persistent Dagster instance."""
 
+import json
+
 import pytest
 
 from audiorec_assets.cli import main
+
+
+def cell_states(lake, capsys) -> dict[tuple[str, str], str]:
+    """``audiorec status --format json``: the state of each encoder × recommender cell."""
+    main(["--lake", str(lake), "status", "--format", "json"])
+    rows = json.loads(capsys.readouterr().out)
+    return {(r["encoder"], r["recommender"]): r["state"] for r in rows if r["layer"] == "cell"}
 
 
 def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys):
@@ -20,10 +29,13 @@ def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys
     main(["--lake", str(lake), "demo"])
     again = capsys.readouterr().out
     assert "everything is up to date" in again and "done in" not in again
+    assert cell_states(lake, capsys) == {("mfcc", "knn"): "materialized", ("random", "knn"): "materialized",
+                                         ("none", "popularity"): "materialized"}  # every configured cell
 
     # a model setting changed: only the models and tables run again
     (lake / "experiment.yaml").write_text(
         "encoders: [mfcc, random]\nrecommenders: [knn, popularity]\nencode: {shuffled_base: mfcc}\ntop_n: 60\n")
+    assert set(cell_states(lake, capsys).values()) == {"stale"}  # what Dagster's UI would say, before anything runs
     main(["--lake", str(lake), "demo"])
     third = capsys.readouterr().out
     assert "recommendations, metrics, user_metrics[mfcc|knn]" in third

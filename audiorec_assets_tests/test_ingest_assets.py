@@ -182,3 +182,18 @@ def test_audio_oddities_fail_or_warn_by_file_name(lake):
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.asset_key.path[-1] == "tracks")
     columns = {f["column"] for f in evaluation.metadata["failures"].value}
     assert "audio_short_ok" in columns and "audio_truncated_ok" not in columns
+
+
+def test_a_lake_whose_path_holds_quotes_ingests(tmp_path):
+    """File paths are the one thing audiorec puts into SQL text (DuckDB's CSV sniffer takes no parameters): a
+    quote in the lake's path must neither break the SQL nor change what it reads."""
+    from audiorec_assets_tests.helpers import ingest_lake
+
+    from audiorec_assets_tests.test_pipeline import small_log
+
+    lake = tmp_path / "o'brien's \"lake\""
+    listens = small_log()
+    write_own(lake / "raw", listens)
+    ingest_lake(lake)
+    with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM audiorec.listens").fetchone()[0] == len(listens)

@@ -69,7 +69,9 @@ def _duration_or_nan(path: Path) -> float:
         return float("nan")
 
 
-def _join_metadata(tracks: pd.DataFrame, tracks_csv: Path) -> pd.DataFrame:
+def read_track_metadata(tracks_csv: Path) -> pd.DataFrame:
+    """``tracks.csv`` as the ingest joins it onto ``audiorec.tracks``: every cell text (empty cells ``""``),
+    one row per ``track_id``, without the columns the catalogue computes itself."""
     meta = pd.read_csv(tracks_csv, dtype=str, keep_default_na=False)
     if "track_id" not in meta.columns:
         raise SourceError(f"{tracks_csv}: needs a track_id column; found {list(meta.columns)}.")
@@ -77,5 +79,8 @@ def _join_metadata(tracks: pd.DataFrame, tracks_csv: Path) -> pd.DataFrame:
     if len(duplicated):
         raise SourceError(f"{tracks_csv}: track_id {duplicated.iloc[0]!r} appears more than once.")
     reserved = {"item_idx", "audio_path", "duration_s"} & set(meta.columns)
-    meta = meta.drop(columns=sorted(reserved))
-    return tracks.merge(meta, on="track_id", how="left")
+    return meta.drop(columns=sorted(reserved))
+
+
+def _join_metadata(tracks: pd.DataFrame, tracks_csv: Path) -> pd.DataFrame:
+    return tracks.merge(read_track_metadata(tracks_csv), on="track_id", how="left")

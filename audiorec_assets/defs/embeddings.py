@@ -12,14 +12,17 @@ from audiorec_assets.cell_inputs import VALID_CHECK
 from audiorec_assets.defs.automation import expensive
 from audiorec_assets.defs.ingest import TRACKS, ingest_file, sweep
 from audiorec_assets.defs.partitions import ENCODERS
-from audiorec_assets.defs.resources import TORCH_POOL, LakeResource
+from audiorec_assets.progress import encoded_message
+from audiorec_assets.defs.resources import TORCH_OP_TAGS, TORCH_POOL, LakeResource
 from audiorec_assets.defs.sources import ENCODER_INPUTS
 from audiorec_assets.encoders import (
-    AUDIO_ENCODERS, CONTROL_ENCODERS, audio_encoder_class, make_audio_encoder, shuffled_base_of,
+    AUDIO_ENCODERS, CONTROL_ENCODERS, audio_encoder_class, hybrid_base_of, make_audio_encoder, shuffled_base_of,
+    twin_base_of,
 )
 from audiorec_assets.fingerprints import array_fingerprint, combine
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors
+from audiorec_assets.encoders.hybrid import hybrid_vectors
 from audiorec_assets.encoders.run import (
     embedding_problems, encode_catalogue, encoder_signature, index_frame, load_previous, vector_stats,
 )
@@ -31,6 +34,7 @@ EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
 ENCODERS_TABLE = dg.AssetKey(["audiorec", "encoders"])
 RUN_FACTS = ("seconds", "x_realtime", "encoded", "reused", "device")  # of this run, not of the vectors
 CODE_VERSION = "1"  # bump when a change here or in the encoders changes the vectors
+PROGRESS_EVERY_S = 5.0  # a line in the run log (and in audiorec materialize's display) at most this often
 
 
 @dg.multi_asset(
@@ -47,7 +51,7 @@ CODE_VERSION = "1"  # bump when a change here or in the encoders changes the vec
     check_specs=[dg.AssetCheckSpec(VALID_CHECK, asset=EMBEDDINGS, blocking=True,
                                    description="float32, rows = tracks, finite, no all-zero rows, not constant "
                                                "(the models step checks the same again)")],
-    partitions_def=ENCODERS, pool=TORCH_POOL, name="embeddings",
+    partitions_def=ENCODERS, pool=TORCH_POOL, op_tags=TORCH_OP_TAGS, name="embeddings",
 )
 def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
     paths, settings = lake.paths(), lake.settings()
@@ -55,14 +59,18 @@ def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
     sweep(context, paths)
     tracks = pd.read_parquet(ingest_file(context, paths, "tracks")).sort_values("item_idx")
     started = time.perf_counter()
+    extra: dict = {}  # metadata of the embeddings only, not a column of audiorec.encoders
     if name in AUDIO_ENCODERS:
         vectors, info = _encode_audio(name, tracks, paths, settings, context.log)
-    elif name in CONTROL_ENCODERS or shuffled_base_of(name, settings.encode.shuffled_base):
-        base = shuffled_base_of(name, settings.encode.shuffled_base)
+    elif name in CONTROL_ENCODERS or twin_base_of(name, settings.encode.shuffled_base):
+        base = twin_base_of(name, settings.encode.shuffled_base)
         if base and _being_written(context, base):  # a run launched beside its base's: wait for those vectors
             context.log.info(f"embeddings[{base}] is being materialized by another run: {name} waits for it")
             raise dg.RetryRequested(max_retries=40, seconds_to_wait=30)
-        vectors, info = _control(name, len(tracks), paths, settings)
+        if hybrid_base_of(name):
+            vectors, info, extra = _hybrid(name, tracks, paths, settings, context.log)
+        else:
+            vectors, info = _control(name, len(tracks), paths, settings)
     else:
         vectors, info = _dropped_in(name, paths)
     info["seconds"] = round(time.perf_counter() - started, 2)
@@ -74,7 +82,7 @@ def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
                                   part=name, connect=lake.connect)
     yield dg.MaterializeResult(
         asset_key=EMBEDDINGS, data_version=dg.DataVersion(array_fingerprint(vectors)),
-        metadata={**{k: v for k, v in info.items() if v is not None}, **stats,
+        metadata={**{k: v for k, v in info.items() if v is not None}, **stats, **extra,
                   "path": dg.MetadataValue.path(str(paths.embedding_file(name)))})
     # the row's timings and reuse counts change on every run; its version is what describes the vectors
     described = {k: v for k, v in info.items() if k not in RUN_FACTS}
@@ -108,11 +116,9 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
     last_log = [0.0]
 
     def progress(done: int, total: int, seconds: float) -> None:
-        if done == total or seconds - last_log[0] >= 10:
+        if done == total or seconds - last_log[0] >= PROGRESS_EVERY_S:
             last_log[0] = seconds
-            rate = done / seconds if seconds else 0.0
-            eta = (total - done) / rate if rate else float("nan")
-            log.info(f"{name}: {done}/{total} tracks encoded, {rate:.2f} tracks/s, ETA {eta:.0f} s")
+            log.info(encoded_message(name, done, total, seconds))
 
     audio_paths = [paths.resolve(p) for p in tracks["audio_path"]]
     vectors, hashes, report = encode_catalogue(encoder, audio_paths, previous, encode.on_error, progress)
@@ -134,13 +140,7 @@ def _control(name: str, n_tracks: int, paths: LakePaths, settings: ExperimentSet
     base = shuffled_of or settings.encode.shuffled_base
     base_file = paths.embedding_file(base)
     if shuffled_of:
-        if not base_file.exists():
-            setting = " (setting encode.shuffled_base)" if name == "shuffled" else ""
-            raise FileNotFoundError(
-                f"'{name}' permutes the vectors of encoder '{base}'{setting}, but "
-                f"{base_file} does not exist: materialize the embeddings partition '{base}' first."
-            )
-        vectors = shuffled_vectors(np.load(base_file), seed=settings.seed)
+        vectors = shuffled_vectors(_base_vectors(name, base, "permutes", paths), seed=settings.seed)
     else:
         # a built-in base's dimension is known without its file, so `random` never waits for it
         dim = audio_encoder_class(base).dim if base in AUDIO_ENCODERS else np.load(base_file, mmap_mode="r").shape[1]
@@ -148,6 +148,41 @@ def _control(name: str, n_tracks: int, paths: LakePaths, settings: ExperimentSet
     save_npy_atomic(paths.embedding_file(name), vectors, staging=process_staging(paths.staging))
     return vectors, {"model_id": f"control of {base}" if shuffled_of else "gaussian N(0, 1)",
                      "base_encoder": base, "seed": settings.seed, "skipped": []}
+
+
+def _base_vectors(name: str, base: str, what: str, paths: LakePaths) -> np.ndarray:
+    """The stored vectors of ``base`` that the twin ``name`` is computed from."""
+    base_file = paths.embedding_file(base)
+    if not base_file.exists():
+        setting = " (setting encode.shuffled_base)" if name == "shuffled" else ""
+        raise FileNotFoundError(f"'{name}' {what} the vectors of encoder '{base}'{setting}, but {base_file} does not "
+                                f"exist: materialize the embeddings partition '{base}' first.")
+    return np.load(base_file)
+
+
+def _hybrid(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: ExperimentSettings,
+            log: dg.DagsterLogManager) -> tuple[np.ndarray, dict, dict]:
+    """``hybrid_<base>``: the base's stored vectors beside the metadata columns of ``audiorec.tracks``
+    (tracks.csv as the ingest joined it), rows in item_idx order."""
+    base = hybrid_base_of(name)
+    audio = _base_vectors(name, base, "puts track metadata beside", paths)
+    if len(audio) != len(tracks):
+        raise ValueError(f"{paths.embedding_file(base)} has {len(audio)} rows but audiorec.tracks has {len(tracks)} "
+                         f"tracks: materialize the embeddings partition '{base}' again first.")
+    hybrid = settings.hybrid
+    vectors, report = hybrid_vectors(audio, tracks, hybrid.audio_weight, hybrid.metadata_weight, hybrid.columns,
+                                     hybrid.max_categories)
+    if report.excluded:
+        log.info(f"{name}: metadata columns left out: {report.excluded}")
+    save_npy_atomic(paths.embedding_file(name), vectors, staging=process_staging(paths.staging))
+    info = {"model_id": f"{base} + tracks.csv metadata", "base_encoder": base, "skipped": [],
+            "audio_dim": report.audio_dim, "metadata_dim": report.metadata_dim,
+            "audio_weight": report.audio_weight, "metadata_weight": report.metadata_weight,
+            "metadata_columns": ", ".join(c.name for c in report.columns)}
+    extra = {"metadata_report": dg.MetadataValue.md(report.markdown(base)),
+             "missing_values": dg.MetadataValue.json(report.missing),
+             "excluded_columns": dg.MetadataValue.json(report.excluded)}
+    return vectors, info, extra
 
 
 def _dropped_in(name: str, paths: LakePaths) -> tuple[np.ndarray, dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.encoders import SHUFFLED_PREFIX
+from audiorec_assets.encoders import twin_order
 
 
 def _assets_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
@@ -106,9 +106,9 @@ def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditions
     return [PlannedRun(job, tuple(keys), partition) for (job, partition), keys in runs.items()]
 
 
-def _partition_order(partition: str | None) -> tuple[bool, str]:
-    """Shuffled twins after every other encoder: a twin permutes its base's vectors, written in the same round."""
-    return str(partition).startswith(SHUFFLED_PREFIX) or partition == "shuffled", str(partition)
+def _partition_order(partition: str | None) -> tuple[int, str]:
+    """Twins (shuffled, hybrid) after the encoders their vectors are computed from, written in the same round."""
+    return twin_order(str(partition))
 
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: PlannedRun,

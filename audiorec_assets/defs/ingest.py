@@ -19,7 +19,7 @@ from audiorec_assets.data.tracks import build_tracks
 from audiorec_assets.defs.automation import on_change
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.defs.sources import RAW_AUDIO, RAW_LOG, SETTINGS_INGEST
-from audiorec_assets.fingerprints import table_fingerprint
+from audiorec_assets.fingerprints import combine, table_fingerprint
 from audiorec_assets.settings import LakePaths
 from audiorec_assets.warehouse import StagedTables, scratch_connection, sweep_lake
 
@@ -27,7 +27,7 @@ LISTENS = dg.AssetKey(["audiorec", "listens"])
 TRACKS = dg.AssetKey(["audiorec", "tracks"])
 INTERACTIONS = dg.AssetKey(["audiorec", "interactions"])
 SPLIT_INFO = dg.AssetKey(["audiorec", "split_info"])
-CODE_VERSION = "1"  # bump when a change to this module changes what the ingest tables hold
+CODE_VERSION = "2"  # bump when a change to this module changes what the ingest tables hold (2: split_info.synthetic)
 # the ingest steps in order, and the tables each one writes
 INGEST_TABLES = {LISTENS: ["listens"], TRACKS: ["tracks"], INTERACTIONS: ["interactions", "split_info"]}
 PRODUCER = {table: key for key, tables in INGEST_TABLES.items() for table in tables}
@@ -149,6 +149,7 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     started = time.perf_counter()
     sweep(context, paths)
     source = ensure_raw(lake, context.log)
+    synthetic = sources.log_is_synthetic(source)  # a mock log (audiorec mock-logs): not real behaviour
     staged = ingest_staging(context, paths, lake.connect)
     target = staged.path("listens")
     policy = lake.settings().duplicates
@@ -164,11 +165,14 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
             f"{source.log_path}: {read.duplicates} event(s) repeat an earlier (user_id, track_id, timestamp): "
             + ("dropped (duplicates: drop)." if policy == "drop" else
                "kept, each counted as a play (duplicates: keep); set duplicates: drop to drop them."))
-    version = dg.DataVersion(table_fingerprint(target))  # before publishing moves the file
+    version = table_fingerprint(target)  # before publishing moves the file
+    # a mock log's events are not real behaviour: marking or unmarking it must make split_info stale
+    version = dg.DataVersion(combine(version, "synthetic") if synthetic else version)
     published = publish_if_last(context, staged, LISTENS)
     return dg.MaterializeResult(data_version=version, metadata={
         **published,
         "layout": source.layout.value,
+        "synthetic_log": synthetic,
         "duplicate_events": read.duplicates,
         "duplicates": policy,
         "source_file": dg.MetadataValue.path(str(source.log_path)),
@@ -224,7 +228,8 @@ def tracks(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
         dg.AssetSpec(SPLIT_INFO, deps=[LISTENS, TRACKS, SETTINGS_INGEST], group_name="ingest",
                      kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=on_change(),
                      description="The windows and settings of the split (one row): train start, test start, "
-                                 "val end, test end, preset, seed, layout."),
+                                 "val end, test end, preset, seed, layout, and synthetic (the log is a mock log "
+                                 "written by audiorec mock-logs, not real behaviour)."),
     ],
     name="interactions",
 )
@@ -233,6 +238,7 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
     settings = lake.settings()
     sweep(context, paths)
     source = sources.detect_source(paths.raw)
+    synthetic = sources.log_is_synthetic(source)
     staged = ingest_staging(context, paths, lake.connect)
     listens_file, tracks_file = ingest_file(context, paths, "listens"), ingest_file(context, paths, "tracks")
     interactions_file = staged.path("interactions")
@@ -247,7 +253,7 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
         "preset": settings.preset, "seed": settings.seed, "layout": source.layout.value,
         "train_start": windows.train_start, "test_start": windows.test_start,
         "val_end": windows.val_end, "test_end": windows.test_end,
-        "val_fraction": settings.split.val_fraction,
+        "val_fraction": settings.split.val_fraction, "synthetic": synthetic,
     }]))
     counts = report.as_dict()
     with scratch_connection(paths) as con:
@@ -269,11 +275,12 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
     published = publish_if_last(context, staged, INTERACTIONS)  # the last step: listens, tracks, interactions, split_info
     yield dg.MaterializeResult(asset_key=SPLIT_INFO, data_version=dg.DataVersion(versions[SPLIT_INFO]), metadata={
         **published, "dagster/row_count": 1, "preset": settings.preset, "layout": source.layout.value,
-        "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()})})
+        "synthetic_log": synthetic, "windows": dg.MetadataValue.json({k: str(v) for k, v in vars(windows).items()})})
     yield dg.MaterializeResult(asset_key=INTERACTIONS, data_version=dg.DataVersion(versions[INTERACTIONS]), metadata={
         **published, **dropped,
         "dagster/row_count": report.train_pairs + report.val_pairs + report.test_pairs + report.test_cold_pairs,
         "preset": settings.preset,
+        "synthetic_log": synthetic,
         "test_cold_pairs": report.test_cold_pairs,
         "test_cold_users": report.test_cold_users,
         "cold_tracks": report.cold_tracks,

@@ -18,13 +18,12 @@ from audiorec_assets.defs.automation import expensive, on_change
 from audiorec_assets.cell_inputs import VectorFileError, load_interaction_data, load_item_vectors, vectors_for_models
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, sweep
+from audiorec_assets.defs.progress_log import forwarded
 from audiorec_assets.defs.partitions import CELLS, REFERENCES, cell_of, reference_audio
-from audiorec_assets.defs.resources import TORCH_POOL, LakeResource
+from audiorec_assets.defs.resources import TORCH_OP_TAGS, TORCH_POOL, LakeResource
 from audiorec_assets.defs.sources import SETTINGS_EVALUATE, SETTINGS_MODEL, SETTINGS_RECOMMEND, SETTINGS_REFERENCE
 from audiorec_assets.fingerprints import folder_fingerprint, table_fingerprint
-from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, SHUFFLED_PREFIX
-from audiorec_assets.encoders.run import embedding_problems
-from audiorec_assets.encoders.standardize import zscore_columns
+from audiorec_assets.encoders import NO_AUDIO_ENCODER
 from audiorec_assets.evaluation.protocol import RECOMMENDATION_COLUMNS, evaluate, recommend_all_splits
 from audiorec_assets.lakeio import atomic_dir, process_staging
 from audiorec_assets.recommenders import recommender_class
@@ -61,6 +60,10 @@ class PartitionInputs:
     connect: Callable  # opens the warehouse (the lake resource's DuckDBResource)
 
     @property
+    def asset_prefix(self) -> str:
+        return "reference_" if self.encoder == NO_AUDIO_ENCODER else ""
+
+    @property
     def part(self) -> str:
         """The file name of this cell in each table (``<encoder>__<recommender>.parquet``)."""
         return part_name(self.encoder, self.recommender)
@@ -73,7 +76,17 @@ class PartitionInputs:
     def model_dir(self, seed: int) -> Path:
         return self.paths.model_dir(self.encoder, self.recommender) / f"seed-{seed}"
 
+    def require(self, path: Path, name: str) -> Path:
+        """``path``, written by this cell's ``name`` asset; missing: a run selected a later asset of the cell alone."""
+        if not path.exists():
+            raise dg.Failure(
+                f"Partition {self.encoder}|{self.recommender}: audiorec/{self.asset_prefix}{name} is not materialized "
+                f"({path} missing). Materialize it first, or the whole cell together (its group, or `audiorec "
+                f"materialize --encoders {self.encoder} --recommenders {self.recommender}`).")
+        return path
+
     def load_model(self, seed: int) -> Recommender:
+        self.require(self.model_dir(seed), "models")
         settings = self.settings.model_copy(update={"seed": seed})
         return recommender_class(self.recommender).load(self.model_dir(seed), settings, self.data, self.vectors)
 
@@ -157,6 +170,7 @@ def build_model_assets(family: Family) -> dg.AssetsDefinition:
     ]
 
     @dg.multi_asset(specs=specs, partitions_def=family.partitions_def, can_subset=True, pool=TORCH_POOL,
+                    op_tags=TORCH_OP_TAGS,
                     name=f"{family.prefix}models")
     def _models(context: dg.AssetExecutionContext, lake: LakeResource):
         inputs = partition_inputs(context, lake, *family.cell(context))
@@ -178,7 +192,8 @@ def train(context: dg.AssetExecutionContext, inputs: PartitionInputs, key: dg.As
     with atomic_dir(paths.model_dir(encoder, recommender), staging=process_staging(paths.staging)) as tmp:
         for seed in inputs.seeds():
             model = recommender_class(recommender)(settings.model_copy(update={"seed": seed}))
-            reports[seed] = model.fit(data, vectors)
+            with forwarded("audiorec_assets.recommenders", context.log):  # the epochs, into the run's log
+                reports[seed] = model.fit(data, vectors)
             model.save(tmp / f"seed-{seed}")
             context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {reports[seed].seconds:.1f} s")
         version = folder_fingerprint(tmp)
@@ -218,7 +233,8 @@ def recommend(inputs: PartitionInputs, key: dg.AssetKey) -> dg.MaterializeResult
 def evaluate_cell(inputs: PartitionInputs, metrics_key: dg.AssetKey, users_key: dg.AssetKey,
                   selected: AbstractSet[dg.AssetKey]):
     encoder, recommender, paths, settings = inputs.encoder, inputs.recommender, inputs.paths, inputs.settings
-    rows = pd.read_parquet(paths.table_dir("recommendations") / f"{inputs.part}.parquet")
+    rows = pd.read_parquet(inputs.require(paths.table_dir("recommendations") / f"{inputs.part}.parquet",
+                                          "recommendations"))
     summary, user_metrics = evaluate(rows, inputs.data, settings.ks, settings.top_n)
     summary = summary.assign(encoder=encoder, recommender=recommender, preset=settings.preset)
     summary = summary[["encoder", "recommender", "split", "metric", "k", "value", "ci_low", "ci_high",

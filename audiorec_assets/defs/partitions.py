@@ -4,8 +4,9 @@ Three dynamic partition sets, kept in step with the lake by ``lake_partitions_se
 (``defs/automation.py``) and by ``audiorec demo``:
 
 * ``encoder``: the configured encoders (``experiment.yaml``'s ``encoders``) that can run here
-  (built-ins whose weights are present or need none, controls), plus every
-  ``<lake>/embeddings/<name>.npy`` a user dropped in;
+  (built-ins whose weights are present or need none, controls; a twin computed from another encoder's
+  vectors only where that encoder runs, and a ``hybrid_<encoder>`` only where ``raw/tracks.csv`` has
+  usable metadata columns), plus every ``<lake>/embeddings/<name>.npy`` a user dropped in;
 * ``recommender``: the configured recommenders that use audio (``knn``, ``shallow``, ``bert4rec``);
   their cells are ``encoder × recommender``;
 * ``reference``: the recommenders run once without audio (``popularity``, ``als``, and
@@ -21,8 +22,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from audiorec_assets.encoders import AUDIO_ENCODERS, NO_AUDIO_ENCODER, shuffled_base_of
-from audiorec_assets.encoders.availability import weights_problem
+from audiorec_assets.encoders import AUDIO_ENCODERS, NO_AUDIO_ENCODER, hybrid_base_of, is_twin, twin_base_of, twin_chain
+from audiorec_assets.encoders.availability import metadata_problem, weights_problem
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.recommenders import recommender_entry
 from audiorec_assets.settings import ENCODER_NAME, ExperimentSettings, LakePaths
@@ -49,7 +50,7 @@ def dropped_in_encoders(lake: LakePaths) -> list[str]:
         return []
     own = set(AUDIO_ENCODERS) | {NO_AUDIO_ENCODER, "random", "shuffled"}
     names = sorted(p.stem for p in lake.embeddings.glob("*.npy") if not p.name.startswith("."))
-    return [n for n in names if ENCODER_NAME.fullmatch(n) and n not in own and not n.startswith("shuffled_")]
+    return [n for n in names if ENCODER_NAME.fullmatch(n) and n not in own and not is_twin(n)]
 
 
 def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
@@ -63,11 +64,7 @@ def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
             left_out[name] = problem
         elif name not in encoders:
             encoders.append(name)
-    for name in list(encoders):  # a shuffled twin runs only where its base does
-        base = shuffled_base_of(name, settings.encode.shuffled_base)
-        if base and base not in encoders and not lake.embedding_file(base).exists():
-            encoders.remove(name)
-            left_out[name] = f"permutes the vectors of {base!r}, which cannot run here ({left_out.get(base, 'not offered')})"
+    _drop_twins_without_inputs(encoders, left_out, lake, settings)
     cells = study_cells(settings)
     recommenders = list(dict.fromkeys(r for e, r in cells if e != NO_AUDIO_ENCODER))
     references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
@@ -75,9 +72,30 @@ def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
                        left_out)
 
 
+def _drop_twins_without_inputs(encoders: list[str], left_out: dict[str, str], lake: LakePaths,
+                               settings: ExperimentSettings) -> None:
+    """Remove (in place) the twins whose base cannot run here, and the hybrids without usable metadata."""
+    shuffled_base = settings.encode.shuffled_base
+    hybrids = any(hybrid_base_of(n) is not None for n in encoders)
+    no_metadata = metadata_problem(lake.raw, settings.hybrid) if hybrids else None  # read tracks.csv once
+    for name in sorted(encoders, key=lambda n: len(twin_chain(n, shuffled_base))):  # bases before their twins
+        base = twin_base_of(name, shuffled_base)
+        if base is None:
+            continue
+        verb = "puts track metadata beside" if hybrid_base_of(name) else "permutes"
+        if base not in encoders and not lake.embedding_file(base).exists():
+            encoders.remove(name)
+            why = left_out.get(base, "not offered")
+            left_out[name] = f"{verb} the vectors of {base!r}, which cannot run here ({why})"
+        elif hybrid_base_of(name) is not None and no_metadata:
+            encoders.remove(name)
+            left_out[name] = no_metadata
+
+
 def _control_problem(name: str, lake: LakePaths) -> str | None:
-    """Controls (``random``, ``shuffled``, ``shuffled_<encoder>``) always run; any other name needs its file."""
-    if name in ("random", "shuffled") or name.startswith("shuffled_") or lake.embedding_file(name).exists():
+    """Controls (``random``, ``shuffled``) and twins (``shuffled_<encoder>``, ``hybrid_<encoder>``) always run;
+    any other name needs its file."""
+    if name == "random" or is_twin(name) or lake.embedding_file(name).exists():
         return None
     return f"not built in, and {lake.embedding_file(name)} does not exist (drop your vectors there)"
 

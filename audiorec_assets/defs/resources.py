@@ -23,6 +23,9 @@ from audiorec_assets.settings import ExperimentSettings, LakePaths, SettingsErro
 
 SNAPSHOT_FILE = "settings.json"
 TORCH_POOL = "torch"  # encoding and training steps: limit in dagster.yaml (concurrency: pools)
+# on a Dask cluster the pool is a worker resource: a torch step runs on a worker started with
+# `--resources torch=1` (defs/executors.py); other executors ignore the tag
+TORCH_OP_TAGS = {"dagster-dask/resource_requirements": json.dumps({TORCH_POOL: 1})}
 
 
 def _config_type(annotation: Any, name: str) -> Any:

@@ -4,11 +4,13 @@ Each observation reports a content fingerprint as the source's data version; an 
 materialized from an older version shows as stale in the UI, and the automation condition
 (``defs/automation.py``) re-materializes it. What each source covers:
 
-* ``audiorec/raw_log``: every file under ``raw/`` except audio (the log, ``tracks.csv``);
+* ``audiorec/raw_log``: every file under ``raw/`` except audio (the log, ``tracks.csv``, the synthetic-log
+  marker ``listens.synthetic.json``, so writing a new mock log is a new version);
 * ``audiorec/raw_audio``: the audio files (sizes and mtimes first; only files that changed are hashed);
 * ``audiorec/encoder_inputs`` (per encoder): what that encoder reads besides the catalogue — the
   audio's content for an audio encoder, its weights folder and ``encode`` settings, a user's ``.npy``,
-  the base's vectors for a shuffled twin, the seed for ``random`` (which reads no audio: replacing
+  the base's vectors for a shuffled twin (with the seed) or a hybrid (with the ``hybrid`` settings; its
+  metadata comes through ``audiorec/tracks``), the seed for ``random`` (which reads no audio: replacing
   an audio file leaves it alone);
 * ``audiorec/settings/<part>``: the settings each layer depends on, so editing ``shallow.max_epochs``
   makes only the ``shallow`` partitions stale and editing ``ks`` only the metrics.
@@ -20,10 +22,10 @@ import dagster as dg
 
 from audiorec_assets.defs.partitions import ENCODERS, RECOMMENDERS, REFERENCES
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.encoders import AUDIO_ENCODERS, shuffled_base_of
+from audiorec_assets.encoders import AUDIO_ENCODERS, hybrid_base_of, shuffled_base_of
 from audiorec_assets.encoders.availability import weights_files
 from audiorec_assets.encoders.base import EncoderContext
-from audiorec_assets.fingerprints import ContentHashes, combine, visible_files
+from audiorec_assets.fingerprints import ContentHashes, combine, twin_input_version, visible_files
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 
 RAW_LOG = dg.AssetKey(["audiorec", "raw_log"])
@@ -95,9 +97,12 @@ def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSetti
         context = EncoderContext(models_dir=settings.encode.models_dir)
         weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights_files(name, context)]
         return combine("audio", audio, encode, weights)
+    hybrid_of = hybrid_base_of(name)
+    if hybrid_of is not None:
+        return twin_input_version("hybrid", hybrid_of, paths.embedding_file(hybrid_of), hashes,
+                                  settings.fingerprint("hybrid"))
     if base is not None:
-        base_file = paths.embedding_file(base)
-        return combine("shuffled", base, settings.seed, hashes.of(base_file) if base_file.exists() else "missing")
+        return twin_input_version("shuffled", base, paths.embedding_file(base), hashes, settings.seed)
     if name == "random":
         return combine("random", settings.seed, settings.encode.shuffled_base)
     user_file = paths.embedding_file(name)

@@ -23,18 +23,65 @@ AUDIO_ENCODERS: dict[str, str] = {
 # Controls computed from other vectors, not from audio (see encoders/controls.py).
 CONTROL_ENCODERS: tuple[str, ...] = ("shuffled", "random")
 
-# `shuffled_<encoder>`: that encoder's vectors permuted across tracks (its own shuffled twin);
-# plain `shuffled` permutes the vectors of the setting encode.shuffled_base.
+# Twins: encoders computed from another encoder's stored vectors (`defs/embeddings.py` waits for that base).
+# `shuffled_<encoder>`: that encoder's vectors permuted across tracks (its own shuffled twin); plain
+# `shuffled` permutes the vectors of the setting encode.shuffled_base.
 SHUFFLED_PREFIX = "shuffled_"
+# `hybrid_<encoder>`: that encoder's vectors beside standardised tracks.csv metadata (encoders/hybrid.py).
+HYBRID_PREFIX = "hybrid_"
+TWIN_PREFIXES: tuple[str, ...] = (SHUFFLED_PREFIX, HYBRID_PREFIX)
+
+
+def _after(name: str, prefix: str) -> str | None:
+    return name[len(prefix):] if name.startswith(prefix) and len(name) > len(prefix) else None
 
 
 def shuffled_base_of(name: str, shuffled_base: str) -> str | None:
     """The encoder whose vectors the control ``name`` permutes (``None``: ``name`` is no shuffled control)."""
     if name == "shuffled":
         return shuffled_base
-    if name.startswith(SHUFFLED_PREFIX) and len(name) > len(SHUFFLED_PREFIX):
-        return name[len(SHUFFLED_PREFIX):]
-    return None
+    return _after(name, SHUFFLED_PREFIX)
+
+
+def hybrid_base_of(name: str) -> str | None:
+    """The encoder whose vectors ``hybrid_<encoder>`` extends with metadata (``None``: no hybrid)."""
+    return _after(name, HYBRID_PREFIX)
+
+
+def twin_base_of(name: str, shuffled_base: str) -> str | None:
+    """The encoder whose stored vectors the twin ``name`` (shuffled or hybrid) is computed from; else ``None``."""
+    return shuffled_base_of(name, shuffled_base) or hybrid_base_of(name)
+
+
+def twin_chain(name: str, shuffled_base: str) -> list[str]:
+    """``name`` and the encoders it is computed from, nearest first (``hybrid_shuffled_mfcc`` →
+    ``[hybrid_shuffled_mfcc, shuffled_mfcc, mfcc]``); a cycle (``encode.shuffled_base: shuffled``) stops."""
+    chain = [name]
+    while (base := twin_base_of(chain[-1], shuffled_base)) is not None and base not in chain:
+        chain.append(base)
+    return chain
+
+
+def bad_hybrid(name: str, shuffled_base: str) -> bool:
+    """Whether ``name`` is, or is computed from, a hybrid of ``none`` (no vectors) or of another hybrid."""
+    chain = twin_chain(name, shuffled_base)
+    hybrids = [i for i, e in enumerate(chain) if hybrid_base_of(e) is not None]
+    return len(hybrids) > 1 or bool(hybrids and NO_AUDIO_ENCODER in chain[hybrids[0]:])
+
+
+def is_twin(name: str) -> bool:
+    """Whether ``name`` is computed from another encoder's vectors (independent of the settings)."""
+    return name == "shuffled" or any(_after(name, p) is not None for p in TWIN_PREFIXES)
+
+
+def twin_order(name: str) -> tuple[int, str]:
+    """Sort key that puts every encoder after the encoders its vectors are computed from (plain ``shuffled``
+    counts as one step): for running the partitions of one round in order."""
+    depth, rest = 0, name
+    while is_twin(rest):
+        depth += 1
+        rest = next((r for p in TWIN_PREFIXES if (r := _after(rest, p)) is not None), "")
+    return depth, name
 
 
 # No audio at all: a (tracks × 0) array; recommenders learn item ids instead (or use none).

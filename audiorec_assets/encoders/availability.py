@@ -1,4 +1,5 @@
-"""Can a built-in audio encoder run on this machine? A cheap look for its weights, never a load or a download.
+"""Can a built-in encoder run here? For an audio encoder, a cheap look for its weights, never a load or a
+download; for ``hybrid_<encoder>``, a look at the lake's ``raw/tracks.csv`` for usable metadata columns.
 
 The encoder partitions of the Dagster graph offer only encoders that can run here
 (``audiorec_assets/defs/partitions.py``); the reason an encoder cannot is shown instead.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from audiorec_assets.encoders import AUDIO_ENCODERS, audio_encoder_class
 from audiorec_assets.encoders.base import EncoderContext
+from audiorec_assets.settings import HybridSettings
 
 # encoders whose module says what is missing from their weights folder
 _REQUIREMENT_MODULES = {"jukemir", "musicfm", "encodecmae"}
@@ -47,3 +49,33 @@ def weights_files(name: str, context: EncoderContext) -> list[Path]:
     """The files of encoder ``name``'s weights folder (``<models_dir>/<name>``), for its input fingerprint."""
     folder = context.resolved_models_dir() / name
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+
+def metadata_problem(raw_dir: Path, hybrid: HybridSettings) -> str | None:
+    """``None`` when ``raw_dir`` has a ``tracks.csv`` (read as the ingest reads it) with at least one metadata
+    column that ``hybrid_<encoder>`` can use under the ``hybrid`` settings; else one sentence saying why not."""
+    from audiorec_assets.data.sources import Layout, SourceError, detect_source
+    from audiorec_assets.data.tracks import read_track_metadata
+    from audiorec_assets.encoders.hybrid import HybridError, metadata_columns, metadata_features
+
+    try:
+        source = detect_source(raw_dir)
+    except SourceError as err:
+        return f"needs the track metadata of tracks.csv, and there is no raw data to read yet ({err})"
+    if source.tracks_csv is None:
+        where = ("the Music4All-Onion layout has no tracks.csv" if source.layout is Layout.ONION
+                 else f"{raw_dir / 'tracks.csv'} does not exist")
+        return f"needs track metadata, but {where} (own catalogue: tracks.csv with track_id plus metadata columns)"
+    try:
+        metadata = read_track_metadata(source.tracks_csv)
+        if not metadata_columns(metadata):
+            return f"{source.tracks_csv} has no metadata columns besides track_id"
+        _, used, excluded = metadata_features(metadata, hybrid.columns, hybrid.max_categories)
+    except (SourceError, HybridError) as err:
+        return str(err)
+    except (ValueError, OSError) as err:  # a malformed csv: the ingest names it too
+        return f"{source.tracks_csv} cannot be read: {err}"
+    if not used:
+        why = "; ".join(f"{name}: {reason}" for name, reason in excluded.items())
+        return f"no metadata column of {source.tracks_csv} is usable ({why})"
+    return None

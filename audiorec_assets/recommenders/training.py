@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audiorec_assets.progress import epoch_message
 from audiorec_assets.recommenders.base import FitReport
 from audiorec_assets.settings import ExperimentSettings
 
@@ -121,10 +122,8 @@ def train_with_early_stopping(
         history.learning_rate.append(float(optimizer.param_groups[0]["lr"]))
         if not math.isfinite(monitored):
             raise FloatingPointError(f"{label}: loss became {monitored} in epoch {epoch}; lower the learning rate")
-        logger.info(
-            "%s epoch %d: train loss %.5f, %s %.5f", label, epoch, train_value,
-            "val loss" if val_loss is not None else "monitored", monitored,
-        )
+        logger.info(epoch_message(label, epoch, max_epochs, train_value,
+                                  "val loss" if val_loss is not None else "monitored", monitored))
         if scheduler is not None:
             scheduler.step(monitored)
         if checkpoint.update(epoch, monitored, net):

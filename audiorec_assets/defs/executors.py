@@ -1,0 +1,95 @@
+"""Where the steps run, chosen by configuration alone (README: "On a cluster").
+
+``$AUDIOREC_EXECUTOR`` names the executor of every job:
+
+* unset or ``multiprocess``: Dagster's default (one process per step, on this machine);
+* ``in_process``: every step in the run's own process;
+* ``dask``: ``dagster-dask`` — a ``distributed.LocalCluster``, a running scheduler (``existing``), or a batch
+  cluster through ``dask-jobqueue`` (``slurm``, ``pbs``, ...), as its config says;
+* ``k8s``: ``dagster-k8s``' ``k8s_job_executor`` — one Kubernetes Job per step.
+
+``$AUDIOREC_EXECUTOR_CONFIG`` names a YAML file holding that executor's config (what the launchpad shows under
+``execution: config:``); ``deploy/`` has one per setting. A run may still override it in its run config.
+
+Steps in the ``torch`` pool (encoding, training) carry :data:`TORCH_OP_TAGS`: on Dask they need a worker that
+declares the resource ``torch`` (start GPU workers with ``--resources torch=1``), which is how the pool's
+one-at-a-time rule and the GPU placement map onto a Dask cluster; other executors ignore the tag.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from audiorec_assets.defs.resources import TORCH_POOL as DASK_TORCH_RESOURCE
+
+EXECUTOR_ENV = "AUDIOREC_EXECUTOR"
+EXECUTOR_CONFIG_ENV = "AUDIOREC_EXECUTOR_CONFIG"
+# without a config file: a LocalCluster of two single-threaded worker processes, each able to run one torch step
+DEFAULT_DASK_CONFIG = {"cluster": {"local": {"n_workers": 2, "resources": {DASK_TORCH_RESOURCE: 1}}}}
+
+
+class ExecutorSettingError(ValueError):
+    """``$AUDIOREC_EXECUTOR`` or its config file is wrong; ``str(err)`` names which and why."""
+
+
+def _executors() -> dict[str, tuple[str, str, dict | None]]:
+    """Name → (module, attribute, default config) of each executor that can be chosen."""
+    return {
+        "multiprocess": ("dagster", "multiprocess_executor", None),
+        "in_process": ("dagster", "in_process_executor", None),
+        "dask": ("audiorec_assets.defs.dask_executor", "sealed_dask_executor", DEFAULT_DASK_CONFIG),
+        "k8s": ("dagster_k8s", "k8s_job_executor", None),
+    }
+
+
+def executor_config(path: Path) -> dict:
+    """The executor config in the YAML file ``path`` (a mapping; ``execution: config:`` around it is allowed)."""
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ExecutorSettingError(f"{EXECUTOR_CONFIG_ENV}={path}: cannot read it ({err.strerror})") from None
+    except yaml.YAMLError as err:
+        raise ExecutorSettingError(f"{EXECUTOR_CONFIG_ENV}={path}: not YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(config, dict):
+        raise ExecutorSettingError(f"{EXECUTOR_CONFIG_ENV}={path}: expected a mapping, got {type(config).__name__}")
+    if set(config) == {"execution"}:
+        config = (config["execution"] or {}).get("config", {}) or {}
+    return config
+
+
+def selected_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefinition | None:
+    """The executor ``env`` chooses (None: Dagster's default), with its config applied and validated."""
+    env = os.environ if env is None else env
+    name = (env.get(EXECUTOR_ENV) or "").strip() or "multiprocess"
+    known = _executors()
+    if name not in known:
+        raise ExecutorSettingError(f"{EXECUTOR_ENV}={name!r}: choose one of {', '.join(known)}")
+    module, attribute, default = known[name]
+    config_file = env.get(EXECUTOR_CONFIG_ENV)
+    config = executor_config(Path(config_file)) if config_file else default
+    if name == "multiprocess" and config is None:
+        return None
+    try:
+        executor = getattr(__import__(module, fromlist=[attribute]), attribute)
+    except ImportError as err:
+        raise ExecutorSettingError(f"{EXECUTOR_ENV}={name}: {err.name} is not installed "
+                                   f"(pip install -e '.[cluster]')") from None
+    if config is None:
+        return executor
+    _validate(name, executor, config, config_file)
+    return executor.configured(config, name=executor.name)
+
+
+def _validate(name: str, executor: dg.ExecutorDefinition, config: dict, config_file: str | None) -> None:
+    """Check ``config`` against the executor's schema now, not when the first run starts."""
+    from dagster._config import process_config
+
+    result = process_config(executor.config_schema.config_type, config)
+    if not result.success:
+        problems = "; ".join(e.message for e in result.errors)
+        raise ExecutorSettingError(f"executor {name} config ({config_file or 'default'}): {problems}")

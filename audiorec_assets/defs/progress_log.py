@@ -1,0 +1,104 @@
+"""The run's events, handed to a live display in the same process (``audiorec materialize``).
+
+:data:`LOGGERS` are the definitions' loggers: Dagster's console logger (the default) and
+``audiorec_progress``, a Dagster logger that turns each record of the run into a :class:`RunEvent` for
+whoever listens in this process (:func:`listening`). It is off unless a run's config names it, so runs of
+``dagster dev`` are untouched; in-process runs (the CLI's) switch it on.
+
+:func:`forwarded` brings a science module's Python log (the training loop's epochs) into the step's
+Dagster log for the time of a block, so the UI's run log and the display both see it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import dagster as dg
+
+PROGRESS_LOGGER = "audiorec_progress"
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """One record of a run: a Dagster event (``STEP_START``, ``STEP_SUCCESS``, ``STEP_FAILURE``, ``RUN_SUCCESS``,
+    ...; ``MESSAGE`` for a plain log line) with its step and message."""
+
+    kind: str
+    run_id: str
+    step_key: str | None
+    message: str
+    level: int = logging.INFO
+
+
+Listener = Callable[[RunEvent], None]
+_LISTENERS: list[Listener] = []
+
+
+@contextmanager
+def listening(listener: Listener) -> Iterator[None]:
+    """Hand every record of the in-process runs started inside the block to ``listener``."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
+
+
+class _ToListeners(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", None) or {}
+        dagster_event = meta.get("dagster_event")
+        kind = dagster_event.event_type_value if dagster_event is not None else "MESSAGE"
+        kind = {"PIPELINE_START": "RUN_START", "PIPELINE_SUCCESS": "RUN_SUCCESS",
+                "PIPELINE_FAILURE": "RUN_FAILURE"}.get(kind, kind)
+        event = RunEvent(kind, meta.get("run_id", ""), meta.get("step_key"),
+                         str(meta.get("orig_message", record.getMessage())), record.levelno)
+        for listener in list(_LISTENERS):
+            try:
+                listener(event)
+            except Exception:  # a display must never break a run
+                pass
+
+
+@dg.logger(description="Hands the run's records to a live display in the same process (audiorec materialize).")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = logging.Logger(PROGRESS_LOGGER, level=logging.DEBUG)
+    logger.addHandler(_ToListeners())
+    return logger
+
+
+LOGGERS = {"console": dg.colored_console_logger, PROGRESS_LOGGER: progress_logger}
+
+
+def run_config_loggers(console_level: str = "WARNING") -> dict:
+    """The ``loggers`` part of an in-process run's config: the display's logger on, the console quieter."""
+    return {"loggers": {PROGRESS_LOGGER: {}, "console": {"config": {"log_level": console_level}}}}
+
+
+class _ToDagsterLog(logging.Handler):
+    def __init__(self, log: dg.DagsterLogManager):
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.log(record.levelno, record.getMessage())
+
+
+@contextmanager
+def forwarded(logger_name: str, log: dg.DagsterLogManager, level: int = logging.INFO) -> Iterator[None]:
+    """Inside the block, ``logger_name``'s records at ``level`` or above also go to ``log``."""
+    logger = logging.getLogger(logger_name)
+    handler = _ToDagsterLog(log)
+    handler.setLevel(level)
+    old_level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)

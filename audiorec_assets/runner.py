@@ -1,0 +1,217 @@
+"""The commands that run the graph or read its state: ``audiorec demo``, ``materialize`` and ``status``.
+
+They run in-process through the study's jobs (``defs/execute.py``), on the instance of ``$DAGSTER_HOME`` when it
+is set (the runs then show in ``dagster dev``), else on a throw-away one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from audiorec_assets.settings import LakePaths, load_settings
+
+PREFIX = "[audiorec]"
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def instance() -> dg.DagsterInstance:
+    """The persistent Dagster instance when ``$DAGSTER_HOME`` is set (runs then show in ``dagster dev``)."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    return dg.DagsterInstance.ephemeral()
+
+
+def _definitions(lake_root: Path, inst: dg.DagsterInstance) -> dg.Definitions:
+    from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.run_health import fail_dead_runs
+
+    for run_id in fail_dead_runs(inst):
+        print(f"{PREFIX} run {run_id} was still marked running but its process is gone: marked failed", flush=True)
+    return build_definitions(lake_root)
+
+
+def step_count(defs: dg.Definitions, planned) -> int:
+    """How many steps (ops) ``planned`` executes."""
+    job = defs.resolve_job_def(planned.job)
+    return len(job.get_subset(asset_selection=set(planned.keys)).graph.nodes)
+
+
+def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
+    """Each failed step and failed check of ``result`` in one line: the user's error, not Dagster's wrapper."""
+    lines = [f"check failed: {e.asset_key.to_user_string()} {e.check_name}"
+             for e in result.get_asset_check_evaluations() if not e.passed]
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            lines.append(f"{event.step_key} failed: {error.message.strip() if error else ''}")
+    return lines
+
+
+def run_planned(defs: dg.Definitions, inst: dg.DagsterInstance, planned, run_config: dict | None = None) -> bool:
+    """One planned run with its checks; its failures printed in one line each."""
+    from audiorec_assets.defs.execute import execute
+
+    result = execute(defs, inst, planned, run_config=run_config or {})
+    for line in failure_lines(result):
+        print(f"{PREFIX}   {line}", file=sys.stderr if "failed:" in line else sys.stdout, flush=True)
+    if not result.success:
+        print(f"{PREFIX} {planned.label} failed (run {result.run_id}).", file=sys.stderr, flush=True)
+    return result.success
+
+
+# --- audiorec demo --------------------------------------------------------------------------------------------
+
+
+def demo(lake_root: Path) -> None:
+    """Write the demo data if ``raw/`` is empty, then bring the study up to date as Dagster's automation
+    would (``defs/execute.py``): observe the inputs, run what the automation conditions request, repeat."""
+    from audiorec_assets.cli import print_leaderboard, write_demo_settings
+    from audiorec_assets.defs.execute import bring_up_to_date
+    from audiorec_assets.defs.ingest import ensure_raw
+    from audiorec_assets.defs.partitions import lake_members, sync_partitions
+    from audiorec_assets.defs.resources import LakeResource
+
+    lake = LakePaths(lake_root)
+    lake.root.mkdir(parents=True, exist_ok=True)
+    write_demo_settings(lake)
+    settings = load_settings(lake.root)
+    print(f"{PREFIX} lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
+          f"recommenders {settings.recommenders})", flush=True)
+    ensure_raw(LakeResource(root=str(lake.root)))
+    inst = instance()
+    defs = _definitions(lake.root, inst)
+    wanted = lake_members(lake, settings)
+    sync_partitions(inst, wanted)
+    for name, why in wanted.left_out.items():
+        print(f"{PREFIX} not run: encoder {name!r} cannot run here: {why}", flush=True)
+
+    def run(planned) -> bool:
+        started = time.perf_counter()
+        print(f"{PREFIX} {planned.label} ...", flush=True)
+        ok = run_planned(defs, inst, planned, {"loggers": {"console": {"config": {"log_level": "INFO"}}}})
+        if ok:
+            print(f"{PREFIX} {planned.label} done in {time.perf_counter() - started:.1f} s", flush=True)
+        return ok
+
+    runs = bring_up_to_date(defs, inst, lake.root, run)
+    failed = [p.label for p, ok in runs if not ok]
+    if not runs:
+        print(f"{PREFIX} everything is up to date", flush=True)
+    elif failed:
+        print(f"{PREFIX} {len(failed)} of {len(runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
+    print_leaderboard(lake)
+    if failed:
+        raise SystemExit(EXIT_RUN_FAILED)
+
+
+# --- audiorec materialize -------------------------------------------------------------------------------------
+
+
+def materialize(lake_root: Path, encoders: list[str] | None, recommenders: list[str] | None,
+                select: str | None, force: bool, dry_run: bool = False, rich: bool | None = None) -> None:
+    """Bring the chosen cells up to date (``defs/plan.py``) with a live display (``live.py``)."""
+    from audiorec_assets.defs.execute import observe_sources
+    from audiorec_assets.defs.plan import PlanError, plan
+    from audiorec_assets.defs.progress_log import listening, run_config_loggers
+    from audiorec_assets.live import LiveProgress
+
+    lake = LakePaths(lake_root)
+    settings = load_settings(lake.root)
+    inst = instance()
+    defs = _definitions(lake.root, inst)
+    observe_sources(lake.root, inst)  # what the observe-inputs sensor would record: stale status is current
+    try:
+        chosen = plan(defs, inst, lake.root, settings, encoders, recommenders, select, force)
+    except PlanError as err:
+        print(f"{PREFIX} materialize: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_BAD_INPUT) from None
+    for line in chosen.skipped:
+        print(f"{PREFIX} {line}", flush=True)
+    if not chosen.runs:
+        print(f"{PREFIX} nothing to run: the chosen cells are up to date (--force reruns them)", flush=True)
+        return
+    counts = [step_count(defs, p) for p in chosen.runs]
+    print(f"{PREFIX} {len(chosen.runs)} run(s), {sum(counts)} step(s): "
+          + "; ".join(p.label for p in chosen.runs), flush=True)
+    if dry_run:
+        return
+    display = LiveProgress(sum(counts), rich=rich)
+    failed: list[str] = []
+    try:
+        with listening(display):
+            for planned, n in zip(chosen.runs, counts):
+                display.start_run(planned.label, n, n)
+                if not run_planned(defs, inst, planned, run_config_loggers()):
+                    failed.append(planned.label)
+    finally:
+        display.close()
+    if failed:
+        print(f"{PREFIX} {len(failed)} of {len(chosen.runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_RUN_FAILED)
+    print(f"{PREFIX} done: {len(chosen.runs)} run(s) in this instance "
+          f"({os.environ.get('DAGSTER_HOME') or 'a throw-away instance: set DAGSTER_HOME to keep them'})",
+          flush=True)
+
+
+# --- audiorec status ------------------------------------------------------------------------------------------
+
+
+def status_frame(lake_root: Path, observe: bool = True) -> tuple[pd.DataFrame, str]:
+    """Every layer and cell with its state, and a one-line header (the lake and the instance)."""
+    from audiorec_assets.defs.execute import observe_sources
+    from audiorec_assets.defs.status import fill_command, study_status
+
+    lake = LakePaths(lake_root)
+    settings = load_settings(lake.root)
+    inst = instance()
+    defs = _definitions(lake.root, inst)
+    if observe:
+        observe_sources(lake.root, inst)
+    status = study_status(defs, inst, lake.root, settings)
+    rows = []
+    for layer, states in (("ingest", status.ingest), ("embeddings", status.embeddings), ("cell", status.cells),
+                          ("tables", [status.tables])):
+        for s in states:
+            rows.append({"layer": layer, "asset": s.target.key.to_user_string(), "encoder": s.target.encoder or "",
+                         "recommender": s.target.recommender or "", "state": s.state, "detail": s.detail,
+                         "command": (fill_command([s]) or "") if layer == "cell" else ""})
+    where = os.environ.get("DAGSTER_HOME") or "a throw-away one (DAGSTER_HOME unset)"
+    return pd.DataFrame(rows), f"lake {lake.root} · Dagster instance {where}"
+
+
+def status(lake_root: Path, fmt: str = "table", observe: bool = True) -> None:
+    from audiorec_assets.queries import render
+
+    frame, header = status_frame(lake_root, observe)
+    if fmt != "table":
+        print(f"{PREFIX} {header}", file=sys.stdout if fmt == "markdown" else sys.stderr, flush=True)
+        print(render(frame, fmt))
+        return
+    print(f"{PREFIX} {header}")
+    for layer in ("ingest", "embeddings"):
+        part = frame[frame["layer"] == layer]
+        names = part["encoder"].where(part["encoder"] != "", part["asset"])
+        print(f"{layer}: " + " · ".join(f"{n} {s}" for n, s in zip(names, part["state"])))
+    cells = frame[frame["layer"] == "cell"]
+    grid = cells.pivot(index="encoder", columns="recommender", values="state").reindex(
+        index=list(dict.fromkeys(cells["encoder"])), columns=list(dict.fromkeys(cells["recommender"]))).fillna("-")
+    print(f"\ncells (encoder × recommender; '-' = no such cell):\n{grid.rename_axis(index=None, columns=None).to_string()}")
+    tables = frame[frame["layer"] == "tables"].iloc[0]
+    print(f"\ntables: {tables['asset']} {tables['state']}")
+    notes = cells[cells["detail"] != ""]
+    for _, row in notes.iterrows():
+        print(f"  {row['encoder']} × {row['recommender']}: {row['state']}: {row['detail']}")
+    todo = cells[cells["command"] != ""]
+    if len(todo):
+        print("\nto fill:")
+        for _, row in todo.iterrows():
+            print(f"  {row['encoder']} × {row['recommender']} ({row['state']}): {row['command']}")

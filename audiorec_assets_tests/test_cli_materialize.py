@@ -1,0 +1,117 @@
+"""``audiorec materialize`` and ``audiorec status`` on a small own-catalogue lake with a persistent instance: the
+grid as Dagster sees it (missing, not runnable, materialized, stale, failed), the runs ``materialize`` makes for
+a part of the study, its progress lines, and its one-line errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from audiorec_assets.cli import main
+from audiorec_assets.defs.plan import PlanError, chosen_cells
+from audiorec_assets.defs.partitions import LakeMembers
+from audiorec_assets.defs.status import State, cell_target, fill_command
+from audiorec_assets.settings import ExperimentSettings
+from audiorec_assets_tests.helpers import write_own
+from audiorec_assets_tests.test_pipeline import small_log
+
+SETTINGS = ("encoders: [mfcc, random, mert]\nrecommenders: [knn, popularity]\nks: [5, 10]\ntop_n: 30\n"
+            "encode: {shuffled_base: mfcc, models_dir: %s}\n")
+
+
+def status(lake, capsys) -> dict[tuple[str, str], dict]:
+    main(["--lake", str(lake), "status", "--format", "json"])
+    return {(r["encoder"], r["recommender"] or r["asset"]): r for r in json.loads(capsys.readouterr().out)}
+
+
+def materialize(lake, capsys, *args: str) -> str:
+    main(["--lake", str(lake), "materialize", "--plain", *args])
+    return capsys.readouterr().out
+
+
+def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, capsys):
+    write_own(lake / "raw", small_log(n_new=4))
+    (lake / "experiment.yaml").write_text(SETTINGS % (tmp_path / "no-weights"))
+
+    before = status(lake, capsys)
+    cells = {k: v["state"] for k, v in before.items() if v["layer"] == "cell"}
+    assert cells == {("mfcc", "knn"): "missing", ("random", "knn"): "missing", ("mert", "knn"): "not runnable",
+                     ("none", "popularity"): "missing"}
+    assert "weights" in before[("mert", "knn")]["detail"] and before[("mert", "knn")]["command"] == ""
+    assert before[("mfcc", "knn")]["command"] == "audiorec materialize --encoders mfcc --recommenders knn"
+
+    out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    assert "4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables
+    assert "[audiorec] step 1/14 listens, tracks, interactions, split_info: " in out and "[audiorec] step 14/14 " in out
+    assert "[audiorec]   embeddings: mfcc " in out and " tracks (" in out  # the encoder's progress, from the run's log
+    after = status(lake, capsys)
+    assert after[("mfcc", "knn")]["state"] == "materialized" and after[("random", "knn")]["state"] == "missing"
+    assert after[("", "audiorec/tracks")]["state"] == "materialized" and after[("", "audiorec/leaderboard")]["state"] \
+        == "materialized"
+
+    again = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    assert "nothing to run" in again and "is up to date" in again
+
+    # a setting of the recommendations changed: the cell is stale (not its vectors) and only it runs again
+    (lake / "experiment.yaml").write_text((SETTINGS % (tmp_path / "no-weights")).replace("top_n: 30", "top_n: 25"))
+    stale = status(lake, capsys)
+    assert stale[("mfcc", "knn")]["state"] == "stale"
+    assert stale[("mfcc", "knn")]["detail"] == "audiorec/settings/evaluate has a new data version"  # top_n is read there
+    assert stale[("mfcc", "audiorec/embeddings")]["state"] == "materialized"  # the vectors do not read top_n
+    rerun = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn", "--dry-run")
+    planned = rerun.split("run(s)")[1]  # the cell, then the tables: not the vectors, not the ingest
+    assert "2 run(s)" in rerun and "user_metrics[mfcc|knn]; comparison_bert" in planned and "embeddings" not in planned
+
+    # vectors that break the gate: the cell's run fails, status says failed, the exit code says so
+    materialize(lake, capsys, "--encoders", "random", "--recommenders", "knn")
+    # one asset of a cell selected alone, its upstream file gone: the failure names what to materialize
+    (lake / "tables" / "recommendations" / "random__knn.parquet").unlink()
+    with pytest.raises(SystemExit):
+        materialize(lake, capsys, "--encoders", "random", "--recommenders", "knn", "--select", "key:audiorec/metrics")
+    assert "audiorec/recommendations is not materialized" in capsys.readouterr().err
+    vectors = np.load(lake / "embeddings" / "random.npy")
+    vectors[0, 0] = np.nan
+    np.save(lake / "embeddings" / "random.npy", vectors)
+    with pytest.raises(SystemExit) as failed:
+        materialize(lake, capsys, "--encoders", "random", "--recommenders", "knn", "--force", "--select",
+                    "group:recommenders")
+    assert failed.value.code == 1
+    assert "vectors" in capsys.readouterr().err
+    assert status(lake, capsys)[("random", "knn")]["state"] == "failed"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--encoders", "mfccc"], "encoder 'mfccc' cannot run here: not built in, and"),
+    (["--recommenders", "knnn"], "unknown recommender 'knnn'"),
+    (["--encoders", "mfcc", "--recommenders", "popularity"], "no cell of encoders ['mfcc'] × recommenders"),
+    (["--select", "key:audiorec/nothing"], "selects no asset"),
+])
+def test_materialize_names_what_it_cannot_run(lake, dagster_home, tmp_path, capsys, args, message):
+    write_own(lake / "raw", small_log())
+    (lake / "experiment.yaml").write_text(SETTINGS % (tmp_path / "no-weights"))
+    with pytest.raises(SystemExit) as stopped:
+        main(["--lake", str(lake), "materialize", *args])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_chosen_cells_pair_encoders_and_recommenders_as_the_study_does():
+    settings = ExperimentSettings(encoders=["mfcc", "random"], recommenders=["knn", "popularity"])
+    members = LakeMembers({"encoder": ["mfcc", "random"], "recommender": ["knn"], "reference": ["popularity"]},
+                          {"mert": "no weights"})
+    assert chosen_cells(settings, members, None, None) == [("mfcc", "knn"), ("random", "knn"), ("none", "popularity")]
+    assert chosen_cells(settings, members, ["random"], None) == [("random", "knn")]
+    assert chosen_cells(settings, members, ["none"], ["popularity"]) == [("none", "popularity")]
+    with pytest.raises(PlanError, match="'mert' cannot run here: no weights"):
+        chosen_cells(settings, members, ["mert"], None)
+
+
+def test_fill_command_names_the_cells_that_need_a_run():
+    states = [State(cell_target("mfcc", "knn"), "missing"), State(cell_target("random", "knn"), "materialized"),
+              State(cell_target("none", "als"), "stale")]
+    assert fill_command(states[:2]) == "audiorec materialize --encoders mfcc --recommenders knn"
+    assert fill_command(states[2:]) == "audiorec materialize --encoders none --recommenders als"
+    assert fill_command(states[1:2]) is None
