@@ -168,7 +168,7 @@ def answer(what: str, fmt: str, ask) -> None:
 
 
 def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int | None, taste: str | None) -> None:
-    """Write ``raw/listens.csv`` (+ its synthetic marker) for the lake's catalogue (``data/mock_logs.py``)."""
+    """Write ``raw/listens.csv`` (+ its synthetic marker) for the lake's catalogue (``data/mock_logs/``)."""
     from audiorec_assets.data.mock_logs import MockLogConfig, write_mock_logs
     from audiorec_assets.settings import load_settings
 

@@ -149,7 +149,7 @@ def materialize(lake_root: Path, encoders: list[str] | None, recommenders: list[
     try:
         with listening(display):
             for planned, n in zip(chosen.runs, counts):
-                display.start_run(planned.label, n, n)
+                display.start_run(planned.job + (f"[{planned.partition_key}]" if planned.partition_key else ""), n, n)
                 if not run_planned(defs, inst, planned, run_config_loggers()):
                     failed.append(planned.label)
     finally:

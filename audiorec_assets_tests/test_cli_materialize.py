@@ -44,7 +44,8 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
 
     out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
     assert "4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables
-    assert "[audiorec] step 1/14 listens, tracks, interactions, split_info: " in out and "[audiorec] step 14/14 " in out
+    assert "[audiorec] step 1/14 ingest_job: " in out and "[audiorec] step 14/14 " in out
+    assert "step 7/14 cells_job[mfcc|knn]: models ..." in out
     assert "[audiorec]   embeddings: mfcc " in out and " tracks (" in out  # the encoder's progress, from the run's log
     after = status(lake, capsys)
     assert after[("mfcc", "knn")]["state"] == "materialized" and after[("random", "knn")]["state"] == "missing"

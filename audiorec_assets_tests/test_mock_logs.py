@@ -1,4 +1,4 @@
-"""Mock listening logs (data/mock_logs.py): reproducible, warm users, cold tracks after the real split,
+"""Mock listening logs (data/mock_logs/): reproducible, warm users, cold tracks after the real split,
 measurable tastes, a synthetic marker that the ingest carries into split_info, and clear refusals."""
 
 import json

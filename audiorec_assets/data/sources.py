@@ -18,7 +18,7 @@ from audiorec_assets.lakeio import atomic_path
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "track_id", "timestamp")
 ONION_LOG = "userid_trackid_timestamp.tsv"
 OWN_LOGS: tuple[str, ...] = ("listens.csv", "listens.tsv", "listens.parquet")
-# beside a listening log that ``audiorec mock-logs`` wrote (data/mock_logs.py): the log is not real behaviour
+# beside a listening log that ``audiorec mock-logs`` wrote (data/mock_logs/): the log is not real behaviour
 SYNTHETIC_MARKER = "listens.synthetic.json"
 
 
