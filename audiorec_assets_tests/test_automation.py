@@ -210,7 +210,12 @@ def test_no_dagster_internals_and_no_own_planner():
     files = [*root.joinpath("audiorec_assets").rglob("*.py"), *root.joinpath("audiorec_assets_tests").rglob("*.py"),
              *root.joinpath("bench").rglob("*.py")]
     internal = re.compile(r"^\s*(from|import)\s+dagster\._", re.MULTILINE)
-    assert [str(f) for f in files if internal.search(f.read_text())] == []
+    # the only places that need Dagster's internals, each saying why in its docstring: the stale status the UI
+    # shows (no public API), an executor built on dagster-dask's, and validating instance settings offline
+    allowed = {"audiorec_assets/defs/status.py", "audiorec_assets/defs/dask_executor.py",
+               "audiorec_assets_tests/test_cluster.py"}
+    using = {str(f.relative_to(root)) for f in files if internal.search(f.read_text())}
+    assert using == allowed
     assert not root.joinpath("audiorec_assets", "defs", "lineage.py").exists()
     assert "plan_study_runs" not in root.joinpath("audiorec_assets", "defs", "automation.py").read_text()
 

@@ -56,7 +56,7 @@ def test_the_slurm_settings_make_a_gpu_job_script_with_the_torch_resource(monkey
 
 
 def test_the_kubernetes_settings_load(monkeypatch, tmp_path):
-    from dagster._config import process_config
+    from dagster._config import process_config  # Dagster checks instance settings only internally (offline)
     from dagster._core.instance.config import dagster_instance_config
     from dagster._core.instance.ref import InstanceRef
     from dagster_k8s import K8sRunLauncher

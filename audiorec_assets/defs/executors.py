@@ -86,10 +86,19 @@ def selected_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
 
 
 def _validate(name: str, executor: dg.ExecutorDefinition, config: dict, config_file: str | None) -> None:
-    """Check ``config`` against the executor's schema now, not when the first run starts."""
-    from dagster._config import process_config
+    """Check ``config`` against the executor's schema now, not when the first run starts (Dagster's own run-config
+    validation, on a one-op job that uses the executor)."""
 
-    result = process_config(executor.config_schema.config_type, config)
-    if not result.success:
-        problems = "; ".join(e.message for e in result.errors)
-        raise ExecutorSettingError(f"executor {name} config ({config_file or 'default'}): {problems}")
+    @dg.op
+    def _noop() -> None:
+        return None
+
+    @dg.job(executor_def=executor)
+    def _probe() -> None:
+        _noop()
+
+    try:
+        dg.validate_run_config(_probe, {"execution": {"config": config}})
+    except dg.DagsterInvalidConfigError as err:
+        problems = "; ".join(e.message for e in err.errors)
+        raise ExecutorSettingError(f"executor {name} config ({config_file or 'default'}): {problems}") from None
