@@ -4,8 +4,9 @@ Each asset partition gets one of :data:`STATES`: ``running`` and ``failed`` from
 status (:meth:`dagster.DagsterInstance.get_status_by_partition`; for unpartitioned assets the asset record's
 last planned and failed materialization), ``missing`` / ``stale`` / ``materialized`` from Dagster's own
 stale-status resolver — the code behind the UI's "Stale" badge and behind sensors' ``stale_assets_only``
-(data versions of the observed inputs and of the code versions; ``dagster._core``, so this module is the one
-place that touches it). ``not runnable`` comes from the lake itself (``defs/partitions.py: lake_members``:
+(data versions of the observed inputs and of the code versions). It lives in ``dagster._core``: Dagster has no
+public API for a partition's stale status (the UI reads it over GraphQL), so this module is the one place that
+touches it, and ``test_automation.py`` keeps it that way. ``not runnable`` comes from the lake itself (``defs/partitions.py: lake_members``:
 weights absent, a dropped-in file missing).
 """
 
