@@ -21,9 +21,10 @@ LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrat
                        "recall", "n_users", "n_seeds"]
 
 
-def write_demo_settings(lake: LakePaths) -> bool:
-    """Write the demo's settings as ``<lake>/experiment.yaml`` when the demo will be generated (``raw/`` empty)
-    and the lake has no settings yet; never overwrites a user's file. Returns whether it wrote."""
+def write_demo_settings(lake: LakePaths, dataset: str = "demo") -> bool:
+    """Write the settings of ``dataset`` (``demo``, ``classical``) as ``<lake>/experiment.yaml`` when its data will
+    be generated (``raw/`` empty) and the lake has no settings yet; never overwrites a user's file. Returns whether
+    it wrote."""
     from importlib import resources
 
     from audiorec_assets.lakeio import atomic_path, process_staging
@@ -33,7 +34,7 @@ def write_demo_settings(lake: LakePaths) -> bool:
     raw_has_data = lake.raw.exists() and any(not p.name.startswith(".") for p in lake.raw.iterdir())
     if target.exists() or raw_has_data:
         return False
-    text = resources.files("audiorec_assets.data").joinpath("demo_experiment.yaml").read_text()
+    text = resources.files("audiorec_assets.data").joinpath(f"{dataset}_experiment.yaml").read_text()
     with atomic_path(target, staging=process_staging(lake.staging)) as tmp:
         tmp.write_text(text)
     print(f"[audiorec] wrote the demo's settings to {target} (sized for the demo; see the comments in it)", flush=True)
@@ -208,7 +209,10 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lake", type=Path, default=None, help="lake directory (default: $AUDIOREC_LAKE or ./data_lake)")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="write the demo data if raw/ is empty and run the whole study")
+    demo_parser = commands.add_parser("demo", help="write the demo data if raw/ is empty and run the whole study")
+    demo_parser.add_argument("--dataset", choices=("demo", "classical"), default="demo",
+                             help="demo: synthetic tones (no extra packages); classical: excerpts of the music21 "
+                                  "corpus rendered with FluidSynth, with a mock listening log")
     formats = argparse.ArgumentParser(add_help=False)
     formats.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     sql_parser = commands.add_parser("sql", parents=[formats], help="run a read-only SQL query on the warehouse")
@@ -260,7 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     from audiorec_assets import runner
 
     if args.command == "demo":
-        runner.demo(lake_root)
+        runner.demo(lake_root, args.dataset)
     elif args.command == "materialize":
         answer_errors("materialize", lambda: runner.materialize(
             lake_root, args.encoders, args.recommenders, args.select, args.force, args.dry_run,

@@ -71,9 +71,40 @@ def run_planned(defs: dg.Definitions, inst: dg.DagsterInstance, planned, run_con
 # --- audiorec demo --------------------------------------------------------------------------------------------
 
 
-def demo(lake_root: Path) -> None:
-    """Write the demo data if ``raw/`` is empty, then bring the study up to date as Dagster's automation
-    would (``defs/execute.py``): observe the inputs, run what the automation conditions request, repeat."""
+DATASETS = ("demo", "classical")
+
+
+def prepare_classical(lake: LakePaths, seed: int, n_works: int = 300) -> None:
+    """Into an empty (or classical) ``raw/``: the classical catalogue (``data/classical/``, cached between builds),
+    then a mock listening log whose tastes follow composer and instrumentation (``data/mock_logs/``)."""
+    from audiorec_assets.data.classical import (ClassicalError, ForeignRawError, RendererMissing, build_classical_raw,
+                                                default_cache_dir)
+    from audiorec_assets.data.mock_logs import MockLogConfig, write_mock_logs
+
+    last = [0.0]
+
+    def progress(done: int, total: int, message: str) -> None:
+        if done == total or time.monotonic() - last[0] >= 5:
+            last[0] = time.monotonic()
+            print(f"{PREFIX} classical: {done}/{total} works ({message})", flush=True)
+
+    try:
+        report = build_classical_raw(lake.raw, default_cache_dir(), n_works=n_works, progress=progress)
+    except (ForeignRawError, RendererMissing, ClassicalError, ImportError) as err:
+        raise SystemExit(f"{PREFIX} demo --dataset classical: {err}") from None
+    print(f"{PREFIX} {report.summary()}", flush=True)
+    if not any(lake.raw.glob("listens.*")) or (lake.raw / "listens.synthetic.json").exists():
+        mock = write_mock_logs(lake.raw, MockLogConfig(seed=seed, taste_columns=("composer", "instrumentation")),
+                               staging=lake.staging)
+        print(f"{PREFIX} mock listening log: {mock.rows} listens by {mock.users} users, tastes over "
+              f"{list(mock.taste_columns)}, {mock.cold_tracks} cold tracks (synthetic: audiorec.split_info says so)",
+              flush=True)
+
+
+def demo(lake_root: Path, dataset: str = "demo") -> None:
+    """Write the demo data if ``raw/`` is empty (``dataset``: the synthetic demo, or the classical catalogue with a
+    mock log), then bring the study up to date as Dagster's automation would (``defs/execute.py``): observe the
+    inputs, run what the automation conditions request, repeat."""
     from audiorec_assets.cli import print_leaderboard, write_demo_settings
     from audiorec_assets.defs.execute import bring_up_to_date
     from audiorec_assets.defs.ingest import ensure_raw
@@ -82,8 +113,10 @@ def demo(lake_root: Path) -> None:
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
-    write_demo_settings(lake)
+    write_demo_settings(lake, dataset)
     settings = load_settings(lake.root)
+    if dataset == "classical":
+        prepare_classical(lake, settings.seed)
     print(f"{PREFIX} lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
           f"recommenders {settings.recommenders})", flush=True)
     ensure_raw(LakeResource(root=str(lake.root)))
