@@ -14,6 +14,7 @@ def cell_states(lake, capsys) -> dict[tuple[str, str], str]:
     return {(r["encoder"], r["recommender"]): r["state"] for r in rows if r["layer"] == "cell"}
 
 
+@pytest.mark.slow  # ≈ 2 min: the whole demo three times
 def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys):
     (lake / "experiment.yaml").write_text(
         "encoders: [mfcc, random]\nrecommenders: [knn, popularity]\nencode: {shuffled_base: mfcc}\n")
