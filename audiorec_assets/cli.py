@@ -261,6 +261,13 @@ def main(argv: list[str] | None = None) -> None:
                                   "artist, genre, style, instrumentation, period, era where present)")
     args = parser.parse_args(argv)
     lake_root = (args.lake or default_lake()).resolve()
+    if args.command in ("demo", "materialize", "status"):  # Dagster's notes on its beta APIs are not for users
+        import warnings
+
+        import dagster as dg
+
+        for category in (dg.BetaWarning, dg.PreviewWarning):
+            warnings.filterwarnings("ignore", category=category)
     from audiorec_assets import runner
 
     if args.command == "demo":
