@@ -90,6 +90,7 @@ def test_a_model_setting_reruns_only_that_recommender(study):
     assert not [s for s in changed if s.startswith(("models", "embeddings")) or "popularity" in s], changed
 
 
+@pytest.mark.slow  # ≈ 45 s: two real automation rounds around a failed check
 def test_a_failed_check_holds_the_models_and_a_fixed_file_flows_through(study):
     lake, defs, instance = study
     bring(lake, defs, instance)

@@ -93,6 +93,7 @@ class IngestProcess:
             self.log.close()
 
 
+@pytest.mark.slow  # ≈ 45 s: eight real processes killed mid-ingest
 def test_killed_ingests_leave_a_complete_set_and_a_rerun_succeeds(tmp_path):
     lake = tmp_path / "lake"
     raws = {1: tmp_path / "raw_v1", 2: tmp_path / "raw_v2"}
