@@ -42,6 +42,7 @@ def bring(lake: Path, defs: dg.Definitions, instance: dg.DagsterInstance) -> lis
     return [f"{key.path[-1]}[{p.partition_key or ''}]" for p, _ in runs for key in p.keys]
 
 
+@pytest.mark.slow  # ≈ 1.5 min: fills the study, then reruns after an audio change
 def test_fills_the_study_then_reruns_exactly_what_changed(study):
     lake, defs, instance = study
     first = bring(lake, defs, instance)
