@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from audiorec_assets.data.sources import find_audio
+from audiorec_assets.data.tracks import read_track_metadata
 
 
 def read_catalogue(raw_dir: Path) -> tuple[pd.DataFrame, int]:
@@ -20,12 +21,7 @@ def read_catalogue(raw_dir: Path) -> tuple[pd.DataFrame, int]:
     tracks_csv = raw_dir / "tracks.csv"
     if not tracks_csv.exists():
         return pd.DataFrame({"track_id": pd.Series(sorted(audio), dtype=object)}), 0
-    meta = pd.read_csv(tracks_csv, dtype=str, keep_default_na=False)
-    if "track_id" not in meta.columns:
-        raise ValueError(f"{tracks_csv}: needs a track_id column; found {list(meta.columns)}")
-    duplicated = meta["track_id"][meta["track_id"].duplicated()]
-    if len(duplicated):
-        raise ValueError(f"{tracks_csv}: track_id {duplicated.iloc[0]!r} appears more than once")
+    meta = read_track_metadata(tracks_csv)  # as the ingest reads it (a SourceError is a ValueError)
     with_audio = meta[meta["track_id"].isin(audio)]
     without_row = sorted(set(audio) - set(meta["track_id"]))
     extra = pd.DataFrame({"track_id": without_row, **{c: "" for c in meta.columns if c != "track_id"}})
