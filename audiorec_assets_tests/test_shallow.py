@@ -284,3 +284,59 @@ def test_encoder_none_learns_item_ids_saves_and_reloads(preset, tmp_path: Path):
     loaded = ShallowRecommender.load(tmp_path, settings_for(preset, id_dim=12), data, no_audio)
     users = np.arange(data.n_users)
     assert np.array_equal(model.recommend(users, 10).scores, loaded.recommend(users, 10).scores)
+
+
+class _DefinitionNet:
+    """Mixin: every embedding computed straight from its definition, row by row (no normalised item table kept,
+    no once-per-distinct-index gathering) — how the net computed them before those shortcuts."""
+
+    def user_embeddings(self, users):
+        return self.unit_user_vectors(users)
+
+    def item_embeddings(self, items):
+        return self.unit_item_vectors(items)
+
+
+class _DefinitionShallow(ShallowRecommender):
+    @classmethod
+    def build_net(cls, config, item_vectors):
+        from audiorec_assets.recommenders import shallow
+
+        net_class = type("DefinitionShallowNet", (_DefinitionNet, shallow.ShallowNet), {})
+        return net_class(shallow.ShallowConfig(**config), item_vectors)
+
+
+@pytest.mark.parametrize("preset,extra", [("guide", {}), ("guide", {"hidden_dim": 8}), ("paper_code", {}),
+                                          ("paper_code", {"hidden_dim": 8})])
+@pytest.mark.parametrize("encoder", ["audio", "none"])
+def test_shortcuts_give_the_same_trajectory_and_scores_as_the_definition(dataset, preset, extra, encoder):
+    """The normalised frozen item table and the once-per-distinct-row embeddings change no number beyond float
+    rounding: the same losses epoch by epoch, the same best epoch, the same scores and lists.
+
+    (Rounding differences grow with epochs where Adam scales tiny gradients up — learned ids under paper_code
+    drift by ~1e-5 after 2 epochs and ~1e-3 after 5 — so the comparison stops at 3 epochs.)"""
+    data, vectors = dataset
+    if encoder == "none":
+        vectors = np.zeros((data.n_items, 0), dtype=np.float32)
+    settings = settings_for(preset, max_epochs=3, **extra)
+    fast, reference = ShallowRecommender(settings), _DefinitionShallow(settings)
+    fast_report, reference_report = fast.fit(data, vectors.copy()), reference.fit(data, vectors.copy())
+    np.testing.assert_allclose(fast_report.train_loss, reference_report.train_loss, rtol=1e-3)
+    np.testing.assert_allclose(fast_report.val_loss, reference_report.val_loss, rtol=1e-3)
+    assert fast_report.best_epoch == reference_report.best_epoch
+    users = np.arange(data.n_users)
+    fast_top, reference_top = fast.recommend(users, 10), reference.recommend(users, 10)
+    np.testing.assert_allclose(fast_top.scores, reference_top.scores, rtol=1e-3, atol=1e-4)
+    assert (fast_top.items == reference_top.items).mean() > 0.99  # only near-ties may swap
+
+
+def test_guide_frozen_items_are_normalised_once_per_fit(dataset, monkeypatch):
+    from audiorec_assets.recommenders import shallow
+
+    data, vectors = dataset
+    calls = []
+    original = shallow.ShallowNet.unit_item_vectors
+    monkeypatch.setattr(shallow.ShallowNet, "unit_item_vectors",
+                        lambda self, items: calls.append(items.numel()) or original(self, items))
+    ShallowRecommender(settings_for("guide", max_epochs=3)).fit(data, vectors.copy())
+    assert calls == [data.n_items]

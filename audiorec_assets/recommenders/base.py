@@ -5,12 +5,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
 from audiorec_assets.recommenders.data import InteractionData
 from audiorec_assets.settings import ExperimentSettings
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -89,33 +92,45 @@ def candidate_mask(data: InteractionData, candidates: np.ndarray | None) -> np.n
     return allowed
 
 
-def exclude_and_top_n(scores: np.ndarray, users: np.ndarray, data: InteractionData, n: int,
+def exclude_and_top_n(scores: np.ndarray | torch.Tensor, users: np.ndarray, data: InteractionData, n: int,
                       allowed: np.ndarray | None = None) -> TopN:
     """Mask each user's train items (and every item not ``allowed``) in a dense ``(len(users), n_items)``
     score block and take top-``n``.
 
-    Shared by score-everything models (shallow, bert4rec). ``scores`` is modified in place.
-    Within the top ``n``, equal scores are ordered by item index (ascending).
+    Shared by score-everything models (shallow, bert4rec, als). ``scores`` (a numpy array or a torch tensor
+    on any device) is modified in place. The selection is ``torch.topk`` on the block's device (multi-threaded
+    on CPU); order: score descending, equal scores by item index ascending, also where ties straddle the
+    ``n``-th place (those rows are re-ranked with a stable sort).
     """
-    if allowed is not None:
-        scores[:, ~allowed] = -np.inf
+    import torch
+
+    block = torch.from_numpy(scores) if isinstance(scores, np.ndarray) else scores
+    if allowed is not None and not allowed.all():
+        block.index_fill_(1, torch.as_tensor(np.flatnonzero(~allowed), device=block.device), -np.inf)
     rows, cols = history_mask_coords(users, data)
-    scores[rows, cols] = -np.inf
-    n_eff = min(n, scores.shape[1])
-    if n_eff == 0:
+    block[torch.as_tensor(rows, device=block.device), torch.as_tensor(cols, device=block.device)] = -np.inf
+    n_eff = min(n, block.shape[1])
+    if n_eff == 0 or len(users) == 0:
         empty = np.full((len(users), n), -1, dtype=np.int64)
         return TopN(users=users, items=empty, scores=np.full((len(users), n), np.nan, dtype=np.float32))
-    candidates = np.argpartition(-scores, n_eff - 1, axis=1)[:, :n_eff]
-    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-    # within the top n: score descending, then item index ascending (deterministic order of ties)
-    order = np.take_along_axis(candidates, np.lexsort((candidates, -candidate_scores), axis=1), axis=1)
-    items = order.astype(np.int64)
-    top_scores = np.take_along_axis(scores, order, axis=1).astype(np.float32)
-    invalid = ~np.isfinite(top_scores)
+    top_scores, order = torch.topk(block, n_eff, dim=1, largest=True, sorted=True)
+    # rows whose n-th score ties with an item left out: take the tied items with the lowest index
+    last = top_scores[:, -1:]
+    straddle = torch.isfinite(last.squeeze(1)) & ((block == last).sum(1) > (top_scores == last).sum(1))
+    if bool(straddle.any()):
+        fix = straddle.nonzero().squeeze(1)
+        ranked = torch.sort(block[fix], dim=1, descending=True, stable=True).indices[:, :n_eff]
+        order[fix], top_scores[fix] = ranked, torch.gather(block[fix], 1, ranked)
+    items = order.to("cpu", torch.int64).numpy()
+    top = top_scores.to("cpu", torch.float32).numpy()
+    # within the top n: score descending, then item index ascending (topk's order of equal scores is unspecified)
+    resort = np.lexsort((items, -top), axis=1)
+    items, top = np.take_along_axis(items, resort, axis=1), np.take_along_axis(top, resort, axis=1)
+    invalid = ~np.isfinite(top)
     items[invalid] = -1
-    top_scores[invalid] = np.nan
+    top[invalid] = np.nan
     if n_eff < n:
         pad = n - n_eff
         items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
-        top_scores = np.pad(top_scores, ((0, 0), (0, pad)), constant_values=np.nan)
-    return TopN(users=users, items=items, scores=top_scores)
+        top = np.pad(top, ((0, 0), (0, pad)), constant_values=np.nan)
+    return TopN(users=users, items=items, scores=top)

@@ -144,19 +144,47 @@ class ShallowNet(nn.Module):
         elif config.projection == "shared_linear_relu":
             self.shared_projection = nn.Sequential(nn.Linear(config.audio_dim, config.hidden_dim), nn.ReLU())
         self.to(audio_vectors.device)
+        # the unit item vectors when they never change (fix_item_space), else None
+        self._unit_items: torch.Tensor | None = None
+        self.fix_item_space()
 
     @torch.no_grad()
     def init_users(self, mean_item_vectors: torch.Tensor) -> None:
         """Set each user to the mean of their train items, in the space where users live."""
         self.user_table.copy_(self.item_projection(mean_item_vectors))
 
-    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
-        """Unit-length user vectors, shape ``users.shape + (dim,)``."""
+    @property
+    def items_fixed(self) -> bool:
+        """Whether the unit item vectors never change during a fit (guide: frozen audio, no projection)."""
+        return not self.config.items_trainable and self.config.projection == "none"
+
+    def unit_user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """``normalize(shared_projection(user_table[users]))``, row by row (the definition)."""
         return F.normalize(self.shared_projection(self.user_table[users]), dim=-1)
 
-    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
-        """Unit-length item vectors, shape ``items.shape + (dim,)``."""
+    def unit_item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """``normalize(shared_projection(item_projection(item_table[items])))``, row by row (the definition)."""
         return F.normalize(self.shared_projection(self.item_projection(self.item_table[items])), dim=-1)
+
+    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        """Unit-length user vectors, shape ``users.shape + (dim,)``; each distinct user is computed once."""
+        return _once_per_index(self.unit_user_vectors, users, self.config.n_users)
+
+    def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
+        """Unit-length item vectors, shape ``items.shape + (dim,)``.
+
+        Frozen items without a projection are normalised once per fit (:meth:`fix_item_space`) and only
+        gathered here; otherwise each distinct item of the call is projected and normalised once.
+        """
+        if self._unit_items is not None:
+            return self._unit_items[items]
+        return _once_per_index(self.unit_item_vectors, items, self.config.n_items)
+
+    @torch.no_grad()
+    def fix_item_space(self) -> None:
+        """Normalise the frozen item table once (a no-op where the item space is learned)."""
+        if self.items_fixed:
+            self._unit_items = self.unit_item_vectors(torch.arange(self.config.n_items, device=self.item_table.device))
 
     def hinge_losses(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         """``max(0, margin - s_pos + s_neg)`` per (pair, negative), shape ``(rows, negatives)``.
@@ -174,6 +202,17 @@ class ShallowNet(nn.Module):
 
     def all_item_embeddings(self) -> torch.Tensor:
         return self.item_embeddings(torch.arange(self.config.n_items, device=self.item_table.device))
+
+
+def _once_per_index(embed: Callable[[torch.Tensor], torch.Tensor], index: torch.Tensor, table_rows: int) -> torch.Tensor:
+    """``embed(index)``, computed once per distinct index and gathered where ``index`` must repeat (more entries
+    than the table has rows): a paper_code step repeats each pair ``negatives`` times and draws 200 000 negative
+    users from every user; guide's negatives through a projection are 20 items per pair. Below that the sort
+    that finds the distinct entries costs more than it saves."""
+    if index.numel() <= table_rows:
+        return embed(index)
+    distinct, inverse = torch.unique(index, return_inverse=True)
+    return embed(distinct)[inverse]
 
 
 @dataclass(frozen=True)

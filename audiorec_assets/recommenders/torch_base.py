@@ -133,7 +133,8 @@ def recommend_in_batches(
     parts: list[TopN] = []
     for start in range(0, len(users), batch):
         block_users = users[start : start + batch]
-        scores = score_block(block_users).detach().to("cpu", torch.float32).numpy().copy()
+        # masked and ranked where it was scored (the GPU on cuda); only the top-n come back to the host
+        scores = score_block(block_users).detach().float()
         parts.append(exclude_and_top_n(scores, block_users, data, n, allowed))
     if not parts:
         return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))
