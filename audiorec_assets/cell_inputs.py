@@ -6,22 +6,19 @@ No Dagster here: the assets (``defs/models.py``) and the ``audiorec`` commands (
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin
 from audiorec_assets.encoders.run import embedding_problems
 from audiorec_assets.encoders.standardize import zscore_columns
-from audiorec_assets.recommenders.data import InteractionData
+from audiorec_assets.recommenders.data import InteractionData, interaction_data_from_parquet
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 
 VALID_CHECK = "vectors_valid"  # the embeddings asset's blocking check, which this repeats
 
 
 def load_interaction_data(paths: LakePaths) -> InteractionData:
-    return InteractionData.from_frames(
-        pd.read_parquet(paths.table_dir("interactions") / "all.parquet"),
-        pd.read_parquet(paths.table_dir("tracks") / "all.parquet", columns=["track_id", "item_idx"]),
-    )
+    return interaction_data_from_parquet(paths.table_dir("interactions") / "all.parquet",
+                                         paths.table_dir("tracks") / "all.parquet")
 
 
 class VectorFileError(ValueError):

@@ -8,7 +8,8 @@ import pytest
 
 from audiorec_assets.recommenders import recommender_class
 from audiorec_assets.recommenders.data import InteractionData, UserItems
-from audiorec_assets.recommenders.knn import KnnRecommender, history_batches, l2_normalise, mean_item_vectors
+from audiorec_assets.recommenders.candidate_lists import history_batches
+from audiorec_assets.recommenders.knn import KnnRecommender, l2_normalise, mean_item_vectors
 from audiorec_assets.settings import ExperimentSettings
 
 N_USERS, N_ITEMS, N_TRAIN_ITEMS, DIM = 60, 150, 120, 16

@@ -93,9 +93,12 @@ def candidate_mask(data: InteractionData, candidates: np.ndarray | None) -> np.n
 
 
 def exclude_and_top_n(scores: np.ndarray | torch.Tensor, users: np.ndarray, data: InteractionData, n: int,
-                      allowed: np.ndarray | None = None) -> TopN:
+                      allowed: np.ndarray | None = None, columns: np.ndarray | None = None) -> TopN:
     """Mask each user's train items (and every item not ``allowed``) in a dense ``(len(users), n_items)``
     score block and take top-``n``.
+
+    ``columns`` (sorted item_idx): the block holds only those items, column ``j`` being item ``columns[j]``
+    (a model that scores just its candidates); ``None``: every item, column ``i`` being item ``i``.
 
     Shared by score-everything models (shallow, bert4rec, als). ``scores`` (a numpy array or a torch tensor
     on any device) is modified in place. The selection is ``torch.topk`` on the block's device (multi-threaded
@@ -108,20 +111,29 @@ def exclude_and_top_n(scores: np.ndarray | torch.Tensor, users: np.ndarray, data
     if allowed is not None and not allowed.all():
         block.index_fill_(1, torch.as_tensor(np.flatnonzero(~allowed), device=block.device), -np.inf)
     rows, cols = history_mask_coords(users, data)
+    if columns is not None:  # history items → their column, where the block has one
+        position = np.minimum(np.searchsorted(columns, cols), max(len(columns) - 1, 0))
+        present = columns[position] == cols if len(columns) else np.zeros(len(cols), dtype=bool)
+        rows, cols = rows[present], position[present]
     block[torch.as_tensor(rows, device=block.device), torch.as_tensor(cols, device=block.device)] = -np.inf
     n_eff = min(n, block.shape[1])
     if n_eff == 0 or len(users) == 0:
         empty = np.full((len(users), n), -1, dtype=np.int64)
         return TopN(users=users, items=empty, scores=np.full((len(users), n), np.nan, dtype=np.float32))
-    top_scores, order = torch.topk(block, n_eff, dim=1, largest=True, sorted=True)
-    # rows whose n-th score ties with an item left out: take the tied items with the lowest index
-    last = top_scores[:, -1:]
-    straddle = torch.isfinite(last.squeeze(1)) & ((block == last).sum(1) > (top_scores == last).sum(1))
-    if bool(straddle.any()):
+    # one more than asked: an item left out with the n-th score means a tie across the n-th place
+    top_scores, order = torch.topk(block, min(n_eff + 1, block.shape[1]), dim=1, largest=True, sorted=True)
+    straddle = torch.zeros(len(users), dtype=torch.bool, device=block.device)
+    if top_scores.shape[1] > n_eff:
+        last = top_scores[:, n_eff - 1]
+        straddle = torch.isfinite(last) & (top_scores[:, n_eff] == last)
+    top_scores, order = top_scores[:, :n_eff], order[:, :n_eff]
+    if bool(straddle.any()):  # those rows: the tied items with the lowest index
         fix = straddle.nonzero().squeeze(1)
         ranked = torch.sort(block[fix], dim=1, descending=True, stable=True).indices[:, :n_eff]
         order[fix], top_scores[fix] = ranked, torch.gather(block[fix], 1, ranked)
     items = order.to("cpu", torch.int64).numpy()
+    if columns is not None:
+        items = np.asarray(columns, dtype=np.int64)[items]  # sorted columns: column order is item order
     top = top_scores.to("cpu", torch.float32).numpy()
     # within the top n: score descending, then item index ascending (topk's order of equal scores is unspecified)
     resort = np.lexsort((items, -top), axis=1)

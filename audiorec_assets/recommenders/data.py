@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,6 +132,47 @@ class InteractionData:
         test_cold, _ = build("test_cold")
         return cls(user_ids=user_ids, track_ids=track_ids, train=train, train_plays=train_plays, val=val, test=test,
                    test_cold=test_cold)
+
+
+def interaction_data_from_parquet(interactions: Path, tracks: Path) -> InteractionData:
+    """:meth:`InteractionData.from_frames` of the two tables' Parquet files, with the ids mapped to indices in
+    one DuckDB query (a join and a sort, multi-threaded) instead of through pandas: the same arrays, at a
+    fraction of the time and memory at Music4All-Onion size (millions of pairs)."""
+    import duckdb
+
+    from audiorec_assets.warehouse import sql_literal
+
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE TEMP VIEW interactions AS SELECT * FROM read_parquet({sql_literal(interactions)})")
+        con.execute(f"CREATE TEMP VIEW tracks AS SELECT * FROM read_parquet({sql_literal(tracks)})")
+        track_ids = con.execute("SELECT track_id FROM tracks ORDER BY item_idx").fetchnumpy()["track_id"]
+        con.execute("""
+            CREATE TEMP TABLE train_users AS
+            SELECT user_id, CAST(row_number() OVER (ORDER BY user_id) - 1 AS BIGINT) AS user_idx
+            FROM (SELECT DISTINCT user_id FROM interactions WHERE split = 'train')""")
+        user_ids = con.execute("SELECT user_id FROM train_users ORDER BY user_idx").fetchnumpy()["user_id"]
+        n_users = len(user_ids)
+
+        def build(split: str) -> tuple[UserItems, np.ndarray]:
+            # order within a user: first-listen time, ties broken by item index (as from_frames)
+            rows = con.execute("""
+                SELECT u.user_idx, CAST(t.item_idx AS BIGINT) AS item_idx, CAST(i.plays AS BIGINT) AS plays
+                FROM interactions i JOIN train_users u USING (user_id) JOIN tracks t USING (track_id)
+                WHERE i.split = ?
+                ORDER BY u.user_idx, i.first_ts, t.item_idx""", [split]).fetchnumpy()
+            users = np.asarray(rows["user_idx"], dtype=np.int64)
+            indptr = np.zeros(n_users + 1, dtype=np.int64)
+            np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+            return (UserItems(indptr=indptr, indices=np.asarray(rows["item_idx"], dtype=np.int64)),
+                    np.asarray(rows["plays"], dtype=np.int64))
+
+        train, train_plays = build("train")
+        splits = {name: build(name)[0] for name in ("val", "test", "test_cold")}
+    finally:
+        con.close()
+    return InteractionData(user_ids=np.asarray(user_ids, dtype=object), track_ids=np.asarray(track_ids, dtype=object),
+                           train=train, train_plays=train_plays, **splits)
 
 
 def _empty(n_users: int) -> UserItems:

@@ -14,7 +14,7 @@ import numpy as np
 
 from audiorec_assets.recommenders.base import FitReport, Recommender, TopN
 from audiorec_assets.recommenders.data import InteractionData, UserItems
-from audiorec_assets.recommenders.knn import DEFAULT_BATCH_SIZE, recommend_from_candidates
+from audiorec_assets.recommenders.candidate_lists import DEFAULT_BATCH_SIZE, recommend_from_candidates
 from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
 from audiorec_assets.settings import ExperimentSettings
 
