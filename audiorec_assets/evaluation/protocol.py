@@ -35,8 +35,9 @@ def recommend_all_splits(model: Recommender, data: InteractionData, n: int) -> p
     frames = []
     for split in evaluation_splits(model, data):
         top = model.recommend(data.eval_users(split), n, candidates=data.candidates(split))
-        frames.append(recommendations_frame(top.users, top.items, top.scores, data.user_ids, data.track_ids)
-                      .assign(split=split))
+        block = recommendations_frame(top.users, top.items, top.scores, data.user_ids, data.track_ids)
+        frames.append(block.assign(split=pd.Categorical.from_codes(np.full(len(block), EVAL_SPLITS.index(split)),
+                                                                   categories=list(EVAL_SPLITS))))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -50,7 +51,8 @@ def evaluate(recommendations: pd.DataFrame, data: InteractionData, ks: Sequence[
     """
     item_of = pd.Series(np.arange(data.n_items), index=data.track_ids)
     summaries, per_user_rows = [], []
-    for split in [s for s in EVAL_SPLITS if s in set(recommendations["split"])]:
+    present = set(recommendations["split"].unique())
+    for split in [s for s in EVAL_SPLITS if s in present]:
         users = data.eval_users(split)
         rows = recommendations[recommendations["split"] == split]
         by_seed: list[Mapping[tuple[str, int], np.ndarray]] = []

@@ -46,34 +46,49 @@ CELL_COLUMNS = ["encoder", "recommender", "reference", "k", *METRICS, "hitrate_c
 
 def recommendations_frame(top_users: np.ndarray, top_items: np.ndarray, top_scores: np.ndarray,
                           user_ids: np.ndarray, track_ids: np.ndarray) -> pd.DataFrame:
-    """Long rows (user_id, rank, track_id, score) from a top-N block; -1 padding dropped."""
+    """Long rows (user_id, rank, track_id, score) from a top-N block; -1 padding dropped.
+
+    The ids are categoricals over ``user_ids`` / ``track_ids`` (codes = indices): no per-row string is built,
+    Parquet stores them dictionary-encoded (SQL still reads VARCHAR), and :func:`ranked_matrix` maps them back
+    through the categories alone.
+    """
     n_users, n = top_items.shape
     ranks = np.tile(np.arange(1, n + 1, dtype=np.int32), n_users)
     users = np.repeat(top_users, n)
     items = top_items.ravel()
     keep = items >= 0
     return pd.DataFrame({
-        "user_id": user_ids[users[keep]],
+        "user_id": pd.Categorical.from_codes(users[keep], categories=pd.Index(user_ids, dtype=object)),
         "rank": ranks[keep],
-        "track_id": track_ids[items[keep]],
+        "track_id": pd.Categorical.from_codes(items[keep], categories=pd.Index(track_ids, dtype=object)),
         "score": top_scores.ravel()[keep].astype(np.float64),
     })
+
+
+def positions_in(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Position of each of ``values`` in ``index`` (unique), -1 where absent; a categorical is mapped through
+    its categories (thousands of strings), not row by row (millions)."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        lookup = np.append(index.get_indexer(values.cat.categories), -1)  # code -1 (missing) → -1
+        return lookup[codes]
+    return index.get_indexer(values)
 
 
 def ranked_matrix(rows: pd.DataFrame, users: np.ndarray, item_of: pd.Series, n: int) -> np.ndarray:
     """Back from long rows to an (len(users), n) item_idx matrix with -1 padding (row r ↔ ``users[r]`` ids)."""
     out = np.full((len(users), n), -1, dtype=np.int64)
-    row_of = pd.Series(np.arange(len(users)), index=users)
     rows = rows[rows["rank"] <= n]
-    unknown_users = ~rows["user_id"].isin(row_of.index)
-    unknown_tracks = ~rows["track_id"].isin(item_of.index)
+    row = positions_in(rows["user_id"], pd.Index(users, dtype=object))
+    item = positions_in(rows["track_id"], item_of.index)
+    unknown_users, unknown_tracks = row < 0, item < 0
     if unknown_users.any() or unknown_tracks.any():
         raise ValueError(
             f"{int(unknown_users.sum())} recommendation row(s) name users outside this split and "
             f"{int(unknown_tracks.sum())} name unknown tracks: the recommendations are older than the split; "
             "materialize audiorec/recommendations (with audiorec/models) again."
         )
-    out[row_of.loc[rows["user_id"]].to_numpy(), rows["rank"].to_numpy() - 1] = item_of.loc[rows["track_id"]].to_numpy()
+    out[row, rows["rank"].to_numpy() - 1] = item_of.to_numpy()[item]
     return out
 
 

@@ -233,22 +233,23 @@ def _pairs(data: InteractionData, split: str, device: torch.device) -> _Pairs:
 
 def _hinge_sum(
     net: ShallowNet, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor, *, backward_scale: float | None
-) -> float:
+) -> torch.Tensor:
     """Sum of the hinge terms of a batch, computed in memory-bounded micro-batches.
 
     With ``backward_scale`` each micro-batch's ``sum * backward_scale`` is back-propagated, so the
-    accumulated gradient equals that of the whole batch's scaled sum.
+    accumulated gradient equals that of the whole batch's scaled sum. The sum stays a tensor on the device
+    (no host sync per step); callers read it once per epoch.
     """
     # the gathered negatives are audio vectors (before any projection) or user vectors
     per_row = negatives.shape[1] * max(net.config.audio_dim, net.config.user_dim)
     chunk = max(1, MAX_CHUNK_FLOATS // max(1, per_row))
-    total = 0.0
+    total = torch.zeros((), dtype=torch.float64, device=users.device)
     for start in range(0, len(users), chunk):
         part = slice(start, start + chunk)
         loss_sum = net.hinge_losses(users[part], items[part], negatives[part]).sum()
         if backward_scale is not None:
             (loss_sum * backward_scale).backward()
-        total += float(loss_sum.detach())
+        total += loss_sum.detach()
     return total
 
 
@@ -274,7 +275,7 @@ def _train_epoch(
     copy with one negative user, as the authors' training step does.
     """
     config, device = net.config, train.users.device
-    total, count = 0.0, 0
+    total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     order = torch.randperm(len(train.users), generator=generator).to(device)
     for batch in index_batches(order, batch_size):
         users, items = train.users[batch], train.items[batch]
@@ -287,7 +288,7 @@ def _train_epoch(
         total += _hinge_sum(net, users, items, negatives, backward_scale=1.0 / terms)
         count += terms
         optimizer.step()
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
@@ -300,7 +301,7 @@ def _val_loss_fn(net: ShallowNet, val: _Pairs, pool: torch.Tensor, generator: to
     negatives = _sample_negatives(pool, len(val.users), net.config.negatives, generator).to(val.users.device)
 
     def val_loss() -> float:
-        return _hinge_sum(net, val.users, val.items, negatives, backward_scale=None) / max(negatives.numel(), 1)
+        return float(_hinge_sum(net, val.users, val.items, negatives, backward_scale=None)) / max(negatives.numel(), 1)
 
     return val_loss
 
