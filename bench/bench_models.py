@@ -6,6 +6,7 @@ Usage:
   .venv/bin/python bench/bench_models.py --device cpu --users 1000     # memory on the CPU: the tables and a
                                                                         # step's activations do not grow with users
   .venv/bin/python bench/bench_models.py --only bert4rec:paper_code:4800 --device cpu --users 500
+  .venv/bin/python bench/bench_models.py --device cpu --max-steps 3   # memory: whole tables, 3 steps an epoch
 
 Cases are ``model:preset:dim``. Each runs in its own subprocess so its peak RSS / peak GPU memory is its own.
 Data: ``bench/study_data.py`` (20 000 users, 56 512 tracks, mean history 213 by default). Each case: fit with
@@ -34,6 +35,18 @@ DEFAULT_CASES = (
 )
 
 
+def limit_training_steps(max_steps: int) -> None:
+    """End each training epoch after ``max_steps`` batches (memory probes: a step's peak is every step's)."""
+    import itertools
+
+    from audiorec_assets.recommenders import bert4rec_sequences, shallow, training
+
+    def first_batches(order, batch_size):
+        return itertools.islice(training.index_batches(order, batch_size), max_steps)
+
+    shallow.index_batches = bert4rec_sequences.index_batches = first_batches
+
+
 def run_case(case: str, args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
@@ -43,7 +56,9 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
     from study_data import gaussian_vectors, study_split
 
     model_name, preset, dim = case.split(":")
-    data = study_split(args.users, args.items, seed=0)
+    if args.max_steps:
+        limit_training_steps(args.max_steps)
+    data = study_split(args.users, args.items, mean_history=args.mean_history, seed=0)
     vectors = gaussian_vectors(args.items, int(dim))
     overrides = {"preset": preset, "seed": 0, "encode": {"device": args.device},
                  "shallow": {"max_epochs": 1}, "bert4rec": {"max_epochs": 1, "hidden_dim": args.hidden}}
@@ -78,9 +93,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--items", type=int, default=56_512)
+    parser.add_argument("--mean-history", type=float, default=213.0,
+                        help="mean distinct train items per user; a small value keeps every user and item (the tables "
+                             "that set the memory) with few steps per epoch")
     parser.add_argument("--hidden", type=int, default=1024, help="bert4rec.hidden_dim under guide (the issue's 1024)")
     parser.add_argument("--bert4rec-loss", default=None, help="bert4rec.loss (softmax | gbce); default: the settings'")
     parser.add_argument("--only", default=",".join(DEFAULT_CASES), help="comma-separated model:preset:dim cases")
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="stop each epoch after this many optimiser steps (0: whole epochs); for memory probes")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per case")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--case", default=None, help=argparse.SUPPRESS)  # internal: run one case here
@@ -98,7 +118,8 @@ def main() -> None:
     results = []
     for case in args.only.split(","):
         command = [sys.executable, __file__, "--case", case, "--device", args.device, "--users", str(args.users),
-                   "--items", str(args.items), "--hidden", str(args.hidden)]
+                   "--items", str(args.items), "--hidden", str(args.hidden),
+                   "--mean-history", str(args.mean_history), "--max-steps", str(args.max_steps)]
         if args.bert4rec_loss:
             command += ["--bert4rec-loss", args.bert4rec_loss]
         try:

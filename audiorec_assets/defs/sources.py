@@ -91,7 +91,7 @@ raw_audio = _raw_source(RAW_AUDIO, audio_version, "The audio files under <lake>/
 def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSettings, hashes: ContentHashes,
                           audio: str) -> str:
     """What encoder ``name`` reads besides the catalogue, as one fingerprint."""
-    encode = settings.encode.model_dump(exclude={"device", "standardize", "batch_size", "shuffled_base"})
+    encode = settings.encode.model_dump(exclude={"device", "precision", "standardize", "batch_size", "shuffled_base"})
     base = shuffled_base_of(name, settings.encode.shuffled_base)
     if name in AUDIO_ENCODERS:
         context = EncoderContext(models_dir=settings.encode.models_dir)

@@ -33,6 +33,26 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
+def training_precision(requested: str, device: torch.device, model_allows: bool) -> str:
+    """``fp32`` or ``bf16``: what setting ``encode.precision`` means for a model on ``device``.
+
+    ``auto`` is bf16 only on a CUDA device that supports it, and only for models whose training tolerates it
+    (``model_allows``: LayerNorm, softmax and the loss stay fp32 under autocast); ``bf16`` asks for it anywhere.
+    """
+    if not model_allows or requested == "fp32":
+        return "fp32"
+    if requested == "bf16":
+        return "bf16"
+    return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """The autocast context of a resolved :func:`training_precision` (nothing for fp32)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
     """Run the block with torch's global RNGs seeded by ``seed`` and deterministic algorithms on.

@@ -125,6 +125,14 @@ class ShallowConfig:
         return self.negatives if self.negative_kind == "item" else 1
 
 
+@dataclass(frozen=True)
+class UnitTables:
+    """The unit vectors of every user and item at one moment (no gradient)."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+
+
 class ShallowNet(nn.Module):
     """User and item tables, an optional projection, and the cosine hinge loss."""
 
@@ -167,18 +175,15 @@ class ShallowNet(nn.Module):
         return F.normalize(self.shared_projection(self.item_projection(self.item_table[items])), dim=-1)
 
     def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
-        """Unit-length user vectors, shape ``users.shape + (dim,)``; each distinct user is computed once."""
-        return _once_per_index(self.unit_user_vectors, users, self.config.n_users)
+        """Unit-length user vectors, shape ``users.shape + (dim,)``."""
+        return self.unit_user_vectors(users)
 
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
-        """Unit-length item vectors, shape ``items.shape + (dim,)``.
-
-        Frozen items without a projection are normalised once per fit (:meth:`fix_item_space`) and only
-        gathered here; otherwise each distinct item of the call is projected and normalised once.
-        """
+        """Unit-length item vectors, shape ``items.shape + (dim,)``; frozen items without a projection are
+        normalised once per fit (:meth:`fix_item_space`) and only gathered here."""
         if self._unit_items is not None:
             return self._unit_items[items]
-        return _once_per_index(self.unit_item_vectors, items, self.config.n_items)
+        return self.unit_item_vectors(items)
 
     @torch.no_grad()
     def fix_item_space(self) -> None:
@@ -186,33 +191,31 @@ class ShallowNet(nn.Module):
         if self.items_fixed:
             self._unit_items = self.unit_item_vectors(torch.arange(self.config.n_items, device=self.item_table.device))
 
-    def hinge_losses(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def hinge_losses(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor,
+                     tables: UnitTables | None = None) -> torch.Tensor:
         """``max(0, margin - s_pos + s_neg)`` per (pair, negative), shape ``(rows, negatives)``.
 
         ``negatives`` are items scored against the pair's user (guide) or users scored against the
-        pair's item (paper_code).
+        pair's item (paper_code). With ``tables`` the indices are rows of those unit vectors, computed
+        beforehand (:func:`_hinge_sum`), and only gathered here.
         """
-        user_vectors, item_vectors = self.user_embeddings(users), self.item_embeddings(items)
+        user_embeddings = self.user_embeddings if tables is None else tables.users.__getitem__
+        item_embeddings = self.item_embeddings if tables is None else tables.items.__getitem__
+        user_vectors, item_vectors = user_embeddings(users), item_embeddings(items)
         positive = (user_vectors * item_vectors).sum(-1, keepdim=True)
         if self.config.negative_kind == "item":
-            negative = torch.einsum("rd,rkd->rk", user_vectors, self.item_embeddings(negatives))
+            negative = torch.einsum("rd,rkd->rk", user_vectors, item_embeddings(negatives))
         else:
-            negative = torch.einsum("rd,rkd->rk", item_vectors, self.user_embeddings(negatives))
+            negative = torch.einsum("rd,rkd->rk", item_vectors, user_embeddings(negatives))
         return torch.clamp(self.config.margin - positive + negative, min=0)
+
+    def unit_tables(self) -> UnitTables:
+        """Every user's and item's unit vector, computed once (for evaluations without a gradient)."""
+        users = torch.arange(self.config.n_users, device=self.item_table.device)
+        return UnitTables(users=self.unit_user_vectors(users), items=self.all_item_embeddings())
 
     def all_item_embeddings(self) -> torch.Tensor:
         return self.item_embeddings(torch.arange(self.config.n_items, device=self.item_table.device))
-
-
-def _once_per_index(embed: Callable[[torch.Tensor], torch.Tensor], index: torch.Tensor, table_rows: int) -> torch.Tensor:
-    """``embed(index)``, computed once per distinct index and gathered where ``index`` must repeat (more entries
-    than the table has rows): a paper_code step repeats each pair ``negatives`` times and draws 200 000 negative
-    users from every user; guide's negatives through a projection are 20 items per pair. Below that the sort
-    that finds the distinct entries costs more than it saves."""
-    if index.numel() <= table_rows:
-        return embed(index)
-    distinct, inverse = torch.unique(index, return_inverse=True)
-    return embed(distinct)[inverse]
 
 
 @dataclass(frozen=True)
@@ -234,22 +237,49 @@ def _pairs(data: InteractionData, split: str, device: torch.device) -> _Pairs:
 def _hinge_sum(
     net: ShallowNet, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor, *, backward_scale: float | None
 ) -> torch.Tensor:
-    """Sum of the hinge terms of a batch, computed in memory-bounded micro-batches.
+    """Sum of the hinge terms of a batch.
 
-    With ``backward_scale`` each micro-batch's ``sum * backward_scale`` is back-propagated, so the
-    accumulated gradient equals that of the whole batch's scaled sum. The sum stays a tensor on the device
-    (no host sync per step); callers read it once per epoch.
+    Each distinct user and item of the batch is embedded once (a paper_code step repeats each pair
+    ``negatives`` times and draws 200 000 negative users from 20 000; without a gradient — validation —
+    every user and item once); the hinge terms are then computed in memory-bounded micro-batches that
+    only gather those unit vectors. With ``backward_scale`` each micro-batch's ``sum * backward_scale`` is
+    back-propagated to the unit vectors, and their accumulated gradient once through the embedding (norm,
+    projection, tables): the same gradient as the whole batch's scaled sum. The sum stays a tensor on the
+    device (no host sync per step); callers read it once per epoch.
     """
-    # the gathered negatives are audio vectors (before any projection) or user vectors
-    per_row = negatives.shape[1] * max(net.config.audio_dim, net.config.user_dim)
-    chunk = max(1, MAX_CHUNK_FLOATS // max(1, per_row))
+    user_kind = net.config.negative_kind == "user"
+    if backward_scale is None:
+        with torch.no_grad():
+            tables = net.unit_tables()
+        positions = (users, items, negatives)
+        embedded: list[tuple[torch.Tensor, torch.Tensor]] = []
+    else:
+        user_index = torch.cat([users, negatives.ravel()]) if user_kind else users
+        item_index = items if user_kind else torch.cat([items, negatives.ravel()])
+        distinct_users, user_at = torch.unique(user_index, return_inverse=True)
+        distinct_items, item_at = torch.unique(item_index, return_inverse=True)
+        user_vectors, item_vectors = net.user_embeddings(distinct_users), net.item_embeddings(distinct_items)
+        # leaves that collect the micro-batches' gradients; backward through the embedding once, at the end
+        tables = UnitTables(users=user_vectors.detach().requires_grad_(user_vectors.requires_grad),
+                            items=item_vectors.detach().requires_grad_(item_vectors.requires_grad))
+        embedded = [(v, leaf) for v, leaf in ((user_vectors, tables.users), (item_vectors, tables.items))
+                    if v.requires_grad]
+        n = len(users)
+        negative_at = (user_at[n:] if user_kind else item_at[n:]).view_as(negatives)
+        positions = (user_at[:n], item_at[:n], negative_at)
+    row_users, row_items, row_negatives = positions
+    per_row = (negatives.shape[1] + 2) * max(tables.users.shape[1], 1)
+    chunk = max(1, MAX_CHUNK_FLOATS // per_row)
     total = torch.zeros((), dtype=torch.float64, device=users.device)
     for start in range(0, len(users), chunk):
         part = slice(start, start + chunk)
-        loss_sum = net.hinge_losses(users[part], items[part], negatives[part]).sum()
+        loss_sum = net.hinge_losses(row_users[part], row_items[part], row_negatives[part], tables).sum()
         if backward_scale is not None:
             (loss_sum * backward_scale).backward()
         total += loss_sum.detach()
+    if embedded:
+        torch.autograd.backward([v for v, _ in embedded],
+                                [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for _, leaf in embedded])
     return total
 
 

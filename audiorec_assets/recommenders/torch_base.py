@@ -15,7 +15,7 @@ from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from audiorec_assets.recommenders.persistence import (
     save_state,
     write_manifest,
 )
-from audiorec_assets.recommenders.runtime import resolve_device, seeded
+from audiorec_assets.recommenders.runtime import autocast, resolve_device, seeded, training_precision
 from audiorec_assets.recommenders.training import (
     adam,
     fit_report,
@@ -157,6 +157,9 @@ class TorchRecommender(Recommender):
     ``id_items``), :meth:`prepare_training` and ``recommend``.
     """
 
+    # whether training may run under bf16 autocast (setting encode.precision; see runtime.training_precision)
+    autocast_safe: ClassVar[bool] = False
+
     def __init__(self, settings: ExperimentSettings):
         super().__init__(settings)
         self.net: nn.Module | None = None
@@ -193,7 +196,8 @@ class TorchRecommender(Recommender):
         device = resolve_device(settings.encode.device)
         audio = item_vectors_tensor(item_vectors, data.n_items, device)
         config = self.make_config(data, audio.shape[1])
-        with seeded(settings.seed, device):
+        precision = training_precision(settings.encode.precision, device, self.autocast_safe)
+        with seeded(settings.seed, device), autocast(precision, device):
             net = self.build_net(asdict(config), audio)
             optimizer = adam(net, section.lr)
             plan = self.prepare_training(net, optimizer, data)
@@ -209,7 +213,7 @@ class TorchRecommender(Recommender):
             )
         self._remember(net, data, item_vectors)
         params = training_params(config, net, settings, section.batch_size, section.lr, device)
-        params.update(plan.params)
+        params.update(plan.params, precision=precision)
         return fit_report(history, params, time.perf_counter() - started)
 
     # ------------------------------------------------------------------ fitted state, save and load
