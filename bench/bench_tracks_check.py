@@ -2,9 +2,12 @@
 
 Usage:  .venv/bin/python bench/bench_tracks_check.py [--files 1000] [--workers 1,2,4] [--format mp3]
 
-The check (``data/quality.py: tracks_flags``, run by the ``tracks`` asset check) calls
+The check (``data/quality.py: tracks_flags``, run by the ``tracks`` asset check) used to call
 ``data/audio.py: audio_oddities`` on every file: ``sf.info`` for the declared length, a decode
-of the whole file (truncated / NaN / short / silent), and the WAV chunk scan. This script
+of the whole file (truncated / NaN / short / silent), and the WAV chunk scan. It now calls ``probe_audio``
+(header and both ends; ``audio_oddities`` only when in doubt) once per file version, and remembers the verdict;
+the breakdown's last two columns are that probe and the lookup of a remembered verdict. The thread-count rows
+still time ``tracks_flags`` without remembered verdicts, i.e. the probe of every file. This script
 writes synthetic 30-s clips like Music4All-Onion's (MP3, 44.1 kHz, stereo; ``--format`` flac
 or wav for comparison) into bench/out/tracks_check/, then times ``tracks_flags`` itself on
 them, once per thread count, each in a fresh subprocess so its peak RSS (ru_maxrss) is its
@@ -108,9 +111,12 @@ def breakdown(paths: list[str]) -> dict[str, float]:
     import soundfile as sf
 
     from audiorec_assets.data.audio import _wav_missing_bytes, audio_duration, audio_oddities, check_decodes
+    from audiorec_assets.data.audio import probe_audio
+    from audiorec_assets.data.quality import file_fingerprint
 
     steps = {"info": 0.0, "read": 0.0, "downmix": 0.0, "wav_scan": 0.0, "array_checks": 0.0,
-             "audio_oddities": 0.0, "ingest_probe": 0.0, "downmix_columns": 0.0}
+             "audio_oddities": 0.0, "ingest_probe": 0.0, "downmix_columns": 0.0, "probe_audio": 0.0,
+             "fingerprint": 0.0}
     for p in paths:
         path = Path(p)
         t0 = time.perf_counter()
@@ -137,8 +143,15 @@ def breakdown(paths: list[str]) -> dict[str, float]:
             mono += data[:, channel]
         mono *= np.float32(1.0 / data.shape[1])
         t8 = time.perf_counter()
-        for key, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7)):
+        probe_audio(path)  # what the check does now: header and both ends, a full decode only when in doubt
+        t9 = time.perf_counter()
+        for key, seconds in zip(steps, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7,
+                                        t9 - t8)):
             steps[key] += seconds
+    start = time.perf_counter()
+    for p in paths:  # what the check does for a file whose verdict it remembers (a loop of its own: µs each)
+        file_fingerprint(p)
+    steps["fingerprint"] = time.perf_counter() - start
     return {key: total / len(paths) for key, total in steps.items()}
 
 
@@ -220,12 +233,13 @@ def main() -> None:
     print(f"Serial breakdown, ms per file (mean of {min(args.breakdown_files, len(paths))} files):")
     print()
     print("| sf.info | libsndfile read | mono downmix (`mean(axis=1)`) | WAV scan | NaN/peak | audio_oddities (all) "
-          "| ingest probe (header + 1 s) | downmix by columns (alternative) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| ingest probe (header + 1 s) | downmix by columns (alternative) | probe_audio (the check now) "
+          "| remembered verdict (stat) |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     ms = {k: v * 1000 for k, v in steps.items()}
     print(f"| {ms['info']:.1f} | {ms['read']:.1f} | {ms['downmix']:.1f} | {ms['wav_scan']:.2f} | "
           f"{ms['array_checks']:.1f} | {ms['audio_oddities']:.1f} | {ms['ingest_probe']:.1f} | "
-          f"{ms['downmix_columns']:.1f} |")
+          f"{ms['downmix_columns']:.1f} | {ms['probe_audio']:.2f} | {ms['fingerprint']:.3f} |")
     print()
     print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
           "(other processes on the machine share the cores)")

@@ -126,6 +126,44 @@ def audio_oddities(path: Path) -> dict[str, str]:
     return found
 
 
+# what probe_audio reads of a healthy file: the first frames (≈ 0.1 s at 44.1 kHz) and the last ones
+PROBE_HEAD_FRAMES = 4096
+PROBE_TAIL_FRAMES = 1024
+_FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
+
+
+def probe_audio(path: Path) -> dict[str, str]:
+    """What :func:`audio_oddities` would find in ``path``, without decoding a healthy file in full.
+
+    Reads the header, the first :data:`PROBE_HEAD_FRAMES` frames and the last :data:`PROBE_TAIL_FRAMES` (a
+    truncated file cannot deliver them) and scans a WAV's chunks. A file the probe cannot vouch for is decoded in
+    full by :func:`audio_oddities`, so its verdict and message are exactly that function's: a header libsndfile
+    cannot read, a float file (NaN samples can be anywhere), a file under :data:`SHORT_SECONDS`, a start without
+    a sample at or over :data:`SILENT_PEAK` (silent?), a short or failing read (truncated?), a WAV data chunk
+    past the end. Raises :class:`AudioReadError` naming the file when it does not decode. A file whose header
+    and both ends decode but whose middle does not passes here; the encoder that decodes it names it.
+    """
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            frames, rate = f.frames, f.samplerate
+            if f.subtype in _FLOAT_SUBTYPES or rate <= 0 or frames < SHORT_SECONDS * rate:
+                return audio_oddities(path)
+            head = f.read(frames=PROBE_HEAD_FRAMES, dtype="float32", always_2d=True)
+            vouched = (len(head) == PROBE_HEAD_FRAMES and np.isfinite(head).all()
+                       and float(np.abs(head).max()) >= SILENT_PEAK)
+            if vouched and frames > PROBE_HEAD_FRAMES + PROBE_TAIL_FRAMES:
+                f.seek(frames - PROBE_TAIL_FRAMES)
+                tail = f.read(frames=PROBE_TAIL_FRAMES, dtype="float32", always_2d=True)
+                vouched = len(tail) == PROBE_TAIL_FRAMES and bool(np.isfinite(tail).all())
+    except Exception:  # libsndfile cannot read it: the full decode (with its fallbacks) decides and names it
+        vouched = False
+    if not vouched or _wav_missing_bytes(path):
+        return audio_oddities(path)
+    return {}
+
+
 def _wav_missing_bytes(path: Path) -> int:
     """For a RIFF/WAVE file, how many bytes its ``data`` chunk claims beyond the end of the file (0: none)."""
     import struct

@@ -6,7 +6,12 @@ every row lies in its split's window.
 
 Set-level facts that one row cannot show (is this user in train? is this pair also in
 train?) are computed in DuckDB as per-row flags first, then checked by expectations like any
-column, so every failure reads the same way in the Dagster UI.
+column, so every failure reads the same way in the Dagster UI. Only the rows a suite needs for its
+verdicts and counts reach pandas (every failing row, one good row per split): a table of millions of
+good rows is a handful of rows to Great Expectations.
+
+Audio is probed, not decoded (``data/audio.py: probe_audio``), and each verdict is remembered by the file's
+(path, size, mtime_ns) in a Parquet file the caller names, so unchanged audio is not opened again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from audiorec_assets.data.audio import AUDIO_ODDITIES, audio_oddities
+from audiorec_assets.data.audio import AUDIO_ODDITIES, probe_audio
 from audiorec_assets.data.splits import SplitWindows
 
 INTERACTION_COLUMNS = ["user_id", "track_id", "first_ts", "plays", "split"]
@@ -108,32 +113,61 @@ def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.Dat
     - ``track_in_train``: the track has a train row (val, test: the warm candidates);
     - ``eval_pair_in_train``: the user × track pair is also a train row (val, test, test_cold);
     - ``cold_track_in_train``: a test_cold row's track has a train row (it must not).
-    """
-    flags = con.execute(
-        """WITH i AS (SELECT * FROM read_parquet($path)),
-                tr AS (SELECT user_id, track_id FROM i WHERE split = 'train')
-           SELECT i.*,
-             CASE WHEN i.split = 'train' THEN i.first_ts >= $train_start AND i.first_ts < $test_start
-                  WHEN i.split = 'test_cold' OR $val_end IS NULL THEN i.first_ts >= $test_start AND i.first_ts < $test_end
-                  WHEN i.split = 'val' THEN i.first_ts >= $test_start AND i.first_ts < $val_end
-                  ELSE i.first_ts >= $val_end AND i.first_ts < $test_end END AS in_window,
-             i.split = 'train' OR i.user_id IN (SELECT user_id FROM tr) AS user_in_train,
-             i.split IN ('train', 'test_cold') OR i.track_id IN (SELECT track_id FROM tr) AS track_in_train,
-             i.split <> 'train' AND EXISTS (SELECT 1 FROM tr WHERE tr.user_id = i.user_id AND tr.track_id = i.track_id)
-               AS eval_pair_in_train,
-             i.split = 'test_cold' AND i.track_id IN (SELECT track_id FROM tr) AS cold_track_in_train
-           FROM i""",
-        {"path": str(interactions), "train_start": windows.train_start, "test_start": windows.test_start,
-         "test_end": windows.test_end, "val_end": windows.val_end},
-    ).fetch_arrow_table()
-    # ids and split as categoricals, dictionary-encoded before pandas ever sees them: a fraction
-    # of the memory (and of Great Expectations' time) of Python strings at Onion scale
-    import pyarrow.compute as pc
 
-    for column in ("user_id", "track_id", "split"):
-        index = flags.schema.get_field_index(column)
-        flags = flags.set_column(index, column, pc.dictionary_encode(flags[column]))
-    return flags.to_pandas()
+    The flags are computed in DuckDB over the whole file, but only the rows the suite needs reach pandas
+    (in file order): every row that breaks a rule (a flag, a null, a split outside :data:`SPLITS`, plays < 1,
+    or a user × track pair with more than one row, which a correct split never has: that covers both the
+    duplicates and the train/eval leaks) and the first good row of each split. So the suite's verdicts and
+    its counts of failing rows are those of the whole table, and a good table of millions of rows reaches
+    Great Expectations as four rows. ``frame.attrs["rows_checked"]`` is the table's row count.
+    """
+    params = {"path": str(interactions), "train_start": windows.train_start, "test_start": windows.test_start,
+              "test_end": windows.test_end, "val_end": windows.val_end}
+    file = "read_parquet($path, file_row_number = true)"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE check_train_users AS SELECT DISTINCT user_id FROM {file} "
+                "WHERE split = 'train'", {"path": params["path"]})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE check_train_tracks AS SELECT DISTINCT track_id FROM {file} "
+                "WHERE split = 'train'", {"path": params["path"]})
+    # pairs with more than one row (none in a correct split), and whether one of the rows is train
+    con.execute(f"CREATE OR REPLACE TEMP TABLE check_shared_pairs AS SELECT user_id, track_id, "
+                f"bool_or(split = 'train') AS in_train FROM {file} GROUP BY user_id, track_id HAVING count(*) > 1",
+                {"path": params["path"]})
+    split_list = ", ".join(f"'{split}'" for split in SPLITS)
+    frame = con.execute(
+        f"""WITH flagged AS (
+              SELECT i.* EXCLUDE (file_row_number), i.file_row_number AS row_in_file,
+                CASE WHEN i.split = 'train' THEN i.first_ts >= $train_start AND i.first_ts < $test_start
+                     WHEN i.split = 'test_cold' OR $val_end IS NULL THEN i.first_ts >= $test_start AND i.first_ts < $test_end
+                     WHEN i.split = 'val' THEN i.first_ts >= $test_start AND i.first_ts < $val_end
+                     ELSE i.first_ts >= $val_end AND i.first_ts < $test_end END AS in_window,
+                i.split = 'train' OR i.user_id IN (SELECT user_id FROM check_train_users) AS user_in_train,
+                i.split IN ('train', 'test_cold') OR i.track_id IN (SELECT track_id FROM check_train_tracks)
+                  AS track_in_train,
+                i.split <> 'train' AND coalesce(s.in_train, false) AS eval_pair_in_train,
+                i.split = 'test_cold' AND i.track_id IN (SELECT track_id FROM check_train_tracks) AS cold_track_in_train,
+                s.user_id IS NOT NULL AS shared_pair
+              FROM {file} AS i
+              LEFT JOIN check_shared_pairs AS s ON s.user_id = i.user_id AND s.track_id = i.track_id),
+            judged AS (
+              SELECT *, coalesce(in_window AND user_in_train AND track_in_train AND NOT eval_pair_in_train
+                                 AND NOT cold_track_in_train AND NOT shared_pair AND split IN ({split_list})
+                                 AND plays >= 1 AND user_id IS NOT NULL AND track_id IS NOT NULL
+                                 AND first_ts IS NOT NULL, false) AS good
+              FROM flagged),
+            -- one pass: per split, its failing rows and its first good row, each row as a struct
+            per_split AS (
+              SELECT list(judged ORDER BY row_in_file) FILTER (NOT good) AS failing,
+                     arg_min(judged, row_in_file) FILTER (good) AS first_good
+              FROM judged GROUP BY split),
+            needed AS (
+              SELECT unnest(failing) AS r FROM per_split
+              UNION ALL SELECT first_good FROM per_split WHERE first_good IS NOT NULL)
+           SELECT r.* FROM needed ORDER BY r.row_in_file""",
+        params,
+    ).df().drop(columns=["row_in_file", "shared_pair", "good"])
+    frame.attrs["rows_checked"] = int(con.execute("SELECT count(*) FROM read_parquet($path)",
+                                                  {"path": params["path"]}).fetchone()[0])
+    return frame
 
 
 def check_interactions(flags: pd.DataFrame) -> QualityResult:
@@ -165,23 +199,88 @@ def check_interactions(flags: pd.DataFrame) -> QualityResult:
     return _validate("interactions", flags, expectations, id_columns=["user_id", "track_id", "split"])
 
 
-def tracks_flags(tracks: pd.DataFrame, workers: int = 4) -> pd.DataFrame:
+# bump when probe_audio's verdicts change: remembered verdicts of another version are not used
+PROBE_VERSION = 1
+Verdict = tuple[bool, dict[str, str], str]  # decodes, oddities (kind -> message), problem
+
+
+def file_fingerprint(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of ``path``, or None when it is not a file."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+
+
+def read_verdicts(path: Path | None) -> dict[tuple[str, int, int], Verdict]:
+    """The remembered probe verdicts in ``path`` by (file, size, mtime_ns): empty when there is no such file,
+    it cannot be read (it is then rewritten) or it was written by another :data:`PROBE_VERSION`."""
+    import json
+
+    if path is None or not path.is_file():
+        return {}
+    try:
+        table = pd.read_parquet(path)
+        rows = table[table["version"] == PROBE_VERSION]
+        return {(str(f), int(size), int(mtime)): (bool(decodes), json.loads(odd), str(problem))
+                for f, size, mtime, decodes, odd, problem in zip(rows["path"], rows["size"], rows["mtime_ns"],
+                                                                 rows["decodes"], rows["oddities"], rows["problem"])}
+    except Exception:  # a damaged or foreign file: probe again and replace it
+        return {}
+
+
+def write_verdicts(path: Path, verdicts: dict[tuple[str, int, int], Verdict]) -> None:
+    """Replace ``path`` with ``verdicts`` in one rename (a reader sees the old file or the new one)."""
+    import json
+
+    from audiorec_assets.lakeio import atomic_path
+
+    keys = list(verdicts)
+    table = pd.DataFrame({
+        "path": [k[0] for k in keys], "size": pd.array([k[1] for k in keys], dtype="int64"),
+        "mtime_ns": pd.array([k[2] for k in keys], dtype="int64"), "version": PROBE_VERSION,
+        "decodes": [verdicts[k][0] for k in keys], "oddities": [json.dumps(verdicts[k][1]) for k in keys],
+        "problem": [verdicts[k][2] for k in keys]})
+    with atomic_path(path) as partial:
+        table.to_parquet(partial, index=False)
+
+
+def probe_verdict(path: str) -> Verdict:
+    """:func:`probe_audio` as (decodes, oddities, problem); ``problem`` names the file."""
+    try:
+        odd = probe_audio(Path(path))
+    except Exception as err:
+        return False, {}, str(err).splitlines()[0] if str(err) else f"{path}: {err!r}"
+    return True, odd, "; ".join(odd.values())
+
+
+def tracks_flags(tracks: pd.DataFrame, workers: int = 4, verdicts: Path | None = None) -> pd.DataFrame:
     """Tracks rows plus per-row audio flags: the file exists, it decodes, and (``audio_<kind>_ok``) it is
-    free of each oddity of :func:`audio_oddities`; ``audio_problem`` says what is wrong, naming the file."""
+    free of each oddity of :func:`~audiorec_assets.data.audio.audio_oddities`; ``audio_problem`` says what is wrong, naming the file.
+
+    Each file is probed (:func:`probe_audio`: header and both ends; a full decode only where that cannot
+    decide), not decoded: the encoders decode every file anyway and name one that fails. With ``verdicts`` (a
+    Parquet file in the lake) a file whose (path, size, mtime_ns) was probed before is not probed again, and
+    the file is rewritten, atomically, when a verdict was added or a file left the catalogue."""
     from concurrent.futures import ThreadPoolExecutor
 
-    def inspect(path: object) -> tuple[bool, bool, dict[str, str], str]:
-        if not (isinstance(path, str) and Path(path).is_file()):
-            return False, False, {}, f"{path}: no such file"
-        try:
-            odd = audio_oddities(Path(path))
-        except Exception as err:
-            return True, False, {}, str(err).splitlines()[0] if str(err) else repr(err)
-        return True, True, odd, "; ".join(odd.values())
-
+    paths = [path if isinstance(path, str) else None for path in tracks["audio_path"]]
+    fingerprints = [file_fingerprint(path) if path else None for path in paths]
+    keys = [(path, *fingerprint) if fingerprint else None for path, fingerprint in zip(paths, fingerprints)]
+    known = read_verdicts(verdicts)
+    todo = sorted({key for key in keys if key is not None and key not in known})
     # decoding is I/O plus C code: a few threads keep the disk and the cores busy
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(inspect, tracks["audio_path"]))
+        probed = dict(zip(todo, pool.map(lambda key: probe_verdict(key[0]), todo)))
+    results = [(False, False, {}, f"{path}: no such file") if key is None
+               else (True, *(probed.get(key) or known[key])) for path, key in zip(tracks["audio_path"], keys)]
+    current = {key for key in keys if key is not None}
+    if verdicts is not None and (probed or set(known) - current):
+        write_verdicts(verdicts, {key: probed.get(key) or known[key] for key in current})
     flagged = tracks.copy()
     flagged["audio_exists"] = [exists for exists, _, _, _ in results]
     flagged["audio_decodes"] = [decodes for _, decodes, _, _ in results]
@@ -191,6 +290,25 @@ def tracks_flags(tracks: pd.DataFrame, workers: int = 4) -> pd.DataFrame:
     flagged["item_idx_expected"] = range(len(tracks))
     flagged["track_id_sorted"] = sorted(tracks["track_id"].astype(str))
     return flagged
+
+
+def _tracks_suite_rows(flags: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``flags`` the tracks suite needs for the same verdicts and counts of failing rows: every row
+    that breaks a rule (or shares its track id or item_idx with another) and the first row; all of them when a
+    column the rules read is missing (the suite then says so)."""
+    needed = TRACK_COLUMNS + ["item_idx_expected", "track_id_sorted", "audio_exists", "audio_decodes"]
+    if len(flags) < 2 or any(column not in flags for column in needed):
+        return flags
+    good = (~flags["track_id"].duplicated(keep=False) & ~flags["item_idx"].duplicated(keep=False)
+            & (flags["item_idx"] == flags["item_idx_expected"]) & (flags["track_id"] == flags["track_id_sorted"])
+            & (flags["duration_s"] > 0) & flags[TRACK_COLUMNS].notna().all(axis=1)
+            & flags["audio_exists"].eq(True) & flags["audio_decodes"].eq(True))
+    for column in (f"audio_{kind}_ok" for kind in AUDIO_ODDITIES):
+        if column in flags:
+            good &= flags[column].eq(True)
+    keep = ~good.to_numpy()
+    keep[0] = True
+    return flags.loc[keep]
 
 
 def check_tracks(flags: pd.DataFrame, audio_checks: dict[str, str] | None = None) -> QualityResult:
@@ -215,8 +333,9 @@ def check_tracks(flags: pd.DataFrame, audio_checks: dict[str, str] | None = None
                      for kind in AUDIO_ODDITIES if levels[kind] == "fail" and f"audio_{kind}_ok" in flags]
     expectations += [E.ExpectColumnToExist(column=c) for c in TRACK_COLUMNS]
     expectations += [E.ExpectColumnValuesToNotBeNull(column=c) for c in TRACK_COLUMNS]
-    result = _validate("tracks", flags, expectations, id_columns=["track_id", "audio_path", "audio_problem"]
-                       if "audio_problem" in flags else ["track_id", "audio_path"])
+    result = _validate("tracks", _tracks_suite_rows(flags), expectations,
+                       id_columns=["track_id", "audio_path", "audio_problem"] if "audio_problem" in flags
+                       else ["track_id", "audio_path"])
     for kind in AUDIO_ODDITIES:
         column = f"audio_{kind}_ok"
         if levels[kind] != "warn" or column not in flags or flags[column].all():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import shutil
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from pathlib import Path
 
@@ -263,6 +264,9 @@ def decompress_if_needed(log_path: Path, scratch_dir: Path) -> Path:
     return target
 
 
+# zstd at level 1: the log's copy takes about a tenth less CPU than at the default level 3, for a file about
+# 3 % larger (bench/RESULTS.md, issue 19)
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1"
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
                  "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"}
 # plausible listening times; anything else is most likely epoch milliseconds or a typo
@@ -286,8 +290,14 @@ def _timestamp_sql(column_type: str) -> str:
     # take the (slower) TIMESTAMPTZ path; cheap string tests keep the common case fast
     has_offset = (f"(length({text}) > 16 AND (right({text}, 1) = 'Z' OR substr({text}, -6, 1) IN ('+', '-') "
                   f"OR substr({text}, -5, 1) IN ('+', '-')))")
+    # the usual shape, 'YYYY-MM-DD HH:MM:SS' (19 characters, a colon 6th from the end, no offset, not
+    # digits only), first: the general CASE below gives the same value for it at more CPU per row
+    # (test_ingest_one_pass.py compares the two; bench/RESULTS.md, issue 19, the saving)
+    usual = (f"(length({text}) = 19 AND substr({text}, 14, 1) = ':' AND substr({text}, 15, 1) NOT IN ('+', '-') "
+             f"AND right({text}, 1) <> 'Z')")
     return (
-        f"CASE WHEN {has_offset} THEN TRY_CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) "
+        f"CASE WHEN {usual} THEN TRY_CAST({text} AS TIMESTAMP) "
+        f"WHEN {has_offset} THEN TRY_CAST(TRY_CAST({text} AS TIMESTAMPTZ) AS TIMESTAMP) "
         f"ELSE COALESCE(TRY_CAST({text} AS TIMESTAMP), "
         f"CASE WHEN regexp_full_match({text}, '[0-9]+([.][0-9]+)?') "
         f"THEN make_timestamp(CAST(CAST({text} AS DOUBLE) * 1e6 AS BIGINT)) END) END"
@@ -346,16 +356,54 @@ def _physical_lines(path: Path, records: list[int], quoted: bool = True) -> dict
 @dataclass(frozen=True)
 class ListensReport:
     """What :func:`read_listens` wrote: ``events`` rows; ``duplicates`` rows repeated an earlier
-    (user_id, track_id, ts) and were kept (setting ``duplicates: keep``) or dropped (``drop``)."""
+    (user_id, track_id, ts) and were kept (setting ``duplicates: keep``) or dropped (``drop``); the distinct
+    ``users`` and ``tracks`` and the first and last event time (None where not computed)."""
 
     events: int
     duplicates: int
     duplicates_policy: str = "keep"
+    users: int | None = None
+    tracks: int | None = None
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
 
 
 def ingest_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplicates: str = "keep") -> int:
     """:func:`read_listens`, returning only the number of events written."""
     return read_listens(con, source, target, scratch_dir, duplicates).events
+
+
+def _problem_sql(csv: bool) -> str:
+    """SQL naming what is wrong with a row of the ``raw_listens`` view (NULL: nothing)."""
+    problem_sql = f"""CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'empty user_id'
+                           WHEN track_id IS NULL OR trim(track_id) = '' THEN 'empty track_id'
+                           WHEN ts IS NULL THEN 'unparsable timestamp'
+                           WHEN ts < TIMESTAMP '{EARLIEST}' OR ts >= TIMESTAMP '{LATEST}'
+                             THEN 'timestamp ' || CAST(ts AS VARCHAR) || ' outside {EARLIEST[:4]}-{LATEST[:4]} '
+                                  || '(epoch milliseconds? audiorec reads epoch seconds)'
+                      END"""
+    if csv:
+        # DuckDB's sniffer turns quoting off when a quote is never closed, so the quote ends up in
+        # an id ('"u001') and every later row is read unquoted: refuse any field holding a quote
+        quote_sql = " ".join(
+            f"WHEN contains({column}, '\"') THEN 'a double quote in {name} ' || {column} || ' (a quote never closed? "
+            f"quote the whole field, or remove the quote)'"
+            for column, name in (("user_id", "user_id"), ("track_id", "track_id"), ("raw_timestamp", "timestamp")))
+        problem_sql = problem_sql.replace("CASE ", f"CASE {quote_sql} ", 1)
+    return problem_sql
+
+
+def _written_bad_sql(csv: bool) -> str:
+    """A row of the written Parquet (trimmed ids, parsed ts) that :func:`_problem_sql` refuses. A quote in the
+    timestamp text never parses, so it shows as a NULL ``ts`` here."""
+    quotes = " OR contains(user_id, '\"') OR contains(track_id, '\"')" if csv else ""
+    return (f"(user_id IS NULL OR user_id = '' OR track_id IS NULL OR track_id = '' OR ts IS NULL "
+            f"OR ts < TIMESTAMP '{EARLIEST}' OR ts >= TIMESTAMP '{LATEST}'{quotes})")
+
+
+def _trimmed(column: str) -> str:
+    """SQL for ``trim(column)`` that builds a new string only for the rare id with a space at either end."""
+    return f"CASE WHEN starts_with({column}, ' ') OR ends_with({column}, ' ') THEN trim({column}) ELSE {column} END"
 
 
 def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplicates: str = "keep") -> ListensReport:
@@ -365,6 +413,10 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
     timestamps, empty ids or an empty log. ``target`` is written only when all rows are good.
     Rows repeating an earlier (user_id, track_id, ts) are counted; ``duplicates="drop"`` writes
     only the first of each (then they are not plays), ``"keep"`` writes them all.
+
+    The log is read once, straight into a temporary Parquet file; validation, the duplicate count and the
+    summary (users, tracks, first and last event) are one aggregate over that file. Only a log with bad
+    rows is read again, to name them by line.
     """
     if duplicates not in ("keep", "drop"):
         raise ValueError(f"duplicates must be 'keep' or 'drop', got {duplicates!r}")
@@ -382,51 +434,43 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
                    CAST(timestamp AS VARCHAR) AS raw_timestamp, {ts_sql} AS ts
             FROM {reader}"""
     )
-    problem_sql = f"""CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'empty user_id'
-                           WHEN track_id IS NULL OR trim(track_id) = '' THEN 'empty track_id'
-                           WHEN ts IS NULL THEN 'unparsable timestamp'
-                           WHEN ts < TIMESTAMP '{EARLIEST}' OR ts >= TIMESTAMP '{LATEST}'
-                             THEN 'timestamp ' || CAST(ts AS VARCHAR) || ' outside {EARLIEST[:4]}-{LATEST[:4]} '
-                                  || '(epoch milliseconds? audiorec reads epoch seconds)'
-                      END"""
-    if log_path.suffix != ".parquet":
-        # DuckDB's sniffer turns quoting off when a quote is never closed, so the quote ends up in
-        # an id ('"u001') and every later row is read unquoted: refuse any field holding a quote
-        quote_sql = " ".join(
-            f"WHEN contains({column}, '\"') THEN 'a double quote in {name} ' || {column} || ' (a quote never closed? "
-            f"quote the whole field, or remove the quote)'"
-            for column, name in (("user_id", "user_id"), ("track_id", "track_id"), ("raw_timestamp", "timestamp")))
-        problem_sql = problem_sql.replace("CASE ", f"CASE {quote_sql} ", 1)
-    n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
-    _raise_on_rejects(con, source.log_path, log_path)
-    if n_bad:
-        _raise_bad_rows(con, source.log_path, log_path, problem_sql, n_bad)
+    csv = log_path.suffix != ".parquet"
     with atomic_path(target, suffix=".parquet") as partial:
         con.sql(
-            f"COPY (SELECT trim(user_id) AS user_id, trim(track_id) AS track_id, ts FROM raw_listens) "
-            f"TO '{_sql_path(partial)}' (FORMAT parquet, COMPRESSION zstd)"
+            f"COPY (SELECT {_trimmed('user_id')} AS user_id, {_trimmed('track_id')} AS track_id, ts FROM raw_listens) "
+            f"TO '{_sql_path(partial)}' ({PARQUET_OPTIONS})"
         )
         # malformed CSV rows are known once a scan has read every column (DuckDB's reject tables)
         _raise_on_rejects(con, source.log_path, log_path)
         written = f"read_parquet('{_sql_path(partial)}')"
-        n_events = con.sql(f"SELECT count(*) FROM {written}").fetchone()[0]
+        # one aggregate: each distinct event with its count gives events, duplicates and the summary
+        n_events, n_distinct, n_bad, users, tracks, first, last = con.sql(
+            f"""WITH events AS (SELECT user_id, track_id, ts, count(*) AS n FROM {written} GROUP BY ALL)
+                SELECT coalesce(sum(n), 0), count(*), coalesce(sum(n) FILTER ({_written_bad_sql(csv)}), 0),
+                       count(DISTINCT user_id), count(DISTINCT track_id), min(ts), max(ts)
+                FROM events"""
+        ).fetchone()
+        if n_bad:  # only now read the log again: to count and name the bad rows by their own rules and lines
+            problem_sql = _problem_sql(csv)
+            n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
+            if n_bad:
+                _raise_bad_rows(con, source.log_path, log_path, problem_sql, n_bad)
         if n_events == 0:
             raise SourceError(f"{source.log_path}: the listening log is empty: it has a header but no events. "
                               "Add the listening events (one per line) or remove the file.")
-        n_distinct = con.sql(f"SELECT count(*) FROM (SELECT DISTINCT user_id, track_id, ts FROM {written})").fetchone()[0]
         n_duplicates = int(n_events - n_distinct)
         if duplicates == "drop" and n_duplicates:
-            # the first of each repeated event, in log order
+            # the first of each repeated event, in log order (the Parquet file keeps it: file_row_number)
             deduplicated = partial.with_name(partial.name + ".dedup.parquet")
             con.sql(
-                f"""COPY (SELECT user_id, track_id, ts FROM (SELECT *, row_number() OVER () AS record FROM {written})
-                          QUALIFY row_number() OVER (PARTITION BY user_id, track_id, ts ORDER BY record) = 1
-                          ORDER BY record)
-                    TO '{_sql_path(deduplicated)}' (FORMAT parquet, COMPRESSION zstd)"""
+                f"""COPY (SELECT user_id, track_id, ts FROM read_parquet('{_sql_path(partial)}', file_row_number = true)
+                          QUALIFY row_number() OVER (PARTITION BY user_id, track_id, ts ORDER BY file_row_number) = 1
+                          ORDER BY file_row_number)
+                    TO '{_sql_path(deduplicated)}' ({PARQUET_OPTIONS})"""
             )
             deduplicated.replace(partial)
             n_events = n_distinct
-    return ListensReport(int(n_events), n_duplicates, duplicates)
+    return ListensReport(int(n_events), n_duplicates, duplicates, int(users), int(tracks), first, last)
 
 
 def _raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n_bad: int) -> None:

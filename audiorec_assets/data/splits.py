@@ -10,9 +10,9 @@ depend on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from importlib import resources
 from math import ceil
 from pathlib import Path
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.sources import Layout
+from audiorec_assets.data.sources import PARQUET_OPTIONS, Layout
 from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.settings import ExperimentSettings
 
@@ -103,13 +103,19 @@ def _midnight(ts: datetime) -> datetime:
     return datetime(ts.year, ts.month, ts.day)
 
 
+MissingAudio = Callable[[list[str], int], None]
+
+
 def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: SplitWindows,
-               settings: ExperimentSettings, target: Path) -> SplitReport:
+               settings: ExperimentSettings, target: Path, missing_audio: MissingAudio | None = None) -> SplitReport:
     """Collapse, filter and split the listens into ``target`` (Parquet rows of ``audiorec.interactions``).
 
     Columns: user_id, track_id, first_ts, plays, split; sorted by split (train, val, test,
     test_cold), then user, first_ts, track.
-    The work stays in DuckDB (no pandas copy of the log); ``target`` is replaced atomically.
+    The work stays in DuckDB (no pandas copy of the log, which is read once); ``target`` is replaced atomically.
+    Listens inside the windows on tracks outside the catalogue (no audio) are left out; when there are any,
+    ``missing_audio`` is called first with their track ids (sorted) and number of events, and may raise to stop
+    the split before anything is written (setting ``missing_audio: fail``).
     """
     _register_column(con, "catalogue", "track_id", catalogue_track_ids)
     params = {
@@ -121,30 +127,56 @@ def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: Spli
     for statement in _split_statements():
         used = {k: v for k, v in params.items() if f"${k}" in statement}
         con.execute(statement, used)
+    without_audio = con.sql("SELECT track_id, events FROM listened_without_audio ORDER BY track_id").fetchall()
+    if without_audio and missing_audio is not None:
+        missing_audio([track for track, _ in without_audio], int(sum(events for _, events in without_audio)))
     if settings.preset == "guide":
         assert windows.val_end is not None
-        split_sql = "CASE WHEN e.first_ts < $val_end THEN 'val' ELSE 'test' END"
-        split_params: dict[str, object] = {"val_end": windows.val_end}
+        # a view holds no parameters: the cut as a literal, in epoch microseconds (exact)
+        val_end = windows.val_end
+        if val_end.tzinfo is not None:  # the log's times are UTC without a zone
+            val_end = val_end.astimezone(timezone.utc).replace(tzinfo=None)
+        val_end_us = (val_end - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+        split_sql = f"CASE WHEN e.first_ts < make_timestamp({val_end_us}) THEN 'val' ELSE 'test' END"
     else:
         _register_column(con, "val_users", "user_id", _paper_code_val_users(con, settings))
         split_sql = "CASE WHEN e.user_id IN (SELECT user_id FROM val_users) THEN 'val' ELSE 'test' END"
-        split_params = {}
+    # a view (not a table of millions of rows): the COPY below sorts it once, the summary reads it once
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE interactions AS
-            SELECT user_id, track_id, first_ts, plays, split FROM (
+        f"""CREATE OR REPLACE TEMP VIEW interactions AS
               SELECT user_id, track_id, first_ts, plays, 'train' AS split, 0 AS split_order FROM train_pairs
               UNION ALL
               SELECT e.user_id, e.track_id, e.first_ts, e.plays, {split_sql},
                      CASE WHEN {split_sql} = 'val' THEN 1 ELSE 2 END FROM eval_pairs AS e
               UNION ALL
-              SELECT user_id, track_id, first_ts, plays, 'test_cold', 3 FROM cold_pairs)
-            ORDER BY split_order, user_id, first_ts, track_id""",
-        split_params,
+              SELECT user_id, track_id, first_ts, plays, 'test_cold', 3 FROM cold_pairs"""
     )
+    # the sort by (split, user, first_ts, track) on integer ranks of the ids (every user of a split is a train
+    # user, every track a catalogue track): the same order, at about two thirds of the CPU of sorting the strings
+    con.execute("CREATE OR REPLACE TEMP TABLE user_rank AS SELECT user_id, "
+                "(row_number() OVER (ORDER BY user_id))::INTEGER AS user_rank FROM train_users")
+    con.execute("CREATE OR REPLACE TEMP TABLE track_rank AS SELECT track_id, "
+                "(row_number() OVER (ORDER BY track_id))::INTEGER AS track_rank FROM (SELECT DISTINCT track_id FROM catalogue)")
     with atomic_path(target, suffix=".parquet") as partial:
         quoted = str(partial).replace("'", "''")
-        con.execute(f"COPY interactions TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)")
+        con.execute(f"""COPY (SELECT i.user_id, i.track_id, i.first_ts, i.plays, i.split FROM interactions AS i
+                              JOIN user_rank AS u ON u.user_id = i.user_id
+                              JOIN track_rank AS t ON t.track_id = i.track_id
+                              ORDER BY i.split_order, u.user_rank, i.first_ts, t.track_rank)
+                        TO '{quoted}' ({PARQUET_OPTIONS})""")
     return _report(con)
+
+
+def split_summary(con) -> pd.DataFrame:
+    """Per split (train, val, test, test_cold, in that order; a split without rows gets zeros): pairs, users,
+    tracks, plays, first and last listen, of the split :func:`make_split` just made on ``con``."""
+    return con.sql(
+        """WITH names(split, split_order) AS (VALUES ('train', 0), ('val', 1), ('test', 2), ('test_cold', 3))
+           SELECT n.split, coalesce(p.pairs, 0) AS pairs, coalesce(p.users, 0) AS users,
+                  coalesce(p.tracks, 0) AS tracks, coalesce(p.plays, 0) AS plays, p.first_listen, p.last_listen
+           FROM names AS n LEFT JOIN split_summary AS p USING (split)
+           ORDER BY n.split_order"""
+    ).df()
 
 
 def _register_column(con, table: str, column: str, values: list[str]) -> None:
@@ -198,26 +230,31 @@ def _split_statements() -> list[str]:
 
 
 def _report(con) -> SplitReport:
-    counts = con.sql(
-        """WITH train_users AS (SELECT DISTINCT user_id FROM train_pairs),
-                train_tracks AS (SELECT DISTINCT track_id FROM train_pairs),
-                new_pairs AS (SELECT e.* FROM eval_all e
-                              ANTI JOIN train_pairs t ON t.user_id = e.user_id AND t.track_id = e.track_id)
-           SELECT
-             (SELECT count(*) FROM windowed),
-             (SELECT count(*) FROM train_pairs),
-             (SELECT count(*) FROM eval_all),
-             (SELECT count(*) FROM eval_all) - (SELECT count(*) FROM new_pairs),
-             (SELECT count(*) FROM new_pairs WHERE user_id NOT IN (SELECT user_id FROM train_users)),
-             (SELECT count(*) FROM new_pairs WHERE user_id IN (SELECT user_id FROM train_users)
-                AND track_id NOT IN (SELECT track_id FROM train_tracks)),
-             (SELECT count(*) FILTER (split = 'val') FROM interactions),
-             (SELECT count(*) FILTER (split = 'test') FROM interactions),
-             (SELECT count(DISTINCT user_id) FILTER (split = 'train') FROM interactions),
-             (SELECT count(DISTINCT user_id) FILTER (split = 'val') FROM interactions),
-             (SELECT count(DISTINCT user_id) FILTER (split = 'test') FROM interactions),
-             (SELECT count(*) FILTER (split = 'test_cold') FROM interactions),
-             (SELECT count(DISTINCT user_id) FILTER (split = 'test_cold') FROM interactions),
-             (SELECT count(*) FROM cold_tracks)"""
+    # per split, once: the report's counts and :func:`split_summary`
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE split_summary AS
+           SELECT split, count(*) AS pairs, count(DISTINCT user_id) AS users, count(DISTINCT track_id) AS tracks,
+                  sum(plays) AS plays, min(first_ts) AS first_listen, max(first_ts) AS last_listen
+           FROM interactions GROUP BY split"""
+    )
+    collapse = con.sql(
+        """SELECT coalesce(sum(p.train_plays + p.eval_plays), 0),
+                  count(*) FILTER (p.train_plays > 0),
+                  count(*) FILTER (p.eval_plays > 0),
+                  count(*) FILTER (p.eval_plays > 0 AND p.train_plays > 0),
+                  count(*) FILTER (p.eval_plays > 0 AND p.train_plays = 0 AND u.user_id IS NULL),
+                  count(*) FILTER (p.eval_plays > 0 AND p.train_plays = 0 AND u.user_id IS NOT NULL
+                                   AND t.track_id IS NULL)
+           FROM pair_periods AS p
+           LEFT JOIN train_users AS u ON u.user_id = p.user_id
+           LEFT JOIN train_tracks AS t ON t.track_id = p.track_id"""
     ).fetchone()
-    return SplitReport(*(int(c) for c in counts))
+    per_split = {split: (pairs, users) for split, pairs, users in
+                 con.sql("SELECT split, pairs, users FROM split_summary").fetchall()}
+    pairs = {split: per_split.get(split, (0, 0))[0] for split in ("val", "test", "test_cold")}
+    users = {split: per_split.get(split, (0, 0))[1] for split in ("train", "val", "test", "test_cold")}
+    n_cold_tracks = con.sql("SELECT count(*) FROM cold_tracks").fetchone()[0]
+    return SplitReport(*(int(c) for c in collapse), val_pairs=int(pairs["val"]), test_pairs=int(pairs["test"]),
+                       train_users=int(users["train"]), val_users=int(users["val"]), test_users=int(users["test"]),
+                       test_cold_pairs=int(pairs["test_cold"]), test_cold_users=int(users["test_cold"]),
+                       cold_tracks=int(n_cold_tracks))

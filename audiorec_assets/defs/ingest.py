@@ -154,12 +154,7 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
     target = staged.path("listens")
     policy = lake.settings().duplicates
     with scratch_connection(paths) as con:
-        read = sources.read_listens(con, source, target, paths.tmp, duplicates=policy)
-        n_events = read.events
-        users, tracks, first, last = con.execute(
-            "SELECT count(DISTINCT user_id), count(DISTINCT track_id), min(ts), max(ts) FROM read_parquet($p)",
-            {"p": str(target)},
-        ).fetchone()
+        read = sources.read_listens(con, source, target, paths.tmp, duplicates=policy)  # one read of the log
     if read.duplicates:
         context.log.warning(
             f"{source.log_path}: {read.duplicates} event(s) repeat an earlier (user_id, track_id, timestamp): "
@@ -176,11 +171,11 @@ def listens(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materia
         "duplicate_events": read.duplicates,
         "duplicates": policy,
         "source_file": dg.MetadataValue.path(str(source.log_path)),
-        "dagster/row_count": n_events,
-        "users": users,
-        "tracks": tracks,
-        "first_event": str(first),
-        "last_event": str(last),
+        "dagster/row_count": read.events,
+        "users": read.users,
+        "tracks": read.tracks,
+        "first_event": str(read.first_ts),
+        "last_event": str(read.last_ts),
         "seconds": round(time.perf_counter() - started, 2),
     })
 
@@ -242,13 +237,13 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
     staged = ingest_staging(context, paths, lake.connect)
     listens_file, tracks_file = ingest_file(context, paths, "listens"), ingest_file(context, paths, "tracks")
     interactions_file = staged.path("interactions")
-    catalogue = pd.read_parquet(tracks_file, columns=["track_id"])
+    catalogue = pd.read_parquet(tracks_file, columns=["track_id"])["track_id"].tolist()
     with scratch_connection(paths) as con:
         windows = splits.resolve_windows(con, listens_file, source.layout, settings)
-        dropped = _apply_missing_audio_policy(con, listens_file, set(catalogue["track_id"]), windows, settings.missing_audio,
-                                    context)
-        report = splits.make_split(con, listens_file, list(catalogue["track_id"]), windows, settings,
-                                   interactions_file)
+        dropped: dict[str, int] = {}
+        report = splits.make_split(con, listens_file, catalogue, windows, settings, interactions_file,
+                                   missing_audio=missing_audio_policy(settings.missing_audio, context, dropped))
+        table = splits.split_summary(con)  # every split gets a row, an empty one (e.g. no test_cold pairs) zeros
     split_info_file = staged.write("split_info", pd.DataFrame([{
         "preset": settings.preset, "seed": settings.seed, "layout": source.layout.value,
         "train_start": windows.train_start, "test_start": windows.test_start,
@@ -256,20 +251,6 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
         "val_fraction": settings.split.val_fraction, "synthetic": synthetic,
     }]))
     counts = report.as_dict()
-    with scratch_connection(paths) as con:
-        # every split gets a row, an empty one (e.g. no test_cold pairs) with zeros
-        table = con.execute(
-            """WITH names(split, split_order) AS (VALUES ('train', 0), ('val', 1), ('test', 2), ('test_cold', 3)),
-                    per AS (SELECT split, count(*) AS pairs, count(DISTINCT user_id) AS users,
-                                   count(DISTINCT track_id) AS tracks, sum(plays) AS plays,
-                                   min(first_ts) AS first_listen, max(first_ts) AS last_listen
-                            FROM read_parquet($p) GROUP BY split)
-               SELECT n.split, coalesce(p.pairs, 0) AS pairs, coalesce(p.users, 0) AS users,
-                      coalesce(p.tracks, 0) AS tracks, coalesce(p.plays, 0) AS plays, p.first_listen, p.last_listen
-               FROM names AS n LEFT JOIN per AS p USING (split)
-               ORDER BY n.split_order""",
-            {"p": str(interactions_file)},
-        ).df()
     versions = {key: table_fingerprint(f) for key, f in ((INTERACTIONS, interactions_file),
                                                          (SPLIT_INFO, split_info_file))}
     published = publish_if_last(context, staged, INTERACTIONS)  # the last step: listens, tracks, interactions, split_info
@@ -290,27 +271,19 @@ def interactions(context: dg.AssetExecutionContext, lake: LakeResource):
     })
 
 
-def _apply_missing_audio_policy(con, listens_file: Path, catalogue: set[str], windows: splits.SplitWindows,
-                                policy: str, context: dg.AssetExecutionContext) -> dict[str, int]:
-    """Fail (or report the drop) when listens inside the split's windows name tracks without audio."""
-    in_window = {"p": str(listens_file), "start": windows.train_start, "end": windows.test_end}
-    listened = [row[0] for row in con.execute(
-        "SELECT DISTINCT track_id FROM read_parquet($p) WHERE ts >= $start AND ts < $end ORDER BY track_id",
-        in_window).fetchall()]
-    missing = [t for t in listened if t not in catalogue]
-    if not missing:
-        return {}
-    n_events = con.execute(
-        "SELECT count(*) FROM read_parquet($p) WHERE ts >= $start AND ts < $end AND track_id IN (SELECT unnest($m))",
-        {**in_window, "m": missing},
-    ).fetchone()[0]
-    message = f"{len(missing)} listened track(s) ({n_events} events) have no audio file, e.g. {missing[:5]}"
-    if policy == "fail":
-        raise sources.SourceError(
-            f"{message}. Add the audio files, or set missing_audio: drop in experiment.yaml to drop those listens."
-        )
-    context.log.warning(f"{message}: dropped (missing_audio: drop)")
-    return {"dropped_tracks_without_audio": len(missing), "dropped_events_without_audio": int(n_events)}
+def missing_audio_policy(policy: str, context: dg.AssetExecutionContext, dropped: dict[str, int]
+                         ) -> splits.MissingAudio:
+    """For :func:`splits.make_split`: fail (``missing_audio: fail``) or report the drop, into ``dropped``, when
+    listens inside the split's windows name tracks without audio."""
+    def apply(missing: list[str], n_events: int) -> None:
+        message = f"{len(missing)} listened track(s) ({n_events} events) have no audio file, e.g. {missing[:5]}"
+        if policy == "fail":
+            raise sources.SourceError(
+                f"{message}. Add the audio files, or set missing_audio: drop in experiment.yaml to drop those listens."
+            )
+        context.log.warning(f"{message}: dropped (missing_audio: drop)")
+        dropped.update(dropped_tracks_without_audio=len(missing), dropped_events_without_audio=n_events)
+    return apply
 
 
 def split_windows_from_lake(lake: LakeResource, split_info_file: Path | None = None) -> splits.SplitWindows:

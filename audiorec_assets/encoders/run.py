@@ -214,8 +214,11 @@ def _embed_batch(encoder: AudioEncoder, paths: list[Path], good: list[tuple[int,
 
 def _fail_or_skip(path: Path, err: Exception, on_error: str, report: EncodeReport) -> None:
     if on_error == "fail":
+        # the tracks check probes headers and ends only: a file whose middle does not decode is named here
+        detail = str(err).removeprefix(f"{path}: ")
         raise EncoderError(
-            f"{path}: {err}. Fix or remove the file, or set encode.on_error: skip to skip it (it is then reported)."
+            f"{path}: {detail} (track {path.stem!r}). Fix or remove the file, or set encode.on_error: skip to skip "
+            "it (it is then reported)."
         ) from err
     report.skipped.append(path.stem)
 
