@@ -291,7 +291,6 @@ def test_the_fast_path_for_usual_timestamps_gives_what_the_general_rules_give():
 
 
 def test_the_tracks_check_remembers_verdicts_in_the_lake_across_runs(lake, monkeypatch):
-    from audiorec_assets.defs.checks import AUDIO_VERDICTS
     from audiorec_assets_tests.helpers import write_own
     from audiorec_assets_tests.test_ingest_assets import LISTENS, materialize
 
@@ -305,7 +304,7 @@ def test_the_tracks_check_remembers_verdicts_in_the_lake_across_runs(lake, monke
     monkeypatch.setattr(quality, "probe_audio", counting_probe)
     assert materialize(lake).success
     assert sorted(probed) == ["a.flac", "b.flac", "c.flac"]
-    assert (lake / "tmp" / AUDIO_VERDICTS).is_file()
+    assert LakePaths(lake).audio_verdicts.is_file()
     probed.clear()
     write_tone(lake / "raw" / "audio" / "c.flac", seconds=1.5, freq=500.0)  # changed: probed again
     result = materialize(lake)

@@ -24,6 +24,14 @@ def audio_duration(path: Path) -> float:
         return len(waveform) / sr
 
 
+def duration_or_nan(path: Path) -> float:
+    """:func:`audio_duration`, or NaN for a file that cannot be read (the tracks check names every such file)."""
+    try:
+        return audio_duration(path)
+    except AudioReadError:
+        return float("nan")
+
+
 def check_decodes(path: Path, seconds: float = 1.0) -> None:
     """Decode the first ``seconds`` of ``path``; raise :class:`AudioReadError` if that fails or is empty."""
     waveform, _ = _decode(path, sr=None, offset=0.0, duration=seconds)

@@ -22,7 +22,14 @@ from typing import Any
 
 import pandas as pd
 
-from audiorec_assets.data.audio import AUDIO_ODDITIES, probe_audio
+from audiorec_assets.data.audio import AUDIO_ODDITIES, duration_or_nan, probe_audio
+from audiorec_assets.data.audio_verdicts import (  # noqa: F401  (the verdict file's API, importable from here too)
+    PROBE_VERSION,
+    Verdict,
+    file_fingerprint,
+    read_verdicts,
+    write_verdicts,
+)
 from audiorec_assets.data.splits import SplitWindows
 
 INTERACTION_COLUMNS = ["user_id", "track_id", "first_ts", "plays", "split"]
@@ -199,63 +206,15 @@ def check_interactions(flags: pd.DataFrame) -> QualityResult:
     return _validate("interactions", flags, expectations, id_columns=["user_id", "track_id", "split"])
 
 
-# bump when probe_audio's verdicts change: remembered verdicts of another version are not used
-PROBE_VERSION = 1
-Verdict = tuple[bool, dict[str, str], str]  # decodes, oddities (kind -> message), problem
-
-
-def file_fingerprint(path: str) -> tuple[int, int] | None:
-    """(size, mtime_ns) of ``path``, or None when it is not a file."""
-    import os
-    import stat
-
-    try:
-        info = os.stat(path)
-    except (OSError, ValueError):
-        return None
-    return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
-
-
-def read_verdicts(path: Path | None) -> dict[tuple[str, int, int], Verdict]:
-    """The remembered probe verdicts in ``path`` by (file, size, mtime_ns): empty when there is no such file,
-    it cannot be read (it is then rewritten) or it was written by another :data:`PROBE_VERSION`."""
-    import json
-
-    if path is None or not path.is_file():
-        return {}
-    try:
-        table = pd.read_parquet(path)
-        rows = table[table["version"] == PROBE_VERSION]
-        return {(str(f), int(size), int(mtime)): (bool(decodes), json.loads(odd), str(problem))
-                for f, size, mtime, decodes, odd, problem in zip(rows["path"], rows["size"], rows["mtime_ns"],
-                                                                 rows["decodes"], rows["oddities"], rows["problem"])}
-    except Exception:  # a damaged or foreign file: probe again and replace it
-        return {}
-
-
-def write_verdicts(path: Path, verdicts: dict[tuple[str, int, int], Verdict]) -> None:
-    """Replace ``path`` with ``verdicts`` in one rename (a reader sees the old file or the new one)."""
-    import json
-
-    from audiorec_assets.lakeio import atomic_path
-
-    keys = list(verdicts)
-    table = pd.DataFrame({
-        "path": [k[0] for k in keys], "size": pd.array([k[1] for k in keys], dtype="int64"),
-        "mtime_ns": pd.array([k[2] for k in keys], dtype="int64"), "version": PROBE_VERSION,
-        "decodes": [verdicts[k][0] for k in keys], "oddities": [json.dumps(verdicts[k][1]) for k in keys],
-        "problem": [verdicts[k][2] for k in keys]})
-    with atomic_path(path) as partial:
-        table.to_parquet(partial, index=False)
-
-
 def probe_verdict(path: str) -> Verdict:
-    """:func:`probe_audio` as (decodes, oddities, problem); ``problem`` names the file."""
+    """:func:`probe_audio` as (decodes, oddities, problem, duration_s); ``problem`` names the file and
+    ``duration_s`` is :func:`~audiorec_assets.data.audio.duration_or_nan`, what the tracks table holds."""
+    duration = duration_or_nan(Path(path))
     try:
         odd = probe_audio(Path(path))
     except Exception as err:
-        return False, {}, str(err).splitlines()[0] if str(err) else f"{path}: {err!r}"
-    return True, odd, "; ".join(odd.values())
+        return False, {}, str(err).splitlines()[0] if str(err) else f"{path}: {err!r}", duration
+    return True, odd, "; ".join(odd.values()), duration
 
 
 def tracks_flags(tracks: pd.DataFrame, workers: int = 4, verdicts: Path | None = None) -> pd.DataFrame:
@@ -277,7 +236,7 @@ def tracks_flags(tracks: pd.DataFrame, workers: int = 4, verdicts: Path | None =
     with ThreadPoolExecutor(max_workers=workers) as pool:
         probed = dict(zip(todo, pool.map(lambda key: probe_verdict(key[0]), todo)))
     results = [(False, False, {}, f"{path}: no such file") if key is None
-               else (True, *(probed.get(key) or known[key])) for path, key in zip(tracks["audio_path"], keys)]
+               else (True, *(probed.get(key) or known[key])[:3]) for path, key in zip(tracks["audio_path"], keys)]
     current = {key for key in keys if key is not None}
     if verdicts is not None and (probed or set(known) - current):
         write_verdicts(verdicts, {key: probed.get(key) or known[key] for key in current})

@@ -14,6 +14,12 @@ from enum import Enum
 from pathlib import Path
 
 from audiorec_assets.data.audio import AUDIO_EXTENSIONS
+from audiorec_assets.data.log_errors import (  # SourceError: raised here too, importable from here
+    SourceError,
+    raise_bad_rows,
+    raise_long_line,
+    raise_on_rejects,
+)
 from audiorec_assets.lakeio import atomic_path
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "track_id", "timestamp")
@@ -26,10 +32,6 @@ SYNTHETIC_MARKER = "listens.synthetic.json"
 class Layout(str, Enum):
     ONION = "onion"
     OWN = "own"
-
-
-class SourceError(ValueError):
-    """The raw data cannot be used; the message names the file (and line) at fault and what to do."""
 
 
 @dataclass(frozen=True)
@@ -129,101 +131,11 @@ def log_columns(con, path: Path, source_path: Path | None = None) -> list[str]:
         message = str(err)
         if "Maximum line size" in message:
             # DuckDB's sniffer says "CSV Error on Line: 1" whatever line it is, and quotes the whole line
-            _raise_long_line(source_path or path, path, message)
+            raise_long_line(source_path or path, path, message)
         # DuckDB's first paragraph says what is wrong; the rest is its reader settings
         first = message.strip().split("\n\n", 1)[0].splitlines()
         detail = " / ".join(line if len(line) <= 200 else line[:200] + "…" for line in first)
         raise SourceError(f"{source_path or path}: cannot read the header ({detail})") from None
-
-
-# DuckDB's default max_line_size; the limit its error message states wins
-DUCKDB_MAX_LINE_SIZE = 2_000_000
-_LINE_NOTE = "line numbers count the header as line 1"
-
-
-def _short(text: str, keep: int = 60) -> str:
-    """``text`` cut to ``keep`` characters (a bad line can be megabytes, and DuckDB quotes it whole)."""
-    text = text.lstrip("\r\n")
-    return repr(text) if len(text) <= keep else f"{text[:keep]!r}…"
-
-
-def _reject_line(path: Path, position: int, csv_line: str) -> int:
-    """1-based file line (header = line 1; LF and CRLF alike, blank lines and newlines inside quotes
-    counted) of a row DuckDB rejected at byte ``position`` with text ``csv_line``.
-
-    DuckDB's own ``line`` counts records, not file lines, and its ``byte_position`` is where it
-    noticed the error: inside the line, just past its end (a missing column) or on the newline
-    before it (CRLF). So the line holding ``position`` and its two neighbours are compared with the
-    start of ``csv_line``, scanning in chunks (a line is never read whole)."""
-    newlines, read, last_two = 0, 0, [-1, -1]  # offsets of the last two newlines before position
-    with open(path, "rb") as handle:
-        while read < position:
-            chunk = handle.read(min(16 << 20, position - read))
-            if not chunk:
-                break
-            count = chunk.count(b"\n")
-            if count:
-                last = chunk.rfind(b"\n")
-                before = chunk.rfind(b"\n", 0, last) if count > 1 else -1
-                last_two = [read + before if before >= 0 else last_two[1], read + last]
-            newlines += count
-            read += len(chunk)
-        line = newlines + 1
-        needle = csv_line.lstrip("\r\n").split("\n", 1)[0].rstrip("\r").encode("utf-8", "replace")[:100]
-        if not needle:
-            return line
-        starts = {line: last_two[1] + 1}
-        if line > 1:
-            starts[line - 1] = last_two[0] + 1
-        handle.seek(position)
-        offset = position
-        while chunk := handle.read(1 << 20):
-            found = chunk.find(b"\n")
-            if found >= 0:
-                starts[line + 1] = offset + found + 1
-                break
-            offset += len(chunk)
-        for candidate in (line, line - 1, line + 1):
-            if candidate in starts:
-                handle.seek(starts[candidate])
-                if handle.read(len(needle)) == needle:
-                    return candidate
-    return line
-
-
-def _first_long_line(path: Path, limit: int) -> tuple[int, int] | None:
-    """(1-based line, length in bytes without its line ending) of the first line of ``path`` over
-    ``limit`` bytes, scanning in chunks (the line itself is never held in memory); None when none is."""
-    line, length = 1, 0
-    with open(path, "rb") as handle:
-        while chunk := handle.read(16 << 20):
-            start = 0
-            while (end := chunk.find(b"\n", start)) != -1:
-                length += end - start
-                full = length - (1 if end > 0 and chunk[end - 1:end] == b"\r" else 0)
-                if full + 1 > limit:
-                    return line, full
-                line, length, start = line + 1, 0, end + 1
-            length += len(chunk) - start
-    if length and length + 1 > limit:
-        return line, length
-    return None
-
-
-def _raise_long_line(source_path: Path, read_path: Path, message: str) -> None:
-    import re
-
-    stated = re.search(r"Maximum line size of (\d+) bytes", message)
-    limit = int(stated.group(1)) if stated else DUCKDB_MAX_LINE_SIZE
-    found = _first_long_line(read_path, limit)
-    if found is None:  # a quoted field spanning several lines adds up to more than the limit
-        raise SourceError(f"{source_path}: a row is longer than the maximum line size of {limit:,} bytes, though no "
-                          "single line is: a quoted field spanning several lines probably is (a quote never closed?). "
-                          "Fix or remove it.") from None
-    line, length = found
-    raise SourceError(f"{source_path}: line {line} is {length:,} bytes long, over the maximum line size of {limit:,} "
-                      f"bytes ({_LINE_NOTE}): a field there is far too long for a listening log (a quote never "
-                      "closed, or a file pasted in?). Fix or remove that line.") from None
 
 
 def check_columns(path: Path, columns: list[str]) -> None:
@@ -314,45 +226,6 @@ def _raise_if_blank(source_path: Path, read_path: Path) -> None:
                           "or remove the file.")
 
 
-def _sniffed_quoting(con, path: Path) -> bool:
-    """Whether DuckDB's sniffer reads ``path`` with quoting (it turns quoting off for a file without
-    quotes, or with a quote never closed)."""
-    delim = "\\t" if path.name.endswith(".tsv") else ","
-    try:
-        quote = con.sql(f"SELECT Quote FROM sniff_csv('{_sql_path(path)}', delim=E'{delim}', header=true)").fetchone()[0]
-    except Exception:
-        return True
-    return quote not in ("(empty)", "", "\0", None)
-
-
-def _physical_lines(path: Path, records: list[int], quoted: bool = True) -> dict[int, int]:
-    """File line of each 1-based data record of a CSV/TSV (blank lines counted, and with ``quoted``
-    newlines inside quotes; without it a quote is an ordinary character, as DuckDB read it)."""
-    import csv
-
-    wanted, found = set(records), {}
-    delimiter = "\t" if path.name.endswith(".tsv") else ","
-    # Python's csv refuses fields over 128 KiB (csv.field_size_limit); DuckDB accepts lines up to its
-    # max_line_size, so a long but valid field before a bad row must not stop the numbering
-    previous_limit = csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-    try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-            reader = csv.reader(handle, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-            next(reader, None)  # header
-            record = 0
-            for row in reader:
-                if not row:  # a blank line: DuckDB skips it too
-                    continue
-                record += 1
-                if record in wanted:
-                    found[record] = reader.line_num
-                    if len(found) == len(wanted):
-                        break
-    finally:
-        csv.field_size_limit(previous_limit)
-    return found
-
-
 @dataclass(frozen=True)
 class ListensReport:
     """What :func:`read_listens` wrote: ``events`` rows; ``duplicates`` rows repeated an earlier
@@ -441,7 +314,7 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
             f"TO '{_sql_path(partial)}' ({PARQUET_OPTIONS})"
         )
         # malformed CSV rows are known once a scan has read every column (DuckDB's reject tables)
-        _raise_on_rejects(con, source.log_path, log_path)
+        raise_on_rejects(con, source.log_path, log_path)
         written = f"read_parquet('{_sql_path(partial)}')"
         # one aggregate: each distinct event with its count gives events, duplicates and the summary
         n_events, n_distinct, n_bad, users, tracks, first, last = con.sql(
@@ -454,7 +327,7 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
             problem_sql = _problem_sql(csv)
             n_bad = con.sql(f"SELECT count(*) FROM raw_listens WHERE ({problem_sql}) IS NOT NULL").fetchone()[0]
             if n_bad:
-                _raise_bad_rows(con, source.log_path, log_path, problem_sql, n_bad)
+                raise_bad_rows(con, source.log_path, log_path, problem_sql, n_bad)
         if n_events == 0:
             raise SourceError(f"{source.log_path}: the listening log is empty: it has a header but no events. "
                               "Add the listening events (one per line) or remove the file.")
@@ -471,43 +344,6 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
             deduplicated.replace(partial)
             n_events = n_distinct
     return ListensReport(int(n_events), n_duplicates, duplicates, int(users), int(tracks), first, last)
-
-
-def _raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n_bad: int) -> None:
-    """Name the first bad rows by line (CSV/TSV) or row (Parquet). Numbering rows needs a window
-    over the whole log, so it runs only when something is wrong."""
-    bad = con.sql(
-        f"""SELECT record, raw_timestamp, problem FROM (
-              SELECT *, {problem_sql} AS problem FROM (SELECT *, row_number() OVER () AS record FROM raw_listens))
-            WHERE problem IS NOT NULL ORDER BY record LIMIT 5"""
-    ).fetchall()
-    if read_path.suffix == ".parquet":
-        where = {record: f"row {record}" for record, _, _ in bad}
-    else:
-        lines = _physical_lines(read_path, [record for record, _, _ in bad], quoted=_sniffed_quoting(con, read_path))
-        where = {record: f"line {lines.get(record, record + 1)}" for record, _, _ in bad}
-    examples = "; ".join(f"{where[record]}: {problem} ({raw!r})" for record, raw, problem in bad)
-    note = "" if read_path.suffix == ".parquet" else f" ({_LINE_NOTE})"
-    raise SourceError(f"{source_path}: {n_bad} bad row(s), e.g. {examples}{note}. Fix or remove them.")
-
-
-def _raise_on_rejects(con, path: Path, read_path: Path | None = None) -> None:
-    """Raise on the rows DuckDB rejected, by file line of ``read_path`` (the file DuckDB read; ``path``
-    is the one named). DuckDB's own ``line`` counts records, not lines (newlines inside quotes are
-    missed), so the line is taken from the reject's ``byte_position`` where it has one."""
-    try:
-        rows = con.sql("SELECT DISTINCT line, byte_position, error_message, csv_line FROM reject_errors "
-                       "ORDER BY coalesce(byte_position, 0), line LIMIT 3").fetchall()
-    except Exception:  # no reject table: Parquet input
-        return
-    if rows:
-        read_path = read_path or path
-        details = []
-        for line, position, msg, csv_line in rows:
-            if position is not None:
-                line = _reject_line(read_path, int(position), csv_line or "")
-            details.append(f"line {line}: {msg.splitlines()[0]} in {_short(csv_line or '')}")
-        raise SourceError(f"{path}: malformed row(s): {'; '.join(details)} ({_LINE_NOTE}). Fix or remove them.")
 
 
 def find_audio(audio_dir: Path) -> dict[str, Path]:

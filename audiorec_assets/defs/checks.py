@@ -13,8 +13,6 @@ from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, ingest_file, split
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.warehouse import scratch_connection
 
-AUDIO_VERDICTS = "audio_verdicts.parquet"  # in <lake>/tmp/: the tracks check's probe verdicts by file fingerprint
-
 
 def _check_result(result: quality.QualityResult, extra: dict[str, object] | None = None) -> dg.AssetCheckResult:
     metadata: dict[str, object] = {"expectations": result.evaluated, "failed": len(result.failures)}
@@ -36,7 +34,7 @@ def tracks_quality(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     catalogue = pd.read_parquet(ingest_file(context, lake.paths(), "tracks"))
     # stored relative to the lake: check (and name) the files themselves
     catalogue["audio_path"] = [str(lake.paths().resolve(p)) for p in catalogue["audio_path"]]
-    flags = quality.tracks_flags(catalogue, verdicts=lake.paths().tmp / AUDIO_VERDICTS)
+    flags = quality.tracks_flags(catalogue, verdicts=lake.paths().audio_verdicts)
     result = quality.check_tracks(flags, lake.settings().audio_checks.model_dump())
     for warning in result.warnings:
         context.log.warning(f"{warning['count']} audio file(s) {warning['kind']} (audio_checks.{warning['kind']}: "
