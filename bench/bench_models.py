@@ -88,6 +88,28 @@ def run_case(case: str, args: argparse.Namespace) -> dict:
     }
 
 
+def run_child(command: list[str], timeout: float) -> tuple[int | str, str, str, float]:
+    """Run one case; (exit status or "timeout", stdout, stderr, the child's peak RSS in GB, also when killed)."""
+    import tempfile
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, stdout=out, stderr=err, text=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, wait_status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                child.kill()
+                pid, wait_status, usage = os.wait4(child.pid, 0)
+                break
+            time.sleep(0.5)
+        child.returncode = os.waitstatus_to_exitcode(wait_status)
+        out.seek(0), err.seek(0)
+        timed_out = time.monotonic() > deadline
+        return ("timeout" if timed_out else child.returncode), out.read(), err.read(), usage.ru_maxrss / 2**20
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cpu")
@@ -122,15 +144,15 @@ def main() -> None:
                    "--mean-history", str(args.mean_history), "--max-steps", str(args.max_steps)]
         if args.bert4rec_loss:
             command += ["--bert4rec-loss", args.bert4rec_loss]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
-        except subprocess.TimeoutExpired:
-            print(f"| {case} | timed out after {args.timeout:.0f} s | | | | |", flush=True)
+        status, stdout, stderr, peak_gb = run_child(command, args.timeout)
+        if status == "timeout":
+            print(f"| {case} | timed out after {args.timeout:.0f} s | | {peak_gb:.2f} (so far) | | |", flush=True)
             continue
-        if done.returncode != 0:
-            print(f"| {case} | failed: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}"
+        if status != 0:
+            print(f"| {case} | failed: {stderr.strip().splitlines()[-1] if stderr.strip() else status}"
                   " | | | | |", flush=True)
             continue
+        done = subprocess.CompletedProcess(command, 0, stdout, stderr)
         result = json.loads(done.stdout.strip().splitlines()[-1])
         results.append(result)
         print(f"| {case} | {result['fit_s']} | {result['recommend_s']} | {result['peak_rss_gb']} | "

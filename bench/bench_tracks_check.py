@@ -34,6 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from machine import cpu_model  # noqa: E402
+
 OUT = Path(__file__).parent / "out" / "tracks_check"
 ONION_TRACKS = 56_512
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,16 +156,6 @@ def breakdown(paths: list[str]) -> dict[str, float]:
         file_fingerprint(p)
     steps["fingerprint"] = time.perf_counter() - start
     return {key: total / len(paths) for key, total in steps.items()}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def child(args: list[str]) -> dict:
