@@ -209,13 +209,27 @@ class ShallowNet(nn.Module):
             negative = torch.einsum("rd,rkd->rk", item_vectors, user_embeddings(negatives))
         return torch.clamp(self.config.margin - positive + negative, min=0)
 
+    @torch.no_grad()
     def unit_tables(self) -> UnitTables:
         """Every user's and item's unit vector, computed once (for evaluations without a gradient)."""
-        users = torch.arange(self.config.n_users, device=self.item_table.device)
-        return UnitTables(users=self.unit_user_vectors(users), items=self.all_item_embeddings())
+        return UnitTables(users=_in_row_blocks(self.user_embeddings, self.config.n_users, self.item_table.device),
+                          items=self.all_item_embeddings())
 
+    @torch.no_grad()
     def all_item_embeddings(self) -> torch.Tensor:
-        return self.item_embeddings(torch.arange(self.config.n_items, device=self.item_table.device))
+        return _in_row_blocks(self.item_embeddings, self.config.n_items, self.item_table.device)
+
+
+def _in_row_blocks(embed: Callable[[torch.Tensor], torch.Tensor], n_rows: int, device: torch.device) -> torch.Tensor:
+    """``embed(arange(n_rows))`` (no gradient) in blocks of rows, so a projection's intermediates never exist for the
+    whole table at once (at 56 512 × 4 800 each is 1 GB)."""
+    first = embed(torch.arange(min(n_rows, 1), device=device))
+    out = torch.empty((n_rows, first.shape[-1]), dtype=first.dtype, device=device)
+    step = max(1, (MAX_CHUNK_FLOATS // 2) // max(1, first.shape[-1]))
+    for start in range(0, n_rows, step):
+        index = torch.arange(start, min(start + step, n_rows), device=device)
+        out[start : start + len(index)] = embed(index)
+    return out
 
 
 @dataclass(frozen=True)

@@ -86,13 +86,13 @@ def mean_item_vectors(user_items: UserItems, item_vectors: torch.Tensor) -> torc
 
     Summed in float64 over chunks of pairs, so no (pairs × dim) copy of the vectors is made.
     """
-    vectors = item_vectors.detach().to("cpu", torch.float64)
+    vectors = item_vectors.detach().to("cpu")  # cast to float64 a chunk at a time: no float64 copy of the table
     rows = torch.as_tensor(user_items.row_ids(), dtype=torch.int64)
     items = torch.as_tensor(user_items.indices, dtype=torch.int64)
     sums = torch.zeros(user_items.n_users, vectors.shape[1], dtype=torch.float64)
     chunk = max(1, (1 << 22) // max(1, vectors.shape[1]))
     for start in range(0, len(items), chunk):
-        sums.index_add_(0, rows[start : start + chunk], vectors[items[start : start + chunk]])
+        sums.index_add_(0, rows[start : start + chunk], vectors[items[start : start + chunk]].double())
     counts = torch.as_tensor(user_items.lengths(), dtype=torch.float64).clamp(min=1.0)
     return (sums / counts.unsqueeze(1)).float().to(item_vectors.device)
 
