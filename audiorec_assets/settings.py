@@ -16,7 +16,16 @@ import hashlib
 import json
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 LAKE_ENV = "AUDIOREC_LAKE"
 SETTINGS_FILE = "experiment.yaml"
@@ -64,6 +73,10 @@ class EncodeSettings(_Section):
     batch_size: int = Field(8, ge=1)
     on_error: Literal["fail", "skip"] = "fail"
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when torch sees a GPU, else cpu)
+    # training arithmetic of the models that allow it (BERT4Rec): auto = bf16 autocast on a CUDA GPU that supports
+    # it, fp32 elsewhere; bf16 = autocast on any device (the CPU too); fp32 = never. Like `device`, an execution
+    # choice: recorded with each model, not part of its version.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     shuffled_base: str = "musicnn"
     models_dir: str | None = None  # where pretrained weights live; default: AUDIOREC_MODELS or the user cache
     # z-score every feature of an encoder's vectors over the catalogue before the recommenders see them
@@ -105,6 +118,26 @@ class Bert4RecSettings(_Section):
     patience: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
     id_dim: int = Field(128, ge=8)  # encoder `none`: width of the learned item-id embeddings (= hidden size)
+    # The training loss (recommenders/bert4rec_loss.py). softmax: full softmax over the train vocabulary at every
+    # masked position (the study). gbce: gSASRec's generalised BCE over the positive and `negatives` items drawn
+    # uniformly per sequence, the positive's probability raised to beta (calibration `gbce_t`, 0 = plain BCE).
+    loss: Literal["softmax", "gbce"] = "softmax"
+    negatives: int = Field(256, ge=1)  # gbce only; must stay below the train vocabulary size (checked at fit)
+    gbce_t: float = Field(0.75, ge=0.0, le=1.0)  # gbce only; gSASRec's default
+
+    @model_serializer(mode="wrap")
+    def _omit_default_loss(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Leave the loss settings out of the dump while they hold their defaults, so that the settings
+        fingerprint of a cell (``defs/sources.py``) is the one it had before they existed: adding them does not
+        make every trained BERT4Rec stale, and changing any of them does."""
+        dump = handler(self)
+        for name in _LOSS_DEFAULTS.keys() & dump.keys():
+            if dump[name] == _LOSS_DEFAULTS[name]:
+                del dump[name]
+        return dump
+
+
+_LOSS_DEFAULTS = {name: Bert4RecSettings.model_fields[name].default for name in ("loss", "negatives", "gbce_t")}
 
 
 class AlsSettings(_Section):
@@ -324,6 +357,12 @@ class LakePaths:
         """Temporaries of atomic writes (:mod:`audiorec_assets.lakeio`): outside every folder a view or a
         glob reads, on the lake's filesystem so that renames into place are atomic."""
         return self.tmp / "staging"
+
+    @property
+    def audio_verdicts(self) -> Path:
+        """The tracks check's probe verdicts and header durations by file (path, size, mtime_ns)
+        (:mod:`audiorec_assets.data.audio_verdicts`); the tracks table reads the durations back."""
+        return self.tmp / "audio_verdicts.parquet"
 
     def embedding_file(self, encoder: str) -> Path:
         return self.embeddings / f"{encoder}.npy"

@@ -33,13 +33,36 @@ audio (guide: frozen vectors; paper_code: their untrained audio rows).
 
 Both: learned positions, embedding LayerNorm + dropout, ``bert4rec.layers`` post-norm encoder layers
 (GELU, ``ffn_dim``, ``heads``, ``dropout``), every non-pad position masked independently (fresh each
-epoch), full-softmax cross-entropy at masked positions only (hidden states of masked positions are
-gathered first, so logits are ``(n_masked, n_items)``, never ``(batch, length, n_items)``). Adam,
+epoch), full-softmax cross-entropy (the default loss, below) at masked positions only (hidden states
+of masked positions are gathered first, so logits are ``(n_masked, n_items)``, never
+``(batch, length, n_items)``). Adam,
 batches of ``bert4rec.batch_size`` users. Inference: "last ``infer_len - 1`` train items + [MASK]";
 scores are the logits at the [MASK].
 
+Training loss (opt-in, either preset and encoder ``none``; the study's full softmax is the default):
+
+``bert4rec.loss``
+    ``softmax`` (default): the cross-entropy above. ``gbce``: gSASRec's generalised BCE (Petrov &
+    Macdonald, RecSys 2023) of each masked position's positive against ``negatives`` items drawn uniformly
+    from the train vocabulary per sequence (shared by its masked positions; a position's own positive is
+    never its negative); only those logits are computed (no ``n_items``-wide matrix), which is what makes
+    it cheap at Music4All-Onion size. paper_code's [PAD] and [MASK] rows take no part in gBCE. The
+    formula, the sampling and why per sequence: ``bert4rec_loss.py``.
+``bert4rec.negatives``
+    Negatives per sequence, i.e. per masked position (default 256, at least 1, at most the train
+    vocabulary size minus one).
+``bert4rec.gbce_t``
+    gSASRec's calibration ``t`` in [0, 1] (default 0.75): ``beta = alpha (t (1 - 1/alpha) + 1/alpha)``,
+    ``alpha = negatives / (n_vocab - 1)``; 0 = plain BCE, 1 = ``beta = alpha``.
+
+The validation loss (early stopping, plateau scheduler) is the full-softmax one of the preset under
+both losses. ``FitReport.params`` record ``loss`` (and, for gBCE, ``negatives``, ``gbce_t``,
+``gbce_beta``, ``gbce_logit_offset``, ``negative_sampling``); the reported train loss is the loss trained on.
+The loss is not part of the saved config (it does not change the architecture); a changed ``bert4rec.loss``
+makes the cells stale through the settings fingerprint of the ``bert4rec`` section.
+
 The network is ``bert4rec_model.py``, its inputs and training epoch ``bert4rec_sequences.py``, the
-preset-specific validation loss ``bert4rec_validation.py``.
+training losses ``bert4rec_loss.py``, the preset-specific validation loss ``bert4rec_validation.py``.
 """
 
 from __future__ import annotations
@@ -50,6 +73,7 @@ import numpy as np
 import torch
 
 from audiorec_assets.recommenders.base import TopN
+from audiorec_assets.recommenders.bert4rec_loss import STREAM_NEGATIVES, training_loss
 from audiorec_assets.recommenders.bert4rec_model import SCORE_BATCH_CELLS, STREAM_TRAIN, Bert4RecConfig, Bert4RecNet
 from audiorec_assets.recommenders.bert4rec_sequences import TrainSequences, inference_tokens, train_epoch
 from audiorec_assets.recommenders.bert4rec_validation import validation_loss
@@ -67,6 +91,7 @@ class Bert4RecRecommender(TorchRecommender):
     """Scores at a [MASK] appended to the user's recent train history."""
 
     name = "bert4rec"
+    autocast_safe = True  # a transformer: LayerNorm, softmax and the loss stay fp32 under autocast
 
     def training_settings(self) -> TrainingSettings:
         return self.settings.bert4rec
@@ -86,15 +111,16 @@ class Bert4RecRecommender(TorchRecommender):
         sequences = TrainSequences.from_train(data.train, net.config)
         # Shuffling and masking share one stream: both are drawn in a fixed order per batch.
         generator = make_generator(seed, STREAM_TRAIN)
+        loss_fn = training_loss(self.settings.bert4rec, len(data.train_items), make_generator(seed, STREAM_NEGATIVES))
         val = validation_loss(net, data, seed)
         val_params = val.params() if val is not None else {
             "val_loss": "none", "val_loss_detail": "no user has val items; early stopping on the train loss",
             "val_loss_users": 0,
         }
         return TrainingPlan(
-            train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, batch_size, generator),
+            train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, batch_size, generator, loss_fn=loss_fn),
             val_loss=val.compute if val is not None else None,
-            params={"n_sequences": len(sequences.lengths), **val_params},
+            params={"n_sequences": len(sequences.lengths), **loss_fn.params(), **val_params},
         )
 
     def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from audiorec_assets.recommenders.bert4rec_loss import TrainingLoss
 from audiorec_assets.recommenders.bert4rec_model import Bert4RecConfig, Bert4RecNet, LogitsAt
 from audiorec_assets.recommenders.data import UserItems
 from audiorec_assets.recommenders.training import index_batches
@@ -76,8 +77,13 @@ def train_epoch(
     batch_size: int,
     generator: torch.Generator,
     logits_at: LogitsAt = "masked",
+    loss_fn: TrainingLoss | None = None,
 ) -> float:
-    """One pass over all sequences in random order with fresh masks; returns the mean loss per masked item."""
+    """One pass over all sequences in random order with fresh masks; returns the mean loss per masked item.
+
+    ``loss_fn``: the training loss (``bert4rec_loss.py``); ``None`` is the full softmax. It draws its own
+    randomness (gBCE's negatives) from its own generator, so ``generator``'s order and masks do not depend on it.
+    """
     config = net.config
     device = next(net.parameters()).device
     total, count = 0.0, 0
@@ -92,7 +98,11 @@ def train_epoch(
         inputs = targets_full.masked_fill(masked, config.mask_token)
         targets = targets_full[masked]
         optimizer.zero_grad(set_to_none=True)
-        loss = net.masked_lm_loss(inputs.to(device), masked.to(device), targets.to(device), logits_at=logits_at)
+        inputs, masked, targets = inputs.to(device), masked.to(device), targets.to(device)
+        if loss_fn is None:
+            loss = net.masked_lm_loss(inputs, masked, targets, logits_at=logits_at)
+        else:
+            loss = loss_fn(net, inputs, masked, targets, logits_at=logits_at)
         loss.backward()
         optimizer.step()
         total += float(loss.detach()) * len(targets)
