@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from audiorec_assets.data import quality
+from audiorec_assets.data import audio_verdicts, quality
 from audiorec_assets.data.audio import audio_oddities, probe_audio
 from audiorec_assets.data.sources import Layout, RawSource, read_listens
 from audiorec_assets.data.splits import SplitWindows, make_split
@@ -237,7 +237,7 @@ def test_an_unchanged_file_is_probed_once_and_a_changed_one_again(tmp_path, monk
     verdicts.write_bytes(b"not parquet")
     quality.tracks_flags(_catalogue(paths), verdicts=verdicts)
     assert sorted(probed) == ["t0.wav", "t1.wav", "t2.wav"]
-    assert len(quality.read_verdicts(verdicts)) == 3
+    assert len(audio_verdicts.read_verdicts(verdicts)) == 3
 
 
 def _audio_cases(folder: Path) -> list[Path]:

@@ -8,7 +8,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from audiorec_assets.data import quality, tracks
+from audiorec_assets.data import audio_verdicts, quality, tracks
 from audiorec_assets.data.sources import Layout, RawSource
 from audiorec_assets.settings import LakePaths
 from audiorec_assets_tests.helpers import write_own, write_tone
@@ -83,7 +83,7 @@ def test_a_damaged_or_older_cache_means_reading_the_headers(small_lake, header_r
     _check(paths, first)
     header_reads.clear()
     cache = pd.read_parquet(paths.audio_verdicts)
-    cache.assign(version=quality.PROBE_VERSION - 1).to_parquet(paths.audio_verdicts)
+    cache.assign(version=audio_verdicts.PROBE_VERSION - 1).to_parquet(paths.audio_verdicts)
     pd.testing.assert_frame_equal(first, _build(paths, source, listens))
     assert len(header_reads) == 4
     header_reads.clear()
@@ -96,6 +96,6 @@ def test_the_keys_are_the_ones_the_check_writes(small_lake):
     paths, source, listens = small_lake
     _check(paths, _build(paths, source, listens))
     table = _build(paths, source, listens)
-    keys = {key[0] for key in quality.read_verdicts(paths.audio_verdicts)}
+    keys = {key[0] for key in audio_verdicts.read_verdicts(paths.audio_verdicts)}
     assert keys == {str(paths.resolve(p)) for p in table["audio_path"]}
     assert keys == {os.path.join(str(paths.root), p) for p in table["audio_path"]}

@@ -16,7 +16,6 @@ import platform
 import resource
 import time
 
-import numpy as np
 import torch
 
 from audiorec_assets.recommenders import shallow

@@ -115,7 +115,7 @@ def breakdown(paths: list[str]) -> dict[str, float]:
 
     from audiorec_assets.data.audio import _wav_missing_bytes, audio_duration, audio_oddities, check_decodes
     from audiorec_assets.data.audio import probe_audio
-    from audiorec_assets.data.quality import file_fingerprint
+    from audiorec_assets.data.audio_verdicts import file_fingerprint
 
     steps = {"info": 0.0, "read": 0.0, "downmix": 0.0, "wav_scan": 0.0, "array_checks": 0.0,
              "audio_oddities": 0.0, "ingest_probe": 0.0, "downmix_columns": 0.0, "probe_audio": 0.0,

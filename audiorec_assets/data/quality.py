@@ -23,13 +23,7 @@ from typing import Any
 import pandas as pd
 
 from audiorec_assets.data.audio import AUDIO_ODDITIES, duration_or_nan, probe_audio
-from audiorec_assets.data.audio_verdicts import (  # noqa: F401  (the verdict file's API, importable from here too)
-    PROBE_VERSION,
-    Verdict,
-    file_fingerprint,
-    read_verdicts,
-    write_verdicts,
-)
+from audiorec_assets.data.audio_verdicts import Verdict, file_fingerprint, read_verdicts, write_verdicts
 from audiorec_assets.data.splits import SplitWindows
 
 INTERACTION_COLUMNS = ["user_id", "track_id", "first_ts", "plays", "split"]
