@@ -27,12 +27,12 @@ def write_demo_settings(lake: LakePaths, dataset: str = "demo") -> bool:
     it wrote."""
     from importlib import resources
 
+    from audiorec_assets.data.sources import holds_data
     from audiorec_assets.lakeio import atomic_path, process_staging
     from audiorec_assets.settings import SETTINGS_FILE
 
     target = lake.root / SETTINGS_FILE
-    raw_has_data = lake.raw.exists() and any(not p.name.startswith(".") for p in lake.raw.iterdir())
-    if target.exists() or raw_has_data:
+    if target.exists() or holds_data(lake.raw):
         return False
     text = resources.files("audiorec_assets.data").joinpath(f"{dataset}_experiment.yaml").read_text()
     with atomic_path(target, staging=process_staging(lake.staging)) as tmp:
@@ -65,14 +65,21 @@ QUERY_KINDS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, P
 
 def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S, fmt: str = "table") -> None:
     """Print the result of ``query`` on the warehouse (as ``fmt``: :data:`audiorec_assets.queries.FORMATS`), read-only in fact: queries only, files read only under
-    ``<lake>/tables`` (what the views read), nothing written, no extensions installed or loaded. Every error,
-    and a warehouse busy for ``busy_timeout_s``, ends the command with one line and a non-zero exit."""
+    ``<lake>/tables`` (what the views read), nothing written (but, once, the views an older audiorec wrote), no
+    extensions installed or loaded. Every error, and a warehouse busy for ``busy_timeout_s``, ends the command
+    with one line and a non-zero exit."""
     import duckdb
+
+    from audiorec_assets.warehouse import outdated_views
 
     lake = LakePaths(lake_root)
     if not lake.warehouse.exists():
         raise SystemExit(f"{SQL_PREFIX} {lake.warehouse} does not exist yet: run `audiorec demo` (or the ingest) first.")
     con = _open_read_only(lake, busy_timeout_s)
+    if outdated_views(con, lake):  # an older audiorec's views: from a copied lake they read the original's files
+        con.close()
+        _refresh_views(lake, busy_timeout_s)
+        con = _open_read_only(lake, busy_timeout_s)
     try:
         _lock_down(con, lake)
         _refuse_non_queries(con, query, lake)
@@ -106,6 +113,19 @@ def _open_read_only(lake: LakePaths, timeout_s: float):
                     f"writing (a run creating a new view holds it for a moment; a DuckDB session opened without "
                     f"read-only holds it until closed). Waited {timeout_s:.0f} s: try again.") from None
             time.sleep(0.2)
+
+
+def _refresh_views(lake: LakePaths, timeout_s: float) -> None:
+    """Rewrite the lake's outdated views (a moment of write access), or end the command with one line."""
+    import duckdb
+
+    from audiorec_assets.warehouse import WarehouseBusyError, refresh_views
+
+    try:
+        refresh_views(lake, timeout_s=timeout_s)
+    except (WarehouseBusyError, duckdb.Error, OSError) as err:
+        raise SystemExit(f"{SQL_PREFIX} the views in {lake.warehouse} are an older audiorec's (they may read "
+                         f"another lake's files) and could not be rewritten: {_one_line(err)}") from None
 
 
 def _lock_down(con, lake: LakePaths) -> None:
@@ -269,13 +289,16 @@ def main(argv: list[str] | None = None) -> None:
         for category in (dg.BetaWarning, dg.PreviewWarning):
             warnings.filterwarnings("ignore", category=category)
     from audiorec_assets import runner
+    from audiorec_assets.stopping import stop_on_signals
 
     if args.command == "demo":
-        runner.demo(lake_root, args.dataset)
+        with stop_on_signals():  # SIGINT / SIGTERM: exit 130 / 143 once the run in progress is interrupted
+            runner.demo(lake_root, args.dataset)
     elif args.command == "materialize":
-        answer_errors("materialize", lambda: runner.materialize(
-            lake_root, args.encoders, args.recommenders, args.select, args.force, args.dry_run,
-            rich=False if args.plain else None))
+        with stop_on_signals():
+            answer_errors("materialize", lambda: runner.materialize(
+                lake_root, args.encoders, args.recommenders, args.select, args.force, args.dry_run,
+                rich=False if args.plain else None))
     elif args.command == "status":
         answer_errors("status", lambda: runner.status(lake_root, args.format, observe=not args.no_observe))
     elif args.command == "mock-logs":

@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
+from audiorec_assets import stopping
 from audiorec_assets.settings import LakePaths, load_settings
 
 PREFIX = "[audiorec]"
@@ -57,15 +59,34 @@ def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
 
 
 def run_planned(defs: dg.Definitions, inst: dg.DagsterInstance, planned, run_config: dict | None = None) -> bool:
-    """One planned run with its checks; its failures printed in one line each."""
+    """One planned run with its checks; its failures printed in one line each. Raises
+    :class:`~audiorec_assets.stopping.Stopped` when a stop signal came during the run."""
     from audiorec_assets.defs.execute import execute
 
-    result = execute(defs, inst, planned, run_config=run_config or {})
+    run_id = str(uuid.uuid4())  # known before the run exists, so a stop in Dagster's set-up still finds it
+    try:
+        result = execute(defs, inst, planned, run_config=run_config or {}, run_id=run_id)
+        signum = stopping.received()
+        if signum is not None:  # Dagster interrupted the run and marked it failed: start no other
+            raise stopping.Stopped(signum)
+    except stopping.Stopped:
+        _end_stopped(inst, run_id, planned.label)
+        raise
     for line in failure_lines(result):
         print(f"{PREFIX}   {line}", file=sys.stderr if "failed:" in line else sys.stdout, flush=True)
     if not result.success:
         print(f"{PREFIX} {planned.label} failed (run {result.run_id}).", file=sys.stderr, flush=True)
     return result.success
+
+
+def _end_stopped(inst: dg.DagsterInstance, run_id: str, label: str) -> None:
+    """After a stop signal: cancel the run if the signal came before Dagster started it; say how it ended."""
+    run = inst.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        inst.report_run_canceled(run, message="audiorec was stopped by a signal before the run finished")
+        run = inst.get_run_by_id(run_id)
+    what = f"run {run_id}: {run.status.value}" if run is not None else "before its run was created"
+    print(f"{PREFIX} {label} interrupted ({what})", file=sys.stderr, flush=True)
 
 
 # --- audiorec demo --------------------------------------------------------------------------------------------
@@ -107,9 +128,8 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     inputs, run what the automation conditions request, repeat."""
     from audiorec_assets.cli import print_leaderboard, write_demo_settings
     from audiorec_assets.defs.execute import bring_up_to_date
-    from audiorec_assets.defs.ingest import ensure_raw
+    from audiorec_assets.data.demo import write_demo_if_empty
     from audiorec_assets.defs.partitions import lake_members, sync_partitions
-    from audiorec_assets.defs.resources import LakeResource
 
     lake = LakePaths(lake_root)
     lake.root.mkdir(parents=True, exist_ok=True)
@@ -119,7 +139,10 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
         prepare_classical(lake, settings.seed)
     print(f"{PREFIX} lake: {lake.root} (preset {settings.preset}; encoders {settings.encoders}; "
           f"recommenders {settings.recommenders})", flush=True)
-    ensure_raw(LakeResource(root=str(lake.root)))
+    written = write_demo_if_empty(lake.raw, lake.staging, seed=settings.seed)  # the only place the demo is written
+    if written:
+        print(f"{PREFIX} {lake.raw} held no data: wrote the demo data set (seed {settings.seed}; {written.n_events} "
+              f"listens, flagged synthetic), in {written.seconds:.1f} s", flush=True)
     inst = instance()
     defs = _definitions(lake.root, inst)
     wanted = lake_members(lake, settings)

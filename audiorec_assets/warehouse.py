@@ -7,6 +7,21 @@ staging area, then one rename), and the database only holds views over globs of 
 glob view picks up new and replaced files by itself, so a view is created once, or again only when
 its definition changes (:func:`register_view` checks with a read-only connection first): writing
 rows never opens the database for writing, and runs and read-only sessions never wait on each other.
+
+The lake is relocatable: a view's definition names no lake. It reads ``tables/<table>/[!.]*.parquet``
+beside the database file the session opened, which DuckDB tells at query time through the setting
+``temp_directory`` (by default ``<database file>.tmp``: absolute from Python; from the DuckDB CLI the
+path as given, which then resolves against the current folder just as the database's did). So after
+``cp -a`` or ``mv`` every reader reads the copy's own files: ``audiorec sql``, the runs, and a plain
+``duckdb warehouse.duckdb`` in the lake's folder or ``duckdb.connect("<lake>/warehouse.duckdb")`` from
+any folder. Paths relative to the lake root were the other choice, but DuckDB resolves those against
+the current folder (or ``file_search_path``), so a session started in another lake's folder would read
+that lake's rows without a word. Where a view cannot know its lake it fails, naming the setting, rather
+than guess: ``temp_directory`` changed, ``file_search_path`` set while the database path is relative, a
+warehouse opened by ATTACH from another session, or a second audiorec warehouse attached (a view cannot
+tell which attached database it belongs to). Views of older versions hold absolute paths, which read
+the original lake from a copy; :func:`refresh_views` rewrites them (at the start of a run's steps, and
+``audiorec sql`` before it queries).
 """
 
 from __future__ import annotations
@@ -60,14 +75,47 @@ def sql_literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def view_sql(lake: LakePaths, table: str) -> str:
-    glob = str(lake.table_dir(table) / VIEW_GLOB).replace("'", "''")
-    return f"CREATE OR REPLACE VIEW {SCHEMA}.{table} AS SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+WAREHOUSE_FILE = "warehouse.duckdb"  # the name LakePaths gives the database: the views find their lake beside it
+_TEMP_DIR = "current_setting('temp_directory')"
+_TAG_PREFIX = "audiorec view "
+
+
+def view_sql(table: str) -> str:
+    """The definition of ``audiorec.<table>``, the same in every lake: the files of ``tables/<table>/`` beside
+    the database file the session opened (module docstring), or an error naming the setting that hides it."""
+    temp_dir, spill = _TEMP_DIR, re.escape(f"{WAREHOUSE_FILE}.tmp")  # DuckDB's default: <database file>.tmp
+    relative = f"NOT regexp_matches({temp_dir}, '^([/\\\\]|[A-Za-z]:)')"  # the DuckDB CLI keeps the path as given
+    unknown = sql_literal(
+        f"audiorec.{table} reads the tables/ beside its database file, which DuckDB's temp_directory names (by "
+        f"default <database file>.tmp), but temp_directory is ") + f" || {temp_dir} || " + sql_literal(
+        f": open the lake's {WAREHOUSE_FILE} itself (e.g. duckdb {WAREHOUSE_FILE} in the lake's folder), not by "
+        f"ATTACH, and RESET temp_directory.")
+    searched = sql_literal(
+        f"audiorec.{table}: the database was opened by a relative path and file_search_path is set, which relative "
+        f"paths would follow instead of the current folder: RESET file_search_path, or open {WAREHOUSE_FILE} by "
+        f"its absolute path.")
+    moved = sql_literal(f"audiorec.{table}: temp_directory is not this database's own <database file>.tmp, so "
+                        f"the view cannot find its lake: RESET temp_directory.")
+    attached = sql_literal(
+        f"audiorec.{table}: another database with audiorec views is attached, and a view cannot tell which lake it "
+        f"belongs to: open each lake's {WAREHOUSE_FILE} in a session of its own, or read a lake's files with "
+        f"read_parquet('<lake>/tables/{table}/*.parquet').")
+    path = (f"CASE WHEN NOT regexp_matches({temp_dir}, '(^|[/\\\\]){spill}$') THEN error({unknown}) "
+            f"WHEN {relative} AND current_setting('file_search_path') <> '' THEN error({searched}) "
+            f"ELSE regexp_replace({temp_dir}, '{spill}$', '') || {sql_literal(f'tables/{table}/{VIEW_GLOB}')} END")
+    own = "(SELECT path FROM duckdb_databases() WHERE database_name = current_database()) || '.tmp'"
+    own_temp_dir = (f"CASE WHEN {relative} THEN ends_with({own}, '/' || regexp_replace({temp_dir}, '^([.][.]?/)+', ''))"
+                    f" ELSE {own} = {temp_dir} END")
+    guard = (f"(SELECT CASE WHEN count(*) FILTER (WHERE database_name <> current_database()) > 0 "
+             f"THEN error({attached}) WHEN NOT ({own_temp_dir}) THEN error({moved}) ELSE true END "
+             f"FROM duckdb_views() WHERE schema_name = '{SCHEMA}')")
+    return (f"CREATE OR REPLACE VIEW {SCHEMA}.{table} AS SELECT * FROM read_parquet({path}, union_by_name = true) "
+            f"WHERE {guard}")
 
 
 def _view_tag(sql: str) -> str:
     """Stored as the view's comment: which definition the view has, without parsing DuckDB's rendering of it."""
-    return "audiorec view " + hashlib.sha1(sql.encode()).hexdigest()[:16]
+    return _TAG_PREFIX + hashlib.sha1(sql.encode()).hexdigest()[:16]
 
 
 _current_views: set[tuple[str, int, str, str]] = set()  # (warehouse, inode, table, tag) seen in this process
@@ -80,6 +128,29 @@ def _cache_key(lake: LakePaths, table: str, tag: str) -> tuple[str, int, str, st
         return None
 
 
+def _writer(lake: LakePaths) -> Connect:
+    import duckdb
+
+    return lambda: duckdb.connect(str(lake.warehouse))
+
+
+def _while_locked(action: Callable, timeout_s: float, busy: Callable[[str], str]):
+    """``action()``, tried again while another process holds the warehouse, for up to ``timeout_s``; then
+    :class:`WarehouseBusyError` with the message ``busy(holder)``."""
+    import duckdb
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return action()
+        except (duckdb.IOException, duckdb.ConnectionException) as err:
+            if not is_lock_error(err):
+                raise
+            if time.monotonic() > deadline:
+                raise WarehouseBusyError(busy(lock_holder(err))) from None
+            time.sleep(0.25)
+
+
 def register_view(lake: LakePaths, table: str, timeout_s: float | None = None, connect: Connect | None = None) -> None:
     """Make sure ``audiorec.<table>`` is the view over ``<lake>/tables/<table>/[!.]*.parquet``.
 
@@ -88,36 +159,26 @@ def register_view(lake: LakePaths, table: str, timeout_s: float | None = None, c
     never opens it for writing. A new view waits up to ``timeout_s`` (default :data:`VIEW_TIMEOUT_S`) for
     other sessions to let go, then raises :class:`WarehouseBusyError` naming the table.
     """
-    import duckdb
-
     timeout_s = VIEW_TIMEOUT_S if timeout_s is None else timeout_s
-    sql = view_sql(lake, table)
+    sql = view_sql(table)
     tag = _view_tag(sql)
     if _cache_key(lake, table, tag) in _current_views:
         return
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if not _view_is_current(lake, table, tag):
-                with (connect or (lambda: duckdb.connect(str(lake.warehouse))))() as con:
-                    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-                    con.execute(sql)
-                    con.execute(f"COMMENT ON VIEW {SCHEMA}.{table} IS '{tag}'")
-            key = _cache_key(lake, table, tag)
-            if key:
-                _current_views.add(key)
-            return
-        except (duckdb.IOException, duckdb.ConnectionException) as err:
-            if not is_lock_error(err):
-                raise
-            if time.monotonic() > deadline:
-                raise WarehouseBusyError(
-                    f"audiorec.{table} needs a new view in {lake.warehouse} (first write of the table, or its "
-                    f"definition changed), but for {timeout_s:.0f} s {lock_holder(err)} kept the warehouse open. "
-                    f"Close other DuckDB sessions on it for a moment (read-only ones too) and run again; the rows "
-                    f"are safe in {lake.table_dir(table)}."
-                ) from None
-            time.sleep(0.25)
+
+    def create() -> None:
+        if not _view_is_current(lake, table, tag):
+            with (connect or _writer(lake))() as con:  # binding the view reads the files beside this database
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+                con.execute(sql)
+                con.execute(f"COMMENT ON VIEW {SCHEMA}.{table} IS '{tag}'")
+
+    _while_locked(create, timeout_s, lambda holder: (
+        f"audiorec.{table} needs a new view in {lake.warehouse} (first write of the table, or its definition "
+        f"changed), but for {timeout_s:.0f} s {holder} kept the warehouse open. Close other DuckDB sessions on "
+        f"it for a moment (read-only ones too) and run again; the rows are safe in {lake.table_dir(table)}."))
+    key = _cache_key(lake, table, tag)
+    if key:
+        _current_views.add(key)
 
 
 def _view_is_current(lake: LakePaths, table: str, tag: str) -> bool:
@@ -131,6 +192,48 @@ def _view_is_current(lake: LakePaths, table: str, tag: str) -> bool:
             "SELECT comment FROM duckdb_views() WHERE database_name = current_database() AND schema_name = $s "
             "AND view_name = $t", {"s": SCHEMA, "t": table}).fetchone()
     return row is not None and row[0] == tag
+
+
+def outdated_views(con, lake: LakePaths) -> list[str]:
+    """The views of ``audiorec`` in ``con`` (on ``lake``'s warehouse) with another definition than this one's (an
+    older audiorec's, with absolute paths: from a copied lake they read the original) where the table has files,
+    or that audiorec wrote; :func:`refresh_views` rewrites or drops them."""
+    rows = con.execute("SELECT view_name, comment FROM duckdb_views() WHERE database_name = current_database() "
+                       "AND schema_name = $s", {"s": SCHEMA}).fetchall()
+    return sorted(table for table, comment in rows if comment != _view_tag(view_sql(table))
+                  and (table_files(lake, table) or (comment or "").startswith(_TAG_PREFIX)))
+
+
+def refresh_views(lake: LakePaths, timeout_s: float | None = None, connect: Connect | None = None) -> list[str]:
+    """Bring the lake's views up to date (:func:`outdated_views`): rewrite those of tables with files, drop
+    the others. Reads the warehouse read-only and opens it for writing only when a view is outdated; waits
+    for other sessions as :func:`register_view` does. Returns the tables whose view changed."""
+    import duckdb
+
+    timeout_s = VIEW_TIMEOUT_S if timeout_s is None else timeout_s
+    if not lake.warehouse.exists():
+        return []
+
+    def read() -> list[str]:
+        with duckdb.connect(str(lake.warehouse), read_only=True) as con:
+            return outdated_views(con, lake)
+
+    outdated = _while_locked(read, timeout_s, lambda holder: (
+        f"{lake.warehouse} is busy: for {timeout_s:.0f} s {holder} kept it open for writing while audiorec "
+        f"checked its views. Try again in a moment."))
+    gone = [table for table in outdated if not table_files(lake, table)]
+    for table in (t for t in outdated if t not in gone):
+        register_view(lake, table, timeout_s, connect)
+    if gone:
+        def drop() -> None:
+            with (connect or _writer(lake))() as con:
+                for table in gone:
+                    con.execute(f"DROP VIEW IF EXISTS {SCHEMA}.{table}")
+
+        _while_locked(drop, timeout_s, lambda holder: f"the outdated views {gone} in {lake.warehouse} must go, but "
+                      f"for {timeout_s:.0f} s {holder} kept it open: close other sessions on it and run again.")
+        _current_views.difference_update({k for k in _current_views if k[0] == str(lake.warehouse) and k[2] in gone})
+    return outdated
 
 
 def is_lock_error(err: Exception) -> bool:
@@ -207,8 +310,9 @@ class StagedTables:
 
 def sweep_lake(lake: LakePaths, run_alive: Callable[[str], bool | None] | None = None,
                keep: set[str] | None = None) -> list[Path]:
-    """What a run does first: complete interrupted publishes, remove staging folders whose writers are gone,
-    and remove the hidden temporaries earlier versions left beside their targets. Returns what it removed.
+    """What a run does first: complete interrupted publishes, rewrite outdated views (:func:`refresh_views`),
+    remove staging folders whose writers are gone, and the hidden temporaries earlier versions left beside
+    their targets. Returns what it removed.
 
     ``run_alive`` and ``keep``: see :func:`audiorec_assets.lakeio.sweep_sets`.
     """
@@ -218,6 +322,7 @@ def sweep_lake(lake: LakePaths, run_alive: Callable[[str], bool | None] | None =
             recovered = recover_sets(staging)
         for table in sorted({Path(dst).parent.name for _, dst in recovered}):
             register_view(lake, table)
+    refresh_views(lake)
     removed = sweep_processes(staging) + sweep_sets(staging, run_alive, keep)
     folders = [lake.root, lake.tables, lake.tmp, lake.embeddings, lake.models]
     folders += _subdirs(lake.tables) + _subdirs(lake.models)  # tables/<table>/, models/<encoder>/

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,22 @@ def write_own(raw: Path, listens: Iterable[Listen], fmt: str = "csv", tracks: It
     else:
         frame.assign(timestamp=pd.to_datetime(frame["timestamp"])).to_parquet(path, index=False)
     return path
+
+
+# a demo that ingests in seconds and still has warm and cold evaluation pairs
+SMALL_DEMO = {"n_tracks": 40, "n_users": 30, "start": date(2019, 1, 1), "end": date(2019, 7, 20)}
+
+
+def write_demo(lake: Path, seed: int = 1, **shape):
+    """Write the demo data set into the lake's ``raw/`` the way ``audiorec demo`` does (``write_demo_if_empty``;
+    no asset writes it), :data:`SMALL_DEMO`-sized unless ``shape`` says otherwise; its :class:`DemoSummary`."""
+    from audiorec_assets.data.demo import write_demo_if_empty
+    from audiorec_assets.settings import LakePaths
+
+    paths = LakePaths(lake)
+    summary = write_demo_if_empty(paths.raw, paths.staging, seed=seed, **{**SMALL_DEMO, **shape})
+    assert summary is not None, f"{paths.raw} already holds data: the demo was not written"
+    return summary
 
 
 def materialization(result, name: str):

@@ -2,7 +2,7 @@
 measurable tastes, a synthetic marker that the ingest carries into split_info, and clear refusals."""
 
 import json
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import numpy as np
@@ -20,7 +20,7 @@ from audiorec_assets.data.mock_logs import (
 from audiorec_assets.data.sources import SYNTHETIC_MARKER, Layout, SourceError
 from audiorec_assets.data.splits import make_split, resolve_windows
 from audiorec_assets.settings import ExperimentSettings, LakePaths
-from audiorec_assets_tests.helpers import ingest_lake, materialization, write_own, write_tone
+from audiorec_assets_tests.helpers import ingest_lake, materialization, write_demo, write_own, write_tone
 
 COMPOSERS = ["Bach", "Händel", "Fauré", "Dvořák", "Ravel", "Sibelius"]
 INSTRUMENTS = ["piano", "orchestra", "string quartet", "cello"]
@@ -369,11 +369,11 @@ def test_ingest_marks_a_mock_log_synthetic_in_split_info(lake):
     assert materialization(again, "interactions").tags[version] == materialization(result, "interactions").tags[version]
 
 
-def test_ingest_of_the_demo_is_not_synthetic(lake):
-    from audiorec_assets.data.demo import generate_demo
-
-    generate_demo(lake / "raw", seed=1, n_tracks=40, n_users=30, start=date(2019, 1, 1),
-                  end=date(2019, 1, 1) + timedelta(days=200))
-    result = ingest_lake(lake)
-    assert pd.read_parquet(lake / "tables" / "split_info" / "all.parquet")["synthetic"].tolist() == [False]
-    assert materialization(result, "split_info").metadata["synthetic_log"].value is False
+def test_mock_logs_never_replace_the_demo_log(lake):
+    """The demo's log is synthetic too (its marker describes it), but it is the demo's: mock-logs refuses it."""
+    write_demo(lake)
+    raw = lake / "raw"
+    log, marker = (raw / "listens.csv").read_bytes(), (raw / SYNTHETIC_MARKER).read_bytes()
+    with pytest.raises(FileExistsError, match=r"listens.csv is the demo's listening log .*never overwrites"):
+        write_mock_logs(raw, MockLogConfig(users=3))
+    assert (raw / "listens.csv").read_bytes() == log and (raw / SYNTHETIC_MARKER).read_bytes() == marker

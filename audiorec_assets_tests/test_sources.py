@@ -78,10 +78,16 @@ def test_malformed_row_names_the_line(tmp_path):
 
 
 def test_layout_detection_errors(tmp_path):
-    with pytest.raises(SourceError, match="No raw data folder"):
+    with pytest.raises(SourceError, match=r"raw does not exist: run `audiorec demo`"):
         detect_source(tmp_path / "raw")
     (tmp_path / "raw").mkdir()
-    with pytest.raises(SourceError, match="No listening log"):
+    with pytest.raises(SourceError, match=r"raw is empty: run `audiorec demo` .*Music4All-Onion .*own catalogue"):
+        detect_source(tmp_path / "raw")
+    (tmp_path / "raw" / ".keep").write_text("")
+    with pytest.raises(SourceError, match=r"raw holds only hidden files: run `audiorec demo`"):
+        detect_source(tmp_path / "raw")
+    (tmp_path / "raw" / "audio").mkdir()  # a catalogue without a log
+    with pytest.raises(SourceError, match=r"No listening log .*`audiorec mock-logs`"):
         detect_source(tmp_path / "raw")
     (tmp_path / "raw" / "listens.csv").write_text("user_id,track_id,timestamp\n")
     (tmp_path / "raw" / "listens.parquet").write_text("")

@@ -599,7 +599,7 @@ def run_scale(scale: float, args: argparse.Namespace, dims: dict[str, int]) -> l
               ["--bare", "embeddings", "--encoder", name])
     for encoder in dims:
         name = "gauss_" + encoder
-        for recommender in RECOMMENDERS:
+        for recommender in [r for r in RECOMMENDERS if r in args.recommenders.split(",")]:
             row = layer(recommender, encoder, ["--encoders", name, "--recommenders", recommender, "--select",
                                                "group:recommenders"], ["--bare", recommender, "--encoder", name])
             if recommender == "knn":  # deterministic: the bare KNN must give audiorec's metrics
@@ -775,7 +775,9 @@ def report(rows: list[dict[str, object]], args: argparse.Namespace, argv: list[s
         lines.append(f"| {r['scale']:g} | {r['layer']} | {r['encoder']} | {_fmt(r['audiorec'].get('fit_s'))} | "
                      f"{_fmt(r['audiorec'].get('recommend_s'))} | {_fmt(epoch)} | {steps} |")
     measured = [r for r in rows if r["layer"] != "generate lake"]
-    if measured:
+    if measured and not set(RECOMMENDERS) <= {r["layer"] for r in measured}:
+        lines += ["", "No extrapolated study: it needs knn, shallow and bert4rec cells (run without --recommenders)."]
+    elif measured:
         lines += ["", "Extrapolated full study (guide preset; six encoders × knn, shallow, bert4rec, one seed; E epochs "
                   "for Shallow and BERT4Rec):", "",
                   "    T(E) = ingest + Σ_e [emb(e) + knn(e) + shallow₁(e) + (E−1)·fit_shallow(e) + bert₁(e) "
@@ -813,6 +815,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=FULL_EVENTS, help="events at scale 1")
     parser.add_argument("--cell-encoders", default="musicnn,mert",
                         help="encoders (registry dims) whose cells are timed; 'all' = the six study encoders")
+    parser.add_argument("--recommenders", default=",".join(RECOMMENDERS),
+                        help="the cells' recommenders to time, e.g. knn,shallow (default: all three)")
     parser.add_argument("--bert-steps", type=int, default=20,
                         help="bare BERT4Rec: optimiser steps timed before extrapolating the epoch (0: the whole epoch)")
     parser.add_argument("--seed", type=int, default=0)

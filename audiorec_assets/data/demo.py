@@ -5,7 +5,10 @@
     raw_dir/audio/<track_id>.flac   22050 Hz mono, 10-20 s, synthesised with numpy
     raw_dir/tracks.csv              track_id, artist, album, title, style, ... (generative attributes)
     raw_dir/listens.csv             user_id, track_id, timestamp (YYYY-MM-DD HH:MM:SS), sorted by time
+    raw_dir/listens.synthetic.json  the marker that flags listens.csv synthetic (``data/synthetic.py``)
     raw_dir/DEMO.md                 what generated the folder, with the seed
+
+Only ``audiorec demo`` writes it (:func:`write_demo_if_empty`, into a ``raw/`` without data); no asset does.
 
 Everything is drawn from one ``np.random.default_rng(seed)``: the same seed gives
 byte-identical CSV files and sample-identical audio. The model lives in three modules:
@@ -26,7 +29,7 @@ reasonable, but not the best, baseline.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -45,6 +48,7 @@ from audiorec_assets.data.demo_catalogue import (
     track_sound,
 )
 from audiorec_assets.data.demo_listens import simulate_listens
+from audiorec_assets.data.synthetic import SYNTHETIC_MARKER, describe_log, write_marker
 
 __all__ = [
     "ATTRIBUTES",
@@ -64,9 +68,11 @@ __all__ = [
     "style_mix",
     "synthesize",
     "track_sound",
+    "write_demo_if_empty",
 ]
 
 DEMO_NOTE = "DEMO.md"
+DEMO_LOG = "listens.csv"
 # bookkeeping kept out of tracks.csv
 _PRIVATE_COLUMNS = ["artist_idx", "album_idx"]
 
@@ -142,7 +148,8 @@ def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **s
     Deterministic in ``seed`` (the audio flag does not change the CSV files: the catalogue,
     the audio and the listeners draw from separate children of the one seeded generator).
     Refuses (``FileExistsError``) to write into a folder holding a listening log that it
-    did not generate; a previous demo in ``raw_dir`` is replaced.
+    did not generate; a previous demo in ``raw_dir`` is replaced. The log's :data:`SYNTHETIC_MARKER`
+    is written before the log, so the log is never there unflagged.
     """
     t0 = time.perf_counter()
     size = DemoShape(**shape)  # type: ignore[arg-type]
@@ -156,7 +163,9 @@ def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **s
     public = tracks.drop(columns=_PRIVATE_COLUMNS)
     public.to_csv(raw_dir / "tracks.csv", index=False, lineterminator="\n")
     out = listens.assign(timestamp=listens["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"))
-    out[["user_id", "track_id", "timestamp"]].to_csv(raw_dir / "listens.csv", index=False, lineterminator="\n")
+    payload = out[["user_id", "track_id", "timestamp"]].to_csv(index=False, lineterminator="\n").encode("utf-8")
+    write_marker(raw_dir / SYNTHETIC_MARKER, _marker(seed, size, payload))
+    (raw_dir / DEMO_LOG).write_bytes(payload)
     (raw_dir / DEMO_NOTE).write_text(_demo_note(seed, tracks, size.n_users, len(listens), size.start, size.end))
 
     return DemoSummary(
@@ -172,6 +181,43 @@ def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **s
         last_listen=listens["timestamp"].iloc[-1].to_pydatetime(),
         seconds=time.perf_counter() - t0,
     )
+
+
+def write_demo_if_empty(raw_dir: Path, staging: Path, seed: int = 0, **shape: object) -> DemoSummary | None:
+    """What ``audiorec demo`` does first: write the demo data set into ``raw_dir`` when it holds no data (missing,
+    empty, or only hidden files such as ``.keep``, which stay); None, touching nothing, when it holds data.
+
+    The demo is generated in a temporary folder under ``staging`` (a lake's ``tmp/staging/``), with copies of the
+    hidden files, and swapped in for ``raw_dir`` in one step: an interrupted generation never leaves a half-written
+    ``raw/``."""
+    import shutil
+
+    from audiorec_assets.data.sources import holds_data
+    from audiorec_assets.lakeio import atomic_dir, process_staging
+
+    if holds_data(raw_dir):
+        return None
+    with atomic_dir(raw_dir, staging=process_staging(staging)) as folder:
+        for hidden in sorted(raw_dir.iterdir()) if raw_dir.is_dir() else []:
+            if hidden.is_dir() and not hidden.is_symlink():
+                shutil.copytree(hidden, folder / hidden.name, symlinks=True)
+            else:
+                shutil.copy2(hidden, folder / hidden.name, follow_symlinks=False)
+        summary = generate_demo(folder, seed=seed, **shape)
+    return replace(summary, raw_dir=raw_dir)
+
+
+def _marker(seed: int, size: DemoShape, payload: bytes) -> dict:
+    """The demo log's :data:`SYNTHETIC_MARKER`: what wrote it, with its seed and sizes, and the log it describes."""
+    shape = {name: value.isoformat() if isinstance(value, date) else value for name, value in asdict(size).items()}
+    return {
+        "synthetic": True,
+        "generator": "audiorec demo (audiorec_assets.data.demo)",
+        "seed": seed,
+        "shape": shape,
+        "log": describe_log(DEMO_LOG, payload),
+        "note": f"A synthetic listening log: not real behaviour ({DEMO_NOTE} says how it was drawn).",
+    }
 
 
 def _prepare_dir(raw_dir: Path) -> None:
@@ -237,6 +283,8 @@ This folder was written by `audiorec demo` (`audiorec_assets.data.demo.generate_
 with **seed {seed}**: {len(tracks)} synthetic tracks, {n_users} synthetic users and
 {n_events} listening events between {start.isoformat()} and {end.isoformat()}.
 Nothing here is real music or real people; the same seed regenerates the same files.
+`{SYNTHETIC_MARKER}` flags `{DEMO_LOG}` synthetic: every table built from it says so
+(`audiorec.split_info.synthetic`).
 
 Generative model:
 

@@ -20,13 +20,17 @@ from audiorec_assets.data.log_errors import (  # SourceError: raised here too, i
     raise_long_line,
     raise_on_rejects,
 )
+from audiorec_assets.data.synthetic import (  # noqa: F401 (the synthetic-log marker: importable from here too)
+    SYNTHETIC_MARKER,
+    log_is_synthetic,
+    marker_describes,
+    read_synthetic_marker,
+)
 from audiorec_assets.lakeio import atomic_path
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "track_id", "timestamp")
 ONION_LOG = "userid_trackid_timestamp.tsv"
 OWN_LOGS: tuple[str, ...] = ("listens.csv", "listens.tsv", "listens.parquet")
-# beside a listening log that ``audiorec mock-logs`` wrote (data/mock_logs/): the log is not real behaviour
-SYNTHETIC_MARKER = "listens.synthetic.json"
 
 
 class Layout(str, Enum):
@@ -44,10 +48,21 @@ class RawSource:
     tracks_csv: Path | None = None
 
 
+def holds_data(raw_dir: Path) -> bool:
+    """Whether ``raw_dir`` holds anything but hidden files (``.keep``, ``.DS_Store``); False when it is missing."""
+    return raw_dir.is_dir() and any(not p.name.startswith(".") for p in raw_dir.iterdir())
+
+
 def detect_source(raw_dir: Path) -> RawSource:
-    """Find which layout ``raw_dir`` holds; raise :class:`SourceError` when none or several fit."""
-    if not raw_dir.is_dir():
-        raise SourceError(f"No raw data folder at {raw_dir}: run `audiorec demo` or put your data there (README: Data).")
+    """Find which layout ``raw_dir`` holds; raise :class:`SourceError` when none or several fit (one line, naming
+    ``raw_dir``; an empty one says how to fill it: nothing here writes data)."""
+    if not holds_data(raw_dir):
+        state = ("does not exist" if not raw_dir.is_dir() else
+                 "holds only hidden files" if any(raw_dir.iterdir()) else "is empty")
+        raise SourceError(
+            f"{raw_dir} {state}: run `audiorec demo` to write the demo data set there, or put your data there: a "
+            f"Music4All-Onion layout ({ONION_LOG}[.bz2] + audios/) or your own catalogue (listens.csv, .tsv or "
+            f".parquet + audio/), see README: Input layouts.")
     found: list[RawSource] = []
     for name in (ONION_LOG, ONION_LOG + ".bz2"):
         if (raw_dir / name).exists():
@@ -58,56 +73,12 @@ def detect_source(raw_dir: Path) -> RawSource:
             found.append(RawSource(Layout.OWN, raw_dir / name, raw_dir / "audio", tracks if tracks.exists() else None))
     if not found:
         expected = ", ".join([ONION_LOG, ONION_LOG + ".bz2", *OWN_LOGS])
-        raise SourceError(f"No listening log in {raw_dir}: expected one of {expected} (or run `audiorec demo`).")
+        raise SourceError(f"No listening log in {raw_dir}: expected one of {expected} (a catalogue without a log: "
+                          "`audiorec mock-logs` writes a synthetic one).")
     if len(found) > 1:
         names = ", ".join(s.log_path.name for s in found)
         raise SourceError(f"Several listening logs in {raw_dir} ({names}): keep exactly one.")
     return found[0]
-
-
-def read_synthetic_marker(marker: Path) -> dict:
-    """The JSON of a synthetic-log marker; :class:`SourceError` naming it when it cannot be read."""
-    import json
-
-    try:
-        described = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise SourceError(f"{marker} cannot be read ({err}): if the listening log beside it is real, delete "
-                          "the marker; if it should be a mock log, run `audiorec mock-logs` again.") from None
-    if not isinstance(described, dict):
-        raise SourceError(f"{marker} is not a synthetic-log marker (a JSON object): delete it if the log is real, "
-                          "or run `audiorec mock-logs` again.")
-    return described
-
-
-def marker_describes(described: dict, log_path: Path) -> bool:
-    """Whether ``log_path`` is the log a marker names (file name, size and SHA-1; the marker's
-    ``previous_log`` too, which covers a rewrite cut off between writing the marker and the log)."""
-    from audiorec_assets.fingerprints import file_hash
-
-    if not log_path.is_file():
-        return False
-    size = log_path.stat().st_size
-    for entry in (described.get("log"), described.get("previous_log")):
-        if (isinstance(entry, dict) and entry.get("file") == log_path.name and entry.get("bytes") == size
-                and entry.get("sha1") == file_hash(log_path)):
-            return True
-    return False
-
-
-def log_is_synthetic(source: RawSource) -> bool:
-    """Whether the source's log was written by ``audiorec mock-logs`` (a :data:`SYNTHETIC_MARKER` beside it
-    names it). A marker that names another log (the log was replaced or edited since) raises
-    :class:`SourceError`: the tables would otherwise be labelled wrongly one way or the other."""
-    marker = source.log_path.parent / SYNTHETIC_MARKER
-    if not marker.exists():
-        return False
-    if marker_describes(read_synthetic_marker(marker), source.log_path):
-        return True
-    raise SourceError(
-        f"{marker} marks a synthetic listening log, but {source.log_path.name} is not the log it describes "
-        f"(replaced or edited since `audiorec mock-logs` wrote it). If {source.log_path.name} is real behaviour, "
-        f"delete {marker.name}; if it should be a mock log, run `audiorec mock-logs` again.")
 
 
 def _sql_path(path: Path) -> str:

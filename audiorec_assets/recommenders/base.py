@@ -112,9 +112,11 @@ def exclude_and_top_n(scores: np.ndarray | torch.Tensor, users: np.ndarray, data
         block.index_fill_(1, torch.as_tensor(np.flatnonzero(~allowed), device=block.device), -np.inf)
     rows, cols = history_mask_coords(users, data)
     if columns is not None:  # history items → their column, where the block has one
-        position = np.minimum(np.searchsorted(columns, cols), max(len(columns) - 1, 0))
-        present = columns[position] == cols if len(columns) else np.zeros(len(cols), dtype=bool)
-        rows, cols = rows[present], position[present]
+        position = np.full(data.n_items, -1, dtype=np.int64)
+        position[columns] = np.arange(len(columns))
+        mapped = position[cols]
+        present = mapped >= 0
+        rows, cols = rows[present], mapped[present]
     block[torch.as_tensor(rows, device=block.device), torch.as_tensor(cols, device=block.device)] = -np.inf
     n_eff = min(n, block.shape[1])
     if n_eff == 0 or len(users) == 0:

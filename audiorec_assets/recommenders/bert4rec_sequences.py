@@ -97,7 +97,6 @@ def train_epoch(
             continue  # paper_code only: nothing masked in this batch, so nothing to predict
         inputs = targets_full.masked_fill(masked, config.mask_token)
         targets = targets_full[masked]
-        optimizer.zero_grad(set_to_none=True)
         inputs, masked, targets = inputs.to(device), masked.to(device), targets.to(device)
         if loss_fn is None:
             loss = net.masked_lm_loss(inputs, masked, targets, logits_at=logits_at)
@@ -105,6 +104,7 @@ def train_epoch(
             loss = loss_fn(net, inputs, masked, targets, logits_at=logits_at)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # freed now, not at the next step: validation runs without them
         total += float(loss.detach()) * len(targets)
         count += len(targets)
     return total / max(count, 1)

@@ -21,7 +21,7 @@ import numpy as np
 from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, exclude_and_top_n
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
-from audiorec_assets.recommenders.runtime import resolve_device
+from audiorec_assets.recommenders.runtime import dense_scores, resolve_device
 from audiorec_assets.settings import ExperimentSettings
 
 INDEX_FILE = "index.faiss"
@@ -89,7 +89,7 @@ class KnnRecommender(Recommender):
         vectors = _check_vectors(item_vectors, data.n_items)
         users = mean_item_vectors(data.train, vectors)
         self._user_vectors = np.ascontiguousarray(l2_normalise(users, out=users))
-        self._index_items = np.unique(data.train.indices).astype(np.int64)
+        self._index_items = data.train_items
         items = vectors[self._index_items]  # fancy indexing copies: safe to normalise in place
         l2_normalise(items, out=items)
         self._index = faiss.IndexFlatIP(vectors.shape[1])
@@ -132,7 +132,7 @@ class KnnRecommender(Recommender):
         parts = []
         for start in range(0, len(users), block):
             batch = users[start : start + block]
-            scores = torch.as_tensor(self._user_vectors[batch], device=device) @ items.T
+            scores = dense_scores(torch.as_tensor(self._user_vectors[batch], device=device), items)
             parts.append(exclude_and_top_n(scores, batch, self._data, n, columns=columns))
         if not parts:
             return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))

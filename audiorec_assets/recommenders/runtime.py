@@ -33,6 +33,20 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
+def dense_scores(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``queries @ items.T`` without autograd: one block of scores for a top-N.
+
+    On the CPU (float32) through numpy's BLAS: on the machines this was measured on (AMD EPYC, torch's CPU
+    wheel with MKL) torch's sgemm did less than half the FLOP per CPU-second of numpy's OpenBLAS
+    (``bench/bench_cell_paths.py``, bench/RESULTS.md); the block is the same matrix product either way. On other
+    devices (and dtypes) torch's own.
+    """
+    if queries.device.type == "cpu" and queries.dtype == items.dtype == torch.float32:
+        left, right = queries.detach().numpy(), items.detach().numpy()
+        return torch.from_numpy(left @ right.T)
+    return queries @ items.T
+
+
 def training_precision(requested: str, device: torch.device, model_allows: bool) -> str:
     """``fp32`` or ``bf16``: what setting ``encode.precision`` means for a model on ``device``.
 

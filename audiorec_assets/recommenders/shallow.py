@@ -44,7 +44,7 @@ from torch import nn
 
 from audiorec_assets.recommenders.base import TopN
 from audiorec_assets.recommenders.data import InteractionData
-from audiorec_assets.recommenders.runtime import make_generator
+from audiorec_assets.recommenders.runtime import dense_scores, make_generator
 from audiorec_assets.recommenders.torch_base import (
     TorchRecommender,
     TrainingPlan,
@@ -327,11 +327,11 @@ def _train_epoch(
             users = users.repeat_interleave(config.rows_per_pair)
             items = items.repeat_interleave(config.rows_per_pair)
         negatives = _sample_negatives(pool, len(users), config.negatives_per_row, generator).to(device)
-        optimizer.zero_grad(set_to_none=True)
         terms = negatives.numel()
         total += _hinge_sum(net, users, items, negatives, backward_scale=1.0 / terms)
         count += terms
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)  # freed now, not at the next step: validation runs without them
     return float(total) / max(count, 1)
 
 
@@ -389,6 +389,7 @@ class ShallowRecommender(TorchRecommender):
             items = net.all_item_embeddings()
 
             def score_block(block: np.ndarray) -> torch.Tensor:
-                return net.user_embeddings(torch.as_tensor(block, dtype=torch.int64, device=items.device)) @ items.T
+                return dense_scores(net.user_embeddings(torch.as_tensor(block, dtype=torch.int64, device=items.device)),
+                                    items)
 
             return recommend_in_batches(users, n, data, score_block, candidates=candidates)

@@ -3,7 +3,7 @@
 ``mock_listens(tracks, config)`` turns a catalogue (``track_id`` plus metadata columns, as in
 ``tracks.csv``) into a listening log ``user_id, track_id, timestamp`` that the study's split can use;
 ``write_mock_logs(raw_dir, config)`` does it for a lake's ``raw/`` folder and marks the log synthetic
-(:data:`~audiorec_assets.data.sources.SYNTHETIC_MARKER`), so the ingest labels every table built from
+(:data:`~audiorec_assets.data.synthetic.SYNTHETIC_MARKER`), so the ingest labels every table built from
 it (``audiorec.split_info.synthetic``).
 
 The listeners (all randomness from ``MockLogConfig.seed``):

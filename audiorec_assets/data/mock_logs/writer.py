@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -15,12 +14,13 @@ import pandas as pd
 from audiorec_assets.data.mock_logs.catalogue import read_catalogue
 from audiorec_assets.data.mock_logs.config import MockLogConfig
 from audiorec_assets.data.mock_logs.simulation import mock_model
-from audiorec_assets.data.sources import (
-    ONION_LOG,
-    OWN_LOGS,
+from audiorec_assets.data.sources import ONION_LOG, OWN_LOGS
+from audiorec_assets.data.synthetic import (
     SYNTHETIC_MARKER,
+    describe_log,
     marker_describes,
     read_synthetic_marker,
+    write_marker,
 )
 from audiorec_assets.data.splits import EVAL_DAYS, TRAIN_DAYS
 
@@ -74,7 +74,7 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
     the config, :data:`MOCK_LOG_VERSION` and the log's size and SHA-1, and no time, so the same
     config writes the same bytes.
     """
-    from audiorec_assets.fingerprints import array_digest, digest
+    from audiorec_assets.fingerprints import array_digest
     from audiorec_assets.lakeio import atomic_path, process_staging
 
     started = time.perf_counter()
@@ -106,23 +106,18 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
         "vectors": None if vectors is None else {"shape": list(vectors.shape), "sha1": array_digest(vectors)},
         "taste_columns": list(model.taste_columns),
         "sequence_column": model.sequence_column,
-        "log": {"file": MOCK_LOG_FILE, "bytes": len(payload), "sha1": digest(payload)},
+        "log": describe_log(MOCK_LOG_FILE, payload),
         "note": "A synthetic listening log: not real behaviour. Delete this file and listens.csv to remove it.",
     }
     staging = process_staging(staging if staging is not None else raw_dir.parent / "tmp" / "staging")
-
-    def write_marker(content: dict) -> None:
-        with atomic_path(marker, staging=staging) as tmp:
-            tmp.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
     if previous is not None:  # until the new log is in place, the marker also names the old one
-        write_marker({**described, "previous_log": previous})
+        write_marker(marker, {**described, "previous_log": previous}, staging)
     else:
-        write_marker(described)
+        write_marker(marker, described, staging)
     with atomic_path(raw_dir / MOCK_LOG_FILE, staging=staging) as tmp:
         tmp.write_bytes(payload)
     if previous is not None:
-        write_marker(described)
+        write_marker(marker, described, staging)
 
     cold, cold_played, warm_eval = _split_preview(listens, catalogue["track_id"])
     return MockLogReport(
@@ -157,13 +152,14 @@ def _refuse_real_logs(raw_dir: Path, marker: Path) -> dict | None:
             described = read_synthetic_marker(marker)
         except ValueError:
             described = None
+    demo = (raw_dir / "DEMO.md").exists()  # the demo's log is synthetic too (its marker says so), not a mock log
     for log in logs:
-        if log.name != MOCK_LOG_FILE or described is None or not marker_describes(described, log):
-            why = (" (the demo's log: a mock log is for your own catalogue)" if (raw_dir / "DEMO.md").exists()
-                   else f" (no readable {SYNTHETIC_MARKER} describes it)" if described is None
-                   else f" ({SYNTHETIC_MARKER} describes another log: it was replaced or edited)")
+        if demo or log.name != MOCK_LOG_FILE or described is None or not marker_describes(described, log):
+            what = ("the demo's listening log (a mock log is for your own catalogue)" if demo
+                    else f"a real listening log (no readable {SYNTHETIC_MARKER} describes it)" if described is None
+                    else f"a real listening log ({SYNTHETIC_MARKER} describes another log: it was replaced or edited)")
             raise FileExistsError(
-                f"{log} is a real listening log{why}: mock-logs never overwrites one. Move it out of {raw_dir} "
+                f"{log} is {what}: mock-logs never overwrites one. Move it out of {raw_dir} "
                 "(or use another lake) to write a mock log.")
     return described["log"] if described is not None else None
 
