@@ -4,7 +4,9 @@ queries the warehouse, ``recommend`` lists a user's top tracks from a trained ce
 nearest tracks.
 
 Exit codes: 0 done; 1 an error (a refused or failed query, a failed run); 2 bad input (an unknown user,
-track, encoder, recommender or cell); 3 not materialized yet (the message names the partition)."""
+track, encoder, recommender or cell); 3 not materialized yet (the message names the partition); 130 / 143
+``demo`` or ``materialize`` stopped by SIGINT (Ctrl-C) / SIGTERM: the run in progress ends failed or canceled in
+the instance and no further run starts."""
 
 from __future__ import annotations
 

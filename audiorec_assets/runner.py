@@ -174,8 +174,9 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
 
 def materialize(lake_root: Path, encoders: list[str] | None, recommenders: list[str] | None,
                 select: str | None, force: bool, dry_run: bool = False, rich: bool | None = None) -> None:
-    """Bring the chosen cells up to date (``defs/plan.py``) with a live display (``live.py``)."""
-    from audiorec_assets.defs.execute import observe_sources
+    """Bring the chosen cells up to date with the planner of ``audiorec demo`` restricted to them
+    (``defs/plan.py``), with a live display (``live.py``)."""
+    from audiorec_assets.defs.execute import bring_up_to_date, next_round, observe_sources
     from audiorec_assets.defs.plan import PlanError, plan
     from audiorec_assets.defs.progress_log import listening, run_config_loggers
     from audiorec_assets.live import LiveProgress
@@ -190,30 +191,40 @@ def materialize(lake_root: Path, encoders: list[str] | None, recommenders: list[
     except PlanError as err:
         print(f"{PREFIX} materialize: {err}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_BAD_INPUT) from None
-    for line in chosen.skipped:
-        print(f"{PREFIX} {line}", flush=True)
-    if not chosen.runs:
-        print(f"{PREFIX} nothing to run: the chosen cells are up to date (--force reruns them)", flush=True)
-        return
-    counts = [step_count(defs, p) for p in chosen.runs]
-    print(f"{PREFIX} {len(chosen.runs)} run(s), {sum(counts)} step(s): "
-          + "; ".join(p.label for p in chosen.runs), flush=True)
     if dry_run:
+        first = chosen.selected if chosen.selected is not None else next_round(
+            defs, inst, lake.root, chosen.scope, chosen.asked)
+        print(f"{PREFIX} would run {len(first)} run(s), {sum(step_count(defs, p) for p in first)} step(s)"
+              + (": " + "; ".join(p.label for p in first) if first else "")
+              + ("" if chosen.selected is not None or not first else
+                 " (then what their results make due: the automation conditions are evaluated again after them)"),
+              flush=True)
         return
-    display = LiveProgress(sum(counts), rich=rich)
-    failed: list[str] = []
+    display = LiveProgress(0, rich=rich)
+
+    def run(planned) -> bool:
+        display.start_run(planned.job + (f"[{planned.partition_key}]" if planned.partition_key else ""),
+                          step_count(defs, planned), 0)
+        return run_planned(defs, inst, planned, run_config_loggers())
+
     try:
         with listening(display):
-            for planned, n in zip(chosen.runs, counts):
-                display.start_run(planned.job + (f"[{planned.partition_key}]" if planned.partition_key else ""), n, n)
-                if not run_planned(defs, inst, planned, run_config_loggers()):
-                    failed.append(planned.label)
+            if chosen.selected is not None:
+                runs = [(planned, run(planned)) for planned in chosen.selected]
+            else:
+                runs = bring_up_to_date(defs, inst, lake.root, run, scope=chosen.scope, asked=chosen.asked,
+                                        keep_cursor=False)
     finally:
         display.close()
+    failed = [p.label for p, ok in runs if not ok]
+    if not runs:
+        print(f"{PREFIX} nothing to run: the chosen cells and what they stand on are up to date (--force reruns "
+              f"the cells)", flush=True)
+        return
     if failed:
-        print(f"{PREFIX} {len(failed)} of {len(chosen.runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
+        print(f"{PREFIX} {len(failed)} of {len(runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_RUN_FAILED)
-    print(f"{PREFIX} done: {len(chosen.runs)} run(s) in this instance "
+    print(f"{PREFIX} done: {len(runs)} run(s) in this instance "
           f"({os.environ.get('DAGSTER_HOME') or 'a throw-away instance: set DAGSTER_HOME to keep them'})",
           flush=True)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -54,7 +55,11 @@ def _on_signal(signum: int, _frame) -> None:
 @contextmanager
 def stop_on_signals(prefix: str = "[audiorec]") -> Iterator[None]:
     """Within: SIGINT or SIGTERM ends the command with exit status 128 + its number; the caller raises
-    :class:`Stopped` after a run when :func:`received` says so. Main thread only."""
+    :class:`Stopped` after a run when :func:`received` says so. Off the main thread (which alone gets signals and
+    may set handlers) it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     read_fd, write_fd = os.pipe()
     for fd in (read_fd, write_fd):
         os.set_blocking(fd, False)

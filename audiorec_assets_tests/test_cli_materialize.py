@@ -43,9 +43,12 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
     assert before[("mfcc", "knn")]["command"] == "audiorec materialize --encoders mfcc --recommenders knn"
 
     out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
-    assert "4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables
-    assert "[audiorec] step 1/14 ingest_job: " in out and "[audiorec] step 14/14 " in out
-    assert "step 7/14 cells_job[mfcc|knn]: models ..." in out
+    assert "done: 4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables: round after round
+    # the total grows as each round's runs start (the planner evaluates again after each round)
+    assert "[audiorec] step 1/5 ingest_job: " in out and "[audiorec] step 14/14 " in out
+    assert out.index("ingest_job") < out.index("embeddings_job[mfcc]") < out.index("cells_job[mfcc|knn]") \
+        < out.index("tables_job")
+    assert "step 7/7 cells_job[mfcc|knn]: models ..." in out
     assert "[audiorec]   embeddings: mfcc " in out and " tracks (" in out  # the encoder's progress, from the run's log
     after = status(lake, capsys)
     assert after[("mfcc", "knn")]["state"] == "materialized" and after[("random", "knn")]["state"] == "missing"
@@ -53,7 +56,7 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
         == "materialized"
 
     again = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
-    assert "nothing to run" in again and "is up to date" in again
+    assert "nothing to run" in again and "are up to date" in again
 
     # a setting of the recommendations changed: the cell is stale (not its vectors) and only it runs again
     (lake / "experiment.yaml").write_text((SETTINGS % (tmp_path / "no-weights")).replace("top_n: 30", "top_n: 25"))
@@ -62,8 +65,9 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
     assert stale[("mfcc", "knn")]["detail"] == "audiorec/settings/evaluate has a new data version"  # top_n is read there
     assert stale[("mfcc", "audiorec/embeddings")]["state"] == "materialized"  # the vectors do not read top_n
     rerun = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn", "--dry-run")
-    planned = rerun.split("run(s)")[1]  # the cell, then the tables: not the vectors, not the ingest
-    assert "2 run(s)" in rerun and "user_metrics[mfcc|knn]; comparison_bert" in planned and "embeddings" not in planned
+    planned = rerun.split("run(s)")[1]  # the cell first (the tables in the next round): not the vectors, not the ingest
+    assert "would run 1 run(s)" in rerun and "user_metrics[mfcc|knn]" in planned and "embeddings" not in planned
+    assert "random" not in planned  # another encoder's missing cell is out of the command's scope
 
     # vectors that break the gate: the cell's run fails, status says failed, the exit code says so
     materialize(lake, capsys, "--encoders", "random", "--recommenders", "knn")
@@ -116,3 +120,28 @@ def test_fill_command_names_the_cells_that_need_a_run():
     assert fill_command(states[:2]) == "audiorec materialize --encoders mfcc --recommenders knn"
     assert fill_command(states[2:]) == "audiorec materialize --encoders none --recommenders als"
     assert fill_command(states[1:2]) is None
+
+
+def test_status_names_the_run_that_holds_a_cell_and_materialize_leaves_it(lake, dagster_home, tmp_path, capsys):
+    import dagster as dg
+
+    from audiorec_assets.definitions import build_definitions
+
+    write_own(lake / "raw", small_log(n_new=4))
+    (lake / "experiment.yaml").write_text(SETTINGS % (tmp_path / "no-weights"))
+    materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    # a run of the cell that has been launched and not finished (as another process's, or the daemon's, would be)
+    job = build_definitions(lake).resolve_job_def("cells_job")
+    partition = dg.MultiPartitionKey({"encoder": "mfcc", "recommender": "knn"})
+    keys = job.asset_layer.selected_asset_keys
+    with dg.DagsterInstance.get() as instance:
+        run = instance.create_run_for_job(job, asset_selection=frozenset(keys),
+                                          tags={"dagster/partition": str(partition), "dagster/partition/encoder": "mfcc",
+                                                "dagster/partition/recommender": "knn"})
+    row = status(lake, capsys)[("mfcc", "knn")]
+    assert row["state"] == "running" and row["detail"] == f"run {run.run_id[:8]} is materializing it"
+    assert row["command"] == ""  # no clashing materialize proposed
+    with pytest.raises(SystemExit) as refused:
+        materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn", "--force")
+    assert refused.value.code == 2
+    assert f"run {run.run_id[:8]} is materializing it" in capsys.readouterr().err

@@ -86,8 +86,12 @@ class PlannedRun:
         return f"{names}[{self.partition_key}]" if self.partition_key else names
 
 
-def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditionsResult) -> list[PlannedRun]:
-    """The materializations ``result`` requests, one run per definition and partition, upstream first."""
+Wanted = dict[dg.AssetKey, set[str | None]]  # asset partitions to materialize: key → partition keys (None: all)
+Scope = Callable[[dg.AssetKey, "str | None"], bool]  # whether a command may run this asset partition
+
+
+def runs_for(defs: dg.Definitions, wanted: Wanted) -> list[PlannedRun]:
+    """``wanted`` as runs: one per job (``defs/jobs.py``) and partition, upstream first (the asset graph's order)."""
     by_def = {a: a for a in _assets_defs(defs) if a.is_materializable}
     owner = {key: a for a in by_def for key in a.keys}
     graph = graphlib.TopologicalSorter()
@@ -101,9 +105,26 @@ def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditions
     runs: dict[tuple[str, str | None], list[dg.AssetKey]] = {}
     for definition in graph.static_order():
         for key in [spec.key for spec in definition.specs]:  # in the order they are declared
-            for partition in sorted(result.get_requested_partitions(key), key=_partition_order):
+            for partition in sorted(wanted.get(key, ()), key=_partition_order):
                 runs.setdefault((job_of[key], partition), []).append(key)
     return [PlannedRun(job, tuple(keys), partition) for (job, partition), keys in runs.items()]
+
+
+def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditionsResult,
+                   scope: Scope | None = None) -> list[PlannedRun]:
+    """The materializations ``result`` requests (within ``scope``), as runs."""
+    return runs_for(defs, requested(defs, result, scope))
+
+
+def requested(defs: dg.Definitions, result: dg.EvaluateAutomationConditionsResult,
+              scope: Scope | None = None) -> Wanted:
+    wanted: Wanted = {}
+    for definition in _assets_defs(defs):
+        for key in definition.keys:
+            partitions = {p for p in result.get_requested_partitions(key) if scope is None or scope(key, p)}
+            if partitions:
+                wanted[key] = partitions
+    return wanted
 
 
 def _partition_order(partition: str | None) -> tuple[int, str]:
@@ -154,16 +175,25 @@ RunFn = Callable[[PlannedRun], bool]  # run one planned run; True when it succee
 
 
 def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, run: RunFn,
+                     scope: Scope | None = None, asked: Wanted | None = None, keep_cursor: bool = True,
                      max_rounds: int = 20) -> list[tuple[PlannedRun, bool]]:
     """Observe, evaluate the automation conditions, run what they request; until nothing is requested.
-    Returns every run made and whether it succeeded."""
-    cursor_path = cursor_file(instance, lake_root)
-    cursor = _load_cursor(cursor_path)
+    Returns every run made and whether it succeeded.
+
+    This is the one planner of ``audiorec demo`` (everything, the cursor kept between commands, as the automation
+    sensor does) and of ``audiorec materialize`` (``scope``: only the chosen cells' partitions; the cursor only for
+    this command's rounds, so the sensor's own view of what it handled is left alone). ``asked``: what a person
+    asked for on top of the conditions (cells to run again, partitions whose last run failed, which the conditions
+    do not retry by themselves); run once the conditions request nothing more in scope, so their inputs are up to
+    date, unless a round already ran them. ``max_rounds`` guards against conditions that never settle.
+    """
+    cursor_path = cursor_file(instance, lake_root) if keep_cursor else None
+    cursor = _load_cursor(cursor_file(instance, lake_root))
+    pending: Wanted = {key: set(parts) for key, parts in (asked or {}).items()}
     done: list[tuple[PlannedRun, bool]] = []
     for _ in range(max_rounds):
-        observe_sources(lake_root, instance)
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-        planned = requested_runs(defs, result)
+        wanted, pending, result = _round(defs, instance, lake_root, cursor, scope, pending)
+        planned = runs_for(defs, wanted)
         done += [(p, run(p)) for p in planned]
         # only now: a process killed during the runs evaluates from the old cursor again (nothing is lost)
         cursor = result.cursor
@@ -174,4 +204,22 @@ def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_ro
                        f"last {[p.label for p in planned]}")
 
 
+def _round(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, cursor, scope: Scope | None,
+           pending: Wanted) -> tuple[Wanted, Wanted, dg.EvaluateAutomationConditionsResult]:
+    """One round of :func:`bring_up_to_date`: what runs now, what stays asked for, and the evaluation."""
+    observe_sources(lake_root, instance)
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    wanted = requested(defs, result, scope)
+    if not wanted and pending:
+        wanted, pending = pending, {}
+    for key, partitions in wanted.items():  # what runs now is not asked for again
+        pending.get(key, set()).difference_update(partitions)
+    return wanted, {key: parts for key, parts in pending.items() if parts}, result
 
+
+def next_round(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, scope: Scope | None = None,
+               asked: Wanted | None = None) -> list[PlannedRun]:
+    """The runs the first round of :func:`bring_up_to_date` would make now (``--dry-run``); no run is made."""
+    wanted, _, _ = _round(defs, instance, lake_root, _load_cursor(cursor_file(instance, lake_root)), scope,
+                          {key: set(parts) for key, parts in (asked or {}).items()})
+    return runs_for(defs, wanted)

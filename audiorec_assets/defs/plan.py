@@ -1,25 +1,33 @@
-"""What ``audiorec materialize`` runs: the chosen cells, and what they need that is not up to date.
+"""What ``audiorec materialize`` runs: the chosen cells and what they stand on, decided by the one planner.
 
-Without ``--select``: every layer the chosen cells stand on (the ingest, their encoders' vectors, a shuffled
-twin's base) runs when Dagster's instance calls it missing, stale or failed (``defs/status.py``); the cells
-themselves too, or always with ``force``; the tables after any cell ran. With ``--select`` (Dagster's asset
-selection syntax, e.g. ``key:audiorec/leaderboard`` or ``group:recommenders``) exactly the selected assets run,
-for the chosen partitions, as ``dagster asset materialize --select`` would.
+Without ``--select``, ``materialize`` runs :func:`~audiorec_assets.defs.execute.bring_up_to_date` — what
+``audiorec demo`` and Dagster's automation sensor run — restricted to a :class:`Scope`: the chosen cells'
+partitions, their encoders' (and twin bases') vectors, and every unpartitioned asset (the ingest, the tables).
+So the ingest, the vectors, the cells and the tables run exactly when their automation conditions say so
+(missing, an input or the code changed), in the asset graph's order; no list of layers is kept here. On top of
+the conditions a person's request adds (:attr:`Plan.asked`): every in-scope partition that Dagster's stale status
+(``defs/status.py``) calls missing, stale or failed — the conditions react to a change when they observe it and
+do not retry a failure until an input changes, while a command is a person asking now — and the chosen cells
+again with ``--force``. They run once the conditions request nothing more, so their inputs are up to date.
+
+With ``--select`` (Dagster's asset selection syntax, e.g. ``key:audiorec/leaderboard`` or ``group:recommenders``)
+exactly the selected assets run — with the multi-asset siblings they cannot run without — for the chosen
+partitions, as ``dagster asset materialize --select`` would.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.defs.execute import PlannedRun, add_partition_members
-from audiorec_assets.defs.jobs import CELLS as CELLS_JOB, EMBEDDINGS_JOB, INGEST, REFERENCES as REFERENCES_JOB, TABLES
+from audiorec_assets.defs.execute import PlannedRun, Wanted, add_partition_members, runs_for
+from audiorec_assets.defs.jobs import job_of_keys
 from audiorec_assets.defs.partitions import CELLS, ENCODERS, REFERENCES, LakeMembers, lake_members
-from audiorec_assets.defs.status import (INGEST_TARGETS, NEEDS_RUN, TABLES_TARGET, RUNNING, StatusReader, Target,
-                                         cell_target, embeddings_target)
-from audiorec_assets.encoders import NO_AUDIO_ENCODER, twin_chain, twin_order
+from audiorec_assets.defs.status import (INGEST_TARGETS, NEEDS_RUN, RUNNING, StatusReader, Target, cell_target,
+                                         embeddings_target)
+from audiorec_assets.encoders import NO_AUDIO_ENCODER, twin_chain
 from audiorec_assets.recommenders import RECOMMENDERS as RECOMMENDER_KEYS
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.study import is_valid_cell, study_cells
@@ -30,10 +38,26 @@ class PlanError(ValueError):
 
 
 @dataclass(frozen=True)
+class Scope:
+    """The asset partitions a command may run: these keys of each partitions definition, every unpartitioned
+    asset. Called as the planner's ``scope``."""
+
+    graph: object  # the definitions' asset graph
+    keys: tuple[tuple[dg.PartitionsDefinition, frozenset[str]], ...]
+
+    def __call__(self, key: dg.AssetKey, partition: str | None) -> bool:
+        if partition is None:
+            return True
+        partitions_def = self.graph.get(key).partitions_def
+        return any(partitions_def == d and partition in chosen for d, chosen in self.keys)
+
+
+@dataclass(frozen=True)
 class Plan:
-    runs: list[PlannedRun]
     cells: list[tuple[str, str]]
-    skipped: list[str]  # what was up to date, in words
+    scope: Scope
+    asked: Wanted = field(default_factory=dict)  # what runs whatever the automation conditions say
+    selected: list[PlannedRun] | None = None  # --select: exactly these runs, no automation
 
 
 def chosen_cells(settings: ExperimentSettings, members: LakeMembers, encoders: list[str] | None,
@@ -65,72 +89,73 @@ def chosen_cells(settings: ExperimentSettings, members: LakeMembers, encoders: l
 def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, settings: ExperimentSettings,
          encoders: list[str] | None = None, recommenders: list[str] | None = None, select: str | None = None,
          force: bool = False) -> Plan:
-    """The runs, upstream first, that bring the chosen cells up to date (see the module's docstring)."""
+    """The scope and the requests of ``audiorec materialize`` (see the module's docstring). The partitions the
+    chosen cells need are registered in ``instance`` first."""
     # the encoders named on the command line are judged as if the settings listed them
-    asked = settings.model_copy(update={"encoders": list(dict.fromkeys([*settings.encoders, *(encoders or [])]))})
-    members = lake_members(LakePaths(lake_root), asked)
+    asked_settings = settings.model_copy(
+        update={"encoders": list(dict.fromkeys([*settings.encoders, *(encoders or [])]))})
+    members = lake_members(LakePaths(lake_root), asked_settings)
     cells = chosen_cells(settings, members, encoders, recommenders)
-    audio = list(dict.fromkeys(e for e, _ in cells if e != NO_AUDIO_ENCODER))
-    # a twin (shuffled, hybrid) is computed from its base's stored vectors: the bases run first
-    encoders_needed = sorted({b for e in audio for b in twin_chain(e, settings.encode.shuffled_base)}, key=twin_order)
-    bases = [e for e in encoders_needed if e not in audio]
-    for encoder, recommender in cells:  # a partition named on the command line exists in the instance
-        if encoder == NO_AUDIO_ENCODER:
-            add_partition_members(instance, REFERENCES, recommender)
-        else:
-            add_partition_members(instance, CELLS, dg.MultiPartitionKey({"encoder": encoder, "recommender": recommender}))
-    for encoder in bases:
+    audio_cells = [(e, r) for e, r in cells if e != NO_AUDIO_ENCODER]
+    references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
+    # a twin (shuffled, hybrid) is computed from its base's stored vectors: its bases are in scope too
+    vectors = list(dict.fromkeys(b for e, _ in audio_cells for b in twin_chain(e, settings.encode.shuffled_base)))
+    cell_keys = [str(dg.MultiPartitionKey({"encoder": e, "recommender": r})) for e, r in audio_cells]
+    for encoder in vectors:
         add_partition_members(instance, ENCODERS, encoder)
-    layers: list[tuple[dg.UnresolvedAssetJobDefinition, list[Target], bool]] = [
-        (INGEST, list(INGEST_TARGETS), False),
-        (EMBEDDINGS_JOB, [embeddings_target(e) for e in encoders_needed], False),
-        (CELLS_JOB, [cell_target(e, r) for e, r in cells if e != NO_AUDIO_ENCODER], True),
-        (REFERENCES_JOB, [cell_target(e, r) for e, r in cells if e == NO_AUDIO_ENCODER], True),
-    ]
-    selected = _selected_keys(defs, select)
+    for key in cell_keys:
+        add_partition_members(instance, CELLS, key)
+    for recommender in references:
+        add_partition_members(instance, REFERENCES, recommender)
+    graph = defs.resolve_asset_graph()
+    scope = Scope(graph, ((ENCODERS, frozenset(vectors)), (CELLS, frozenset(cell_keys)),
+                          (REFERENCES, frozenset(references))))
+    if select is not None:
+        keys = _selected_keys(defs, select)
+        wanted: Wanted = {}
+        for key in keys:
+            partitions_def = graph.get(key).partitions_def
+            chosen = [None] if partitions_def is None else [k for d, ks in scope.keys if d == partitions_def for k in ks]
+            if chosen:
+                wanted[key] = set(chosen)
+        return Plan(cells, scope, selected=runs_for(defs, wanted))
     reader = StatusReader(defs, instance)
-    runs, skipped, cells_run = [], [], False
-    for job, targets, is_cell in layers:
-        keys = _job_keys(defs, job, selected)
-        if not keys:
-            continue
-        partitioned = any(t.partition for t in targets)
-        for partition in dict.fromkeys(t.partition for t in targets):
-            states = [reader.state(t) for t in targets if t.partition == partition]
-            busy = [s for s in states if s.state == RUNNING]
-            if busy:
-                raise PlanError(f"{busy[0].target.label} is being materialized by another run now: wait for it "
-                                f"(audiorec status)")
-            wanted = selected is not None or (force and is_cell) or any(s.state in NEEDS_RUN for s in states)
-            if wanted:
-                runs.append(PlannedRun(job.name, keys, partition if partitioned else None))
-                cells_run = cells_run or is_cell
-            else:
-                skipped.append(", ".join(s.target.label for s in states) + " is up to date")
-    table_keys = _job_keys(defs, TABLES, selected)
-    if table_keys and (selected is not None or cells_run or reader.state(TABLES_TARGET).state in NEEDS_RUN):
-        runs.append(PlannedRun(TABLES.name, table_keys, None))
-    return Plan(runs, cells, skipped)
+    targets = [*INGEST_TARGETS, *map(embeddings_target, vectors), *(cell_target(e, r) for e, r in cells)]
+    states = [reader.state(t) for t in targets]
+    busy = [s for s in states if s.state == RUNNING]
+    if busy:
+        raise PlanError(f"{busy[0].target.label}: {busy[0].detail or 'a run is materializing it'} now; wait for it "
+                        f"(audiorec status)")
+    # the conditions react to changes as they are observed (edge-triggered); Dagster's stale status (the UI's
+    # badge) holds until a run: what it calls missing, stale or failed in scope is asked for too
+    again = [s.target for s in states if s.state in NEEDS_RUN] + (
+        [cell_target(e, r) for e, r in cells] if force else [])
+    return Plan(cells, scope, asked=_whole_runs(defs, again))
 
 
-def _selected_keys(defs: dg.Definitions, select: str | None) -> set[dg.AssetKey] | None:
-    if select is None:
-        return None
+def _whole_runs(defs: dg.Definitions, targets: list[Target]) -> Wanted:
+    """Every asset of the job each target belongs to, for the target's partition: a target stands for its run."""
+    job_of = job_of_keys(defs)
+    wanted: Wanted = {}
+    for target in targets:
+        job = job_of[target.key]
+        for key, key_job in job_of.items():
+            if key_job == job:
+                wanted.setdefault(key, set()).add(target.partition)
+    return wanted
+
+
+def _selected_keys(defs: dg.Definitions, select: str) -> set[dg.AssetKey]:
+    """The materializable keys ``select`` names, with the multi-asset siblings they cannot be run without."""
+    graph = defs.resolve_asset_graph()
     try:
         selection = dg.AssetSelection.from_string(select)
-        keys = selection.resolve(defs.resolve_asset_graph())
+        named = selection.resolve(graph)
+        keys = selection.required_multi_asset_neighbors().resolve(graph) if named else set()
     except Exception as err:
         raise PlanError(f"--select {select!r}: {str(err).splitlines()[0]}") from None
+    keys = {k for k in keys if graph.get(k).is_materializable}
     if not keys:
         raise PlanError(f"--select {select!r} selects no asset (try `key:audiorec/leaderboard` or "
                         f"`group:recommenders`)")
-    return set(keys)
-
-
-def _job_keys(defs: dg.Definitions, job: dg.UnresolvedAssetJobDefinition,
-              selected: set[dg.AssetKey] | None) -> tuple[dg.AssetKey, ...]:
-    """The materializable keys of ``job`` (in its definitions' order), within ``selected`` when given."""
-    graph = defs.resolve_asset_graph()
-    keys = job.selection.resolve(graph)
-    ordered = [k for k in graph.toposorted_asset_keys if k in keys and graph.get(k).is_materializable]
-    return tuple(k for k in ordered if selected is None or k in selected)
+    return keys

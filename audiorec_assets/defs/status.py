@@ -123,7 +123,7 @@ class StatusReader:
                 return None
             status = by_key.get(target.partition)
             if status == dg.AssetPartitionStatus.IN_PROGRESS:
-                return State(target, RUNNING)
+                return State(target, RUNNING, self._holding_run(target))
             if status == dg.AssetPartitionStatus.FAILED:
                 return State(target, FAILED, self._last_failed_run(target))
             return None
@@ -136,11 +136,19 @@ class StatusReader:
         if planned_run and (entry.last_planned_materialization_storage_id or -1) > materialized:
             run = self.instance.get_run_by_id(planned_run)
             if run is not None and not run.is_finished:
-                return State(target, RUNNING, f"run {planned_run[:8]}")
+                return State(target, RUNNING, f"run {planned_run[:8]} is materializing it")
         failed = entry.last_failed_to_materialize_record
         if failed is not None and failed.storage_id > materialized:
             return State(target, FAILED, f"run {failed.run_id[:8]} failed")
         return None
+
+    def _holding_run(self, target: Target) -> str:
+        """Which run is materializing the partition now, in words (status shows it instead of a command)."""
+        going = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                 dg.DagsterRunStatus.STARTED]
+        runs = self.instance.get_runs(dg.RunsFilter(statuses=going, tags={"dagster/partition": target.partition}))
+        holding = [r for r in runs if target.key in (r.asset_selection or ())]
+        return f"run {holding[0].run_id[:8]} is materializing it" if holding else "a run is materializing it"
 
     def _last_failed_run(self, target: Target) -> str:
         runs = self.instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
