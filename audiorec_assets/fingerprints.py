@@ -81,8 +81,8 @@ class ContentHashes:
             self._cache = {}
         self._dirty = False
 
-    def of(self, path: Path) -> str:
-        stat = path.stat()
+    def of(self, path: Path | str) -> str:
+        stat = os.stat(path)
         key, stamp = str(path), [stat.st_size, stat.st_mtime_ns]
         cached = self._cache.get(key)
         if cached is not None and cached[:2] == stamp:
@@ -94,11 +94,12 @@ class ContentHashes:
             self.save()
         return digest
 
-    def folder(self, root: Path, files: Iterable[Path]) -> str:
-        """One fingerprint of ``files`` (their paths relative to ``root`` and their contents)."""
-        digest = hashlib.sha1()
-        for path in sorted(files):
-            digest.update(f"{path.relative_to(root)}|{self.of(path)}\n".encode())
+    def folder(self, root: Path, files: Iterable[str]) -> str:
+        """One fingerprint of ``files`` (POSIX paths relative to ``root``, as :func:`visible_files` gives them) and
+        their contents. Strings, not ``Path`` objects: a catalogue has tens of thousands of files."""
+        digest, base = hashlib.sha1(), str(root)
+        for name in sorted(files):
+            digest.update(f"{name}|{self.of(os.path.join(base, name))}\n".encode())
         return digest.hexdigest()[:16]
 
     def save(self) -> None:
@@ -113,14 +114,18 @@ class ContentHashes:
         self._saved_at = time.monotonic()
 
 
-def visible_files(folder: Path) -> list[Path]:
-    """Every regular file under ``folder`` whose path has no hidden part (``.DS_Store``, editors' temporaries)."""
-    if not folder.exists():
+def visible_files(folder: Path, skip: Iterable[str] = ()) -> list[str]:
+    """Every file under ``folder`` whose path has no hidden part (``.DS_Store``, editors' temporaries), as POSIX
+    paths relative to ``folder``; the top-level folders named in ``skip`` are not entered."""
+    if not folder.is_dir():
         return []
-    found = []
+    found, skip = [], set(skip)
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [Path(dirpath) / f for f in filenames if not f.startswith(".")]
+        relative = os.path.relpath(dirpath, folder)
+        top = relative == "."
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (top and d in skip)]
+        prefix = "" if top else relative.replace(os.sep, "/") + "/"
+        found += [prefix + f for f in filenames if not f.startswith(".")]
     return found
 
 

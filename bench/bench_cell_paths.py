@@ -3,7 +3,8 @@
 1. the split as arrays: ``InteractionData.from_frames`` (pandas maps ids to indices) vs
    ``interaction_data_from_parquet`` (one DuckDB join + sort);
 2. top-N with history exclusion over a dense score block: the previous single-threaded numpy
-   (``argpartition`` + ``lexsort``) vs ``exclude_and_top_n`` (``torch.topk``);
+   (``argpartition`` + ``lexsort``) vs ``exclude_and_top_n`` (``torch.topk``); and the score blocks themselves,
+   torch's matmul vs ``dense_scores`` (numpy's BLAS on the CPU);
 3. a KNN cell's recommend (top-100 for every val user) vs a bare equivalent (normalised matmul, history set to
    -inf, ``torch.topk``), lists compared;
 4. ``recommend_all_splits`` + the Parquet round trip + ``evaluate`` (the recommendations and metrics steps).
@@ -34,6 +35,7 @@ from audiorec_assets.evaluation.protocol import evaluate, recommend_all_splits  
 from audiorec_assets.recommenders.base import exclude_and_top_n, history_mask_coords  # noqa: E402
 from audiorec_assets.recommenders.data import InteractionData, interaction_data_from_parquet  # noqa: E402
 from audiorec_assets.recommenders.knn import KnnRecommender, l2_normalise, mean_item_vectors  # noqa: E402
+from audiorec_assets.recommenders.runtime import dense_scores  # noqa: E402
 from audiorec_assets.settings import ExperimentSettings  # noqa: E402
 
 
@@ -105,6 +107,18 @@ def main() -> None:
     same = np.mean([np.array_equal(x, y) for bx, by in zip(before, after) for x, y in zip(bx, by)])
     row(f"top-100 of {len(score_blocks)} blocks of {block} users (argpartition → torch.topk; equal rows {same:.4f})",
         previous, now)
+
+    # 2b. the score blocks themselves: torch's matmul (MKL in the CPU wheel) vs dense_scores (numpy's BLAS on the CPU)
+    queries = torch.as_tensor(l2_normalise(gaussian_vectors(block * 10, args.dim)))
+    table = torch.as_tensor(l2_normalise(vectors.copy()))
+    with Timer() as torch_blocks:
+        via_torch = [queries[i : i + block] @ table.T for i in range(0, len(queries), block)]
+    with Timer() as blas_blocks:
+        via_numpy = [dense_scores(queries[i : i + block], table) for i in range(0, len(queries), block)]
+    close = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(via_torch, via_numpy))
+    row(f"10 score blocks of {block} users × {data.n_items} items (torch matmul → dense_scores; allclose {close})",
+        torch_blocks, blas_blocks)
+    del via_torch, via_numpy
 
     model = KnnRecommender(ExperimentSettings())  # 3. KNN recommend vs bare
     model.fit(data, vectors)

@@ -57,8 +57,9 @@ def _hashes(paths: LakePaths) -> ContentHashes:
     return ContentHashes(paths.tmp / "fingerprints" / "content_hashes.json")
 
 
-def audio_files(paths: LakePaths) -> list:
-    return [f for folder in AUDIO_FOLDERS for f in visible_files(paths.raw / folder)]
+def audio_files(paths: LakePaths) -> list[str]:
+    """The audio files, as paths relative to ``raw/``."""
+    return [f"{folder}/{name}" for folder in AUDIO_FOLDERS for name in visible_files(paths.raw / folder)]
 
 
 def audio_version(paths: LakePaths, hashes: ContentHashes) -> str:
@@ -66,8 +67,7 @@ def audio_version(paths: LakePaths, hashes: ContentHashes) -> str:
 
 
 def log_version(paths: LakePaths, hashes: ContentHashes) -> str:
-    audio = {paths.raw / folder for folder in AUDIO_FOLDERS}
-    files = [f for f in visible_files(paths.raw) if not any(parent in audio for parent in f.parents)]
+    files = visible_files(paths.raw, skip=AUDIO_FOLDERS)
     return hashes.folder(paths.raw, files) if files else "empty"
 
 
