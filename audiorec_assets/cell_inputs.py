@@ -17,8 +17,10 @@ VALID_CHECK = "vectors_valid"  # the embeddings asset's blocking check, which th
 
 
 def load_interaction_data(paths: LakePaths) -> InteractionData:
-    return interaction_data_from_parquet(paths.table_dir("interactions") / "all.parquet",
-                                         paths.table_dir("tracks") / "all.parquet")
+    """The split and the catalogue of one published ingest (the link resolved once: an ingest publishing
+    meanwhile cannot pair one set's interactions with another's tracks)."""
+    ingest = paths.ingest.resolve()
+    return interaction_data_from_parquet(ingest / "interactions" / "all.parquet", ingest / "tracks" / "all.parquet")
 
 
 class VectorFileError(ValueError):

@@ -1,11 +1,11 @@
-"""The ``audiorec`` command: ``demo`` runs the whole study on the lake, ``materialize`` runs (part of) it
-with a live display, ``status`` shows the encoder × recommender grid as Dagster's instance sees it, ``sql``
-queries the warehouse, ``recommend`` lists a user's top tracks from a trained cell, ``similar`` a track's
-nearest tracks.
+"""audiorec, the study on the command line: demo runs the whole study on the lake, materialize runs (part of)
+it with a live display, status shows the encoder × recommender grid as Dagster's instance sees it, sql queries
+the warehouse, recommend lists a user's top tracks from a trained cell, similar a track's nearest tracks.
+New here? Run audiorec demo: it ends with commands to try next.
 
 Exit codes: 0 done; 1 an error (a refused or failed query, a failed run); 2 bad input (an unknown user,
 track, encoder, recommender or cell); 3 not materialized yet (the message names the partition); 130 / 143
-``demo`` or ``materialize`` stopped by SIGINT (Ctrl-C) / SIGTERM: the run in progress ends failed or canceled in
+demo or materialize stopped by SIGINT (Ctrl-C) / SIGTERM: the run in progress ends failed or canceled in
 the instance and no further run starts."""
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def print_leaderboard(lake: LakePaths) -> None:
         print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+ALL_COLUMNS_HELP = "every column of audiorec.tracks (default: rank, track, score and title-like metadata)"
 SQL_BUSY_TIMEOUT_S = 5.0
 SQL_PREFIX = "[audiorec] sql:"
 QUERY_KINDS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA table_info"
@@ -131,8 +132,11 @@ def _refresh_views(lake: LakePaths, timeout_s: float) -> None:
 
 
 def _lock_down(con, lake: LakePaths) -> None:
-    """No file access outside ``<lake>/tables``, no extension installs or loads, and no way to undo that."""
+    """No file access outside ``<lake>/tables``, no extension installs or loads, and no way to undo that; the
+    audiorec schema first in the search path."""
     import duckdb
+
+    from audiorec_assets.warehouse import SCHEMA
 
     tables = str(lake.tables).rstrip("/").replace("'", "''") + "/"
     try:
@@ -143,6 +147,7 @@ def _lock_down(con, lake: LakePaths) -> None:
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
     con.execute("SET autoload_known_extensions = false")
+    con.execute(f"SET search_path = '{SCHEMA},main'")  # `from leaderboard`, `show tables`: as in DuckDB's CLI
     con.execute("SET lock_configuration = true")
 
 
@@ -171,11 +176,12 @@ def _one_line(err: Exception) -> str:
     return " ".join(kept) or type(err).__name__
 
 
-def answer(what: str, fmt: str, ask) -> None:
-    """Print the :class:`audiorec_assets.queries.Answer` that ``ask()`` returns; its header goes to stdout
-    for ``table``/``markdown`` and to stderr for ``csv``/``json`` (so that stdout parses). A
-    :class:`~audiorec_assets.queries.QueryError` ends the command with its one line and its exit code."""
-    from audiorec_assets.queries import QueryError, render
+def answer(what: str, fmt: str, ask, all_columns: bool = False) -> None:
+    """Print the :class:`audiorec_assets.queries.Answer` that ``ask()`` returns (its readable columns unless
+    ``all_columns``); its header goes to stdout for ``table``/``markdown`` and to stderr for ``csv``/``json``
+    (so that stdout parses), its note to stderr. A :class:`~audiorec_assets.queries.QueryError` ends the command
+    with its one line and its exit code."""
+    from audiorec_assets.queries import QueryError, readable, render
     from audiorec_assets.settings import SettingsError
 
     try:
@@ -185,9 +191,11 @@ def answer(what: str, fmt: str, ask) -> None:
         raise SystemExit(err.exit_code) from None
     except SettingsError as err:
         raise SystemExit(f"[audiorec] {what}: {err}") from None
+    if result.note:
+        print(f"[audiorec] {what}: {result.note}", file=sys.stderr, flush=True)
     header = f"[audiorec] {result.header}"
     print(header, file=sys.stdout if fmt in ("table", "markdown") else sys.stderr, flush=True)
-    print(render(result.rows, fmt))
+    print(render(result.rows if all_columns else readable(result.rows), fmt))
 
 
 def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int | None, taste: str | None) -> None:
@@ -225,6 +233,7 @@ def answer_errors(what: str, command) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from audiorec_assets.guide import sql_tables_help
     from audiorec_assets.queries import DEFAULT_K, FORMATS
 
     parser = argparse.ArgumentParser(prog="audiorec", description=__doc__,
@@ -237,20 +246,25 @@ def main(argv: list[str] | None = None) -> None:
                                   "corpus rendered with FluidSynth, with a mock listening log")
     formats = argparse.ArgumentParser(add_help=False)
     formats.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    sql_parser = commands.add_parser("sql", parents=[formats], help="run a read-only SQL query on the warehouse")
+    sql_parser = commands.add_parser("sql", parents=[formats], help="run a read-only SQL query on the warehouse",
+                                     description=f"Runs a read-only query ({QUERY_KINDS}) on "
+                                                 "<lake>/warehouse.duckdb and prints the result.",
+                                     epilog=sql_tables_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     sql_parser.add_argument("query")
     rec_parser = commands.add_parser("recommend", parents=[formats],
-                                     help="top tracks for a user from a trained cell (default: the leaderboard's best)")
+                                     help="top tracks for a user from a trained cell (default: the best with audio)")
     rec_parser.add_argument("--user", required=True, help="a user_id with train plays")
-    rec_parser.add_argument("--encoder", default=None, help="default: the leaderboard's best cell")
+    rec_parser.add_argument("--encoder", default=None, help="default: the leaderboard's best cell with audio")
     rec_parser.add_argument("--recommender", default=None, help="default: the leaderboard's best cell")
     rec_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
+    rec_parser.add_argument("--all-columns", action="store_true", help=ALL_COLUMNS_HELP)
     sim_parser = commands.add_parser("similar", parents=[formats],
                                      help="the tracks nearest a track by cosine similarity of an encoder's vectors")
     sim_parser.add_argument("--track", required=True, help="a track_id of audiorec.tracks")
     sim_parser.add_argument("--encoder", default=None,
                             help="default: the encoder of the leaderboard's best audio cell, else the first .npy")
     sim_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
+    sim_parser.add_argument("--all-columns", action="store_true", help=ALL_COLUMNS_HELP)
     mat_parser = commands.add_parser(
         "materialize", help="bring (part of) the study up to date through Dagster, with a live progress display",
         description="Runs the chosen cells and whatever they need that Dagster calls missing, stale or failed "
@@ -311,11 +325,12 @@ def main(argv: list[str] | None = None) -> None:
         from audiorec_assets.queries import recommend_for_user
 
         answer("recommend", args.format, lambda: recommend_for_user(
-            LakePaths(lake_root), args.user, args.encoder, args.recommender, args.k))
+            LakePaths(lake_root), args.user, args.encoder, args.recommender, args.k), args.all_columns)
     elif args.command == "similar":
         from audiorec_assets.queries import similar_tracks
 
-        answer("similar", args.format, lambda: similar_tracks(LakePaths(lake_root), args.track, args.encoder, args.k))
+        answer("similar", args.format, lambda: similar_tracks(LakePaths(lake_root), args.track, args.encoder, args.k),
+               args.all_columns)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """The live display of ``audiorec materialize``: steps done / total, the current step, its own progress
 (tracks encoded, epochs with the loss) and an ETA.
 
-It listens to the runs' events (:class:`audiorec_assets.defs.progress_log.RunEvent`). On a terminal it draws
-with ``rich`` (redrawn in place); otherwise (a pipe, a CI log) it prints a plain line when a step starts or ends
-and at most every :data:`PLAIN_EVERY_S` seconds inside a step.
+It listens to the runs' events (:class:`audiorec_assets.defs.progress_log.RunEvent`) and takes a step's progress
+from the :class:`~audiorec_assets.progress.Progress` an event carries, never from a message's words. On a terminal
+it draws with ``rich`` (redrawn in place); otherwise (a pipe, a CI log) it prints a plain line when a step starts or
+ends and at most every :data:`PLAIN_EVERY_S` seconds inside a step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO
 
-from audiorec_assets.progress import InnerProgress, eta_seconds, parse_progress
+from audiorec_assets.progress import Progress, eta_seconds
 
 PLAIN_EVERY_S = 5.0
 
@@ -34,7 +35,7 @@ class _State:
     run_label: str = ""
     step: str | None = None
     step_started: float = 0.0
-    inner: InnerProgress | None = None
+    inner: Progress | None = None
     failed: list[str] = field(default_factory=list)
 
 
@@ -80,12 +81,10 @@ class LiveProgress:
             state.step, state.inner = None, None
             self._plain(f"step {state.done_steps}/{state.total_steps} {event.step_key} {word} in {took:.1f} s, "
                         f"ETA {_clock(self.eta())}", force=True)
-        elif event.kind == "MESSAGE" and event.step_key:
-            inner = parse_progress(event.message)
-            if inner is not None:
-                state.inner = inner
-                self._plain(f"  {event.step_key}: {inner.what} {inner.done}/{inner.total} {inner.unit} "
-                            f"({inner.detail}), ETA {_clock(self.eta())}", force=inner.done == inner.total)
+        elif event.progress is not None and event.step_key:
+            state.inner = inner = event.progress
+            self._plain(f"  {event.step_key}: {inner.what} {inner.done}/{inner.total} {inner.unit} "
+                        f"({inner.detail}), ETA {_clock(self.eta())}", force=inner.done == inner.total)
         if self._live is not None:
             self._live.refresh()
 

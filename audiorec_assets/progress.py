@@ -1,68 +1,67 @@
-"""Progress inside long steps, in words a person reads in the Dagster UI's run log and that
-``audiorec materialize`` reads back for its live display (no Dagster here).
+"""Progress inside long steps as data: a :class:`Progress` record (tracks encoded, epochs with their losses)
+that rides on the log record of the line a person reads in the UI's run log (no Dagster here).
 
-The producers log these lines (encoding: ``defs/embeddings.py``; training: ``recommenders/training.py``);
-:func:`parse_progress` is their one reader, so a change of wording is caught by ``test_progress.py``.
+Why this channel: Python's ``logging`` carries any object beside a message (``extra``), and Dagster hands a
+step's records, extras included, to the run's loggers. So :func:`log_progress` logs the :meth:`~Progress.message`
+with the record attached, and ``audiorec materialize``'s logger (``defs/progress_log.py``) passes the record
+(:func:`progress_of`) to the live display, which reads fields, never wording: a message can be reworded freely.
+(A JSON payload in the message would be parsing again; an ``AssetObservation`` per epoch would fill the asset's
+history.) The training loop logs to its Python logger, which ``defs/progress_log.forwarded`` brings into the
+step's log; the encoders report through a callback that ``defs/embeddings.py`` turns into a record.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf"
-
-
-def encoded_message(name: str, done: int, total: int, seconds: float) -> str:
-    """``mfcc: 120/300 tracks encoded, 4.10 tracks/s, ETA 44 s``."""
-    rate = done / seconds if seconds > 0 else 0.0
-    eta = (total - done) / rate if rate else float("nan")
-    return f"{name}: {done}/{total} tracks encoded, {rate:.2f} tracks/s, ETA {eta:.0f} s"
-
-
-def epoch_message(label: str, epoch: int, max_epochs: int, train_loss: float, monitored_name: str,
-                  monitored: float) -> str:
-    """``shallow on mfcc epoch 3/50: train loss 0.69310, val loss 0.70100`` (``epoch`` is 0-based)."""
-    return (f"{label} epoch {epoch + 1}/{max_epochs}: train loss {train_loss:.5f}, "
-            f"{monitored_name} {monitored:.5f}")
-
-
-_ENCODED = re.compile(rf"^(?P<what>.+?): (?P<done>\d+)/(?P<total>\d+) tracks encoded, (?P<rate>{_NUMBER}) tracks/s")
-_EPOCH = re.compile(rf"^(?P<what>.+?) epoch (?P<done>\d+)/(?P<total>\d+): train loss (?P<loss>{_NUMBER}), "
-                    rf"(?P<monitored_name>val loss|monitored) (?P<monitored>{_NUMBER})")
+PROGRESS_ATTR = "audiorec_progress"  # the log record's attribute that holds the Progress
 
 
 @dataclass(frozen=True)
-class InnerProgress:
-    """How far one step has come: ``done`` of ``total`` ``unit`` (tracks, epochs), and a detail (the loss)."""
+class Progress:
+    """``done`` of ``total`` ``unit`` (tracks, epochs) of ``what`` (an encoder, a model), ``seconds`` after it
+    began, with the losses of the latest epoch where there are some."""
 
     what: str
     done: int
     total: int
     unit: str
-    detail: str = ""
+    seconds: float | None = None
+    losses: Mapping[str, float] = field(default_factory=dict)
 
     @property
-    def fraction(self) -> float:
-        return self.done / self.total if self.total else 0.0
+    def eta(self) -> float | None:
+        """Seconds left at the rate so far (for epochs: at most, early stopping may end sooner)."""
+        return self.seconds / self.done * (self.total - self.done) if self.seconds and self.done else None
+
+    @property
+    def detail(self) -> str:
+        """``train loss 0.69310, val loss 0.70100``, else the rate: ``4.00 tracks/s``."""
+        if self.losses:
+            return ", ".join(f"{name} {value:.5f}" for name, value in self.losses.items())
+        return f"{self.done / self.seconds:.2f} {self.unit}/s" if self.seconds else ""
+
+    def message(self) -> str:
+        """The run log's line: ``mfcc: 120/300 tracks, 4.00 tracks/s, ETA 45 s``."""
+        parts = (f"{self.what}: {self.done}/{self.total} {self.unit}", self.detail,
+                 f"ETA {self.eta:.0f} s" if self.eta is not None else "")
+        return ", ".join(part for part in parts if part)
 
 
-def parse_progress(message: str) -> InnerProgress | None:
-    """The progress a log line reports, or None for any other line."""
-    match = _ENCODED.match(message)
-    if match:
-        return InnerProgress(match["what"], int(match["done"]), int(match["total"]), "tracks",
-                             f"{float(match['rate']):.2f} tracks/s")
-    match = _EPOCH.match(message)
-    if match:
-        return InnerProgress(match["what"], int(match["done"]), int(match["total"]), "epochs",
-                             f"loss {float(match['loss']):.4f}, {match['monitored_name']} "
-                             f"{float(match['monitored']):.4f}")
-    return None
+def log_progress(logger: logging.Logger, progress: Progress, level: int = logging.INFO) -> None:
+    """Log ``progress``'s message with the record itself attached (a step's ``context.log`` is a Logger too)."""
+    logger.log(level, progress.message(), extra={PROGRESS_ATTR: progress})
 
 
-def eta_seconds(done_steps: int, total_steps: int, elapsed_done_s: float, inner: InnerProgress | None,
+def progress_of(record: logging.LogRecord) -> Progress | None:
+    """The progress a log record carries, or None."""
+    return getattr(record, PROGRESS_ATTR, None)
+
+
+def eta_seconds(done_steps: int, total_steps: int, elapsed_done_s: float, inner: Progress | None,
                 inner_elapsed_s: float) -> float | None:
     """A rough time left: the current step's own rate for its remainder, and the mean time of the steps
     done so far for each step still to come. None until there is something to go by."""

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin
+from audiorec_assets.names import unknown_name
 from audiorec_assets.settings import ExperimentSettings, LakePaths, load_settings
 
 EXIT_BAD_INPUT = 2
@@ -47,6 +48,7 @@ class Answer:
 
     rows: pd.DataFrame
     header: str
+    note: str = ""  # a line for stderr: a default the command chose
 
 
 # --- reading the lake ---------------------------------------------------------------------------------------
@@ -78,8 +80,30 @@ def read_tracks(lake: LakePaths) -> pd.DataFrame:
     return tracks
 
 
+# what a person reads in a list of tracks, where tracks.csv has them (the rest: --all-columns)
+READABLE_COLUMNS = ("title", "artist", "composer", "album", "work", "genre", "style")
+
+
 def _metadata_columns(tracks: pd.DataFrame) -> pd.DataFrame:
-    return tracks.drop(columns=["item_idx"], errors="ignore")
+    """The tracks' metadata, tracks.csv's numbers as numbers (the table stores its columns as text)."""
+    tracks = tracks.drop(columns=["item_idx"], errors="ignore").copy()
+    for column in tracks.columns.drop("track_id", errors="ignore"):
+        if tracks[column].dtype == object:
+            text = tracks[column].astype("string").str.strip()
+            numbers = pd.to_numeric(text.replace("", pd.NA), errors="coerce")
+            as_text = text.fillna("").ne("")
+            leading_zero = text.str.match(r"[-+]?0\d", na=False).any()  # codes such as 007 stay text
+            if as_text.any() and numbers[as_text].notna().all() and not leading_zero:
+                tracks[column] = numbers.astype("Int64" if (numbers.dropna() % 1 == 0).all() else "float64")
+            elif as_text.any() and text[as_text].str.lower().isin(["true", "false"]).all():
+                tracks[column] = text.str.lower().map({"true": True, "false": False}).astype("boolean")
+    return tracks
+
+
+def readable(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rank, track, score or similarity, and the :data:`READABLE_COLUMNS` that ``rows`` has: one short line a
+    track (the other metadata, e.g. the demo's generator parameters, only with --all-columns)."""
+    return rows[[c for c in ("rank", "track_id", "score", "similarity", *READABLE_COLUMNS) if c in rows.columns]]
 
 
 def read_leaderboard(lake: LakePaths) -> pd.DataFrame:
@@ -115,8 +139,15 @@ def _check_encoder_name(lake: LakePaths, settings: ExperimentSettings, encoder: 
     known = known_encoders(lake, settings)
     if encoder in known or encoder in BUILTIN_ENCODERS or is_twin(encoder):
         return
-    raise UnknownInput(f"unknown encoder {encoder!r}: not in experiment.yaml's encoders and no "
-                       f"{lake.embedding_file(encoder)}; known: {', '.join(known) or 'none yet'}.")
+    raise UnknownInput(f"{unknown_name('encoder', encoder, known)} (not in experiment.yaml's encoders and no "
+                       f"{lake.embedding_file(encoder)}).")
+
+
+def _check_recommender_name(recommender: str) -> None:
+    from audiorec_assets.recommenders import RECOMMENDERS
+
+    if recommender not in RECOMMENDERS:
+        raise UnknownInput(f"{unknown_name('recommender', recommender, sorted(RECOMMENDERS))}.")
 
 
 def load_vectors(lake: LakePaths, encoder: str, n_items: int) -> np.ndarray:
@@ -136,7 +167,8 @@ def load_vectors(lake: LakePaths, encoder: str, n_items: int) -> np.ndarray:
 
 
 def default_cell(lake: LakePaths, encoder: str | None = None, recommender: str | None = None) -> tuple[str, str]:
-    """The cell to use: the given parts, the rest from the best leaderboard row that matches them."""
+    """The cell to use: the given parts, the rest from the best leaderboard row that matches them; without an
+    encoder, the best row with audio (a reference without audio only where no such row exists)."""
     from audiorec_assets.recommenders import RECOMMENDERS
 
     if encoder is not None and recommender is not None:
@@ -149,6 +181,8 @@ def default_cell(lake: LakePaths, encoder: str | None = None, recommender: str |
         rows = rows[rows["encoder"] == encoder]
     if recommender is not None:
         rows = rows[rows["recommender"] == recommender]
+    if encoder is None and (rows["encoder"] != NO_AUDIO_ENCODER).any():
+        rows = rows[rows["encoder"] != NO_AUDIO_ENCODER]
     if rows.empty:
         given = " and ".join(f"{k} {v!r}" for k, v in (("encoder", encoder), ("recommender", recommender)) if v)
         raise UnknownInput(f"audiorec.leaderboard has no cell with {given or 'any results'}: pass both --encoder "
@@ -184,19 +218,19 @@ def recommend_for_user(lake: LakePaths, user: str, encoder: str | None = None, r
     ``audiorec.recommendations``), with the tracks' metadata. The first seed's model when there are several."""
     from audiorec_assets.cell_inputs import vectors_for_models
     from audiorec_assets.evaluation.tables import recommendations_frame
-    from audiorec_assets.recommenders import RECOMMENDERS, recommender_class
+    from audiorec_assets.recommenders import recommender_class
     from audiorec_assets.study import CellError, check_cell
 
     if k < 1:
         raise UnknownInput(f"-k must be at least 1 (got {k}).")
     settings = settings or load_settings(lake.root)
-    if recommender is not None and recommender not in RECOMMENDERS:
-        raise UnknownInput(f"unknown recommender {recommender!r}; known: {', '.join(sorted(RECOMMENDERS))}.")
+    if recommender is not None:
+        _check_recommender_name(recommender)
     if encoder is not None:
         _check_encoder_name(lake, settings, encoder)
+    asked = (encoder, recommender)
     encoder, recommender = default_cell(lake, encoder, recommender)
-    if recommender not in RECOMMENDERS:
-        raise UnknownInput(f"unknown recommender {recommender!r}; known: {', '.join(sorted(RECOMMENDERS))}.")
+    _check_recommender_name(recommender)
     try:
         check_cell(encoder, recommender)
     except CellError as err:
@@ -225,7 +259,20 @@ def recommend_for_user(lake: LakePaths, user: str, encoder: str | None = None, r
     others = f" (of seeds {', '.join(map(str, seeds))})" if len(seeds) > 1 else ""
     header = (f"top {k} for user {user} from {encoder}|{recommender}, seed {seed}{others}; train vocabulary, "
               f"train history excluded")
-    return Answer(rows.reset_index(drop=True), header)
+    return Answer(rows.reset_index(drop=True), header, _default_note(lake, asked, encoder, recommender))
+
+
+def _default_note(lake: LakePaths, asked: tuple[str | None, str | None], encoder: str, recommender: str) -> str:
+    """Which cell the leaderboard chose for the parts not named (empty when nothing was chosen)."""
+    if None not in asked or encoder == NO_AUDIO_ENCODER and asked[1] is not None:
+        return ""
+    if asked[0] is not None:
+        which = f"for encoder {encoder}"
+    else:
+        which = "with audio" if encoder != NO_AUDIO_ENCODER else "(the leaderboard has no cell with audio)"
+    row = read_leaderboard(lake).query("encoder == @encoder and recommender == @recommender")
+    score = f", HitRate@{int(row['k'].iloc[0])} {row['hitrate'].iloc[0]:.3f}" if len(row) and "k" in row else ""
+    return f"cell {encoder}|{recommender}: the leaderboard's best {which}{score}; another: --encoder, --recommender"
 
 
 # --- similar ------------------------------------------------------------------------------------------------

@@ -165,6 +165,9 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     elif failed:
         print(f"{PREFIX} {len(failed)} of {len(runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
     print_leaderboard(lake)
+    from audiorec_assets.guide import print_next_steps
+
+    print_next_steps(lake)
     if failed:
         raise SystemExit(EXIT_RUN_FAILED)
 
@@ -274,9 +277,15 @@ def status(lake_root: Path, fmt: str = "table", observe: bool = True) -> None:
     print(f"\ncells (encoder × recommender; '-' = no such cell):\n{grid.rename_axis(index=None, columns=None).to_string()}")
     tables = frame[frame["layer"] == "tables"].iloc[0]
     print(f"\ntables: {tables['asset']} {tables['state']}")
-    notes = cells[cells["detail"] != ""]
-    for _, row in notes.iterrows():
-        print(f"  {row['encoder']} × {row['recommender']}: {row['state']}: {row['detail']}")
+    from audiorec_assets.defs.status import FAILED, RUNNING, STALE
+
+    notes = frame[(frame["detail"] != "") | frame["state"].isin([STALE, FAILED, RUNNING])]
+    if len(notes):
+        print("\nwhy:")
+    for _, row in notes.iterrows():  # every layer's reason: the grid and the lines above show only the state
+        name = {"cell": f"{row['encoder']} × {row['recommender']}", "embeddings": f"embeddings {row['encoder']}"
+                }.get(row["layer"], row["asset"])
+        print(f"  {name}: {row['state']}: {row['detail'] or 'no cause recorded'}")
     todo = cells[cells["command"] != ""]
     if len(todo):
         print("\nto fill:")

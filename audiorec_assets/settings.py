@@ -321,6 +321,16 @@ def default_lake() -> Path:
     return Path(os.environ.get(LAKE_ENV) or "data_lake").resolve()
 
 
+# the ingest's tables, published together: ``tables/ingest`` is a symlink to one complete set in
+# ``tables/.ingest/<id>/`` (:func:`audiorec_assets.lakeio.publish_folder`)
+INGEST_TABLES = ("listens", "tracks", "interactions", "split_info")
+
+
+def table_folder(table: str) -> str:
+    """Where the files of ``audiorec.<table>`` lie, relative to the lake (the same in every lake)."""
+    return f"tables/ingest/{table}" if table in INGEST_TABLES else f"tables/{table}"
+
+
 class LakePaths:
     """Where every file of the lake lives (README.md, "The data lake")."""
 
@@ -370,8 +380,13 @@ class LakePaths:
     def model_dir(self, encoder: str, recommender: str) -> Path:
         return self.models / encoder / recommender
 
+    @property
+    def ingest(self) -> Path:
+        """The symlink to the published set of :data:`INGEST_TABLES` (resolve it once to read them as one set)."""
+        return self.tables / "ingest"
+
     def table_dir(self, table: str) -> Path:
-        return self.tables / table
+        return self.root / table_folder(table)
 
     def relative(self, path: Path | str) -> str:
         """``path`` as stored in the lake's tables: relative to the lake (POSIX) when inside it, else absolute,

@@ -1,5 +1,10 @@
 """The SQL warehouse: Parquet files in ``<lake>/tables/<table>/`` behind views in ``warehouse.duckdb``.
 
+The ingest's four tables (listens, tracks, interactions, split_info) lie in ``tables/ingest/<table>/``, where
+``tables/ingest`` is a symlink to one complete set in ``tables/.ingest/<id>/``, switched in one step when an
+ingest publishes (:func:`publish_ingest`); a lake of an older audiorec, with those tables in ``tables/<table>/``,
+is moved there once (:func:`migrate_ingest_tables`).
+
 DuckDB lets one process write a database file, and while it does no other process can open it,
 not even to read; a process reading it blocks writers. Assets therefore never write rows into the
 database: each writes its rows atomically as Parquet (one file per partition, the temporary in the
@@ -27,7 +32,9 @@ the original lake from a copy; :func:`refresh_views` rewrites them (at the start
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -36,14 +43,15 @@ from pathlib import Path
 import pandas as pd
 
 from audiorec_assets.lakeio import (
-    StagedSet, atomic_path, process_staging, publish_lock, recover_sets, sweep_legacy, sweep_processes, sweep_sets,
+    atomic_path, point_link, process_staging, publish_folder, publish_lock, sweep_legacy, sweep_processes,
 )
-from audiorec_assets.settings import LakePaths
+from audiorec_assets.settings import INGEST_TABLES, LakePaths, table_folder
 
 SCHEMA = "audiorec"
 # the files a view reads: hidden files (temporaries of other tools, or of earlier versions) never match
 VIEW_GLOB = "[!.]*.parquet"
 VIEW_TIMEOUT_S = 15.0  # how long a genuinely new view waits for the warehouse
+INGEST_VERSIONS = ".ingest"  # tables/.ingest/<id>/: the published ingest sets (the current one, the one before)
 
 
 class WarehouseBusyError(RuntimeError):
@@ -81,8 +89,9 @@ _TAG_PREFIX = "audiorec view "
 
 
 def view_sql(table: str) -> str:
-    """The definition of ``audiorec.<table>``, the same in every lake: the files of ``tables/<table>/`` beside
-    the database file the session opened (module docstring), or an error naming the setting that hides it."""
+    """The definition of ``audiorec.<table>``, the same in every lake: the files of its folder (``tables/<table>/``,
+    :func:`~audiorec_assets.settings.table_folder`) beside the database file the session opened (module docstring),
+    or an error naming the setting that hides it."""
     temp_dir, spill = _TEMP_DIR, re.escape(f"{WAREHOUSE_FILE}.tmp")  # DuckDB's default: <database file>.tmp
     relative = f"NOT regexp_matches({temp_dir}, '^([/\\\\]|[A-Za-z]:)')"  # the DuckDB CLI keeps the path as given
     unknown = sql_literal(
@@ -99,10 +108,11 @@ def view_sql(table: str) -> str:
     attached = sql_literal(
         f"audiorec.{table}: another database with audiorec views is attached, and a view cannot tell which lake it "
         f"belongs to: open each lake's {WAREHOUSE_FILE} in a session of its own, or read a lake's files with "
-        f"read_parquet('<lake>/tables/{table}/*.parquet').")
+        f"read_parquet('<lake>/{table_folder(table)}/*.parquet').")
+    files = sql_literal(f"{table_folder(table)}/{VIEW_GLOB}")  # relative to the lake
     path = (f"CASE WHEN NOT regexp_matches({temp_dir}, '(^|[/\\\\]){spill}$') THEN error({unknown}) "
             f"WHEN {relative} AND current_setting('file_search_path') <> '' THEN error({searched}) "
-            f"ELSE regexp_replace({temp_dir}, '{spill}$', '') || {sql_literal(f'tables/{table}/{VIEW_GLOB}')} END")
+            f"ELSE regexp_replace({temp_dir}, '{spill}$', '') || {files} END")
     own = "(SELECT path FROM duckdb_databases() WHERE database_name = current_database()) || '.tmp'"
     own_temp_dir = (f"CASE WHEN {relative} THEN ends_with({own}, '/' || regexp_replace({temp_dir}, '^([.][.]?/)+', ''))"
                     f" ELSE {own} = {temp_dir} END")
@@ -211,6 +221,7 @@ def refresh_views(lake: LakePaths, timeout_s: float | None = None, connect: Conn
     import duckdb
 
     timeout_s = VIEW_TIMEOUT_S if timeout_s is None else timeout_s
+    migrate_ingest_tables(lake)  # before the views are judged: they need files to be rewritten rather than dropped
     if not lake.warehouse.exists():
         return []
 
@@ -263,74 +274,53 @@ def read_table(lake: LakePaths, table: str) -> pd.DataFrame:
         return con.execute("SELECT * FROM read_parquet($files, union_by_name = true)", {"files": [str(f) for f in files]}).df()
 
 
-class StagedTables:
-    """Tables written in one run and published together (the ingest's listens, tracks, interactions and
-    split_info): each is staged as ``<lake>/tmp/staging/set-<key>/files/<table>.parquet`` and
-    :meth:`publish` renames all of them into ``tables/`` in one short sequence under a journal
-    (:class:`audiorec_assets.lakeio.StagedSet`), so a failed run publishes nothing."""
-
-    def __init__(self, lake: LakePaths, key: str, single_process: bool = True, connect: Connect | None = None):
-        self.lake = lake
-        self.staged = StagedSet(lake.staging, key, single_process=single_process)
-        self.connect = connect
-
-    def path(self, table: str) -> Path:
-        """Where this run writes ``table`` before it is published."""
-        return self.staged.path(f"{table}.parquet")
-
-    def has(self, table: str) -> bool:
-        return self.staged.has(f"{table}.parquet")
-
-    @property
-    def published(self) -> bool:
-        return self.staged.published
-
-    def current(self, table: str) -> Path:
-        """The file of ``table`` this run sees: the staged one until published, else the table's own."""
-        return self.path(table) if self.has(table) else self.lake.table_dir(table) / "all.parquet"
-
-    def write(self, table: str, rows: pd.DataFrame) -> Path:
-        with atomic_path(self.path(table), suffix=".parquet") as tmp:  # the temporary stays in the set's folder
-            rows.to_parquet(tmp, index=False)
-        return self.path(table)
-
-    def publish(self, tables: list[str]) -> list[str]:
-        """Move the staged ``tables`` into ``tables/<table>/all.parquet``, all of them or (when one is not
-        staged) none; return them."""
-        missing = [t for t in tables if not self.has(t)]
-        if missing:
-            raise FileNotFoundError(f"{self.staged.dir}: {missing} not staged, so none of {tables} is published. "
-                                    f"Run the ingest again.")
-        moved = self.staged.publish({f"{t}.parquet": self.lake.table_dir(t) / "all.parquet" for t in tables})
-        names = [m.removesuffix(".parquet") for m in moved]
-        for table in names:
-            register_view(self.lake, table, connect=self.connect)
-        return names
+def publish_ingest(lake: LakePaths, folder: Path, name: str, connect: Connect | None = None) -> Path:
+    """Publish ``folder`` (``<table>/all.parquet`` for each of :data:`INGEST_TABLES`) as the lake's ingest tables,
+    all four in one step (:func:`audiorec_assets.lakeio.publish_folder`, version ``name``), and make sure their
+    views exist. Returns the published version's folder."""
+    missing = [t for t in INGEST_TABLES if not (folder / t / "all.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} lacks {missing}: an ingest publishes all of {list(INGEST_TABLES)} or none.")
+    version = publish_folder(folder, lake.ingest, lake.tables / INGEST_VERSIONS, name, lake.staging)
+    for table in INGEST_TABLES:
+        register_view(lake, table, connect=connect)
+    return version
 
 
-def sweep_lake(lake: LakePaths, run_alive: Callable[[str], bool | None] | None = None,
-               keep: set[str] | None = None) -> list[Path]:
-    """What a run does first: complete interrupted publishes, rewrite outdated views (:func:`refresh_views`),
-    remove staging folders whose writers are gone, and the hidden temporaries earlier versions left beside
-    their targets. Returns what it removed.
+def migrate_ingest_tables(lake: LakePaths) -> bool:
+    """Put the ingest tables behind the symlink ``tables/ingest`` where they are not, as if published: in a lake of
+    an older audiorec they lie in ``tables/<table>/``, and a copy made by a tool that follows symlinks (``cp -r``,
+    ``shutil.copytree``) has a folder ``tables/ingest/``. Once per lake; True when it moved them. (Moving a folder
+    is not one step: a reader may find a table missing for microseconds, once.)"""
+    versions = lake.tables / INGEST_VERSIONS
+    legacy = [t for t in INGEST_TABLES if (lake.tables / t).is_dir()]
+    if lake.ingest.is_symlink() or not (legacy or lake.ingest.is_dir() or (versions / "migrated").is_dir()):
+        return False
+    with publish_lock(lake.staging):
+        if lake.ingest.is_symlink():  # another process moved them meanwhile
+            return False
+        version = versions / "migrated"  # a kill half-way: the next call moves the rest
+        if lake.ingest.is_dir():
+            shutil.rmtree(version, ignore_errors=True)
+            versions.mkdir(parents=True, exist_ok=True)
+            os.replace(lake.ingest, version)
+        version.mkdir(parents=True, exist_ok=True)
+        for table in legacy:
+            if not (version / table).exists():
+                os.replace(lake.tables / table, version / table)
+        point_link(lake.ingest, version)
+    return True
 
-    ``run_alive`` and ``keep``: see :func:`audiorec_assets.lakeio.sweep_sets`.
-    """
-    staging = lake.staging
-    if any((p / "journal.json").exists() for p in _set_dirs(staging)):
-        with publish_lock(staging):
-            recovered = recover_sets(staging)
-        for table in sorted({Path(dst).parent.name for _, dst in recovered}):
-            register_view(lake, table)
+
+def sweep_lake(lake: LakePaths) -> list[Path]:
+    """What a run does first: rewrite outdated views (:func:`refresh_views`, which first moves an older lake's
+    ingest tables), remove staging folders whose processes are gone, and the hidden temporaries earlier versions
+    left beside their targets. Returns what it removed."""
     refresh_views(lake)
-    removed = sweep_processes(staging) + sweep_sets(staging, run_alive, keep)
     folders = [lake.root, lake.tables, lake.tmp, lake.embeddings, lake.models]
     folders += _subdirs(lake.tables) + _subdirs(lake.models)  # tables/<table>/, models/<encoder>/
-    return removed + sweep_legacy(folders)
-
-
-def _set_dirs(staging: Path) -> list[Path]:
-    return [p for p in _subdirs(staging) if p.name.startswith("set-")]
+    folders += [lake.table_dir(t) for t in INGEST_TABLES]
+    return sweep_processes(lake.staging) + sweep_legacy(folders)
 
 
 def _subdirs(folder: Path) -> list[Path]:

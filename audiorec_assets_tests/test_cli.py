@@ -26,6 +26,9 @@ def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys
         assert f"[audiorec] {step}" in out and f"{step} failed" not in out
     board = out.split("Leaderboard")[1]
     assert all(f"{e}" in board for e in ("mfcc", "random")) and "popularity" in board
+    what_next = out.split("[audiorec] What next")[1]  # after the leaderboard: commands with the lake's own ids
+    assert f"--lake {lake} recommend --user u0" in what_next and f"--lake {lake} similar --track t0" in what_next
+    assert "dagster dev" in what_next and "throw-away" not in what_next  # DAGSTER_HOME is set here
 
     main(["--lake", str(lake), "demo"])
     again = capsys.readouterr().out

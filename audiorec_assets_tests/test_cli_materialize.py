@@ -45,10 +45,10 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
     out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
     assert "done: 4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables: round after round
     # the total grows as each round's runs start (the planner evaluates again after each round)
-    assert "[audiorec] step 1/5 ingest_job: " in out and "[audiorec] step 14/14 " in out
+    assert "[audiorec] step 1/1 ingest_job: " in out and "[audiorec] step 10/10 " in out  # the ingest: one op
     assert out.index("ingest_job") < out.index("embeddings_job[mfcc]") < out.index("cells_job[mfcc|knn]") \
         < out.index("tables_job")
-    assert "step 7/7 cells_job[mfcc|knn]: models ..." in out
+    assert "step 3/3 cells_job[mfcc|knn]: models ..." in out
     assert "[audiorec]   embeddings: mfcc " in out and " tracks (" in out  # the encoder's progress, from the run's log
     after = status(lake, capsys)
     assert after[("mfcc", "knn")]["state"] == "materialized" and after[("random", "knn")]["state"] == "missing"
@@ -88,8 +88,9 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--encoders", "mfccc"], "encoder 'mfccc' cannot run here: not built in, and"),
-    (["--recommenders", "knnn"], "unknown recommender 'knnn'"),
+    (["--encoders", "mfccc"], "unknown encoder 'mfccc' (did you mean 'mfcc'?); known: mfcc, random, none, "),
+    (["--encoders", "mfccc"], "or your own vectors: not built in, and"),
+    (["--recommenders", "knnn"], "unknown recommender 'knnn' (did you mean 'knn'?); known: "),
     (["--encoders", "mfcc", "--recommenders", "popularity"], "no cell of encoders ['mfcc'] × recommenders"),
     (["--select", "key:audiorec/nothing"], "selects no asset"),
 ])
@@ -112,6 +113,14 @@ def test_chosen_cells_pair_encoders_and_recommenders_as_the_study_does():
     assert chosen_cells(settings, members, ["none"], ["popularity"]) == [("none", "popularity")]
     with pytest.raises(PlanError, match="'mert' cannot run here: no weights"):
         chosen_cells(settings, members, ["mert"], None)
+    # a typo: the nearest name, every known one, and how to bring one's own vectors
+    with pytest.raises(PlanError) as typo:
+        chosen_cells(settings, members, ["musicn"], None)
+    message = str(typo.value)
+    assert message.startswith("unknown encoder 'musicn' (did you mean 'musicnn'?); known: mfcc, random, none, ")
+    assert "music2vec" in message and "<lake>/embeddings/musicn.npy" in message
+    with pytest.raises(PlanError, match=r"unknown recommender 'shalow' \(did you mean 'shallow'\?\)"):
+        chosen_cells(settings, members, None, ["shalow"])
 
 
 def test_fill_command_names_the_cells_that_need_a_run():

@@ -15,6 +15,7 @@ import pytest
 from audiorec_assets.cli import main
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
+from audiorec_assets.settings import LakePaths
 from audiorec_assets_tests.helpers import write_own
 from audiorec_assets_tests.test_pipeline import CELL, REFERENCE, TABLES, run, small_log
 
@@ -41,7 +42,7 @@ def built(tmp_path_factory):
 
 
 def table(lake: Path, name: str) -> pd.DataFrame:
-    return pd.concat([pd.read_parquet(f) for f in sorted((lake / "tables" / name).glob("*.parquet"))],
+    return pd.concat([pd.read_parquet(f) for f in sorted(LakePaths(lake).table_dir(name).glob("*.parquet"))],
                      ignore_index=True)
 
 
@@ -72,7 +73,7 @@ def test_recommend_equals_the_stored_test_lists(built, capsys, encoder, recommen
     seed = int(stored["seed"].iloc[0])
     mine_rows = stored[(stored.user_id == user) & (stored.seed == seed) & (stored["rank"] <= 7)].sort_values("rank")
     out, err = cli(built, capsys, "recommend", "--user", user, "--encoder", encoder, "--recommender", recommender,
-                   "-k", "7", "--format", "csv")
+                   "-k", "7", "--format", "csv", "--all-columns")
     got = rows_of(out)
     assert f"seed {seed}" in err and f"{encoder}|{recommender}" in err
     assert got["track_id"].tolist() == mine_rows["track_id"].tolist()
@@ -83,12 +84,21 @@ def test_recommend_equals_the_stored_test_lists(built, capsys, encoder, recommen
     assert not set(got["track_id"]) & set(history)
 
 
-def test_recommend_defaults_to_the_best_cell(built, capsys):
-    best = table(built, "leaderboard").iloc[0]
-    out, _ = cli(built, capsys, "recommend", "--user", "u05")
+def test_recommend_defaults_to_the_best_cell_with_audio(built, capsys):
+    board = table(built, "leaderboard")
+    best = board[board["encoder"] != "none"].iloc[0]
+    out, err = cli(built, capsys, "recommend", "--user", "u05")
     header = out.splitlines()[0]
     assert f"from {best['encoder']}|{best['recommender']}, seed 42" in header
+    assert f"cell {best['encoder']}|{best['recommender']}: the leaderboard's best with audio" in err  # says which
     assert len(out.splitlines()) == 1 + 1 + 10  # header, column names, 10 rows
+    # a few readable columns by default, numbers as numbers in json
+    out, _ = cli(built, capsys, "recommend", "--user", "u05", "-k", "3", "--format", "json")
+    rows = json.loads(out)
+    assert list(rows[0]) == ["rank", "track_id", "score", "artist"]
+    assert all(isinstance(r["rank"], int) and isinstance(r["score"], float) for r in rows)
+    out, _ = cli(built, capsys, "recommend", "--user", "u05", "-k", "3", "--format", "json", "--all-columns")
+    assert {"audio_path", "duration_s", "artist"} <= set(json.loads(out)[0])
 
 
 def test_similar_is_cosine_without_the_track_itself(built, capsys):
@@ -152,3 +162,45 @@ def test_errors_name_the_thing_and_exit_with_its_code(built, capsys, tmp_path):
     done = subprocess.run([sys.executable, "-m", "audiorec_assets.cli", "--lake", str(built), "similar", "--track",
                            "nope"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_what_next_after_the_demo_runs_as_printed(built, capsys, monkeypatch):
+    """The block `audiorec demo` ends with: each command works on this lake as printed, with its real ids."""
+    import os
+    import shlex
+
+    from audiorec_assets.guide import next_steps, print_next_steps
+
+    monkeypatch.delenv("AUDIOREC_LAKE", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    print_next_steps(LakePaths(built))
+    block = capsys.readouterr().out
+    lines = [line.strip() for line in block.splitlines()[2:]]
+    assert block.startswith("\n[audiorec] What next") and lines == [s.strip() for s in next_steps(LakePaths(built))]
+    commands = {shlex.split(line, comments=True)[3 if "--lake" in line else 1]: line for line in lines
+                if " # " in line and "audiorec" in line.split(" # ")[0]}
+    assert set(commands) == {"status", "recommend", "similar", "sql"}
+    interactions = table(built, "interactions")
+    user = shlex.split(commands["recommend"], comments=True)[-1]
+    assert {"train", "test"} <= set(interactions[interactions.user_id == user]["split"])  # a real user
+    assert shlex.split(commands["similar"], comments=True)[-1] in set(table(built, "tracks")["track_id"])
+    env = {k: v for k, v in os.environ.items() if k not in ("AUDIOREC_LAKE", "DAGSTER_HOME")}
+    for name, line in commands.items():
+        assert f"--lake {built}" in line  # not the default lake: named
+        done = subprocess.run(line, shell=True, cwd=os.getcwd(), env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (line, done.stderr[-2000:])
+        assert done.stdout.strip(), line
+    assert "leaderboard" not in done.stderr and "mfcc" in done.stdout  # the sql line: unqualified `leaderboard`
+    ui = next(line for line in lines if "dagster dev" in line)
+    assert f"AUDIOREC_LAKE={built}" in ui and 'DAGSTER_HOME="$PWD"' in ui
+    assert any("throw-away instance" in line for line in lines)  # without DAGSTER_HOME: says what that means
+
+
+def test_show_tables_lists_the_views_sql_help_names(built, capsys):
+    from audiorec_assets.guide import SQL_TABLES
+
+    out, _ = cli(built, capsys, "sql", "show tables", "--format", "csv")
+    names = set(rows_of(out)["name"])
+    assert {"tracks", "interactions", "recommendations", "metrics", "leaderboard"} <= names <= set(SQL_TABLES)
+    out, _ = cli(built, capsys, "sql", "select encoder, recommender from leaderboard", "--format", "csv")
+    assert len(rows_of(out)) == len(table(built, "leaderboard"))

@@ -11,8 +11,7 @@ import pytest
 
 from audiorec_assets.data import quality
 from audiorec_assets.definitions import build_definitions
-from audiorec_assets.defs import checks
-from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.settings import INGEST_TABLES, LakePaths
 from audiorec_assets_tests.helpers import ingest_lake, materialization, write_onion, write_own
 
 WARM_TRACKS = ["w1", "w2", "w3", "w4"]
@@ -65,11 +64,11 @@ def ingest(root: Path) -> dg.ExecuteInProcessResult:
 
 
 def interactions(root: Path) -> pd.DataFrame:
-    return pd.read_parquet(root / "tables" / "interactions" / "all.parquet")
+    return pd.read_parquet(LakePaths(root).table_dir("interactions") / "all.parquet")
 
 
 def split_info(root: Path) -> pd.Series:
-    return pd.read_parquet(root / "tables" / "split_info" / "all.parquet").iloc[0]
+    return pd.read_parquet(LakePaths(root).table_dir("split_info") / "all.parquet").iloc[0]
 
 
 def expected_pairs(events: list[tuple[str, str, str]], info: pd.Series) -> dict[str, set[tuple]]:
@@ -180,13 +179,13 @@ def test_check_passes_on_the_output(cold_lake):
 
 
 def _tampered(root: Path, tmp_path: Path, change) -> quality.QualityResult:
-    from audiorec_assets.defs.ingest import split_windows_from_lake
+    from audiorec_assets.data.ingest import read_windows
 
     rows = interactions(root)
     change(rows)
     path = tmp_path / "tampered.parquet"
     rows.to_parquet(path)
-    windows = split_windows_from_lake(LakeResource(root=str(root)))
+    windows = read_windows(LakePaths(root).table_dir("split_info") / "all.parquet")
     return quality.check_interactions(quality.interactions_flags(duckdb.connect(), path, windows))
 
 
@@ -224,17 +223,28 @@ def test_check_fails_on_a_cold_user_or_a_date_outside_the_window(cold_lake, tmp_
     assert "split" in {f["column"] for f in _tampered(root, tmp_path, unknown_split).failures}
 
 
-def test_check_fails_in_dagster_on_a_tampered_file(lake):
+def test_check_fails_in_dagster_on_a_tampered_split_and_nothing_is_published(lake, monkeypatch):
+    from audiorec_assets.data import splits
+
     build_lake(lake, "onion", "guide")
     ingest(lake)
-    path = lake / "tables" / "interactions" / "all.parquet"
-    rows = interactions(lake)
-    rows.loc[_first_cold(rows), "track_id"] = "w2"
-    rows.to_parquet(path)
+    files = {t: LakePaths(lake).table_dir(t) / "all.parquet" for t in INGEST_TABLES}
+    before = {t: f.read_bytes() for t, f in files.items()}
+    real_split = splits.make_split
+
+    def tampered_split(con, listens, catalogue, windows, settings, target, **kwargs):
+        report = real_split(con, listens, catalogue, windows, settings, target, **kwargs)
+        rows = pd.read_parquet(target)
+        rows.loc[_first_cold(rows), "track_id"] = "w2"  # a test_cold pair on a track with train plays
+        rows.to_parquet(target)
+        return report
+
+    monkeypatch.setattr(splits, "make_split", tampered_split)
     defs = build_definitions(lake)
-    result = dg.materialize(list(defs.assets) + list(defs.asset_checks),
-                            selection=dg.AssetSelection.checks(checks.interactions_quality),
+    result = dg.materialize(list(defs.assets), selection=dg.AssetSelection.groups("ingest"),
                             resources=defs.resources, raise_on_error=False)
-    evaluation = result.get_asset_check_evaluations()[0]
-    assert not evaluation.passed
+    assert not result.success
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.asset_key.path[-1] == "interactions" and not evaluation.passed
     assert [f["column"] for f in evaluation.metadata["failures"].value] == ["cold_track_in_train"]
+    assert {t: f.read_bytes() for t, f in files.items()} == before, "the previous tables stay, byte for byte"

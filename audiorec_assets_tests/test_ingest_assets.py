@@ -1,15 +1,16 @@
-"""Materialize the ingest graph on small lakes: three layouts, blocking checks, bad input."""
+"""Materialize the ingest on small lakes: three layouts, blocking checks, bad input."""
 
 import dagster as dg
 import duckdb
 import pandas as pd
 import pytest
 
-from audiorec_assets.defs import checks, ingest
+from audiorec_assets.defs import ingest
 from audiorec_assets.defs.resources import LakeResource
+from audiorec_assets.settings import LakePaths
 from audiorec_assets_tests.helpers import materialization, write_onion, write_own
 
-INGEST = [ingest.listens, ingest.tracks, ingest.interactions, checks.tracks_quality, checks.interactions_quality]
+INGEST = [ingest.ingest]  # one op: the four tables and their two blocking checks
 
 LISTENS = [
     ("u1", "a", "2019-03-01 10:00:00"), ("u1", "b", "2019-06-01 10:00:00"), ("u1", "a", "2019-07-01 10:00:00"),
@@ -73,8 +74,7 @@ def test_failed_quality_check_blocks_downstream(lake):
     decodes = next(f for f in failures if f["column"] == "audio_decodes")
     assert [row["track_id"] for row in decodes["detail"]["examples"]] == ["b", "c"]
     assert any(f["column"] == "duration_s" for f in failures)
-    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
-    assert "interactions" not in materialized
+    assert not result.get_asset_materialization_events(), "a failed blocking check publishes nothing"
 
 
 def test_missing_audio_fails_by_default_and_drop_reports(lake):
@@ -106,7 +106,8 @@ def test_bad_logs_name_file_and_line_and_keep_previous_tables(lake, content, mes
         materialize(lake)
     # the earlier, good tables are intact
     assert sql(lake, "SELECT count(*) AS n FROM audiorec.listens")["n"][0] == before
-    assert not list((lake / "tables" / "listens").glob(".*"))
+    assert [p.name for p in LakePaths(lake).table_dir("listens").iterdir()] == ["all.parquet"]
+    assert len(list((lake / "tables" / ".ingest").iterdir())) == 1, "the one published set, nothing beside it"
 
 
 def test_interactions_check_catches_leaks_cold_users_and_wrong_windows(tmp_path):

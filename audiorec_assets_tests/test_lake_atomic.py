@@ -1,11 +1,10 @@
 """A user's bad day with the lake: killed ingests, leftovers of earlier versions, a read-only session left open.
 
-The ingest publishes listens, tracks, interactions and split_info together or not at all; temporaries live in
-<lake>/tmp/staging/, where no view can see them; writing rows never opens the warehouse for writing once the
-view exists.
+The ingest publishes listens, tracks, interactions and split_info together or not at all (one switch of the symlink
+tables/ingest); temporaries live in <lake>/tmp/staging/, where no view can see them; writing rows never opens the
+warehouse for writing once the view exists.
 """
 
-import json
 import os
 import shutil
 import signal
@@ -36,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 INGEST_TABLES = ("listens", "tracks", "interactions", "split_info")
 
 # materializes the ingest group of the lake in argv[1]; with DIE_AFTER_RENAMES=n it kills itself right after
-# the n-th rename into tables/ (the worst moment: inside the publish)
+# the n-th rename into tables/ (inside the publish: 1 = the new set moved into tables/.ingest/, 2 = the link switched)
 INGEST_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
@@ -49,7 +48,7 @@ INGEST_SCRIPT = textwrap.dedent("""
         real_replace, renamed = lakeio._replace, []
         def replace(src, dst):
             real_replace(src, dst)
-            if Path(dst).parent.parent.name == "tables":
+            if Path(dst).parent.name in ("tables", ".ingest"):
                 renamed.append(dst)
                 if len(renamed) == die_after:
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -66,6 +65,15 @@ def shifted(listens, days: int):
     """The same log ``days`` later (so that the split's windows, and split_info, differ)."""
     fmt = "%Y-%m-%d %H:%M:%S"
     return [(u, t, (datetime.strptime(ts, fmt) + timedelta(days=days)).strftime(fmt)) for u, t, ts in listens]
+
+
+def leftovers(lake: Path) -> list[Path]:
+    """What a killed ingest may leave that no reader sees, once the next run's first step swept: anything in the
+    published tables' folders but their file, staging folders of processes that are gone."""
+    paths = LakePaths(lake)
+    stray = [p for t in INGEST_TABLES for p in paths.table_dir(t).iterdir() if p.name != "all.parquet"]
+    dead = [p for p in paths.staging.glob("proc-*") if not lakeio.owner_alive(p.name.removeprefix("proc-"))]
+    return stray + dead
 
 
 def snapshot(lake: Path) -> dict[str, tuple]:
@@ -123,50 +131,48 @@ def test_killed_ingests_leave_a_complete_set_and_a_rerun_succeeds(tmp_path):
         time.sleep(max(0.0, run.started + delay - time.monotonic()))
         os.kill(run.proc.pid, signal.SIGKILL)
         run.wait()
-        snapshot(lake)  # every table still answers, whatever the moment of the kill
-        warehouse.sweep_lake(LakePaths(lake))  # what the next run does first (completes a cut-off publish)
-        now = snapshot(lake)
+        now = snapshot(lake)  # every table answers, whatever the moment of the kill: nothing to complete
         assert now in (clean[state], clean[version]), f"kill after {delay:.2f} s left a mixed set of tables"
         state = version if now == clean[version] else state
         outcomes.append(state == version)
-        assert not [p for t in INGEST_TABLES for p in (lake / "tables" / t).iterdir() if p.name != "all.parquet"]
+        warehouse.sweep_lake(LakePaths(lake))  # what the next run does first
+        assert snapshot(lake) == now and leftovers(lake) == []
 
-    for staged_set in (lake / "tmp" / "staging").glob("set-*"):  # only this process's own runs are left
-        owners = json.loads((staged_set / "owners.json").read_text())["owners"]
-        assert owners == [lakeio.owner_id()] and (staged_set / "published").exists(), staged_set
     use_raw(2)
     ingest_lake(lake)
     assert snapshot(lake) == clean[2]
+    versions = sorted(p.name for p in (lake / "tables" / ".ingest").iterdir())
+    assert len(versions) <= 2 and not [v for v in versions if v.startswith(".")], versions  # now and the one before
     print(f"kills after {np.round(delays, 2).tolist()} s of a {seconds:.1f} s ingest; published: {outcomes}")
 
 
-def test_a_kill_between_the_publishing_renames_is_completed_by_the_next_run(tmp_path):
+@pytest.mark.parametrize("renames, published", [(1, False), (2, True)])
+def test_a_kill_inside_the_publish_leaves_one_whole_set(tmp_path, renames, published):
     lake = tmp_path / "lake"
     write_own(lake / "raw", small_log(seed=0))
     ingest_lake(lake)
     before = snapshot(lake)
     shutil.rmtree(lake / "raw")
     write_own(lake / "raw", shifted(small_log(seed=1, n_new=2), days=3))
-    run = IngestProcess(lake, tmp_path / "ingest.log", DIE_AFTER_RENAMES="2")
+    run = IngestProcess(lake, tmp_path / "ingest.log", DIE_AFTER_RENAMES=str(renames))
     assert run.wait() == -signal.SIGKILL
-    torn = snapshot(lake)
-    # the window the journal closes: two tables new, two old (a reader inside it sees this)
-    assert sum(torn[t] != before[t] for t in INGEST_TABLES) == 2
-    journals = list((lake / "tmp" / "staging").glob("set-*/journal.json"))
-    assert len(journals) == 1
-    warehouse.sweep_lake(LakePaths(lake))  # what every run does first: complete the cut-off publish
-    assert not journals[0].exists()
-    completed = snapshot(lake)
-    assert all(completed[t] != before[t] for t in INGEST_TABLES), "all four tables are the new ones"
+    after_kill = snapshot(lake)  # no window to close: the old set (new set moved in, not switched) or the new one
+    assert all((after_kill[t] != before[t]) == published for t in INGEST_TABLES), "one whole set, never a mix"
+    warehouse.sweep_lake(LakePaths(lake))
+    assert snapshot(lake) == after_kill and leftovers(lake) == []
     ingest_lake(lake)
-    assert snapshot(lake) == completed, "the completed set is what a clean run of the new data returns"
+    clean = snapshot(lake)
+    assert all(clean[t] != before[t] for t in INGEST_TABLES)
+    if published:
+        assert clean == after_kill, "the set published before the kill is what a clean run of the new data returns"
+    assert len(list((lake / "tables" / ".ingest").iterdir())) <= 2, "an unpublished set left by the kill is gone"
 
 
 def test_hidden_and_empty_leftovers_change_nothing(lake):
     write_own(lake / "raw", small_log(seed=0))
     ingest_lake(lake)
     before = snapshot(lake)
-    listens_dir = lake / "tables" / "listens"
+    listens_dir = LakePaths(lake).table_dir("listens")  # the published set's folder, through tables/ingest
     hour_ago = time.time() - 2 * 3600
     # what a kill -9 of earlier versions left: an empty temporary, and a complete one (would double the rows)
     (listens_dir / ".all.parquet.x.parquet").write_bytes(b"")
@@ -176,23 +182,21 @@ def test_hidden_and_empty_leftovers_change_nothing(lake):
     legacy_model = lake / "models" / "mfcc" / ".knn.abcd1234"
     (legacy_model / "seed-42").mkdir(parents=True)
     os.utime(legacy_model, (hour_ago, hour_ago))
-    # staging folders of a process that is gone, of a process that runs, and of a killed run
+    # staging folders of a process that is gone (a killed ingest's half-written set in it) and of a process that runs
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     staging = lake / "tmp" / "staging"
     gone = staging / f"proc-{dead.stdout.strip()}-1"
     alive = staging / f"proc-{lakeio.owner_id(os.getppid())}"
-    killed_run = staging / "set-killed-run"
-    for folder in (gone, alive, killed_run / "files"):
+    for folder in (gone / ".ingest.0123abcd" / "listens", alive):
         folder.mkdir(parents=True)
     (gone / ".all.parquet.abcdefgh.parquet").write_bytes(b"")
-    (killed_run / "files" / "listens.parquet").write_bytes(b"")
-    (killed_run / "owners.json").write_text(f'{{"owners": ["{dead.stdout.strip()}-1"], "single_process": true}}')
+    (gone / ".ingest.0123abcd" / "listens" / "all.parquet").write_bytes(b"")
 
     assert snapshot(lake) == before, "the views cannot see hidden files"
     assert len(warehouse.read_table(LakePaths(lake), "listens")) == len(pd.read_parquet(listens_dir / "all.parquet"))
     ingest_lake(lake)  # a later ingest neither fails on them nor reads them
     assert snapshot(lake) == before
-    assert not legacy.exists() and not legacy_model.exists() and not gone.exists() and not killed_run.exists()
+    assert not legacy.exists() and not legacy_model.exists() and not gone.exists()
     assert alive.exists(), "a live process's temporaries are never swept"
     assert (listens_dir / ".all.parquet.x.parquet").exists(), "not a name audiorec writes: left alone, unseen"
 
@@ -202,12 +206,16 @@ def test_model_folders_are_swapped_whole_and_leave_no_staging(tmp_path):
     staging = lakeio.process_staging(tmp_path / "tmp" / "staging")
     with lakeio.atomic_dir(target, staging=staging) as tmp:
         (tmp / "model.json").write_text("0")
-    missing, stop = [], threading.Event()
+    torn, stop = [], threading.Event()
 
-    def reader() -> None:
+    def reader() -> None:  # for microseconds between the two renames the folder may be missing, never half-written
         while not stop.is_set():
-            if not (target / "model.json").exists():
-                missing.append(time.monotonic())
+            try:
+                text = (target / "model.json").read_text()
+            except FileNotFoundError:
+                continue
+            if not text.isdigit():
+                torn.append(text)
 
     thread = threading.Thread(target=reader)
     thread.start()
@@ -218,9 +226,7 @@ def test_model_folders_are_swapped_whole_and_leave_no_staging(tmp_path):
     finally:
         stop.set()
         thread.join()
-    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    if lakeio.exchange(tmp_path / "a", tmp_path / "b"):  # else two renames: a window of microseconds
-        assert not missing, f"the model folder was missing {len(missing)} time(s)"
+    assert not torn, f"a reader saw a model file being written: {torn[:3]}"
     assert (target / "model.json").read_text() == "59"
     with pytest.raises(RuntimeError), lakeio.atomic_dir(target, staging=staging) as tmp:
         (tmp / "model.json").write_text("broken")

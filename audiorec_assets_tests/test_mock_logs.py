@@ -351,7 +351,7 @@ def test_ingest_marks_a_mock_log_synthetic_in_split_info(lake):
     report = write_mock_logs(raw, MockLogConfig(users=30, seed=7))
     assert report.warm_eval_pairs > 0 and report.cold_tracks_played > 0
     result = ingest_lake(lake)
-    info = pd.read_parquet(lake / "tables" / "split_info" / "all.parquet")
+    info = pd.read_parquet(LakePaths(lake).table_dir("split_info") / "all.parquet")
     assert info["synthetic"].dtype == bool and info["synthetic"].tolist() == [True]
     for asset in ("listens", "interactions", "split_info"):
         assert materialization(result, asset).metadata["synthetic_log"].value is True
@@ -363,7 +363,7 @@ def test_ingest_marks_a_mock_log_synthetic_in_split_info(lake):
     # the same events without the marker: real now, and a new listens version makes split_info stale
     (raw / SYNTHETIC_MARKER).unlink()
     again = ingest_lake(lake)
-    assert pd.read_parquet(lake / "tables" / "split_info" / "all.parquet")["synthetic"].tolist() == [False]
+    assert pd.read_parquet(LakePaths(lake).table_dir("split_info") / "all.parquet")["synthetic"].tolist() == [False]
     version = "dagster/data_version"
     assert materialization(again, "listens").tags[version] != materialization(result, "listens").tags[version]
     assert materialization(again, "interactions").tags[version] == materialization(result, "interactions").tags[version]

@@ -30,10 +30,10 @@ def test_listens_fails_on_a_raw_folder_without_data_and_touches_nothing(lake, ra
         (raw / ".keep").write_text("kept by the mount\n")
     before = contents(raw)
     defs = build_definitions(lake)
-    result = dg.materialize(everything(defs), selection=dg.AssetSelection.assets(LISTENS), resources=defs.resources,
-                            raise_on_error=False)
+    listens_op = dg.AssetSelection.assets(LISTENS).required_multi_asset_neighbors()  # the whole ingest
+    result = dg.materialize(everything(defs), selection=listens_op, resources=defs.resources, raise_on_error=False)
     assert not result.success
-    [line] = [line for line in failure_lines(result) if "listens failed:" in line]
+    [line] = [line for line in failure_lines(result) if "ingest failed:" in line]
     assert "\n" not in line and f"{raw} " in line and "run `audiorec demo`" in line, line
     assert "Music4All-Onion" in line and "own catalogue" in line, line
     assert raw.exists() == (raw_state != "missing") and contents(raw) == before  # nothing written, nothing deleted
@@ -50,7 +50,7 @@ def test_the_demo_written_as_audiorec_demo_does_is_flagged_synthetic(lake):
     assert write_demo_if_empty(raw, LakePaths(lake).staging, seed=2, **SMALL_DEMO) is None  # holds data: untouched
 
     result = ingest_lake(lake)
-    info = pd.read_parquet(lake / "tables" / "split_info" / "all.parquet")
+    info = pd.read_parquet(LakePaths(lake).table_dir("split_info") / "all.parquet")
     assert info["synthetic"].dtype == bool and info["synthetic"].tolist() == [True]
     for asset in ("listens", "interactions", "split_info"):
         assert materialization(result, asset).metadata["synthetic_log"].value is True, asset

@@ -10,6 +10,7 @@ from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.execute import everything, materialize
 from audiorec_assets.defs.models import MODELS
+from audiorec_assets.settings import LakePaths
 from audiorec_assets_tests.helpers import materialization, write_own
 
 
@@ -265,7 +266,7 @@ def test_seeds_run_each_trained_cell_once_per_seed_and_report_the_spread(lake, i
 def test_a_copied_lake_reads_its_own_audio(lake, ingested, tmp_path, monkeypatch):
     import shutil
 
-    tracks = pd.read_parquet(lake / "tables" / "tracks" / "all.parquet")
+    tracks = pd.read_parquet(LakePaths(lake).table_dir("tracks") / "all.parquet")
     assert tracks["audio_path"].str.startswith("raw/audio/").all()  # relative to the lake, not absolute
     copy = tmp_path / "copy"
     shutil.copytree(lake, copy)

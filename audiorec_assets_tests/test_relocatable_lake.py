@@ -20,7 +20,7 @@ def fill(lake: Path, who: str, views: bool = True) -> None:
     """Two tables whose rows say which lake wrote them (``views=False``: the files only, the views untouched)."""
     paths = LakePaths(lake)
     tables = {"metrics": ("mfcc__knn", pd.DataFrame({"who": [who, who], "value": [0.3, 0.1]})),
-              "tracks": ("all", pd.DataFrame({"track_id": ["t01"], "who": [who]}))}
+              "encoders": ("all", pd.DataFrame({"encoder": ["mfcc"], "who": [who]}))}
     for table, (part, rows) in tables.items():
         if views:
             write_table_file(paths, table, rows, part=part)
@@ -59,7 +59,7 @@ def who(result: subprocess.CompletedProcess) -> str:
     return result.stdout.strip()
 
 
-BOTH = "SELECT m.who FROM audiorec.metrics m UNION ALL SELECT t.who FROM audiorec.tracks t"
+BOTH = "SELECT m.who FROM audiorec.metrics m UNION ALL SELECT e.who FROM audiorec.encoders e"
 
 
 def test_a_moved_lake_answers_from_its_own_files(tmp_path):
@@ -72,8 +72,8 @@ def test_a_moved_lake_answers_from_its_own_files(tmp_path):
     assert who(plain_duckdb(copy, BOTH)) == "[('original',)]"
     assert who(plain_duckdb(tmp_path, BOTH, database="moved/warehouse.duckdb")) == "[('original',)]"
     # the copy's own rows, rewritten after the move, through the same views
-    write_table_file(LakePaths(copy), "tracks", pd.DataFrame({"track_id": ["t01"], "who": ["moved"]}))
-    assert who(plain_duckdb(copy, "SELECT who FROM audiorec.tracks")) == "[('moved',)]"
+    write_table_file(LakePaths(copy), "encoders", pd.DataFrame({"encoder": ["mfcc"], "who": ["moved"]}))
+    assert who(plain_duckdb(copy, "SELECT who FROM audiorec.encoders")) == "[('moved',)]"
 
 
 def test_a_copy_never_returns_its_originals_rows(tmp_path):
@@ -119,8 +119,8 @@ def legacy_views(lake: Path, orphan: str = "") -> None:
     """The views as an older audiorec wrote them: absolute paths into ``lake`` (and an ``orphan`` view of a
     table without files)."""
     with duckdb.connect(str(lake / "warehouse.duckdb")) as con:
-        for table in ("metrics", "tracks", *([orphan] if orphan else [])):
-            folder = lake / "tables" / (table if table != orphan else "tracks")
+        for table in ("metrics", "encoders", *([orphan] if orphan else [])):
+            folder = lake / "tables" / (table if table != orphan else "encoders")
             con.execute(f"CREATE OR REPLACE VIEW audiorec.{table} AS SELECT * FROM read_parquet("
                         f"'{folder}/[!.]*.parquet', union_by_name = true)")
             con.execute(f"COMMENT ON VIEW audiorec.{table} IS 'audiorec view 0123456789abcdef'")
@@ -138,7 +138,7 @@ def test_an_older_lakes_absolute_views_are_rewritten_before_they_are_read(tmp_pa
     assert who(plain_duckdb(copy, BOTH)) == "[('copy',)]"  # rewritten in the file: plain sessions too
     with duckdb.connect(str(copy / "warehouse.duckdb"), read_only=True) as con:
         views = con.sql("SELECT view_name FROM duckdb_views() WHERE schema_name = 'audiorec'").fetchall()
-        assert sorted(views) == [("metrics",), ("tracks",)]  # the outdated view of a table without files: gone
+        assert sorted(views) == [("encoders",), ("metrics",)]  # the outdated view of a table without files: gone
     assert refresh_views(LakePaths(copy)) == []  # current views: nothing to do, nothing opened for writing
 
     second = cp_a(original, tmp_path / "second")  # a run's first step rewrites them as well
@@ -164,6 +164,6 @@ def test_a_session_that_keeps_the_database_path_relative_reads_its_own_lake(tmp_
 
     cli = shutil.which("duckdb")  # the real CLI, where installed
     if cli:
-        run = subprocess.run([cli, "-readonly", "-csv", "warehouse.duckdb", "-c", "SELECT who FROM audiorec.tracks"],
+        run = subprocess.run([cli, "-readonly", "-csv", "warehouse.duckdb", "-c", "SELECT who FROM audiorec.encoders"],
                              cwd=copy, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0 and run.stdout.split() == ["who", "copy"], run.stderr

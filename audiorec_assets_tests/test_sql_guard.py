@@ -99,3 +99,18 @@ def test_a_busy_warehouse_is_one_line_naming_the_writer(warehouse_lake):
         writer.kill()
         writer.wait()
     main(["--lake", str(warehouse_lake), "sql", "SELECT 1"])  # and works again once the writer is gone
+
+
+def test_table_names_work_unqualified_as_in_duckdbs_cli(warehouse_lake, capsys):
+    """The session's search path starts with schema audiorec: `show tables` lists its views, `from metrics`
+    reads audiorec.metrics, and the search path cannot be changed back (the configuration is locked)."""
+    write_table_file(LakePaths(warehouse_lake), "leaderboard", pd.DataFrame({"encoder": ["mfcc"], "hitrate": [0.5]}))
+    main(["--lake", str(warehouse_lake), "sql", "SHOW TABLES", "--format", "csv"])
+    assert capsys.readouterr().out.split() == ["name", "leaderboard", "metrics"]
+    main(["--lake", str(warehouse_lake), "sql", "select encoder, value from metrics order by value desc",
+          "--format", "csv"])
+    assert capsys.readouterr().out.split() == ["encoder,value", "mfcc,0.3", "random,0.1"]
+    main(["--lake", str(warehouse_lake), "sql", "select * from leaderboard", "--format", "json"])
+    assert capsys.readouterr().out.strip() == '[{"encoder":"mfcc","hitrate":0.5}]'
+    assert "refused" in refused(warehouse_lake, "SET search_path = 'main'")
+    assert "refused" in refused(warehouse_lake, "SET schema = 'main'")

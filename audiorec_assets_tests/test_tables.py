@@ -13,7 +13,8 @@ import yaml
 from audiorec_assets_tests.helpers import materialization
 from audiorec_assets.evaluation import tables
 from audiorec_assets.evaluation.metrics import METRICS, summarise, wilson_interval
-from audiorec_assets.evaluation.plots import hitrate_plot_png
+from audiorec_assets.evaluation.plots import (LABEL_GAP, bar_text, hitrate_plot_png, leaderboard_view, reference_label,
+                                              spread_labels)
 from audiorec_assets.settings import ExperimentSettings
 from audiorec_assets.study import study_cells
 
@@ -279,6 +280,58 @@ def test_plot_is_png_with_references_as_dashed_lines(frames, monkeypatch):
     assert hitrate_plot_png(metrics, k=50)[:8] == PNG_MAGIC
 
 
+def test_reference_labels_do_not_overlap(frames, monkeypatch):
+    metrics, _ = frames
+    close = metrics.copy()
+    hit = (close["metric"] == "hitrate") & (close["k"] == 10) & (close["split"] == "test")
+    popularity = close.loc[hit & (close["recommender"] == "popularity"), "value"].iloc[0]
+    for i, recommender in enumerate(["als", "shallow", "bert4rec"]):  # four references within 0.002
+        close.loc[hit & (close["encoder"] == "none") & (close["recommender"] == recommender), "value"] = \
+            popularity + 0.0005 * (i + 1)
+    labels = {}
+    real_text = matplotlib.axes.Axes.text
+
+    def text(self, x, y, s, *args, **kwargs):
+        labels[s.strip()] = (y, self.get_ylim())
+        return real_text(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", text)
+    assert hitrate_plot_png(close, k=10, split="test")[:8] == PNG_MAGIC
+    names = [reference_label(r) for r in ("popularity", "als", "shallow", "bert4rec")]
+    assert set(names) <= set(labels)
+    heights = sorted(labels[n][0] for n in names)
+    bottom, top = labels[names[0]][1]
+    assert min(np.diff(heights)) >= 0.999 * LABEL_GAP * (top - bottom)  # a label's height apart
+    assert bottom <= heights[0] and heights[-1] <= top  # all inside the axes
+    # in the order of their lines: the highest line has the highest label
+    assert max(names, key=lambda n: labels[n][0]) == reference_label("bert4rec")
+
+
+def test_spread_labels_and_text_bars():
+    heights = spread_labels(np.array([0.30, 0.10, 0.10, 0.105, 0.50]), gap=0.02)
+    assert heights[0] == pytest.approx(0.30) and heights[4] == pytest.approx(0.50)  # alone: where they are
+    assert np.diff(np.sort(heights[1:4])).min() == pytest.approx(0.02)
+    assert np.mean(heights[1:4]) == pytest.approx(np.mean([0.10, 0.10, 0.105]))  # stacked around their mean
+    assert heights[3] == max(heights[1:4])
+    assert spread_labels(np.array([0.0, 0.0]), gap=0.1, floor=0.0).tolist() == pytest.approx([0.0, 0.1])
+    assert bar_text(1.0, 1.0, width=20) == "█" * 20 and bar_text(0.5, 1.0, width=20) == "█" * 10
+    assert bar_text(0.51, 1.0, width=20) == "█" * 10 + "▎"  # 81.6 eighths of a character: 82
+    assert bar_text(np.nan, 1.0) == "" and bar_text(0.3, 0.0) == ""
+
+
+def test_leaderboard_view_for_people(frames):
+    metrics, _ = frames
+    board = tables.leaderboard(metrics, k=10)
+    view = leaderboard_view(board)
+    assert list(view)[:5] == ["encoder", "recommender", "audio", "hitrate", "hitrate_bar"]
+    assert {"hitrate_seed_sd", "ndcg_seed_sd"} <= set(view)  # two seeds: their spread is shown
+    assert (view["hitrate"] == board["hitrate"].round(4)).all() and view["hitrate_bar"].iloc[0] == "█" * 12
+    best = board.iloc[0]
+    assert view["hitrate_95ci"].iloc[0] == f"{best['hitrate_ci_low']:.4f}–{best['hitrate_ci_high']:.4f}"
+    one_seed = leaderboard_view(tables.leaderboard(metrics.drop(columns=["n_seeds", "seed_sd"]), k=10))
+    assert not {"hitrate_seed_sd", "ndcg_seed_sd"} & set(one_seed) and (one_seed["n_seeds"] == 1).all()
+
+
 # ------------------------------------------------------------------ the assets on a lake
 def test_assets_write_the_tables_at_headline_k(lake, frames):
     from audiorec_assets.defs.evaluation import LEADERBOARD, TABLE_ASSETS, configured_metric_files
@@ -326,5 +379,18 @@ def test_assets_write_the_tables_at_headline_k(lake, frames):
         ("shuffled", "shallow", "knn"), ("none", "bert4rec", "shallow")]  # in the settings' encoder order
     meta = materialization(result, "leaderboard").metadata
     assert meta["k"].value == 10 and "data:image/png;base64," in meta["hitrate_plot"].value
+    # the table for people is a Dagster table (the UI shows it in the asset's page), numbers rounded
+    shown = meta["table"]
+    assert isinstance(shown, dg.TableMetadataValue) and list(meta)[0] == "table"
+    assert [c.name for c in shown.schema.columns][:5] == ["encoder", "recommender", "audio", "hitrate", "hitrate_bar"]
+    records = [r.data for r in shown.records]
+    assert [(r["encoder"], r["recommender"]) for r in records] == list(zip(board["encoder"], board["recommender"]))
+    floats = [v for r in records for v in r.values() if isinstance(v, float)]
+    assert floats and all(v == round(v, 4) for v in floats)
+    assert records[0]["hitrate"] == round(board["hitrate"].iloc[0], 4)
+    assert "hitrate_ci_low" in meta["all_columns"].value  # every column, in the dialog
+    comparison = materialization(result, "comparison_cosine").metadata["table"]
+    assert isinstance(comparison, dg.TableMetadataValue) and "vs_twin_p_holm" in [c.name for c in
+                                                                                 comparison.schema.columns]
     assert (paths.tables / "leaderboard_hitrate.png").read_bytes()[:8] == PNG_MAGIC
     assert LEADERBOARD in {key for a in TABLE_ASSETS for key in a.keys}

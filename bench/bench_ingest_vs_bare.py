@@ -8,8 +8,8 @@ is one 1-s MP3 (44.1 kHz stereo) per track, byte copies of 16 clips, in bench/ou
 
 - **bare**: one DuckDB statement: read the TSV, keep the study's windows, collapse to the first listen per
   (user, track) and period with the play count, cut train / val / test by time, write Parquet (zstd).
-- **audiorec**: the real Dagster ingest in one process: the ``listens``, ``tracks`` and ``interactions`` assets
-  and both blocking checks (``dg.materialize``, in-process executor), on a lake whose ``raw/`` links to the log
+- **audiorec**: the real Dagster ingest in one process: the one op writing ``listens``, ``tracks``, ``interactions``
+  and ``split_info`` with both blocking checks (``dg.materialize``, in-process executor), on a lake whose ``raw/`` links to the log
   and the audio. ``--runs 2`` (default) materializes twice on the same lake: the first run probes every audio
   file, the second finds the verdicts remembered (unchanged audio, e.g. a new log).
 
@@ -93,7 +93,7 @@ def run_bare(log: Path, work: Path) -> dict[str, float]:
 
 STEPS = {  # module (as the assets reach it) -> the data functions timed per step
     "audiorec_assets.data.sources": ["read_listens"],
-    "audiorec_assets.defs.ingest": ["build_tracks"],
+    "audiorec_assets.data.ingest": ["build_tracks"],
     "audiorec_assets.data.quality": ["tracks_flags", "check_tracks", "interactions_flags", "check_interactions"],
     "audiorec_assets.data.splits": ["make_split"],
 }
@@ -124,7 +124,7 @@ def run_audiorec(log: Path, lake: Path, runs: int, audio_check: bool) -> dict:
 
     import dagster as dg
 
-    from audiorec_assets.defs import checks, ingest
+    from audiorec_assets.defs import ingest
     from audiorec_assets.defs.resources import LakeResource
 
     if lake.exists():
@@ -147,7 +147,7 @@ def run_audiorec(log: Path, lake: Path, runs: int, audio_check: bool) -> dict:
             return pd.DataFrame(flagged)
 
         quality.tracks_flags = no_probe
-    steps = [ingest.listens, ingest.tracks, ingest.interactions, checks.tracks_quality, checks.interactions_quality]
+    steps = [ingest.ingest]  # one op: the four tables and both blocking checks
     results = []
     totals: dict[str, float] = {}
     _time_steps(totals)

@@ -624,7 +624,7 @@ def agree_split(lake: Path, bare: dict[str, object]) -> str:
     """Whether the bare split has audiorec's pairs per split (``audiorec.interactions``)."""
     import duckdb
 
-    files = str(lake / "tables" / "interactions" / "*.parquet").replace("'", "''")
+    files = str(lake / "tables" / "ingest" / "interactions" / "*.parquet").replace("'", "''")
     ours = dict(duckdb.sql(f"SELECT split, count(*) FROM read_parquet('{files}') GROUP BY split").fetchall())
     same = ours == bare.get("pairs")
     return "same pairs per split" if same else f"DIFFERENT: audiorec {ours}, bare {bare.get('pairs')}"

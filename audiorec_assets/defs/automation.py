@@ -87,7 +87,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 @dg.sensor(minimum_interval_seconds=30, default_status=_status(),
            description="Adds and removes encoder / recommender / reference partitions as the lake and "
-                       "experiment.yaml change (a dropped-in <lake>/embeddings/<name>.npy becomes an encoder).")
+                       "experiment.yaml change (a dropped-in `<lake>/embeddings/<name>.npy` becomes an encoder).")
 def lake_partitions_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
     try:
         wanted = lake_members(lake.paths(), lake.resolve_settings())

@@ -10,9 +10,9 @@ import pandas as pd
 
 from audiorec_assets.cell_inputs import VALID_CHECK
 from audiorec_assets.defs.automation import expensive
-from audiorec_assets.defs.ingest import TRACKS, ingest_file, sweep
-from audiorec_assets.defs.partitions import ENCODERS
-from audiorec_assets.progress import encoded_message
+from audiorec_assets.defs.ingest import TRACKS, sweep
+from audiorec_assets.defs.partitions import ENCODERS, GRID
+from audiorec_assets.progress import Progress, log_progress
 from audiorec_assets.defs.resources import TORCH_OP_TAGS, TORCH_POOL, LakeResource
 from audiorec_assets.defs.sources import ENCODER_INPUTS
 from audiorec_assets.encoders import (
@@ -42,7 +42,7 @@ PROGRESS_EVERY_S = 5.0  # a line in the run log (and in audiorec materialize's d
         dg.AssetSpec(EMBEDDINGS, deps=[TRACKS, ENCODER_INPUTS], group_name="embeddings", kinds={"numpy", "pytorch"},
                      code_version=CODE_VERSION, automation_condition=expensive(),
                      description="Frozen item vectors per encoder: float32, one row per track in item_idx order "
-                                 "(<lake>/embeddings/<encoder>.npy)."),
+                                 f"(`<lake>/embeddings/<encoder>.npy`). {GRID}"),
         dg.AssetSpec(ENCODERS_TABLE, deps=[TRACKS, ENCODER_INPUTS], group_name="embeddings",
                      kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=expensive(),
                      description="audiorec.encoders: per encoder its model id, dimension, tracks encoded / reused / "
@@ -57,7 +57,7 @@ def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
     paths, settings = lake.paths(), lake.settings()
     name = context.partition_key
     sweep(context, paths)
-    tracks = pd.read_parquet(ingest_file(context, paths, "tracks")).sort_values("item_idx")
+    tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
     started = time.perf_counter()
     extra: dict = {}  # metadata of the embeddings only, not a column of audiorec.encoders
     if name in AUDIO_ENCODERS:
@@ -118,7 +118,7 @@ def _encode_audio(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: E
     def progress(done: int, total: int, seconds: float) -> None:
         if done == total or seconds - last_log[0] >= PROGRESS_EVERY_S:
             last_log[0] = seconds
-            log.info(encoded_message(name, done, total, seconds))
+            log_progress(log, Progress(name, done, total, "tracks", seconds))
 
     audio_paths = [paths.resolve(p) for p in tracks["audio_path"]]
     vectors, hashes, report = encode_catalogue(encoder, audio_paths, previous, encode.on_error, progress)

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from audiorec_assets.defs.automation import across_cells
+from audiorec_assets.defs.partitions import GRID
 from audiorec_assets.defs.models import METRICS, REFERENCE_METRICS, REFERENCE_USER_METRICS, USER_METRICS, part_name
 from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.defs.sources import SETTINGS_TABLES
@@ -58,8 +60,36 @@ def _user_rows(paths: LakePaths, settings: ExperimentSettings, split: str) -> pd
         ("metric", "in", [tables.SIGNIFICANCE_METRIC, "hitrate"])])
 
 
+DIGITS = 4  # metric values in the UI
+
+
 def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:
-    return dg.MetadataValue.md(frame.to_markdown(index=False, floatfmt=".4f") if len(frame) else "(no rows)")
+    """Every column, numbers rounded (a dialog in the UI: "[Show Markdown]")."""
+    return dg.MetadataValue.md(frame.round(DIGITS).to_markdown(index=False, floatfmt=f".{DIGITS}f")
+                               if len(frame) else "(no rows)")
+
+
+_COLUMN_TYPES = {"b": "bool", "i": "int", "u": "int", "f": "float"}
+
+
+def _cell(value: object) -> str | int | float | bool:
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return round(float(value), DIGITS)
+    return str(value)
+
+
+def _table(frame: pd.DataFrame) -> dg.MetadataValue:
+    """``frame`` as a Dagster table: the UI shows it in the asset's page as it is (no dialog to open)."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(str(c), _COLUMN_TYPES.get(frame[c].dtype.kind, "string"))
+                                     for c in frame.columns])
+    return dg.MetadataValue.table([dg.TableRecord({str(c): _cell(v) for c, v in row.items()})
+                                   for row in frame.to_dict("records")], schema)
 
 
 def _png_markdown(png: bytes, k: int, split: str) -> str:
@@ -78,16 +108,23 @@ def _write_plot(paths: LakePaths, name: str, png: bytes) -> Path:
 
 def _table_result(lake: LakeResource, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
                   key: dg.AssetKey | None = None, **metadata: object) -> dg.MaterializeResult:
-    """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table as markdown."""
+    """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table for people as a
+    Dagster table (a leaderboard: :func:`leaderboard_view`; a comparison: its main columns), every column as
+    markdown."""
+    from audiorec_assets.evaluation.plots import leaderboard_view
+
     written = write_table_file(lake.paths(), table, frame, connect=lake.connect)
-    summary = frame[[c for c in SUMMARY_COLUMNS if c in frame]] if "twin" in frame or "best" in frame else None
+    if "twin" in frame or "best" in frame:
+        shown = frame[[c for c in SUMMARY_COLUMNS if c in frame]]
+    else:
+        shown = leaderboard_view(frame, digits=DIGITS) if "hitrate_ci_low" in frame else frame
     return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
+        "table": _table(shown),
         **metadata,
         "dagster/row_count": len(frame),
         "k": settings.headline_k,
         "split": split,
-        "table": _markdown(frame),
-        **({"summary": _markdown(summary)} if summary is not None else {}),
+        "all_columns": _markdown(frame),
     })
 
 
@@ -102,8 +139,8 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
                             code_version=CODE_VERSION, automation_condition=TABLE_CONDITION, description=description),
                dg.AssetSpec(plot_key, deps=TABLE_DEPS, group_name="evaluation", kinds={"png"},
                             code_version=CODE_VERSION, automation_condition=TABLE_CONDITION,
-                            description=f"<lake>/tables/{table}_hitrate.png: HitRate@headline_k on {split} by "
-                                        f"encoder and recommender, references dashed.")],
+                            description=f"`<lake>/tables/{table}_hitrate.png`: HitRate@headline_k on {split} "
+                                        f"by encoder and recommender, references dashed. {GRID}")],
         name=table,
     )
     def _asset(lake: LakeResource):
@@ -126,10 +163,11 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
 
 leaderboard = build_leaderboard_asset(
     LEADERBOARD, "test", "One row per configured encoder × recommender cell with the test metrics @headline_k "
-    "(Wilson CI of HitRate, seeds), best first; plot of HitRate@headline_k with references.")
+    "(Wilson CI of HitRate, seeds), best first; plot of HitRate@headline_k with references. The latest "
+    f"materialization shows the table below (SQL: `audiorec sql \"select * from leaderboard\"`). {GRID}")
 leaderboard_cold = build_leaderboard_asset(
     LEADERBOARD_COLD, COLD_SPLIT, "The leaderboard on test_cold (cold tracks): every configured cell that has "
-    "test_cold rows, metrics @headline_k, best first; plot of HitRate@headline_k.")
+    f"test_cold rows, metrics @headline_k, best first; plot of HitRate@headline_k. {GRID}")
 
 
 TableBuilder = Callable[[pd.DataFrame, pd.DataFrame, ExperimentSettings], pd.DataFrame]

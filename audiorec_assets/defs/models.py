@@ -19,7 +19,7 @@ from audiorec_assets.cell_inputs import VectorFileError, load_interaction_data, 
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, sweep
 from audiorec_assets.defs.progress_log import forwarded
-from audiorec_assets.defs.partitions import CELLS, REFERENCES, cell_of, reference_audio
+from audiorec_assets.defs.partitions import CELLS, GRID, REFERENCES, cell_of, reference_audio
 from audiorec_assets.defs.resources import TORCH_OP_TAGS, TORCH_POOL, LakeResource
 from audiorec_assets.defs.sources import SETTINGS_EVALUATE, SETTINGS_MODEL, SETTINGS_RECOMMEND, SETTINGS_REFERENCE
 from audiorec_assets.fingerprints import folder_fingerprint, table_fingerprint
@@ -153,7 +153,8 @@ def build_model_assets(family: Family) -> dg.AssetsDefinition:
     specs = [
         dg.AssetSpec(models_key, deps=[INTERACTIONS, TRACKS, *family.vector_deps, family.settings_dep],
                      kinds={"pytorch"}, automation_condition=expensive(), **common,
-                     description=f"{what.capitalize()}, trained on the train split once per seed (no pickles)."),
+                     description=f"{what.capitalize()}, trained on the train split once per seed (no pickles). "
+                                 f"{GRID}"),
         dg.AssetSpec(recs_key, deps=[models_key, INTERACTIONS, SETTINGS_RECOMMEND], kinds={"duckdb", "parquet"},
                      automation_condition=on_change(), **common,
                      description="Top-N per val/test user among the train vocabulary, and per test_cold user among "

@@ -33,6 +33,11 @@ ENCODERS = dg.DynamicPartitionsDefinition(name="encoder")
 RECOMMENDERS = dg.DynamicPartitionsDefinition(name="recommender")
 REFERENCES = dg.DynamicPartitionsDefinition(name="reference")
 CELLS = dg.MultiPartitionsDefinition({"encoder": ENCODERS, "recommender": RECOMMENDERS})
+# the study in a few words, for the assets' descriptions (the UI's lineage shows groups, without descriptions)
+GRID = ("The study is an encoder × recommender grid: each audio encoder (group embeddings, a partition per "
+        "encoder) with each recommender that uses audio (group recommenders, partition `encoder|recommender`) is "
+        "one cell, trained and evaluated on its own; group references holds the recommenders without audio "
+        "(encoder `none`), and group evaluation compares all cells (audiorec/leaderboard).")
 DYNAMIC = (ENCODERS, RECOMMENDERS, REFERENCES)
 
 

@@ -27,7 +27,8 @@ from audiorec_assets.defs.jobs import job_of_keys
 from audiorec_assets.defs.partitions import CELLS, ENCODERS, REFERENCES, LakeMembers, lake_members
 from audiorec_assets.defs.status import (INGEST_TARGETS, NEEDS_RUN, RUNNING, StatusReader, Target, cell_target,
                                          embeddings_target)
-from audiorec_assets.encoders import NO_AUDIO_ENCODER, twin_chain
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin, twin_chain
+from audiorec_assets.names import unknown_name
 from audiorec_assets.recommenders import RECOMMENDERS as RECOMMENDER_KEYS
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 from audiorec_assets.study import is_valid_cell, study_cells
@@ -66,14 +67,15 @@ def chosen_cells(settings: ExperimentSettings, members: LakeMembers, encoders: l
     run, or a choice with no cell, is a :class:`PlanError`."""
     offered = members.members[ENCODERS.name]
     for name in encoders or []:
-        if name in members.left_out:
+        if name in members.left_out and (name in BUILTIN_ENCODERS or is_twin(name)):
             raise PlanError(f"encoder {name!r} cannot run here: {members.left_out[name]}")
-        if name != NO_AUDIO_ENCODER and name not in offered:
-            raise PlanError(f"unknown encoder {name!r}: this lake offers {sorted(offered + [NO_AUDIO_ENCODER])} "
-                            f"(settings `encoders`, or <lake>/embeddings/<name>.npy)")
+        if name != NO_AUDIO_ENCODER and name not in offered:  # a typo, or vectors not dropped in (yet)
+            known = [*offered, NO_AUDIO_ENCODER, *BUILTIN_ENCODERS]
+            own = members.left_out.get(name) or f"drop them in as <lake>/embeddings/{name}.npy"
+            raise PlanError(f"{unknown_name('encoder', name, known)}; or your own vectors: {own}")
     for name in recommenders or []:
         if name not in RECOMMENDER_KEYS:
-            raise PlanError(f"unknown recommender {name!r}: known {sorted(RECOMMENDER_KEYS)}")
+            raise PlanError(unknown_name("recommender", name, sorted(RECOMMENDER_KEYS)))
     default = study_cells(settings)
     if encoders is None and recommenders is None:
         return default

@@ -2,21 +2,23 @@
 
 :data:`LOGGERS` are the definitions' loggers: Dagster's console logger (the default) and
 ``audiorec_progress``, a Dagster logger that turns each record of the run into a :class:`RunEvent` for
-whoever listens in this process (:func:`listening`). It is off unless a run's config names it, so runs of
-``dagster dev`` are untouched; in-process runs (the CLI's) switch it on.
+whoever listens in this process (:func:`listening`), with the ``Progress`` a step's record carries. It is off
+unless a run's config names it, so ``dagster dev``'s runs are untouched; in-process runs (the CLI's) switch it on.
 
-:func:`forwarded` brings a science module's Python log (the training loop's epochs) into the step's
-Dagster log for the time of a block, so the UI's run log and the display both see it.
+:func:`forwarded` brings a science module's Python log (the training loop's epochs, their Progress
+attached) into the step's Dagster log for the time of a block, so the UI's run log and the display both see it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import dagster as dg
+
+from audiorec_assets.progress import PROGRESS_ATTR, Progress, progress_of
 
 PROGRESS_LOGGER = "audiorec_progress"
 
@@ -24,13 +26,14 @@ PROGRESS_LOGGER = "audiorec_progress"
 @dataclass(frozen=True)
 class RunEvent:
     """One record of a run: a Dagster event (``STEP_START``, ``STEP_SUCCESS``, ``STEP_FAILURE``, ``RUN_SUCCESS``,
-    ...; ``MESSAGE`` for a plain log line) with its step and message."""
+    ...; ``MESSAGE`` for a plain log line) with its step, message and the progress it reports, if any."""
 
     kind: str
     run_id: str
     step_key: str | None
     message: str
     level: int = logging.INFO
+    progress: Progress | None = None
 
 
 Listener = Callable[[RunEvent], None]
@@ -55,12 +58,10 @@ class _ToListeners(logging.Handler):
         kind = {"PIPELINE_START": "RUN_START", "PIPELINE_SUCCESS": "RUN_SUCCESS",
                 "PIPELINE_FAILURE": "RUN_FAILURE"}.get(kind, kind)
         event = RunEvent(kind, meta.get("run_id", ""), meta.get("step_key"),
-                         str(meta.get("orig_message", record.getMessage())), record.levelno)
+                         str(meta.get("orig_message", record.getMessage())), record.levelno, progress_of(record))
         for listener in list(_LISTENERS):
-            try:
+            with suppress(Exception):  # a display must never break a run
                 listener(event)
-            except Exception:  # a display must never break a run
-                pass
 
 
 @dg.logger(description="Hands the run's records to a live display in the same process (audiorec materialize).")
@@ -84,7 +85,7 @@ class _ToDagsterLog(logging.Handler):
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.log.log(record.levelno, record.getMessage())
+        self.log.log(record.levelno, record.getMessage(), extra={PROGRESS_ATTR: progress_of(record)})
 
 
 @contextmanager

@@ -71,7 +71,7 @@ class LakeResource(dg.ConfigurableResource):
     overrides: SettingsOverrides = Field(default_factory=SettingsOverrides,  # type: ignore[valid-type]
                                          description="Settings for this run only, over experiment.yaml")
     warehouse: Optional[DuckDBResource] = Field(
-        None, description="The SQL catalogue (dagster-duckdb); empty = <lake>/warehouse.duckdb")
+        None, description="The SQL catalogue (dagster-duckdb); empty = `<lake>/warehouse.duckdb`")
     _run_id: str | None = PrivateAttr(None)
     _settings: ExperimentSettings | None = PrivateAttr(None)
 

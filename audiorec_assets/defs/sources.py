@@ -84,8 +84,8 @@ def _raw_source(key: dg.AssetKey, version_of, description: str):
     return _source
 
 
-raw_log = _raw_source(RAW_LOG, log_version, "The listening log and metadata files under <lake>/raw/ (content hash).")
-raw_audio = _raw_source(RAW_AUDIO, audio_version, "The audio files under <lake>/raw/audio (or audios/): content hash.")
+raw_log = _raw_source(RAW_LOG, log_version, "The listening log and metadata files under `<lake>/raw/` (content hash).")
+raw_audio = _raw_source(RAW_AUDIO, audio_version, "The audio files under `<lake>/raw/audio/` (or `audios/`): content hash.")
 
 
 def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSettings, hashes: ContentHashes,

@@ -24,6 +24,68 @@ def _hitrate_table(metrics_df: pd.DataFrame, k: int, split: str | None) -> pd.Da
     return _metric_table(metrics_df, "hitrate", k, split)
 
 
+def spread_labels(values: np.ndarray, gap: float, floor: float | None = None) -> np.ndarray:
+    """Heights for labels at ``values`` at least ``gap`` apart (and not below ``floor``), each as near its value
+    as that allows: labels that would overlap are stacked around their mean; the order of the values is kept."""
+    values = np.asarray(values, dtype=float)
+    clusters: list[list[int]] = []
+    for i in np.argsort(values, kind="stable"):
+        clusters.append([int(i)])
+        while len(clusters) > 1:  # merge the last two while they overlap
+            low, high = clusters[-2], clusters[-1]
+            top_of_low = values[low].mean() + (len(low) - 1) * gap / 2
+            bottom_of_high = values[high].mean() - (len(high) - 1) * gap / 2
+            if bottom_of_high - top_of_low >= gap:
+                break
+            clusters[-2:] = [low + high]
+    heights = np.empty(len(values))
+    for members in clusters:
+        first = values[members].mean() - (len(members) - 1) * gap / 2
+        heights[members] = first + gap * np.arange(len(members))
+    if floor is not None and len(heights):
+        order = np.argsort(heights, kind="stable")
+        lifted = np.maximum.accumulate(np.maximum(heights[order], floor) - gap * np.arange(len(order)))
+        heights[order] = lifted + gap * np.arange(len(order))
+    return heights
+
+
+BAR_WIDTH = 12  # characters: narrow enough for the metadata column of the asset page
+_EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
+
+
+def bar_text(value: float, top: float, width: int = BAR_WIDTH) -> str:
+    """``value`` as a bar of block characters, ``width`` long at ``top``: a plot that fits in a table cell."""
+    if not np.isfinite(value) or not np.isfinite(top) or top <= 0:
+        return ""
+    eighths = int(round(min(max(value, 0.0), top) / top * width * 8))
+    return "█" * (eighths // 8) + _EIGHTHS[eighths % 8]
+
+
+def leaderboard_view(board: pd.DataFrame, metric: str = "hitrate", digits: int = 4) -> pd.DataFrame:
+    """A leaderboard (:func:`audiorec_assets.evaluation.tables.leaderboard`) for people: the cell, a bar of
+    ``metric``, the metrics rounded to ``digits``, HitRate's CI as one ``low–high`` text, users and seeds; the
+    seed-spread columns only when some cell has more than one seed."""
+    view = pd.DataFrame({"encoder": board["encoder"], "recommender": board["recommender"]})
+    view["audio"] = np.where(board["reference"].astype(bool), "no", "yes")
+    values = board[metric].astype(float)
+    view[metric] = values.round(digits)
+    view[f"{metric}_bar"] = [bar_text(v, values.max()) for v in values]
+    for column in ("ndcg", "recall"):
+        if column in board:
+            view[column] = board[column].astype(float).round(digits)
+    if {"hitrate_ci_low", "hitrate_ci_high"} <= set(board.columns):
+        view["hitrate_95ci"] = [f"{lo:.{digits}f}–{hi:.{digits}f}" if pd.notna(lo) and pd.notna(hi) else None
+                                for lo, hi in zip(board["hitrate_ci_low"], board["hitrate_ci_high"])]
+    for column in ("n_users", "n_seeds"):
+        if column in board:
+            view[column] = board[column]
+    several_seeds = "n_seeds" in board and (pd.to_numeric(board["n_seeds"], errors="coerce") > 1).any()
+    for column in ("hitrate_seed_sd", "ndcg_seed_sd"):
+        if several_seeds and column in board:
+            view[column] = board[column].astype(float).round(digits)
+    return view.reset_index(drop=True)
+
+
 def reference_label(recommender: str) -> str:
     """How a reference line is labelled: the recommender, and "(item ids)" for the ones that learn ids."""
     return recommender if recommender in ("popularity", "als") else f"{recommender} (item ids)"
@@ -79,9 +141,9 @@ def hitrate_plot_png(metrics_df: pd.DataFrame, k: int = 50, split: str | None = 
                 ax.axhline(ref["value"], color=colour, linestyle="--", linewidth=1.5, label=name)
                 if pd.notna(ref.get("ci_low")) and pd.notna(ref.get("ci_high")):
                     ax.axhspan(ref["ci_low"], ref["ci_high"], color=colour, alpha=0.08, linewidth=0)
-                ax.annotate(name, xy=(right, ref["value"]), xytext=(-3, 2), textcoords="offset points",
-                            va="bottom", ha="right", fontsize="small", color=colour)
             ax.set_xlim(left, right)
+            ax.set_ylim(bottom=0)
+            _label_references(ax, refs, colour_of, right)
             if encoders:
                 ax.set_xticks(x, encoders, rotation=30, ha="right")
                 ax.set_xlabel("encoder")
@@ -99,3 +161,22 @@ def hitrate_plot_png(metrics_df: pd.DataFrame, k: int = 50, split: str | None = 
         return buffer.getvalue()
     finally:
         plt.close(fig)
+
+
+LABEL_GAP = 0.055  # of the y range: the height of a "small" label on the 4.5-inch figure, with a margin
+
+
+def _label_references(ax, refs: pd.DataFrame, colour_of: dict, right: float) -> None:
+    """Each reference line's name at the right end, near its line, no two labels overlapping (stacked where
+    the lines are close), on a pale box so that bars behind them do not hide them."""
+    if refs.empty:
+        return
+    bottom, top = ax.get_ylim()
+    gap = LABEL_GAP * (top - bottom)
+    heights = spread_labels(refs["value"].to_numpy(dtype=float) + gap / 2, gap, floor=bottom + gap / 2)
+    if heights.max() + gap / 2 > top:  # room for the highest label
+        ax.set_ylim(bottom, heights.max() + gap / 2)
+    for (_, ref), height in zip(refs.iterrows(), heights):
+        ax.text(right, height, reference_label(ref["recommender"]) + " ", ha="right", va="center",
+                fontsize="small", color=colour_of[ref["recommender"]],
+                bbox=dict(facecolor="white", alpha=0.7, edgecolor="none", pad=1.0))

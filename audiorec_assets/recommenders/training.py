@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from audiorec_assets.progress import epoch_message
+from audiorec_assets.progress import Progress, log_progress
 from audiorec_assets.recommenders.base import FitReport
 from audiorec_assets.settings import ExperimentSettings
 
@@ -116,6 +117,7 @@ def train_with_early_stopping(
     """
     history = TrainingHistory()
     checkpoint = BestCheckpoint(patience)
+    started = time.perf_counter()
     for epoch in range(max_epochs):
         net.train()
         train_value = float(train_epoch(epoch))
@@ -129,8 +131,8 @@ def train_with_early_stopping(
         history.learning_rate.append(float(optimizer.param_groups[0]["lr"]))
         if not math.isfinite(monitored):
             raise FloatingPointError(f"{label}: loss became {monitored} in epoch {epoch}; lower the learning rate")
-        logger.info(epoch_message(label, epoch, max_epochs, train_value,
-                                  "val loss" if val_loss is not None else "monitored", monitored))
+        losses = {"train loss": train_value, **({"val loss": monitored} if val_loss is not None else {})}
+        log_progress(logger, Progress(label, epoch + 1, max_epochs, "epochs", time.perf_counter() - started, losses))
         if scheduler is not None:
             scheduler.step(monitored)
         if checkpoint.update(epoch, monitored, net):
