@@ -37,7 +37,7 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
     with warnings.catch_warnings():  # beta / preview APIs used as documented (multi observable sources, pools)
         warnings.simplefilter("ignore", dg.BetaWarning)
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        from audiorec_assets.defs import automation, evaluation, ingest
+        from audiorec_assets.defs import automation, evaluation, health, ingest
         from audiorec_assets.defs.jobs import JOBS
         from audiorec_assets.defs.progress_log import LOGGERS
         from audiorec_assets.defs.executors import selected_executor
@@ -50,13 +50,14 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
                 *SOURCES,
                 ingest.ingest,
                 embeddings,
-                *(build_model_assets(f) for f in families()),
+                *(ops for f in families() for ops in build_model_assets(f)),
                 evaluation.leaderboard, *evaluation.COMPARISON_ASSETS,
             ],
             asset_checks=[],  # the ingest's and the embeddings' checks are check_specs of their ops
             resources={"lake": _lake_resource(lake_root)},
             jobs=JOBS,
-            sensors=[automation.automation_sensor, automation.lake_partitions_sensor, automation.observe_inputs_sensor],
+            sensors=[automation.automation_sensor, automation.lake_partitions_sensor, automation.observe_inputs_sensor,
+                     health.lake_health_sensor],
             loggers=LOGGERS,
             executor=selected_executor(),
         )

@@ -32,9 +32,10 @@ def instance() -> dg.DagsterInstance:
 
 def _definitions(lake_root: Path, inst: dg.DagsterInstance) -> dg.Definitions:
     from audiorec_assets.definitions import build_definitions
-    from audiorec_assets.run_health import fail_dead_runs
+    from audiorec_assets.defs.health import tidy
 
-    for run_id in fail_dead_runs(inst):
+    dead, _ = tidy(inst, LakePaths(lake_root))  # what lake_health_sensor does under dagster dev
+    for run_id in dead:
         print(f"{PREFIX} run {run_id} was still marked running but its process is gone: marked failed", flush=True)
     return build_definitions(lake_root)
 

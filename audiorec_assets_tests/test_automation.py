@@ -235,7 +235,7 @@ def test_settings_snapshots_of_finished_and_unknown_old_runs_are_swept(tmp_path)
     import os
     import time
 
-    from audiorec_assets.defs.ingest import UNKNOWN_RUN_SNAPSHOT_DAYS, sweep_run_snapshots
+    from audiorec_assets.defs.health import UNKNOWN_RUN_SNAPSHOT_DAYS, sweep_run_snapshots
 
     paths = LakePaths(tmp_path / "lake")
     for run_id in ("over", "going", "unknown-new", "unknown-old", "mine"):
@@ -246,3 +246,18 @@ def test_settings_snapshots_of_finished_and_unknown_old_runs_are_swept(tmp_path)
     removed = sweep_run_snapshots(paths, lambda run_id: states.get(run_id), keep="mine")
     assert sorted(p.name for p in removed) == ["run-over", "run-unknown-old"]
     assert sorted(p.name for p in paths.staging.iterdir()) == ["run-going", "run-mine", "run-unknown-new"]
+
+
+def test_the_torch_pool_holds_encoding_and_training_only():
+    """Encoding and training take the one-at-a-time ``torch`` pool; scoring and metrics of other cells do not wait
+    for it."""
+    from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.defs.resources import TORCH_POOL
+
+    assets = [a for a in build_definitions().assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
+    pooled = {a.node_def.name for a in assets if a.node_def.pool == TORCH_POOL}
+    assert pooled == {"embeddings", "models", "reference_models"}
+    graph = build_definitions().resolve_asset_graph()
+    evaluation = {k.path[-1] for a in assets if a.node_def.name == "evaluation" for k in a.keys}
+    assert evaluation == {"recommendations", "metrics", "user_metrics"}
+    assert dg.AssetKey(["audiorec", "models"]) in graph.get(dg.AssetKey(["audiorec", "recommendations"])).parent_keys

@@ -122,3 +122,34 @@ def test_a_run_that_never_recorded_a_worker_fails_only_after_the_grace_period(in
     untagged = instance.create_run_for_job(noop_job, status=dg.DagsterRunStatus.STARTING)
     assert fail_dead_runs(instance, now=later, require_host_tag=True) == []
     assert fail_dead_runs(instance, now=later) == [untagged.run_id]
+
+
+def test_the_health_sensor_fails_a_killed_run_and_removes_what_its_process_left(instance, worker, tmp_path):
+    """Dead runs are handled beside the runs (lake_health_sensor; every command at its start), not in steps."""
+    from audiorec_assets.defs.health import lake_health_sensor
+    from audiorec_assets.defs.resources import LakeResource
+    from audiorec_assets.lakeio import PROC_PREFIX
+    from audiorec_assets.settings import LakePaths
+
+    proc, run_id = worker
+    lake = LakePaths(tmp_path / "lake")
+    left = lake.staging / f"{PROC_PREFIX}{proc.pid}"  # what a step of the killed process would have left
+    left.mkdir(parents=True)
+    (left / "half.parquet").write_bytes(b"PAR1")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with dg.build_sensor_context(instance=instance, resources={"lake": LakeResource(root=str(lake.root))}) as context:
+        result = lake_health_sensor(context)
+    assert status(instance, run_id) == dg.DagsterRunStatus.FAILURE
+    assert not left.exists()
+    assert "1 dead run(s) marked failed" in result.skip_message
+
+
+def test_no_step_body_handles_dead_runs():
+    """fail_dead_runs is called by the health module only (the sensor, the commands), never inside an asset."""
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "audiorec_assets"
+    callers = sorted(str(p.relative_to(package)) for p in package.rglob("*.py")
+                     if "fail_dead_runs(" in p.read_text() and p.name != "run_health.py")
+    assert callers == ["defs/health.py"]

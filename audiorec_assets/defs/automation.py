@@ -74,18 +74,19 @@ def expensive(cron: str | None = None) -> dg.AutomationCondition:
     return condition.with_label("on_change, checks passed" + (f", after {cron}" if cron else ""))
 
 
-def _status() -> dg.DefaultSensorStatus:
+def sensor_status() -> dg.DefaultSensorStatus:
+    """Whether the sensors start running (default) or stopped (``AUDIOREC_AUTOMATION=off``)."""
     off = os.environ.get(AUTOMATION_ENV, "").lower() in ("off", "0", "false")
     return dg.DefaultSensorStatus.STOPPED if off else dg.DefaultSensorStatus.RUNNING
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(
-    "audiorec_automation", target=dg.AssetSelection.all(include_sources=True), default_status=_status(),
+    "audiorec_automation", target=dg.AssetSelection.all(include_sources=True), default_status=sensor_status(),
     minimum_interval_seconds=30, run_tags=host_tags(),
     description="Evaluates every audiorec automation condition: keeps the study up to date.")
 
 
-@dg.sensor(minimum_interval_seconds=30, default_status=_status(),
+@dg.sensor(minimum_interval_seconds=30, default_status=sensor_status(),
            description="Adds and removes encoder / recommender / reference partitions as the lake and "
                        "experiment.yaml change (a dropped-in `<lake>/embeddings/<name>.npy` becomes an encoder).")
 def lake_partitions_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:
@@ -103,7 +104,7 @@ def lake_partitions_sensor(context: dg.SensorEvaluationContext, lake: LakeResour
     return dg.SensorResult(dynamic_partitions_requests=requests)
 
 
-@dg.sensor(minimum_interval_seconds=60, default_status=_status(),
+@dg.sensor(minimum_interval_seconds=60, default_status=sensor_status(),
            description="Observes the raw files and settings every minute and records a new data version when one "
                        "changed (no run is launched for that); the automation sensor then reruns what depends on it.")
 def observe_inputs_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from audiorec_assets.cell_inputs import VALID_CHECK
 from audiorec_assets.defs.automation import expensive
-from audiorec_assets.defs.ingest import TRACKS, sweep
+from audiorec_assets.defs.ingest import TRACKS
 from audiorec_assets.defs.partitions import ENCODERS, GRID
 from audiorec_assets.progress import Progress, log_progress
 from audiorec_assets.defs.resources import TORCH_OP_TAGS, TORCH_POOL, LakeResource
@@ -28,7 +28,7 @@ from audiorec_assets.encoders.run import (
 )
 from audiorec_assets.lakeio import atomic_path, process_staging, save_npy_atomic
 from audiorec_assets.settings import ExperimentSettings, LakePaths, effective_device
-from audiorec_assets.warehouse import write_table_file
+from audiorec_assets.warehouse import refresh_views, write_table_file
 
 EMBEDDINGS = dg.AssetKey(["audiorec", "embeddings"])
 ENCODERS_TABLE = dg.AssetKey(["audiorec", "encoders"])
@@ -56,7 +56,7 @@ PROGRESS_EVERY_S = 5.0  # a line in the run log (and in audiorec materialize's d
 def embeddings(context: dg.AssetExecutionContext, lake: LakeResource):
     paths, settings = lake.paths(), lake.settings()
     name = context.partition_key
-    sweep(context, paths)
+    refresh_views(paths)
     tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
     started = time.perf_counter()
     extra: dict = {}  # metadata of the embeddings only, not a column of audiorec.encoders

@@ -10,8 +10,6 @@ replaces three steps that had to hand staged files to each other and publish the
 """
 
 
-import time
-from pathlib import Path
 
 import dagster as dg
 
@@ -22,8 +20,7 @@ from audiorec_assets.defs.resources import LakeResource
 from audiorec_assets.defs.sources import RAW_AUDIO, RAW_LOG, SETTINGS_INGEST
 from audiorec_assets.fingerprints import combine
 from audiorec_assets.lakeio import process_staging, staged_dir
-from audiorec_assets.settings import LakePaths
-from audiorec_assets.warehouse import publish_ingest, sweep_lake
+from audiorec_assets.warehouse import publish_ingest, refresh_views
 
 LISTENS = dg.AssetKey(["audiorec", "listens"])
 TRACKS = dg.AssetKey(["audiorec", "tracks"])
@@ -32,54 +29,6 @@ SPLIT_INFO = dg.AssetKey(["audiorec", "split_info"])
 # bump when a change to the ingest changes what its tables hold. 2: split_info.synthetic. 3: one op whose blocking
 # checks pass before anything is published (under 2 a set whose interactions check failed was published all the same)
 CODE_VERSION = "3"
-
-
-def run_alive(instance: dg.DagsterInstance):
-    """Whether a run is still going, as far as this instance knows (None: it does not know the run)."""
-    def alive(run_id: str) -> bool | None:
-        try:
-            run = instance.get_run_by_id(run_id)
-        except Exception:  # a malformed id, or storage trouble: no opinion
-            return None
-        return None if run is None else not run.is_finished
-    return alive
-
-
-def sweep(context: dg.AssetExecutionContext, paths: LakePaths) -> None:
-    """The start of a step: mark runs whose process died as failed, drop staging folders of processes that are
-    gone (and settings snapshots of runs that are over), bring the views up to date."""
-    from audiorec_assets.run_health import fail_dead_runs
-
-    dead = fail_dead_runs(context.instance)  # runs killed without a word: failed now, so their staging goes
-    if dead:
-        context.log.warning(f"marked {len(dead)} run(s) failed whose process is gone: {dead}")
-    removed = sweep_lake(paths)
-    removed += sweep_run_snapshots(paths, run_alive(context.instance), keep=context.run.run_id)
-    if removed:
-        context.log.info(f"staging area: removed {len(removed)} folder(s) or temporaries of earlier runs, "
-                         f"e.g. {removed[0]}")
-
-
-UNKNOWN_RUN_SNAPSHOT_DAYS = 2  # a snapshot of a run this instance does not know (a throw-away instance's)
-
-
-def sweep_run_snapshots(paths: LakePaths, alive, keep: str, now: float | None = None) -> list[Path]:
-    """Remove ``<lake>/tmp/staging/run-<id>/`` (a run's settings snapshot) of runs known to be over, and of runs
-    the instance does not know (``audiorec demo`` without ``DAGSTER_HOME``) once they are
-    :data:`UNKNOWN_RUN_SNAPSHOT_DAYS` days old."""
-    import shutil
-
-    now = time.time() if now is None else now
-    removed = []
-    folders = sorted(paths.staging.glob("run-*")) if paths.staging.exists() else []
-    for folder in folders:
-        run_id = folder.name.removeprefix("run-")
-        state = alive(run_id)
-        stale_unknown = state is None and now - folder.stat().st_mtime > UNKNOWN_RUN_SNAPSHOT_DAYS * 86400
-        if run_id != keep and (state is False or stale_unknown):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-    return removed
 
 
 def _spec(key: dg.AssetKey, deps: list, description: str) -> dg.AssetSpec:
@@ -107,7 +56,7 @@ def _spec(key: dg.AssetKey, deps: list, description: str) -> dg.AssetSpec:
 )
 def ingest(context: dg.AssetExecutionContext, lake: LakeResource):
     paths = lake.paths()
-    sweep(context, paths)
+    refresh_views(paths)  # an older lake's layout moved once, views up to date (dead runs: defs/health.py)
     with staged_dir(process_staging(paths.staging), "ingest") as folder:
         report = run_ingest(paths, lake.settings(), folder, context.log.warning)
         evaluations = [checks.tracks_quality(TRACKS, context, lake, folder),

@@ -17,7 +17,7 @@ import pandas as pd
 from audiorec_assets.defs.automation import expensive, on_change
 from audiorec_assets.cell_inputs import VectorFileError, load_interaction_data, load_item_vectors, vectors_for_models
 from audiorec_assets.defs.embeddings import EMBEDDINGS
-from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS, sweep
+from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
 from audiorec_assets.defs.progress_log import forwarded
 from audiorec_assets.defs.partitions import CELLS, GRID, REFERENCES, cell_of, reference_audio
 from audiorec_assets.defs.resources import TORCH_OP_TAGS, TORCH_POOL, LakeResource
@@ -31,7 +31,7 @@ from audiorec_assets.recommenders.base import FitReport, Recommender
 from audiorec_assets.recommenders.data import InteractionData
 from audiorec_assets.study import CellError, check_cell
 from audiorec_assets.settings import ExperimentSettings, LakePaths
-from audiorec_assets.warehouse import write_table_file
+from audiorec_assets.warehouse import refresh_views, write_table_file
 
 MODELS = dg.AssetKey(["audiorec", "models"])
 RECOMMENDATIONS = dg.AssetKey(["audiorec", "recommendations"])
@@ -98,14 +98,32 @@ def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource, enco
     except CellError as err:
         raise CellError(f"Partition {encoder}|{recommender}: {err}.") from None
     paths, settings = lake.paths(), lake.settings()
-    sweep(context, paths)
+    refresh_views(paths)
+    data, stored = _loaded(paths, encoder)
+    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored,
+                           lake.connect)
+
+
+_LAST_LOADED: dict[tuple, tuple[InteractionData, np.ndarray]] = {}  # at most one cell's inputs
+
+
+def _loaded(paths: LakePaths, encoder: str) -> tuple[InteractionData, np.ndarray]:
+    """The split and the encoder's stored vectors; a cell's two steps in one process (the in-process executor of
+    the ``audiorec`` commands) read them once. Kept for one cell only: the next cell's load lets it go first, so
+    two cells' vectors (1 GB each at 4 800-d) are never held at once."""
+    vectors_file = paths.embedding_file(encoder)
+    stamp = vectors_file.stat() if encoder != NO_AUDIO_ENCODER and vectors_file.exists() else None
+    key = (str(paths.ingest.resolve()), encoder, stamp and (stamp.st_size, stamp.st_mtime_ns, stamp.st_ino))
+    if key in _LAST_LOADED:
+        return _LAST_LOADED[key]
+    _LAST_LOADED.clear()
     data = load_interaction_data(paths)
     if encoder == NO_AUDIO_ENCODER:  # references: no item vectors
         stored = np.zeros((data.n_items, 0), dtype=np.float32)
     else:
         stored = load_item_vectors(paths, encoder, data.n_items)
-    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored,
-                           lake.connect)
+    _LAST_LOADED[key] = (data, stored)
+    return data, stored
 
 
 @dataclass(frozen=True)
@@ -143,18 +161,19 @@ def families() -> list[Family]:
     ]
 
 
-def build_model_assets(family: Family) -> dg.AssetsDefinition:
-    """models → recommendations → metrics + user_metrics of one family, as one subsettable multi-asset:
-    a run that trains and evaluates a cell loads its data once."""
+def build_model_assets(family: Family) -> list[dg.AssetsDefinition]:
+    """One family's two ops: ``models`` (training, in the ``torch`` pool) and ``evaluation`` (recommendations →
+    metrics + user_metrics, subsettable, outside the pool: scoring and metrics of different cells run side by
+    side while one cell trains). A run of the whole cell reads its data once (:func:`_loaded`)."""
     models_key, recs_key = family.key("models"), family.key("recommendations")
     metrics_key, users_key = family.key("metrics"), family.key("user_metrics")
     what = "a reference recommender (no audio)" if family.prefix else "a recommender on frozen item vectors"
     common = {"group_name": family.group, "code_version": CODE_VERSION}
-    specs = [
-        dg.AssetSpec(models_key, deps=[INTERACTIONS, TRACKS, *family.vector_deps, family.settings_dep],
-                     kinds={"pytorch"}, automation_condition=expensive(), **common,
-                     description=f"{what.capitalize()}, trained on the train split once per seed (no pickles). "
-                                 f"{GRID}"),
+    models_spec = dg.AssetSpec(
+        models_key, deps=[INTERACTIONS, TRACKS, *family.vector_deps, family.settings_dep], kinds={"pytorch"},
+        automation_condition=expensive(), **common,
+        description=f"{what.capitalize()}, trained on the train split once per seed (no pickles). {GRID}")
+    evaluation_specs = [
         dg.AssetSpec(recs_key, deps=[models_key, INTERACTIONS, SETTINGS_RECOMMEND], kinds={"duckdb", "parquet"},
                      automation_condition=on_change(), **common,
                      description="Top-N per val/test user among the train vocabulary, and per test_cold user among "
@@ -170,20 +189,22 @@ def build_model_assets(family: Family) -> dg.AssetsDefinition:
                                  "read) → audiorec.user_metrics."),
     ]
 
-    @dg.multi_asset(specs=specs, partitions_def=family.partitions_def, can_subset=True, pool=TORCH_POOL,
-                    op_tags=TORCH_OP_TAGS,
-                    name=f"{family.prefix}models")
+    @dg.multi_asset(specs=[models_spec], partitions_def=family.partitions_def, pool=TORCH_POOL,
+                    op_tags=TORCH_OP_TAGS, name=f"{family.prefix}models")
     def _models(context: dg.AssetExecutionContext, lake: LakeResource):
+        yield train(context, partition_inputs(context, lake, *family.cell(context)), models_key)
+
+    @dg.multi_asset(specs=evaluation_specs, partitions_def=family.partitions_def, can_subset=True,
+                    name=f"{family.prefix}evaluation")
+    def _evaluation(context: dg.AssetExecutionContext, lake: LakeResource):
         inputs = partition_inputs(context, lake, *family.cell(context))
         selected = context.selected_asset_keys
-        if models_key in selected:
-            yield train(context, inputs, models_key)
         if recs_key in selected:
             yield recommend(inputs, recs_key)
         if metrics_key in selected or users_key in selected:
             yield from evaluate_cell(inputs, metrics_key, users_key, selected)
 
-    return _models
+    return [_models, _evaluation]
 
 
 def train(context: dg.AssetExecutionContext, inputs: PartitionInputs, key: dg.AssetKey) -> dg.MaterializeResult:
@@ -223,7 +244,7 @@ def recommend(inputs: PartitionInputs, key: dg.AssetKey) -> dg.MaterializeResult
     rows = pd.concat(frames, ignore_index=True).assign(encoder=inputs.encoder, recommender=inputs.recommender)
     rows = rows[RECOMMENDATION_COLUMNS].astype({"seed": "int64"})
     written = write_table_file(inputs.paths, "recommendations", rows, part=inputs.part, connect=inputs.connect)
-    users = rows.groupby("split")["user_id"].nunique()
+    users = rows.groupby("split", observed=True)["user_id"].nunique()
     return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
         "dagster/row_count": len(rows), "top_n": settings.top_n, "seconds": round(time.perf_counter() - started, 2),
         "users": dg.MetadataValue.json({s: int(n) for s, n in users.items()}),
