@@ -138,10 +138,10 @@ def test_automation_is_on_by_default_and_can_be_switched_off(monkeypatch):
     assert automation.lake_partitions_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert automation.observe_inputs_sensor.default_status == dg.DefaultSensorStatus.RUNNING
     monkeypatch.setenv(automation.AUTOMATION_ENV, "off")
-    assert automation._status() == dg.DefaultSensorStatus.STOPPED
+    assert automation.sensor_status() == dg.DefaultSensorStatus.STOPPED
     defs = build_definitions("/nonexistent-lake")  # nothing is read from the lake at load time
     assert {s.name for s in defs.sensors} == {"audiorec_automation", "lake_partitions_sensor",
-                                              "observe_inputs_sensor"}
+                                              "observe_inputs_sensor", "lake_health_sensor"}
 
 
 def test_every_asset_has_a_condition_and_a_code_version_and_every_source_is_observed(study):
