@@ -19,47 +19,6 @@ from pathlib import Path
 from audiorec_assets.settings import LakePaths, default_lake
 
 
-LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",
-                       "recall", "n_users", "n_seeds"]
-
-
-def write_demo_settings(lake: LakePaths, dataset: str = "demo") -> bool:
-    """Write the settings of ``dataset`` (``demo``, ``classical``) as ``<lake>/experiment.yaml`` when its data will
-    be generated (``raw/`` empty) and the lake has no settings yet; never overwrites a user's file. Returns whether
-    it wrote."""
-    from importlib import resources
-
-    from audiorec_assets.data.sources import holds_data
-    from audiorec_assets.lakeio import atomic_path, process_staging
-    from audiorec_assets.settings import SETTINGS_FILE
-
-    target = lake.root / SETTINGS_FILE
-    if target.exists() or holds_data(lake.raw):
-        return False
-    text = resources.files("audiorec_assets.data").joinpath(f"{dataset}_experiment.yaml").read_text()
-    with atomic_path(target, staging=process_staging(lake.staging)) as tmp:
-        tmp.write_text(text)
-    print(f"[audiorec] wrote the demo's settings to {target} (sized for the demo; see the comments in it)", flush=True)
-    return True
-
-
-def print_leaderboard(lake: LakePaths) -> None:
-    """The warm and the cold leaderboard, as stored (``audiorec.leaderboard``, ``audiorec.leaderboard_cold``)."""
-    from audiorec_assets.warehouse import read_table
-
-    if not (lake.table_dir("leaderboard") / "all.parquet").exists():
-        raise SystemExit("[audiorec] no leaderboard yet: see the messages above.")
-    for table, title in (("leaderboard", "warm tracks: test split"),
-                         ("leaderboard_cold", "cold tracks (no train plays): test_cold split")):
-        if not (lake.table_dir(table) / "all.parquet").exists():
-            continue
-        board = read_table(lake, table)
-        k = int(board["k"].iloc[0]) if len(board) else "?"
-        print(f"\nLeaderboard, {title}, @{k} (audiorec.{table}; reference = no audio):")
-        columns = [c for c in LEADERBOARD_COLUMNS if c in board.columns]
-        print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-
-
 ALL_COLUMNS_HELP = "every column of audiorec.tracks (default: rank, track, score and title-like metadata)"
 SQL_BUSY_TIMEOUT_S = 5.0
 SQL_PREFIX = "[audiorec] sql:"
@@ -199,8 +158,8 @@ def answer(what: str, fmt: str, ask, all_columns: bool = False) -> None:
 
 
 def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int | None, taste: str | None) -> None:
-    """Write ``raw/listens.csv`` (+ its synthetic marker) for the lake's catalogue (``data/mock_logs/``)."""
-    from audiorec_assets.data.mock_logs import MockLogConfig, write_mock_logs
+    """Write ``raw/listens.csv`` (+ its synthetic marker) for the lake's catalogue (``datasets/mock_logs/``)."""
+    from audiorec_assets.datasets.mock_logs import MockLogConfig, write_mock_logs
     from audiorec_assets.settings import load_settings
 
     lake = LakePaths(lake_root)

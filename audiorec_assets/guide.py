@@ -14,7 +14,7 @@ from audiorec_assets.settings import LAKE_ENV, LakePaths, default_lake
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where workspace.yaml is: `dagster dev` starts there
 UI_ADDRESS = "http://127.0.0.1:3000"
 
-# schema audiorec of <lake>/warehouse.duckdb (README, "SQL tables"): every view an asset writes
+# schema audiorec of <lake>/warehouse.duckdb (docs/sql.md): every view an asset writes
 SQL_TABLES: dict[str, str] = {
     "listens": "every event of the raw log: user_id, track_id, ts",
     "tracks": "one row per track with audio: track_id, item_idx, audio_path, duration_s (+ tracks.csv columns)",

@@ -21,6 +21,8 @@ from audiorec_assets.settings import LakePaths, load_settings
 PREFIX = "[audiorec]"
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",
+                       "recall", "n_users", "n_seeds"]
 
 
 def instance() -> dg.DagsterInstance:
@@ -97,11 +99,11 @@ DATASETS = ("demo", "classical")
 
 
 def prepare_classical(lake: LakePaths, seed: int, n_works: int = 300) -> None:
-    """Into an empty (or classical) ``raw/``: the classical catalogue (``data/classical/``, cached between builds),
-    then a mock listening log whose tastes follow composer and instrumentation (``data/mock_logs/``)."""
-    from audiorec_assets.data.classical import (ClassicalError, ForeignRawError, RendererMissing, build_classical_raw,
-                                                default_cache_dir)
-    from audiorec_assets.data.mock_logs import MockLogConfig, write_mock_logs
+    """Into an empty (or classical) ``raw/``: the classical catalogue (``datasets/classical/``, cached between builds),
+    then a mock listening log whose tastes follow composer and instrumentation (``datasets/mock_logs/``)."""
+    from audiorec_assets.datasets.classical import (ClassicalError, ForeignRawError, RendererMissing,
+                                                    build_classical_raw, default_cache_dir)
+    from audiorec_assets.datasets.mock_logs import MockLogConfig, write_mock_logs
 
     last = [0.0]
 
@@ -127,9 +129,9 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     """Write the demo data if ``raw/`` is empty (``dataset``: the synthetic demo, or the classical catalogue with a
     mock log), then bring the study up to date as Dagster's automation would (``defs/execute.py``): observe the
     inputs, run what the automation conditions request, repeat."""
-    from audiorec_assets.cli import print_leaderboard, write_demo_settings
+    from audiorec_assets.datasets.demo import write_demo_if_empty
+    from audiorec_assets.datasets.demo_settings import write_demo_settings
     from audiorec_assets.defs.execute import bring_up_to_date
-    from audiorec_assets.data.demo import write_demo_if_empty
     from audiorec_assets.defs.partitions import lake_members, sync_partitions
 
     lake = LakePaths(lake_root)
@@ -171,6 +173,23 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     print_next_steps(lake)
     if failed:
         raise SystemExit(EXIT_RUN_FAILED)
+
+
+def print_leaderboard(lake: LakePaths) -> None:
+    """The warm and the cold leaderboard, as stored (``audiorec.leaderboard``, ``audiorec.leaderboard_cold``)."""
+    from audiorec_assets.warehouse import read_table
+
+    if not (lake.table_dir("leaderboard") / "all.parquet").exists():
+        raise SystemExit("[audiorec] no leaderboard yet: see the messages above.")
+    for table, title in (("leaderboard", "warm tracks: test split"),
+                         ("leaderboard_cold", "cold tracks (no train plays): test_cold split")):
+        if not (lake.table_dir(table) / "all.parquet").exists():
+            continue
+        board = read_table(lake, table)
+        k = int(board["k"].iloc[0]) if len(board) else "?"
+        print(f"\nLeaderboard, {title}, @{k} (audiorec.{table}; reference = no audio):")
+        columns = [c for c in LEADERBOARD_COLUMNS if c in board.columns]
+        print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
 # --- audiorec materialize -------------------------------------------------------------------------------------

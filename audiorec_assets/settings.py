@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from audiorec_assets.recommenders.registry import RECOMMENDERS
+
 LAKE_ENV = "AUDIOREC_LAKE"
 SETTINGS_FILE = "experiment.yaml"
 
@@ -224,7 +226,6 @@ class ExperimentSettings(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSettings:
         from audiorec_assets.encoders import bad_hybrid
-        from audiorec_assets.recommenders import RECOMMENDERS  # lazy: the registry imports this module
 
         if self.seeds is not None and (not self.seeds or len(set(self.seeds)) != len(self.seeds)):
             raise ValueError(f"seeds must list at least one seed, each once (got {self.seeds}); "
@@ -332,7 +333,7 @@ def table_folder(table: str) -> str:
 
 
 class LakePaths:
-    """Where every file of the lake lives (README.md, "The data lake")."""
+    """Where every file of the lake lives (docs/lake.md, "Layout")."""
 
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()

@@ -70,7 +70,7 @@ SMALL_DEMO = {"n_tracks": 40, "n_users": 30, "start": date(2019, 1, 1), "end": d
 def write_demo(lake: Path, seed: int = 1, **shape):
     """Write the demo data set into the lake's ``raw/`` the way ``audiorec demo`` does (``write_demo_if_empty``;
     no asset writes it), :data:`SMALL_DEMO`-sized unless ``shape`` says otherwise; its :class:`DemoSummary`."""
-    from audiorec_assets.data.demo import write_demo_if_empty
+    from audiorec_assets.datasets.demo import write_demo_if_empty
     from audiorec_assets.settings import LakePaths
 
     paths = LakePaths(lake)

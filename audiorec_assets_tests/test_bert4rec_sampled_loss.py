@@ -244,13 +244,13 @@ def test_on_the_demo_gbce_bert4rec_beats_its_shuffled_control(lake: Path):
     import dagster as dg
     import duckdb
 
-    from audiorec_assets.data.demo import generate_demo
+    from audiorec_assets.datasets.demo import generate_demo
     from audiorec_assets.definitions import build_definitions
     from audiorec_assets.defs.embeddings import EMBEDDINGS
     from audiorec_assets.defs.execute import everything, materialize
 
     generate_demo(lake / "raw", seed=0)
-    demo = (Path(b4r.__file__).parents[1] / "data" / "demo_experiment.yaml").read_text()
+    demo = (Path(b4r.__file__).parents[1] / "datasets" / "demo_experiment.yaml").read_text()
     demo = demo.replace("encoders: [mfcc, musicnn, shuffled, shuffled_mfcc, random, none]",
                         "encoders: [mfcc, shuffled_mfcc]\nrecommenders: [bert4rec]\n"
                         "encode: {shuffled_base: mfcc}")

@@ -1,4 +1,4 @@
-"""Every registered recommender on a catalogue with tracks nobody played in train (README.md, *The split*, candidates).
+"""Every registered recommender on a catalogue with tracks nobody played in train (docs/split.md, candidates).
 
 Warm lists (val/test) hold only tracks with train plays, never the user's history, whatever the model; cold
 lists (test_cold) hold only the cold tracks, and only models that can score unseen tracks make them. Run on the

@@ -1,4 +1,4 @@
-"""The classical catalogue (audiorec_assets.data.classical): tiny scores written here, rendered for real.
+"""The classical catalogue (audiorec_assets.datasets.classical): tiny scores written here, rendered for real.
 
 One module-scoped build renders a handful of tiny scores (a long tune, a string quartet with a drum part,
 an awkwardly named file, a broken file, a FIFO that makes music21's parse hang) into a temporary lake;
@@ -21,7 +21,7 @@ import pytest
 
 pytest.importorskip("music21", reason="the classical catalogue needs music21 (pip install 'audiorec[classical]')")
 
-from audiorec_assets.data.classical import (  # noqa: E402
+from audiorec_assets.datasets.classical import (  # noqa: E402
     TRACK_COLUMNS,
     ClassicalError,
     ForeignRawError,
@@ -29,16 +29,16 @@ from audiorec_assets.data.classical import (  # noqa: E402
     file_work,
     slug,
 )
-from audiorec_assets.data.classical.catalogue import select_works  # noqa: E402
-from audiorec_assets.data.classical.excerpt import _quarters_at, _seconds_at  # noqa: E402
-from audiorec_assets.data.classical.instruments import (  # noqa: E402
+from audiorec_assets.datasets.classical.catalogue import select_works  # noqa: E402
+from audiorec_assets.datasets.classical.excerpt import _quarters_at, _seconds_at  # noqa: E402
+from audiorec_assets.datasets.classical.instruments import (  # noqa: E402
     DRUM_CHANNEL,
     SCORINGS,
     assign_channels,
     part_programs,
 )
-from audiorec_assets.data.classical.render import SOUNDFONTS, RenderError, finish_clip  # noqa: E402
-from audiorec_assets.data.classical.works import WorkSpec  # noqa: E402
+from audiorec_assets.datasets.classical.render import SOUNDFONTS, RenderError, finish_clip  # noqa: E402
+from audiorec_assets.datasets.classical.works import WorkSpec  # noqa: E402
 
 HAVE_FLUIDSYNTH = shutil.which("fluidsynth") is not None and any(Path(p).is_file() for p in SOUNDFONTS)
 needs_fluidsynth = pytest.mark.skipif(
@@ -345,7 +345,7 @@ def test_cut_follows_each_parts_barring_and_keeps_one_tempo_map(tmp_path):
     than the first: the excerpt still covers the same time in every part, at the tempo the cut assumed."""
     from music21 import note, stream, tempo
 
-    from audiorec_assets.data.classical.excerpt import _cut, _tempo_segments, _write_midi, _write_tempo_map
+    from audiorec_assets.datasets.classical.excerpt import _cut, _tempo_segments, _write_midi, _write_tempo_map
 
     score = stream.Score()
     resting = stream.Part()
@@ -413,7 +413,7 @@ def test_selection_is_deterministic_capped_and_nested():
 
 @pytest.mark.slow  # reads music21's metadata bundle (~10 s)
 def test_the_installed_corpus_has_the_collections():
-    from audiorec_assets.data.classical.catalogue import COLLECTIONS, candidate_works
+    from audiorec_assets.datasets.classical.catalogue import COLLECTIONS, candidate_works
 
     candidates = candidate_works()
     assert all(candidates[c.key] for c in COLLECTIONS), [c.key for c in COLLECTIONS if not candidates[c.key]]

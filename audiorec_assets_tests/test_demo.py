@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from audiorec_assets.data.demo import (
+from audiorec_assets.datasets.demo import (
     ATTRIBUTES,
     DEMO_NOTE,
     SAMPLE_RATE,

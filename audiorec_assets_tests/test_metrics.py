@@ -129,7 +129,7 @@ def test_matches_ranx_on_random_data():
         for u in np.flatnonzero(has_recs)
     })
     # ranx "ndcg" is Järvelin's Σ rel/log2(rank+1); with binary relevance it equals "ndcg_burges" (2^1 − 1 = 1)
-    # and its ideal DCG sums the first min(|relevant|, K) positions, as README.md ("SQL tables") defines.
+    # and its ideal DCG sums the first min(|relevant|, K) positions, as docs/statistics.md defines.
     names = {"hitrate": "hit_rate", "recall": "recall", "precision": "precision", "ndcg": "ndcg", "mrr": "mrr"}
     wanted = [f"{names[m]}@{k}" for m in METRICS for k in ks]
     ranx.evaluate(qrels, run, wanted, return_mean=False, threads=1)

@@ -1,4 +1,4 @@
-"""Mock listening logs (data/mock_logs/): reproducible, warm users, cold tracks after the real split,
+"""Mock listening logs (datasets/mock_logs/): reproducible, warm users, cold tracks after the real split,
 measurable tastes, a synthetic marker that the ingest carries into split_info, and clear refusals."""
 
 import json
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from audiorec_assets.data import sources
-from audiorec_assets.data.mock_logs import (
+from audiorec_assets.datasets.mock_logs import (
     MockLogConfig,
     mock_listens,
     mock_model,
@@ -270,7 +270,7 @@ def test_write_mock_logs_writes_log_marker_and_report(tmp_path):
     marker = json.loads((raw / SYNTHETIC_MARKER).read_text())
     assert marker["synthetic"] is True and marker["version"] >= 1 and marker["config"]["seed"] == 5
     assert marker["log"]["file"] == "listens.csv" and "previous_log" not in marker
-    assert sources.log_is_synthetic(sources.detect_source(raw))
+    assert sources.log_is_synthetic(sources.detect_source(raw).log_path)
     assert not list((tmp_path / "lake" / "raw").glob(".*"))  # no temporaries beside the targets
     # the same config writes the same bytes; another one replaces the mock log (it is marked synthetic)
     before = (raw / "listens.csv").read_bytes(), (raw / SYNTHETIC_MARKER).read_bytes()
@@ -328,10 +328,10 @@ def test_a_stale_marker_stops_the_ingest_by_name(tmp_path):
     with open(raw / "listens.csv", "a") as log:  # edited by hand: no longer the log the marker describes
         log.write("u9999,plain 5-0,2023-06-01 10:00:00\n")
     with pytest.raises(SourceError, match=r"listens.synthetic.json marks a synthetic .* delete"):
-        sources.log_is_synthetic(sources.detect_source(raw))
+        sources.log_is_synthetic(sources.detect_source(raw).log_path)
     (raw / SYNTHETIC_MARKER).write_text("{not json")
     with pytest.raises(SourceError, match="cannot be read"):
-        sources.log_is_synthetic(sources.detect_source(raw))
+        sources.log_is_synthetic(sources.detect_source(raw).log_path)
 
 
 def test_marker_is_part_of_the_raw_log_fingerprint(tmp_path):

@@ -5,7 +5,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from audiorec_assets.data.demo import write_demo_if_empty
+from audiorec_assets.datasets.demo import write_demo_if_empty
 from audiorec_assets.data.sources import SYNTHETIC_MARKER, SourceError, detect_source, log_is_synthetic
 from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.execute import everything
@@ -46,7 +46,7 @@ def test_the_demo_written_as_audiorec_demo_does_is_flagged_synthetic(lake):
     (raw / ".keep").write_text("kept\n")
     summary = write_demo(lake)
     assert summary.raw_dir == raw and (raw / ".keep").read_text() == "kept\n"  # the hidden file came along
-    assert (raw / "DEMO.md").exists() and log_is_synthetic(detect_source(raw))
+    assert (raw / "DEMO.md").exists() and log_is_synthetic(detect_source(raw).log_path)
     assert write_demo_if_empty(raw, LakePaths(lake).staging, seed=2, **SMALL_DEMO) is None  # holds data: untouched
 
     result = ingest_lake(lake)
@@ -59,14 +59,14 @@ def test_the_demo_written_as_audiorec_demo_does_is_flagged_synthetic(lake):
     with open(raw / "listens.csv", "a") as log:
         log.write("u_new,t000,2019-07-01 10:00:00\n")
     with pytest.raises(SourceError, match=r"listens.synthetic.json marks a synthetic .*`audiorec demo`"):
-        log_is_synthetic(detect_source(raw))
+        log_is_synthetic(detect_source(raw).log_path)
 
 
 def test_audiorec_demo_writes_the_demo_before_it_runs_anything(lake, monkeypatch):
     """``runner.demo`` writes the demo into an empty ``raw/`` itself (nothing is run here: the study's runs are
     stubbed out, so it stops at the missing leaderboard)."""
     from audiorec_assets import runner
-    from audiorec_assets.data import demo
+    from audiorec_assets.datasets import demo
     from audiorec_assets.defs import execute
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
@@ -77,4 +77,4 @@ def test_audiorec_demo_writes_the_demo_before_it_runs_anything(lake, monkeypatch
         runner.demo(lake)
     raw = lake / "raw"
     assert (raw / "DEMO.md").exists() and (raw / SYNTHETIC_MARKER).exists()
-    assert log_is_synthetic(detect_source(raw))
+    assert log_is_synthetic(detect_source(raw).log_path)

@@ -201,7 +201,7 @@ def test_impossible_cells_fail_naming_the_partition_and_standardize_is_reported(
 
 
 def test_demo_settings_are_written_for_the_demo_only(lake):
-    from audiorec_assets.cli import write_demo_settings
+    from audiorec_assets.datasets.demo_settings import write_demo_settings
     from audiorec_assets.settings import LakePaths, load_settings
 
     paths = LakePaths(lake)

@@ -7,7 +7,7 @@
 (a) ``demo``: the demo data set (``generate_demo``, seed 0) is ingested and encoded with ``mfcc`` and its
 shuffled twin ``shuffled_mfcc`` through the Dagster assets, in a temporary lake (``BENCH_LAKE`` keeps it and
 reuses it); then, in-process (the cells' own functions: ``Bert4RecRecommender.fit``, ``recommend_all_splits``,
-``evaluate``), BERT4Rec is trained with the demo's settings (``audiorec_assets/data/demo_experiment.yaml``)
+``evaluate``), BERT4Rec is trained with the demo's settings (``audiorec_assets/datasets/demo_experiment.yaml``)
 for each loss, encoder and seed, and Recall@50 / NDCG@10 on ``test`` are printed per seed and as
 mean ± sample standard deviation over seeds, with epochs run and seconds per epoch (training + validation).
 The losses: ``softmax``; ``gbce`` with 256 negatives (the default; the demo's train vocabulary has ≈ 280
@@ -53,7 +53,7 @@ from audiorec_assets.recommenders.bert4rec_loss import STREAM_NEGATIVES, trainin
 from audiorec_assets.recommenders.runtime import make_generator, seeded  # noqa: E402
 from audiorec_assets.settings import ExperimentSettings  # noqa: E402
 
-DEMO_SETTINGS = Path(__file__).resolve().parents[1] / "audiorec_assets" / "data" / "demo_experiment.yaml"
+DEMO_SETTINGS = Path(__file__).resolve().parents[1] / "audiorec_assets" / "datasets" / "demo_experiment.yaml"
 LOSSES = {"softmax": {"loss": "softmax"}, "gbce-256": {"loss": "gbce", "negatives": 256},
           "gbce-32": {"loss": "gbce", "negatives": 32},
           # the demo's settings stop at 40 epochs, where gBCE is still improving
@@ -78,7 +78,7 @@ def build_demo_lake(lake: Path) -> None:
     """Demo data (seed 0), ingest, and the mfcc / shuffled_mfcc embeddings, through the Dagster assets."""
     import dagster as dg
 
-    from audiorec_assets.data.demo import generate_demo
+    from audiorec_assets.datasets.demo import generate_demo
     from audiorec_assets.definitions import build_definitions
     from audiorec_assets.defs.embeddings import EMBEDDINGS
     from audiorec_assets.defs.execute import everything, materialize

@@ -24,7 +24,7 @@ def main() -> None:
     import torch
 
     from audiorec_assets.data.audio import audio_duration
-    from audiorec_assets.data.demo import generate_demo
+    from audiorec_assets.datasets.demo import generate_demo
     from audiorec_assets.encoders import make_audio_encoder
     from audiorec_assets.encoders.base import EncoderContext
     from audiorec_assets.encoders.run import encode_catalogue

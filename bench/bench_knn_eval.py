@@ -77,7 +77,7 @@ def synthetic() -> tuple[InteractionData, np.ndarray]:
 
 
 def python_metrics(ranked: list[int], relevant: set[int], ks: tuple[int, ...]) -> dict[tuple[str, int], float]:
-    """The README.md definitions, one user, plain Python: the per-user baseline."""
+    """The definitions of docs/statistics.md, one user, plain Python: the per-user baseline."""
     out = {}
     for k in ks:
         hits = [i + 1 for i, item in enumerate(ranked[:k]) if item in relevant]

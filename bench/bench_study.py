@@ -228,7 +228,7 @@ class Split:
 
 
 def metrics(split: Split, name: str, users: np.ndarray, top: np.ndarray) -> dict[str, float]:
-    """HitRate and NDCG at KS over ``users`` (README's definitions; every user of the split counts)."""
+    """HitRate and NDCG at KS over ``users`` (docs/statistics.md's definitions; every user of the split counts)."""
     rel_users, rel_items = split.pairs[name]
     keys = np.sort(rel_users * split.n_items + rel_items)
     probe = users[:, None] * split.n_items + top

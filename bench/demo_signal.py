@@ -60,7 +60,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from audiorec_assets.data.demo import generate_demo  # noqa: E402
+from audiorec_assets.datasets.demo import generate_demo  # noqa: E402
 from audiorec_assets.encoders import make_audio_encoder  # noqa: E402
 from audiorec_assets.encoders.controls import random_vectors, shuffled_vectors  # noqa: E402
 from audiorec_assets.encoders.run import (  # noqa: E402
@@ -215,7 +215,7 @@ def main() -> int:
     vectors["random"] = random_vectors(n, vectors[base].shape[1], seed=args.seed).astype(np.float64)
 
     # reference rows, not targets: the generator's own ground truth, read from tracks.csv
-    from audiorec_assets.data.demo_catalogue import attribute_matrix, style_mix
+    from audiorec_assets.datasets.demo_catalogue import attribute_matrix, style_mix
 
     mix = style_mix(tracks)
     vectors["style_only"] = mix  # the timbre mix over styles: knows the style, nothing within it
@@ -223,8 +223,8 @@ def main() -> int:
     vectors["attributes"] = np.hstack([(attrs - attrs.mean(axis=0)) / attrs.std(axis=0), 2.0 * mix])
 
     # the oracle: each user's true appeal at the end of the log (demo_model regenerates the tastes)
-    from audiorec_assets.data.demo import demo_model
-    from audiorec_assets.data.demo_catalogue import ATTRIBUTES, STYLES
+    from audiorec_assets.datasets.demo import demo_model
+    from audiorec_assets.datasets.demo_catalogue import ATTRIBUTES, STYLES
 
     model, _ = demo_model(args.seed, **sizes)
     tastes = model.users.set_index("user_id")

@@ -4,7 +4,7 @@ Usage:
     .venv/bin/python bench/onion_lake.py LAKE [--users 20000] [--tracks 56512] [--events 9500000] [--seed 0]
                                               [--scale 0.25] [--dims musicnn,mert,music2vec,encodecmae,jukemir,musicfm]
 
-What it writes (README.md, "Input layouts" and "The data lake"):
+What it writes (docs/lake.md, "Input layouts" and "Layout"):
 
 * ``raw/userid_trackid_timestamp.tsv``: header ``user_id track_id timestamp``, tab-separated, timestamps like
   ``2019-03-01 12:00:00``, sorted by user then time. User ids are integers (as in Onion), track ids 16 random

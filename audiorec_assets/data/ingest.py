@@ -56,7 +56,7 @@ def run_ingest(paths: LakePaths, settings: ExperimentSettings, folder: Path, war
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     source = sources.detect_source(paths.raw)
-    synthetic = sources.log_is_synthetic(source)  # the demo's or a mock log (its marker says so)
+    synthetic = sources.log_is_synthetic(source.log_path)  # the demo's or a mock log (its marker says so)
     started = time.perf_counter()
     with scratch_connection(paths) as con:
         read = sources.read_listens(con, source, files["listens"], paths.tmp, duplicates=settings.duplicates)

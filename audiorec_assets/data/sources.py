@@ -1,4 +1,4 @@
-"""The three raw layouts (README.md, "Input layouts") → one typed listens Parquet file and a track list.
+"""The three raw layouts (docs/lake.md, "Input layouts") → one typed listens Parquet file and a track list.
 
 All parsing is DuckDB's CSV/Parquet reader, streaming to Parquet, so memory does not grow
 with the log (the full Music4All-Onion log is 252 M events).
@@ -62,7 +62,7 @@ def detect_source(raw_dir: Path) -> RawSource:
         raise SourceError(
             f"{raw_dir} {state}: run `audiorec demo` to write the demo data set there, or put your data there: a "
             f"Music4All-Onion layout ({ONION_LOG}[.bz2] + audios/) or your own catalogue (listens.csv, .tsv or "
-            f".parquet + audio/), see README: Input layouts.")
+            f".parquet + audio/), see docs/lake.md, 'Input layouts'.")
     found: list[RawSource] = []
     for name in (ONION_LOG, ONION_LOG + ".bz2"):
         if (raw_dir / name).exists():

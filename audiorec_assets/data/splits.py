@@ -1,8 +1,8 @@
 """The Music4All-Onion train / val / test / test_cold split, in DuckDB (SQL in ``sql/split.sql``).
 
-Both presets (README.md, "The split"): ``guide`` halves the last month by time, ``paper_code``
+Both presets (docs/split.md): ``guide`` halves the last month by time, ``paper_code``
 splits the evaluation users as the authors' ``train_test_split(users, test_size=0.5,
-random_state=42)`` does. ``test_cold`` (README.md, "The split") holds the evaluation-window pairs of warm
+random_state=42)`` does. ``test_cold`` (docs/split.md) holds the evaluation-window pairs of warm
 users on cold tracks (catalogue tracks without train plays); the warm ``val``/``test`` do not
 depend on it.
 """

@@ -1,41 +1,22 @@
-"""Synthetic listening logs: the marker a generator writes beside its log, so that the ingest flags every table
-built from it (``audiorec.split_info.synthetic``, the ``synthetic_log`` metadata) and no result passes for real
-behaviour.
+"""Synthetic listening logs, the ingest's side: reading the marker a generator writes beside its log, so that the
+ingest flags every table built from it (``audiorec.split_info.synthetic``, the ``synthetic_log`` metadata) and no
+result passes for real behaviour.
 
-Only the commands write listening logs: ``audiorec demo`` (:func:`audiorec_assets.data.demo.generate_demo`) and
-``audiorec mock-logs`` (:mod:`audiorec_assets.data.mock_logs`, also behind ``demo --dataset classical``); each
-writes a :data:`SYNTHETIC_MARKER` naming its log by file name, size and SHA-1. No asset writes one.
+Only the commands write listening logs: ``audiorec demo`` (:func:`audiorec_assets.datasets.demo.generate_demo`) and
+``audiorec mock-logs`` (:mod:`audiorec_assets.datasets.mock_logs`, also behind ``demo --dataset classical``); each
+writes a :data:`SYNTHETIC_MARKER` naming its log by file name, size and SHA-1 (:mod:`audiorec_assets.datasets.marker`).
+No asset writes one.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from audiorec_assets.data.log_errors import SourceError
 
-if TYPE_CHECKING:
-    from audiorec_assets.data.sources import RawSource
-
 SYNTHETIC_MARKER = "listens.synthetic.json"
 DEFAULT_GENERATOR = "audiorec mock-logs"  # markers written before the demo wrote one say no other
-
-
-def describe_log(file: str, payload: bytes) -> dict:
-    """A marker's ``log`` entry for the log named ``file`` that holds ``payload``."""
-    from audiorec_assets.fingerprints import digest
-
-    return {"file": file, "bytes": len(payload), "sha1": digest(payload)}
-
-
-def write_marker(marker: Path, described: dict, staging: Path | None = None) -> None:
-    """Write ``described`` (with a ``log`` entry from :func:`describe_log`) to ``marker`` atomically, temporaries in
-    ``staging`` (default: beside ``marker``). It holds no time, so the same log writes the same bytes."""
-    from audiorec_assets.lakeio import atomic_path
-
-    with atomic_path(marker, staging=staging) as tmp:
-        tmp.write_text(json.dumps(described, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def read_synthetic_marker(marker: Path) -> dict:
@@ -67,18 +48,18 @@ def marker_describes(described: dict, log_path: Path) -> bool:
     return False
 
 
-def log_is_synthetic(source: RawSource) -> bool:
-    """Whether the source's log was written by ``audiorec demo`` or ``audiorec mock-logs`` (a
+def log_is_synthetic(log_path: Path) -> bool:
+    """Whether the listening log at ``log_path`` was written by ``audiorec demo`` or ``audiorec mock-logs`` (a
     :data:`SYNTHETIC_MARKER` beside it names it). A marker that names another log (the log was replaced or edited
     since) raises :class:`SourceError`: the tables would otherwise be labelled wrongly one way or the other."""
-    marker = source.log_path.parent / SYNTHETIC_MARKER
+    marker = log_path.parent / SYNTHETIC_MARKER
     if not marker.exists():
         return False
     described = read_synthetic_marker(marker)
-    if marker_describes(described, source.log_path):
+    if marker_describes(described, log_path):
         return True
     command = str(described.get("generator", DEFAULT_GENERATOR)).split(" (")[0]  # "audiorec demo (module)"
     raise SourceError(
-        f"{marker} marks a synthetic listening log, but {source.log_path.name} is not the log it describes "
-        f"(replaced or edited since `{command}` wrote it). If {source.log_path.name} is real behaviour, "
+        f"{marker} marks a synthetic listening log, but {log_path.name} is not the log it describes "
+        f"(replaced or edited since `{command}` wrote it). If {log_path.name} is real behaviour, "
         f"delete {marker.name}; if it should be synthetic, write it again with `{command}`.")

@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.demo_audio import SAMPLE_RATE, VOICES, TrackSound, synthesize, write_audio_files
-from audiorec_assets.data.demo_catalogue import (
+from audiorec_assets.data.synthetic import SYNTHETIC_MARKER
+from audiorec_assets.datasets.demo_audio import SAMPLE_RATE, VOICES, TrackSound, synthesize, write_audio_files
+from audiorec_assets.datasets.demo_catalogue import (
     ATTRIBUTES,
     NEW_RELEASE_SHARE,
     STYLES,
@@ -47,8 +48,8 @@ from audiorec_assets.data.demo_catalogue import (
     style_mix,
     track_sound,
 )
-from audiorec_assets.data.demo_listens import simulate_listens
-from audiorec_assets.data.synthetic import SYNTHETIC_MARKER, describe_log, write_marker
+from audiorec_assets.datasets.demo_listens import simulate_listens
+from audiorec_assets.datasets.marker import describe_log, write_marker
 
 __all__ = [
     "ATTRIBUTES",
@@ -212,6 +213,7 @@ def _marker(seed: int, size: DemoShape, payload: bytes) -> dict:
     shape = {name: value.isoformat() if isinstance(value, date) else value for name, value in asdict(size).items()}
     return {
         "synthetic": True,
+        # the module's path when first written (now datasets/): the marker's bytes are part of raw/'s version
         "generator": "audiorec demo (audiorec_assets.data.demo)",
         "seed": seed,
         "shape": shape,
@@ -241,7 +243,7 @@ def _prepare_dir(raw_dir: Path) -> None:
 def _demo_note(seed: int, tracks: pd.DataFrame, n_users: int, n_events: int, start: date, end: date) -> str:
     import textwrap
 
-    from audiorec_assets.data import demo_listens as dl
+    from audiorec_assets.datasets import demo_listens as dl
 
     def para(text: str) -> str:
         return textwrap.fill(text, width=88, subsequent_indent="  ", break_on_hyphens=False)
@@ -268,7 +270,7 @@ def _demo_note(seed: int, tracks: pd.DataFrame, n_users: int, n_events: int, sta
         "point times the style match. Users also have a lognormal activity level (growing "
         "over the log), an exploration rate, favourite artists (which the audio does not "
         "show) and a join date. The tastes are not written here: "
-        "`audiorec_assets.data.demo.demo_model(seed)` (same sizes) regenerates them.",
+        "`audiorec_assets.datasets.demo.demo_model(seed)` (same sizes) regenerates them.",
         "A session picks a style, then a new album (popularity x artist affinity x appeal, "
         "boosted while fresh) or a known one (own plays, resuming where they stopped), and "
         "walks it in album order, sometimes into the artist's next album; tracks that appeal "
@@ -279,7 +281,7 @@ def _demo_note(seed: int, tracks: pd.DataFrame, n_users: int, n_events: int, sta
     model = "\n".join(para("- " + item) for item in items)
     return f"""# Demo data (generated)
 
-This folder was written by `audiorec demo` (`audiorec_assets.data.demo.generate_demo`)
+This folder was written by `audiorec demo` (`audiorec_assets.datasets.demo.generate_demo`)
 with **seed {seed}**: {len(tracks)} synthetic tracks, {n_users} synthetic users and
 {n_events} listening events between {start.isoformat()} and {end.isoformat()}.
 Nothing here is real music or real people; the same seed regenerates the same files.

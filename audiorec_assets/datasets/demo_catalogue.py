@@ -32,7 +32,7 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.demo_audio import TrackSound
+from audiorec_assets.datasets.demo_audio import TrackSound
 
 ATTRIBUTES: tuple[str, ...] = ("tempo", "brightness", "register", "density")
 _KEY_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")

@@ -24,7 +24,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.demo_catalogue import ATTRIBUTES, STYLES, attribute_matrix, style_mix
+from audiorec_assets.datasets.demo_catalogue import ATTRIBUTES, STYLES, attribute_matrix, style_mix
 
 _SECONDS_PER_DAY = 86_400
 OTHER_STYLES_SHARE = 0.06  # of the style taste, spread over all styles (the rest on 1-2 favourites)

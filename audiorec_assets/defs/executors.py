@@ -1,4 +1,4 @@
-"""Where the steps run, chosen by configuration alone (README: "On a cluster").
+"""Where the steps run, chosen by configuration alone (docs/cluster.md).
 
 ``$AUDIOREC_EXECUTOR`` names the executor of every job:
 

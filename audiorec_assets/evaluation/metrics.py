@@ -1,4 +1,4 @@
-"""Top-K ranking metrics, per user and vectorised over users (definitions: README.md, "SQL tables" and "Statistics").
+"""Top-K ranking metrics, per user and vectorised over users (definitions: docs/statistics.md).
 
 Binary relevance; ``relevant`` = the user's distinct items in the evaluated split.
 

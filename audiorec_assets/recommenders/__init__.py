@@ -1,4 +1,4 @@
-"""Recommender registry: key → entry. Adding a recommender is one module plus one line here.
+"""Recommender registry: key → entry. Adding a recommender is one module plus one line in :mod:`.registry`.
 
 Entries are import strings (loading the registry never imports torch) plus what the model does
 with audio, which decides the cells of the study (:mod:`audiorec_assets.study`):
@@ -12,34 +12,14 @@ with audio, which decides the cells of the study (:mod:`audiorec_assets.study`):
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING
 
-from audiorec_assets.recommenders.base import Recommender
+from audiorec_assets.recommenders.registry import RECOMMENDERS, AudioUse, RecommenderEntry, recommender_entry
 
-AudioUse = Literal["required", "optional", "none"]
+if TYPE_CHECKING:  # the base class imports the settings, which import the registry: not at run time here
+    from audiorec_assets.recommenders.base import Recommender
 
-
-@dataclass(frozen=True)
-class RecommenderEntry:
-    target: str  # "module:Class"
-    audio: AudioUse
-
-
-RECOMMENDERS: dict[str, RecommenderEntry] = {
-    "knn": RecommenderEntry("audiorec_assets.recommenders.knn:KnnRecommender", "required"),
-    "shallow": RecommenderEntry("audiorec_assets.recommenders.shallow:ShallowRecommender", "optional"),
-    "bert4rec": RecommenderEntry("audiorec_assets.recommenders.bert4rec:Bert4RecRecommender", "optional"),
-    "popularity": RecommenderEntry("audiorec_assets.recommenders.popularity:PopularityRecommender", "none"),
-    "als": RecommenderEntry("audiorec_assets.recommenders.als:AlsRecommender", "none"),
-}
-
-
-def recommender_entry(name: str) -> RecommenderEntry:
-    try:
-        return RECOMMENDERS[name]
-    except KeyError:
-        raise KeyError(f"Unknown recommender {name!r}; known: {sorted(RECOMMENDERS)}") from None
+__all__ = ["RECOMMENDERS", "AudioUse", "RecommenderEntry", "recommender_class", "recommender_entry"]
 
 
 def recommender_class(name: str) -> type[Recommender]:

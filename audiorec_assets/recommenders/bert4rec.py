@@ -4,7 +4,7 @@ Token ids: items are ``0 .. n_items-1`` (their ``item_idx``), then ``PAD = n_ite
 ``MASK = n_items + 1``. A user's sequence is their distinct train items in first-listen order, the
 last ``bert4rec.max_len`` (300) of them, right-padded; positions count from the sequence start.
 
-Two presets (``settings.preset``, see README.md, *Recommenders and presets*):
+Two presets (``settings.preset``, see docs/recommenders.md):
 
 ``guide``
     The audio vectors are a frozen buffer. Input: a learned ``Linear(audio_dim → hidden_dim)`` of the

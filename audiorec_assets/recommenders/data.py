@@ -57,7 +57,7 @@ class InteractionData:
     ``track_ids[i]`` is the track of ``item_idx`` ``i`` (the embedding row).
     Users are those with at least one train item.
 
-    Candidates (README.md, *The split*): in the warm splits (``val``, ``test``) the tracks with train plays
+    Candidates (docs/split.md): in the warm splits (``val``, ``test``) the tracks with train plays
     (:attr:`train_items`, the study's vocabulary); in ``test_cold`` the catalogue tracks without
     any (:attr:`cold_items`). Recommenders exclude each user's train history on top.
     """

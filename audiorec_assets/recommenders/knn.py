@@ -1,6 +1,6 @@
 """KNN / cosine recommender: the user is the mean of their train items' audio vectors.
 
-As in the study's code (README.md, *Recommenders and presets*): user vector = unweighted mean of
+As in the study's code (docs/recommenders.md): user vector = unweighted mean of
 the raw vectors of the user's distinct train items; users and items L2-normalised; exact
 inner-product scores against the items that occur in train (kept as a FAISS ``IndexFlatIP``, the saved
 model); the user's train items removed. Nothing is trained.

@@ -1,6 +1,6 @@
 """Shallow net: one vector per user, one per item, cosine score, hinge loss against sampled negatives.
 
-Two presets (``settings.preset``, see README.md, *Recommenders and presets*):
+Two presets (``settings.preset``, see docs/recommenders.md):
 
 ``guide``
     Item vectors are the audio vectors, frozen (a buffer that is never written). With

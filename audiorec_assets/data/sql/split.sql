@@ -1,4 +1,4 @@
--- The Music4All-Onion split (README.md, "The split"). Parameters: $listens (Parquet path),
+-- The Music4All-Onion split (docs/split.md). Parameters: $listens (Parquet path),
 -- $train_start, $test_start, $test_end (half-open windows).
 -- Inputs: temp table `catalogue(track_id)` = tracks with audio.
 -- Outputs: pair_periods, train_users, train_tracks, train_pairs, eval_all, eval_pairs (warm val/test, before

@@ -16,11 +16,11 @@ Needs music21 (``pip install 'audiorec[classical]'``) and the Debian packages ``
   folders; :mod:`.publish` — publishing into ``raw/`` (and refusing a ``raw/`` that is not the builder's).
 """
 
-from audiorec_assets.data.classical.build import ClassicalReport, build_classical_raw
-from audiorec_assets.data.classical.cache import default_cache_dir
-from audiorec_assets.data.classical.publish import TRACK_COLUMNS, ForeignRawError, SkippedWork
-from audiorec_assets.data.classical.render import RendererMissing, find_renderer
-from audiorec_assets.data.classical.works import ClassicalError, WorkSpec, file_work, slug
+from audiorec_assets.datasets.classical.build import ClassicalReport, build_classical_raw
+from audiorec_assets.datasets.classical.cache import default_cache_dir
+from audiorec_assets.datasets.classical.publish import TRACK_COLUMNS, ForeignRawError, SkippedWork
+from audiorec_assets.datasets.classical.render import RendererMissing, find_renderer
+from audiorec_assets.datasets.classical.works import ClassicalError, WorkSpec, file_work, slug
 
 __all__ = [
     "TRACK_COLUMNS",

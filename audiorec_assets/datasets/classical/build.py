@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from audiorec_assets.data.classical.cache import cached_selection, clip_path, excerpt_paths, read_json, write_text
-from audiorec_assets.data.classical.publish import SkippedWork, check_collisions, owned_by_builder, publish
-from audiorec_assets.data.classical.render import (
+from audiorec_assets.datasets.classical.cache import cached_selection, clip_path, excerpt_paths, read_json, write_text
+from audiorec_assets.datasets.classical.publish import Outcome, SkippedWork, check_collisions, owned_by_builder, publish
+from audiorec_assets.datasets.classical.render import (
     SAMPLE_RATE,
     Renderer,
     RenderError,
@@ -30,8 +30,8 @@ from audiorec_assets.data.classical.render import (
     find_renderer,
     render_clip,
 )
-from audiorec_assets.data.classical.worker import ExcerptWorker, WorkerDied, WorkerStartError, WorkerTimeout
-from audiorec_assets.data.classical.works import ClassicalError, WorkSpec
+from audiorec_assets.datasets.classical.worker import ExcerptWorker, WorkerDied, WorkerStartError, WorkerTimeout
+from audiorec_assets.datasets.classical.works import ClassicalError, WorkSpec
 
 Progress = Callable[[int, int, str], None]
 
@@ -63,18 +63,6 @@ class ClassicalReport:
             lines.append(f"skipped {len(self.skipped)}:")
             lines += [f"  {s.track_id} ({s.corpus_path}): {s.stage}: {s.reason}" for s in self.skipped]
         return "\n".join(lines)
-
-
-@dataclass
-class Outcome:
-    """One work of a build: its excerpt's metadata and cached clip, or why it was skipped."""
-
-    spec: WorkSpec
-    meta: dict | None = None
-    clip: Path | None = None
-    skipped: SkippedWork | None = None
-    parsed: bool = False
-    rendered: bool = False
 
 
 # ----------------------------------------------------------------------------- the entry point

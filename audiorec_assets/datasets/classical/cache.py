@@ -16,9 +16,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from audiorec_assets.data.classical.instruments import SCORINGS
-from audiorec_assets.data.classical.render import Renderer
-from audiorec_assets.data.classical.works import WorkSpec
+from audiorec_assets.datasets.classical.instruments import SCORINGS
+from audiorec_assets.datasets.classical.render import Renderer
+from audiorec_assets.datasets.classical.works import WorkSpec
 
 EXCERPT_VERSION = 2  # bump when the same score and settings give another excerpt
 AUDIO_VERSION = 1  # bump when the same excerpt and settings give another clip
@@ -34,8 +34,8 @@ def default_cache_dir() -> Path:
 
 def cached_selection(cache_dir: Path, n_works: int, max_per_composer: int, music21_version: str) -> list[WorkSpec]:
     """The corpus selection, cached: a second build does not load music21's metadata bundle."""
-    from audiorec_assets.data.classical import bundle, catalogue, collection_works, collections, works
-    from audiorec_assets.data.classical.catalogue import select_works
+    from audiorec_assets.datasets.classical import bundle, catalogue, collection_works, collections, works
+    from audiorec_assets.datasets.classical.catalogue import select_works
 
     modules = (bundle, catalogue, collection_works, collections, works)
     code = [file_sha1(Path(module.__file__)) for module in modules]  # a changed catalogue selects anew

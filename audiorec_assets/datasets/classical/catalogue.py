@@ -14,9 +14,9 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
-from audiorec_assets.data.classical.bundle import Entry, corpus_entries
-from audiorec_assets.data.classical.collections import COLLECTIONS
-from audiorec_assets.data.classical.works import WorkSpec, slug
+from audiorec_assets.datasets.classical.bundle import Entry, corpus_entries
+from audiorec_assets.datasets.classical.collections import COLLECTIONS
+from audiorec_assets.datasets.classical.works import WorkSpec, slug
 
 
 def candidate_works(entries: Iterable[Entry] | None = None) -> dict[str, list[WorkSpec]]:

@@ -10,8 +10,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from audiorec_assets.data.classical.bundle import Entry
-from audiorec_assets.data.classical.works import slug
+from audiorec_assets.datasets.classical.bundle import Entry
+from audiorec_assets.datasets.classical.works import slug
 
 BACH = "Johann Sebastian Bach"
 

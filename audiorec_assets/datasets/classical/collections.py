@@ -17,8 +17,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from audiorec_assets.data.classical.bundle import Entry
-from audiorec_assets.data.classical.collection_works import (
+from audiorec_assets.datasets.classical.bundle import Entry
+from audiorec_assets.datasets.classical.collection_works import (
     BACH,
     bach_chorales,
     folk,

@@ -20,7 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from audiorec_assets.data.classical.cut import (  # the package's own helpers (tests import some from here)
+from audiorec_assets.datasets.classical.cut import (  # the package's own helpers (tests import some from here)
     _cut,
     _has_repeats,
     _played_again,
@@ -31,8 +31,8 @@ from audiorec_assets.data.classical.cut import (  # the package's own helpers (t
     _unshare_marks,
     _write_tempo_map,
 )
-from audiorec_assets.data.classical.instruments import SCORINGS, assign_channels, part_programs
-from audiorec_assets.data.classical.keys import estimated_key, given_key
+from audiorec_assets.datasets.classical.instruments import SCORINGS, assign_channels, part_programs
+from audiorec_assets.datasets.classical.keys import estimated_key, given_key
 
 # a playback-only tempo (MusicXML <sound tempo>, no printed mark) of exactly this is the notation
 # program's default, not the editor's choice: it counts as "no tempo marked" for tracks.csv

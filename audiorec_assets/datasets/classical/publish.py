@@ -22,19 +22,17 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from audiorec_assets.data.classical.cache import read_json
-from audiorec_assets.data.classical.instruments import SCORINGS, program_names
-from audiorec_assets.data.classical.works import ClassicalError
-
-if TYPE_CHECKING:
-    from audiorec_assets.data.classical.build import Outcome
+from audiorec_assets.datasets.classical.cache import read_json
+from audiorec_assets.datasets.classical.instruments import SCORINGS, program_names
+from audiorec_assets.datasets.classical.works import ClassicalError, WorkSpec
 
 MANIFEST = "classical.json"
 NOTE = "CLASSICAL.md"
 TRACKS_CSV = "tracks.csv"
 AUDIO_DIR = "audio"
+# raw/classical.json says the builder owns raw/ by this exact string: it keeps the module path it was first written
+# with (data/classical/, now datasets/classical/), or every classical lake built before would be refused as foreign
 GENERATOR = "audiorec classical (audiorec_assets.data.classical)"
 
 TRACK_COLUMNS: tuple[str, ...] = (
@@ -57,6 +55,18 @@ class SkippedWork:
     corpus_path: str
     stage: str  # "parse" (music21: parse, cut, MIDI) or "render" (FluidSynth, finishing the clip)
     reason: str
+
+
+@dataclass
+class Outcome:
+    """One work of a build: its excerpt's metadata and cached clip, or why it was skipped."""
+
+    spec: WorkSpec
+    meta: dict | None = None
+    clip: Path | None = None
+    skipped: SkippedWork | None = None
+    parsed: bool = False
+    rendered: bool = False
 
 
 def owned_by_builder(raw_dir: Path) -> dict | None:
@@ -202,7 +212,7 @@ def _note(kept: list[Outcome], skipped: list[SkippedWork], settings: dict) -> st
     renderer = settings["renderer"]
     return f"""# Classical catalogue (generated)
 
-This folder was written by `audiorec_assets.data.classical.build_classical_raw` (`audiorec demo --dataset
+This folder was written by `audiorec_assets.datasets.classical.build_classical_raw` (`audiorec demo --dataset
 classical`): {len(kept)} excerpts of works from the music21 corpus (music21 {settings['music21']}), each the
 opening {settings['excerpt_s']:g} s of the score, rendered from MIDI with FluidSynth {renderer['fluidsynth']}
 and the soundfont `{renderer['soundfont']}` as mono {settings['sample_rate']} Hz FLAC, loudness-normalised.

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiorec_assets.data.classical.works import ClassicalError
+from audiorec_assets.datasets.classical.works import ClassicalError
 
 SAMPLE_RATE = 22050
 TARGET_DBFS = -20.0  # gated RMS of every clip

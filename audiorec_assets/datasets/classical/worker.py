@@ -1,6 +1,6 @@
 """A music21 worker process the build can kill: parsing a large score can take minutes, or hang.
 
-``python -m audiorec_assets.data.classical.worker`` reads one JSON request per line on stdin (the keyword
+``python -m audiorec_assets.datasets.classical.worker`` reads one JSON request per line on stdin (the keyword
 arguments of :func:`~.excerpt.prepare_excerpt`) and answers one JSON line each on its stdout:
 ``{"ok": true, "meta": {...}}`` or ``{"ok": false, "error": "..."}``. Anything music21 prints goes to
 stderr (a log file of the build), never into the answers.
@@ -104,7 +104,7 @@ class ExcerptWorker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab" if self.started else "wb") as log:  # a fresh log per build
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "audiorec_assets.data.classical.worker"],
+                [sys.executable, "-m", "audiorec_assets.datasets.classical.worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, text=True, encoding="utf-8",
                 bufsize=1,
             )
@@ -145,7 +145,7 @@ def main() -> None:
     try:
         import music21
 
-        from audiorec_assets.data.classical.excerpt import prepare_excerpt
+        from audiorec_assets.datasets.classical.excerpt import prepare_excerpt
     except Exception as err:  # noqa: BLE001 - reported to the parent, which fails the build
         print(f"cannot import music21: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         answers.write(json.dumps({"ready": False, "error": str(err)}) + "\n")

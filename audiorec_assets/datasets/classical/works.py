@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from audiorec_assets.data.classical.instruments import SCORINGS
+from audiorec_assets.datasets.classical.instruments import SCORINGS
 
 TRACK_ID_MAX = 64
 

@@ -40,12 +40,12 @@ None of it is real behaviour: the log measures what an encoder recovers of these
 * :mod:`.writer` — :func:`write_mock_logs`: the log, its marker and a :class:`MockLogReport`.
 """
 
-from audiorec_assets.data.mock_logs.catalogue import read_catalogue
-from audiorec_assets.data.mock_logs.config import MockLogConfig, default_sessions_per_month
-from audiorec_assets.data.mock_logs.index import AUTO_SEQUENCE_COLUMNS
-from audiorec_assets.data.mock_logs.simulation import MockLog, mock_listens, mock_model
-from audiorec_assets.data.mock_logs.tastes import AUTO_TASTE_COLUMNS
-from audiorec_assets.data.mock_logs.writer import MOCK_LOG_FILE, MOCK_LOG_VERSION, MockLogReport, write_mock_logs
+from audiorec_assets.datasets.mock_logs.catalogue import read_catalogue
+from audiorec_assets.datasets.mock_logs.config import MockLogConfig, default_sessions_per_month
+from audiorec_assets.datasets.mock_logs.index import AUTO_SEQUENCE_COLUMNS
+from audiorec_assets.datasets.mock_logs.simulation import MockLog, mock_listens, mock_model
+from audiorec_assets.datasets.mock_logs.tastes import AUTO_TASTE_COLUMNS
+from audiorec_assets.datasets.mock_logs.writer import MOCK_LOG_FILE, MOCK_LOG_VERSION, MockLogReport, write_mock_logs
 
 __all__ = [
     "AUTO_SEQUENCE_COLUMNS",

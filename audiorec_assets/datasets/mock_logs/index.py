@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.mock_logs.config import MockLogConfig
-from audiorec_assets.data.mock_logs.tastes import TrackTastes, labels, track_tastes
+from audiorec_assets.datasets.mock_logs.config import MockLogConfig
+from audiorec_assets.datasets.mock_logs.tastes import TrackTastes, labels, track_tastes
 
 # sequence columns tried when MockLogConfig.sequence_column is None (the first present that groups tracks)
 AUTO_SEQUENCE_COLUMNS: tuple[str, ...] = ("work", "album")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audiorec_assets.data.mock_logs.config import MockLogConfig
-from audiorec_assets.data.mock_logs.index import CatalogueIndex
 from audiorec_assets.data.splits import EVAL_DAYS
+from audiorec_assets.datasets.mock_logs.config import MockLogConfig
+from audiorec_assets.datasets.mock_logs.index import CatalogueIndex
 
 DAY = 86_400.0
 LATE_DAYS = (3, EVAL_DAYS - 2)  # late releases: this many days before the end of the log (inside its last month)

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.mock_logs.config import MockLogConfig, default_sessions_per_month
-from audiorec_assets.data.mock_logs.index import index_catalogue
-from audiorec_assets.data.mock_logs.sessions import (
+from audiorec_assets.data.splits import EVAL_DAYS, TRAIN_DAYS
+from audiorec_assets.datasets.mock_logs.config import MockLogConfig, default_sessions_per_month
+from audiorec_assets.datasets.mock_logs.index import index_catalogue
+from audiorec_assets.datasets.mock_logs.sessions import (
     DAY,
     HISTORY_END_DAYS,
     LATE_JOIN_SHARE,
@@ -20,8 +21,7 @@ from audiorec_assets.data.mock_logs.sessions import (
     play_sessions,
     session_starts,
 )
-from audiorec_assets.data.mock_logs.tastes import user_tastes
-from audiorec_assets.data.splits import EVAL_DAYS, TRAIN_DAYS
+from audiorec_assets.datasets.mock_logs.tastes import user_tastes
 
 
 @dataclass(frozen=True)

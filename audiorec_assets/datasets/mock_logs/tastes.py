@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.mock_logs.config import MockLogConfig
+from audiorec_assets.datasets.mock_logs.config import MockLogConfig
 
 # taste columns used when MockLogConfig.taste_columns is None (those present with two or more values)
 AUTO_TASTE_COLUMNS: tuple[str, ...] = ("composer", "artist", "genre", "style", "instrumentation", "period", "era")

@@ -11,18 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.data.mock_logs.catalogue import read_catalogue
-from audiorec_assets.data.mock_logs.config import MockLogConfig
-from audiorec_assets.data.mock_logs.simulation import mock_model
 from audiorec_assets.data.sources import ONION_LOG, OWN_LOGS
-from audiorec_assets.data.synthetic import (
-    SYNTHETIC_MARKER,
-    describe_log,
-    marker_describes,
-    read_synthetic_marker,
-    write_marker,
-)
 from audiorec_assets.data.splits import EVAL_DAYS, TRAIN_DAYS
+from audiorec_assets.data.synthetic import SYNTHETIC_MARKER, marker_describes, read_synthetic_marker
+from audiorec_assets.datasets.marker import describe_log, write_marker
+from audiorec_assets.datasets.mock_logs.catalogue import read_catalogue
+from audiorec_assets.datasets.mock_logs.config import MockLogConfig
+from audiorec_assets.datasets.mock_logs.simulation import mock_model
 
 MOCK_LOG_VERSION = 1  # bump when the same config and catalogue give another log
 MOCK_LOG_FILE = "listens.csv"
@@ -100,6 +95,7 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
     payload = text.encode("utf-8")
     described = {
         "synthetic": True,
+        # the module's path when first written (now datasets/): the marker's bytes are part of raw/'s version
         "generator": "audiorec mock-logs (audiorec_assets.data.mock_logs)",
         "version": MOCK_LOG_VERSION,
         "config": config.as_dict(),

@@ -1,0 +1,31 @@
+"""The recommender registry itself: key → entry, with no import of the models, their base class or the settings
+(the settings check their ``recommenders`` list against it, and the models' base class reads the settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+AudioUse = Literal["required", "optional", "none"]
+
+
+@dataclass(frozen=True)
+class RecommenderEntry:
+    target: str  # "module:Class"
+    audio: AudioUse
+
+
+RECOMMENDERS: dict[str, RecommenderEntry] = {
+    "knn": RecommenderEntry("audiorec_assets.recommenders.knn:KnnRecommender", "required"),
+    "shallow": RecommenderEntry("audiorec_assets.recommenders.shallow:ShallowRecommender", "optional"),
+    "bert4rec": RecommenderEntry("audiorec_assets.recommenders.bert4rec:Bert4RecRecommender", "optional"),
+    "popularity": RecommenderEntry("audiorec_assets.recommenders.popularity:PopularityRecommender", "none"),
+    "als": RecommenderEntry("audiorec_assets.recommenders.als:AlsRecommender", "none"),
+}
+
+
+def recommender_entry(name: str) -> RecommenderEntry:
+    try:
+        return RECOMMENDERS[name]
+    except KeyError:
+        raise KeyError(f"Unknown recommender {name!r}; known: {sorted(RECOMMENDERS)}") from None
