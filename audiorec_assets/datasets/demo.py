@@ -1,6 +1,6 @@
 """The bundled demo data set: a synthetic catalogue with audible attributes and a listening log.
 
-``generate_demo(raw_dir)`` writes the "own catalogue" layout (README.md, "Input layouts")::
+``generate_demo(raw_dir)`` writes the "own catalogue" layout (docs/lake.md, "Input layouts")::
 
     raw_dir/audio/<track_id>.flac   22050 Hz mono, 10-20 s, synthesised with numpy
     raw_dir/tracks.csv              track_id, artist, album, title, style, ... (generative attributes)

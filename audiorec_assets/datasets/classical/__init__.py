@@ -1,7 +1,7 @@
 """A real-music catalogue: excerpts of works from the music21 corpus, rendered with FluidSynth (no Dagster).
 
 ``build_classical_raw(raw_dir, cache_dir)`` writes ``raw/audio/<track_id>.flac`` and ``raw/tracks.csv`` (the
-"own catalogue" layout, README.md "Input layouts"); the listening log comes from ``audiorec mock-logs``.
+"own catalogue" layout, docs/lake.md "Input layouts"); the listening log comes from ``audiorec mock-logs``.
 Needs music21 (``pip install 'audiorec[classical]'``) and the Debian packages ``fluidsynth`` and
 ``fluid-soundfont-gm``.
 

@@ -15,7 +15,7 @@ MIN_SESSIONS_PER_MONTH = 0.5
 
 @dataclass(frozen=True)
 class MockLogConfig:
-    """How a mock log is drawn (README.md, "Mock listening logs"). Every field has a default.
+    """How a mock log is drawn (docs/datasets.md, "Mock listening logs"). Every field has a default.
 
     * ``users``, ``months`` (from ``start``; at least 2: the derived split evaluates the last month
       and trains on the year before), ``seed``;
