@@ -26,6 +26,7 @@ from audiorec_assets.encoders import AUDIO_ENCODERS, hybrid_base_of, shuffled_ba
 from audiorec_assets.encoders.availability import weights_files
 from audiorec_assets.encoders.base import EncoderContext
 from audiorec_assets.fingerprints import ContentHashes, combine, twin_input_version, visible_files
+from audiorec_assets.recommenders.registry import RECOMMENDERS as RECOMMENDERS_REGISTRY
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 
 RAW_LOG = dg.AssetKey(["audiorec", "raw_log"])
@@ -130,7 +131,11 @@ def settings_version(key: dg.AssetKey, settings: ExperimentSettings) -> str:
 
 def model_settings_version(settings: ExperimentSettings, recommender: str) -> str:
     own = (recommender,) if recommender in type(settings).model_fields else ()
-    return combine(settings.fingerprint(*MODEL_SETTINGS, *own), settings.encode.standardize)
+    version = combine(settings.fingerprint(*MODEL_SETTINGS, *own), settings.encode.standardize)
+    # a revised paper_code procedure makes only that preset's cells stale (registry.paper_code_revision)
+    entry = RECOMMENDERS_REGISTRY.get(recommender)
+    revision = entry.paper_code_revision if entry is not None and settings.preset == "paper_code" else 0
+    return combine(version, "paper_code_revision", revision) if revision else version
 
 
 def _per_recommender(key: dg.AssetKey, partitions: dg.DynamicPartitionsDefinition, description: str):

@@ -13,6 +13,9 @@ from audiorec_assets.encoders.base import AudioEncoder, EncoderContext
 AUDIO_ENCODERS: dict[str, str] = {
     "mfcc": "audiorec_assets.encoders.mfcc:MfccEncoder",
     "musicnn": "audiorec_assets.encoders.musicnn:MusicnnEncoder",
+    "musicnn_mtt": "audiorec_assets.encoders.musicnn:MusicnnMttEncoder",
+    "vgg_msd": "audiorec_assets.encoders.musicnn:VggMsdEncoder",
+    "vgg_mtt": "audiorec_assets.encoders.musicnn:VggMttEncoder",
     "mert": "audiorec_assets.encoders.mert:MertEncoder",
     "music2vec": "audiorec_assets.encoders.music2vec:Music2VecEncoder",
     "encodecmae": "audiorec_assets.encoders.encodecmae:EncodecMaeEncoder",

@@ -8,6 +8,7 @@ The encoder partitions of the Dagster graph offer only encoders that can run her
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 
 from audiorec_assets.encoders import AUDIO_ENCODERS, audio_encoder_class
@@ -24,7 +25,7 @@ def weights_problem(name: str, context: EncoderContext) -> str | None:
         raise KeyError(f"{name!r} is not a built-in audio encoder")
     if name == "mfcc":
         return None  # no weights
-    if name == "musicnn":
+    if _from_musicnn_package(name):
         from audiorec_assets.encoders.musicnn.weights import downloads_allowed, find_checkpoint
 
         checkpoint = audio_encoder_class(name)(context).checkpoint
@@ -45,9 +46,21 @@ def weights_problem(name: str, context: EncoderContext) -> str | None:
     return None
 
 
+def _from_musicnn_package(name: str) -> bool:
+    """Whether ``name`` runs a checkpoint of the ``musicnn`` package (MusiCNN or VGG; ``encoders/musicnn``)."""
+    return AUDIO_ENCODERS[name].startswith("audiorec_assets.encoders.musicnn:")
+
+
 def weights_files(name: str, context: EncoderContext) -> list[Path]:
-    """The files of encoder ``name``'s weights folder (``<models_dir>/<name>``), for its input fingerprint."""
+    """The files of encoder ``name``'s weights folder, for its input fingerprint: ``<models_dir>/<name>``, or
+    for an encoder of the ``musicnn`` package the folder of its own checkpoint (the package's others beside it
+    do not count)."""
     folder = context.resolved_models_dir() / name
+    if name in AUDIO_ENCODERS and _from_musicnn_package(name):
+        from audiorec_assets.encoders.musicnn.weights import find_checkpoint
+
+        prefix = find_checkpoint(context.resolved_models_dir(), audio_encoder_class(name).checkpoint)
+        folder = Path(os.path.dirname(prefix)) if prefix is not None else folder / "missing"
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
 

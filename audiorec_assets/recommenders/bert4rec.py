@@ -20,8 +20,9 @@ Two presets (``settings.preset``, see docs/recommenders.md):
     head is tied to the same table (``logits = h · e_iᵀ``). Masking probability 0.2, as the authors'
     code: a sequence may end up with no masked position at all (it then contributes nothing; a batch
     with no masked position is skipped). The softmax runs over the train-vocabulary items *and* the
-    padding and [MASK] rows (both N(0, 0.02)), as the authors' tied embedding matrix does. Plateau
-    scheduler.
+    padding row (zero at initialisation) and the [MASK] row (N(0, 0.02)), as the authors' tied embedding
+    matrix does. The encoder is set up as Hugging Face's ``BertModel`` (token-type vector, BERT's
+    initialisation and LayerNorm eps: ``Bert4RecConfig.hf_bert``). Plateau scheduler.
 
 Encoder ``none`` (item vectors of width 0): the item table is a learned id embedding of width
 ``bert4rec.id_dim`` (128, the authors' "random" run), N(0, 0.02), trained, tied to the output head;

@@ -19,6 +19,8 @@ PRESET_MASK_PROB = {"guide": 0.15, "paper_code": 0.2}
 # The guide forces one masked position into a sequence where the draw masked none; the authors' code does not.
 PRESET_AT_LEAST_ONE_MASK = {"guide": True, "paper_code": False}
 BERT_INIT_STD = 0.02  # BERT's initializer range, for the new position and [MASK] vectors
+HF_LAYER_NORM_EPS = 1e-12  # Hugging Face BertConfig's layer_norm_eps (paper_code)
+TORCH_LAYER_NORM_EPS = 1e-5  # torch's default (guide)
 LogitsAt = Literal["masked", "all"]
 
 # Independent random streams of one fit (see runtime.make_generator).
@@ -96,6 +98,13 @@ class Bert4RecConfig:
         return max(self.max_len, self.infer_len)
 
     @property
+    def hf_bert(self) -> bool:
+        """paper_code: the encoder is Hugging Face's ``BertModel`` as the authors ran it -- a learned token-type
+        vector at every position, N(0, 0.02) weights with zero biases, LayerNorm eps 1e-12, no dropout inside
+        the feed-forward block. guide: ``torch.nn.TransformerEncoder`` with torch's defaults."""
+        return self.preset == "paper_code"
+
+    @property
     def at_least_one_mask(self) -> bool:
         """Whether masking forces one masked position into each sequence (guide) or not (paper_code)."""
         return PRESET_AT_LEAST_ONE_MASK[self.preset]
@@ -115,10 +124,15 @@ class Bert4RecNet(nn.Module):
         # the training softmax's items (sorted item_idx): every item until fit sets the train vocabulary
         self.register_buffer("vocab", torch.arange(config.n_vocab, dtype=torch.int64))
         if config.special_rows_in_softmax:
-            self.pad_embedding = nn.Parameter(torch.randn(hidden) * BERT_INIT_STD)
+            # the authors' padding row starts at zero (their bert4rec.py:40-41); only [MASK] is N(0, 0.02)
+            self.pad_embedding = nn.Parameter(torch.zeros(hidden))
         self.positions = nn.Embedding(config.n_positions, hidden)
         nn.init.normal_(self.positions.weight, std=BERT_INIT_STD)
-        self.embedding_norm = nn.LayerNorm(hidden)
+        hf = config.hf_bert
+        if hf:  # Hugging Face's BertEmbeddings adds token type 0's learned vector at every position
+            self.token_type = nn.Parameter(torch.randn(hidden) * BERT_INIT_STD)
+        eps = HF_LAYER_NORM_EPS if hf else TORCH_LAYER_NORM_EPS
+        self.embedding_norm = nn.LayerNorm(hidden, eps=eps)
         self.embedding_dropout = nn.Dropout(config.dropout)
         layer = nn.TransformerEncoderLayer(
             d_model=hidden,
@@ -126,9 +140,14 @@ class Bert4RecNet(nn.Module):
             dim_feedforward=config.ffn_dim,
             dropout=config.dropout,
             activation="gelu",
+            layer_norm_eps=eps,
             batch_first=True,
         )
+        if hf:  # BertIntermediate has no dropout between the feed-forward layers (BertOutput's one is dropout2)
+            layer.dropout = nn.Identity()
         self.encoder = nn.TransformerEncoder(layer, num_layers=config.layers, enable_nested_tensor=False)
+        if hf:
+            hf_bert_init(self.encoder)
         self.to(audio_vectors.device)
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -141,6 +160,8 @@ class Bert4RecNet(nn.Module):
         vectors = torch.where(is_item.unsqueeze(-1), vectors, 0.0)
         vectors = torch.where((tokens == config.mask_token).unsqueeze(-1), self.mask_embedding, vectors)
         vectors = vectors + self.positions(torch.arange(tokens.shape[1], device=tokens.device))
+        if self.config.hf_bert:
+            vectors = vectors + self.token_type
         return self.embedding_dropout(self.embedding_norm(vectors))
 
     def encode(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -192,3 +213,19 @@ def all_position_logits(net: Bert4RecNet, hidden: torch.Tensor, masked: torch.Te
     """The same logits computed at every position and gathered afterwards (the slow way; bench only)."""
     return net.vocab_logits(hidden)[masked]
 
+
+@torch.no_grad()
+def hf_bert_init(encoder: nn.Module) -> None:
+    """Hugging Face BERT's ``_init_weights`` on a ``TransformerEncoder``: every Linear weight and the attention's
+    packed query/key/value weight N(0, 0.02), every bias zero, LayerNorms weight 1 and bias 0."""
+    for module in encoder.modules():
+        if isinstance(module, nn.Linear):
+            module.weight.normal_(0.0, BERT_INIT_STD)
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, nn.MultiheadAttention):
+            module.in_proj_weight.normal_(0.0, BERT_INIT_STD)
+            module.in_proj_bias.zero_()
+        elif isinstance(module, nn.LayerNorm):
+            module.weight.fill_(1.0)
+            module.bias.zero_()

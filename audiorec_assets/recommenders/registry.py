@@ -13,12 +13,19 @@ AudioUse = Literal["required", "optional", "none"]
 class RecommenderEntry:
     target: str  # "module:Class"
     audio: AudioUse
+    # bump when a change to the recommender's ``paper_code`` procedure changes its results: it makes the
+    # paper_code cells of this recommender stale and leaves the guide's versions as they are (defs/sources.py)
+    paper_code_revision: int = 0
 
 
 RECOMMENDERS: dict[str, RecommenderEntry] = {
     "knn": RecommenderEntry("audiorec_assets.recommenders.knn:KnnRecommender", "required"),
-    "shallow": RecommenderEntry("audiorec_assets.recommenders.shallow:ShallowRecommender", "optional"),
-    "bert4rec": RecommenderEntry("audiorec_assets.recommenders.bert4rec:Bert4RecRecommender", "optional"),
+    # paper_code revision 1: validation negatives redrawn every epoch (shallow); a zero [PAD] row and Hugging Face
+    # BERT's token-type vector and initialisation (bert4rec)
+    "shallow": RecommenderEntry("audiorec_assets.recommenders.shallow:ShallowRecommender", "optional",
+                                paper_code_revision=1),
+    "bert4rec": RecommenderEntry("audiorec_assets.recommenders.bert4rec:Bert4RecRecommender", "optional",
+                                 paper_code_revision=1),
     "popularity": RecommenderEntry("audiorec_assets.recommenders.popularity:PopularityRecommender", "none"),
     "als": RecommenderEntry("audiorec_assets.recommenders.als:AlsRecommender", "none"),
 }

@@ -3,32 +3,29 @@
 Two presets (``settings.preset``, see docs/recommenders.md):
 
 ``guide``
-    Item vectors are the audio vectors, frozen (a buffer that is never written). With
-    ``shallow.hidden_dim > 0`` a learned ``Linear(audio_dim → hidden_dim)`` maps them into a smaller
-    space, and users live in that space. User vectors are learned, initialised from the mean of the
-    user's train items (passed through the projection, which for an affine map equals the mean of the
-    projected items). Each train pair gets ``shallow.negatives`` (20) negative *items* drawn uniformly
-    from the train vocabulary; loss ``mean(clamp(1.0 - s_pos + s_neg, 0))``.
+    Item vectors are the audio vectors, frozen (a buffer never written). With ``shallow.hidden_dim > 0`` a learned
+    ``Linear(audio_dim → hidden_dim)`` maps them into a smaller space where users live. User vectors are learned,
+    initialised from the mean of the user's train items (through the projection: for an affine map, the mean of the
+    projected items). Each train pair gets ``shallow.negatives`` (20) negative *items* drawn uniformly from the
+    train vocabulary; loss ``mean(clamp(1.0 - s_pos + s_neg, 0))``.
 
 ``paper_code``
-    What the authors' code ran: user and item tables of the audio dimension, items initialised from the
-    audio vectors and *trained*, users initialised from the mean of their train items and *frozen*. A
-    shared ``Linear(d, d_out) + ReLU`` is always applied to both sides before the cosine (``hidden_dim``
-    0 = ``d_out = d``, the paper's runs). One optimiser step takes a batch of ``shallow.batch_size``
-    (10 000) train pairs, each repeated ``shallow.negatives`` (20) times with one uniformly random
-    negative *user* per copy (scored against the pair's item), so a step sees 200 000 rows; loss
-    ``mean(max(0, 0.2 - s_pos + s_neg))``; the plateau scheduler divides the learning rate by 10 after
-    5 flat validation epochs. Tracks without train plays never receive a gradient (they are never a
-    positive, and negatives are users), so they keep their audio vectors: that is how the cold tracks
-    are scored.
+    What the authors' code ran: user and item tables of the audio dimension, items initialised from the audio
+    vectors and *trained*, users initialised from the mean of their train items and *frozen*. A shared
+    ``Linear(d, d_out) + ReLU`` is always applied to both sides before the cosine (``hidden_dim`` 0 =
+    ``d_out = d``, the paper's runs). One optimiser step takes a batch of ``shallow.batch_size`` (10 000)
+    train pairs, each repeated ``shallow.negatives`` (20) times with one uniformly random negative *user* per
+    copy (scored against the pair's item), so a step sees 200 000 rows; loss ``mean(max(0, 0.2 - s_pos +
+    s_neg))``; the plateau scheduler divides the learning rate by 10 after 5 flat validation epochs. Tracks
+    without train plays never receive a gradient (never a positive; negatives are users), so they keep their
+    audio vectors: that is how the cold tracks are scored.
 
 Encoder ``none`` (item vectors of width 0): the item table holds learned item-id embeddings of width
-``shallow.id_dim``, N(0, 0.02), trained in both presets; everything else as the preset says. Such a
-model cannot score tracks without train plays.
+``shallow.id_dim``, N(0, 0.02), trained in both presets; otherwise as the preset says (no cold tracks).
 
-Both: Adam, early stopping on the validation hinge loss (val pairs with a fixed, seeded negative
-sample) and the best epoch's weights restored. Scores for recommending are the cosine of the user
-and every candidate item.
+Both: Adam, early stopping on the validation hinge loss of the val pairs against seeded negatives -- one
+sample per fit (guide), a fresh one every epoch (paper_code, as the authors' ``train.py:237``) -- and the best
+epoch's weights restored. Scores for recommending are the cosine of the user and every candidate item.
 """
 
 from __future__ import annotations
@@ -341,10 +338,13 @@ def steps_per_epoch(n_pairs: int, batch_size: int) -> int:
 
 
 def _val_loss_fn(net: ShallowNet, val: _Pairs, pool: torch.Tensor, generator: torch.Generator) -> Callable[[], float]:
-    """The validation loss: mean hinge over val pairs with one fixed negative sample (drawn now)."""
-    negatives = _sample_negatives(pool, len(val.users), net.config.negatives, generator).to(val.users.device)
+    """The validation loss: mean hinge over val pairs against negatives drawn now, once (guide), or at every call."""
+    def draw() -> torch.Tensor:
+        return _sample_negatives(pool, len(val.users), net.config.negatives, generator).to(val.users.device)
+    fixed = draw() if net.config.preset == "guide" else None
 
     def val_loss() -> float:
+        negatives = draw() if fixed is None else fixed
         return float(_hinge_sum(net, val.users, val.items, negatives, backward_scale=None)) / max(negatives.numel(), 1)
 
     return val_loss

@@ -1,6 +1,11 @@
-"""MusiCNN encoder: a PyTorch port of upstream MusiCNN that loads its TensorFlow checkpoints.
+"""Encoders from the ``musicnn`` package: PyTorch ports of its MusiCNN and VGG taggers on their TF checkpoints.
 
-No TensorFlow: ``tf_checkpoint`` reads the checkpoint files, ``model`` rebuilds the network,
+* ``musicnn`` (MSD_musicnn) and ``musicnn_mtt`` (MTT_musicnn): mean over 3-s patches of the 200-d
+  penultimate layer, the layer the study uses for MSD_musicnn (``../shared/SEED_NOTES.md``);
+* ``vgg_msd`` (MSD_vgg) and ``vgg_mtt`` (MTT_vgg): mean over 3-s patches of the 256-d flattened
+  ``pool5``, the input of VGG's output layer (its analogue of the penultimate layer; see ``vgg``).
+
+No TensorFlow: ``tf_checkpoint`` reads the checkpoint files, ``model`` and ``vgg`` rebuild the networks,
 ``weights`` finds (or, on first use, fetches) the checkpoints, ``preprocess`` makes the
 log-mel patches. torch and librosa are imported only when the encoder loads or embeds.
 """
@@ -15,8 +20,23 @@ from audiorec_assets.encoders.base import AudioEncoder, EncoderContext
 
 if TYPE_CHECKING:
     from audiorec_assets.encoders.musicnn.model import Musicnn, MusicnnOutputs
+    from audiorec_assets.encoders.musicnn.vgg import Vgg
 
-__all__ = ["MusicnnEncoder", "load_pretrained", "musicnn_outputs"]
+__all__ = [
+    "MusicnnEncoder", "MusicnnMttEncoder", "VggEncoder", "VggMsdEncoder", "VggMttEncoder",
+    "load_pretrained", "load_pretrained_vgg", "musicnn_outputs",
+]  # fmt: skip
+
+
+def load_pretrained_vgg(model: str = "MSD_vgg", context: EncoderContext | None = None) -> Vgg:
+    """The pretrained ``MSD_vgg`` or ``MTT_vgg`` network, in eval mode on ``context.device`` (see ``load_pretrained``)."""
+    from audiorec_assets.encoders.musicnn.vgg import MODELS, load_vgg
+    from audiorec_assets.encoders.musicnn.weights import locate_checkpoint
+
+    if model not in MODELS:
+        raise ValueError(f"{model!r} is not a VGG checkpoint; known: {list(MODELS)}")
+    context = context or EncoderContext()
+    return load_vgg(locate_checkpoint(model, context.resolved_models_dir()), device=context.device)
 
 
 def load_pretrained(model: str = "MSD_musicnn", context: EncoderContext | None = None) -> Musicnn:
@@ -80,3 +100,65 @@ class MusicnnEncoder(AudioEncoder):
         bounds = np.cumsum([0] + [len(p) for p in per_track])
         vectors = [outputs.penultimate[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
         return np.stack(vectors).astype(np.float32)
+
+
+class MusicnnMttEncoder(MusicnnEncoder):
+    """As ``musicnn``, on the MagnaTagATune model: mean over 3-s patches of MTT_musicnn's 200-d penultimate layer."""
+
+    name: ClassVar[str] = "musicnn_mtt"
+    pooling: ClassVar[str] = "mean over non-overlapping 3-s patches of the MTT_musicnn penultimate layer"
+    model_id: ClassVar[str] = "MTT_musicnn (musicnn 0.1.0)"
+    checkpoint: ClassVar[str] = "MTT_musicnn"
+
+
+class VggEncoder(AudioEncoder):
+    """Track embedding = mean over 3-s patches of a musicnn-package VGG's flattened ``pool5`` (256-d).
+
+    Same input as ``musicnn`` (whole track, non-overlapping 187-frame log-mel patches, the incomplete
+    tail dropped, a track under 3 s padded with silence to one patch). ``pool5`` is the input of VGG's
+    output layer, the analogue of MusiCNN's penultimate layer; audiorec's choice, stated in ``vgg``.
+    """
+
+    dim: ClassVar[int] = 256
+    sample_rate: ClassVar[int] = 16000
+    clip_seconds: ClassVar[float | None] = None
+    checkpoint: ClassVar[str]
+    max_patches_per_forward: ClassVar[int] = 16  # ~10 MB of activations per patch in the first block
+
+    def __init__(self, context: EncoderContext | None = None):
+        super().__init__(context)
+        self.network: Vgg | None = None
+
+    def load(self) -> None:
+        """Locate (or download once) the checkpoint and build the network on ``context.device``."""
+        if self.network is None:
+            self.network = load_pretrained_vgg(self.checkpoint, self.context)
+
+    def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
+        """``(len(waveforms), 256)`` float32: per track, the mean flattened pool5 of its patches."""
+        from audiorec_assets.encoders.musicnn.preprocess import waveform_patches
+        from audiorec_assets.encoders.musicnn.vgg import run_vgg
+
+        if not waveforms:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        assert self.network is not None
+        per_track = [waveform_patches(w) for w in waveforms]
+        outputs = run_vgg(self.network, np.concatenate(per_track), self.max_patches_per_forward)
+        bounds = np.cumsum([0] + [len(p) for p in per_track])
+        vectors = [outputs.pool5[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
+        return np.stack(vectors).astype(np.float32)
+
+
+class VggMsdEncoder(VggEncoder):
+    name: ClassVar[str] = "vgg_msd"
+    pooling: ClassVar[str] = "mean over non-overlapping 3-s patches of MSD_vgg's flattened pool5"
+    model_id: ClassVar[str] = "MSD_vgg (musicnn 0.1.0)"
+    checkpoint: ClassVar[str] = "MSD_vgg"
+
+
+class VggMttEncoder(VggEncoder):
+    name: ClassVar[str] = "vgg_mtt"
+    pooling: ClassVar[str] = "mean over non-overlapping 3-s patches of MTT_vgg's flattened pool5"
+    model_id: ClassVar[str] = "MTT_vgg (musicnn 0.1.0)"
+    checkpoint: ClassVar[str] = "MTT_vgg"

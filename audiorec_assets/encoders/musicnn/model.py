@@ -54,7 +54,10 @@ MSD_LABELS: tuple[str, ...] = (
     "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
     "60s", "rnb", "indie pop", "sad", "House", "happy",
 )  # fmt: skip
-LABELS: dict[str, tuple[str, ...]] = {"MSD_musicnn": MSD_LABELS, "MTT_musicnn": MTT_LABELS}
+# The VGG models share the tag lists (upstream extractor picks the labels by the MSD/MTT prefix).
+LABELS: dict[str, tuple[str, ...]] = {
+    "MSD_musicnn": MSD_LABELS, "MTT_musicnn": MTT_LABELS, "MSD_vgg": MSD_LABELS, "MTT_vgg": MTT_LABELS,
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Find MusiCNN's pretrained checkpoints, fetching them from the ``musicnn`` package on first use.
+"""Find the pretrained checkpoints of the ``musicnn`` package, fetching them on first use.
 
-The trained MusiCNN weights ship inside the ``musicnn`` 0.1.0 distribution (TF1 checkpoints
-under ``musicnn/<MODEL>/``), whose code needs TensorFlow 1 and an old numpy, so it is not a
-dependency. Like spaCy's model download, on first use we run ``pip download`` for that
-exact version and copy only the checkpoint files into the model cache:
+The trained MusiCNN and VGG weights (MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg) ship inside
+the ``musicnn`` 0.1.0 distribution (TF1 checkpoints under ``musicnn/<MODEL>/``), whose code
+needs TensorFlow 1 and an old numpy, so it is not a dependency. Like spaCy's model download,
+on first use we run ``pip download`` for that exact version and copy only the checkpoint
+files into the model cache:
 
     <models_dir>/musicnn/<MODEL>/.index
     <models_dir>/musicnn/<MODEL>/.data-00000-of-00001
@@ -30,7 +31,8 @@ from audiorec_assets.encoders.base import MODELS_ENV, WeightsNotFoundError
 PACKAGE_SPEC = "musicnn==0.1.0"
 OFFLINE_ENV = "AUDIOREC_OFFLINE"
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".index", ".data-00000-of-00001")
-AVAILABLE_CHECKPOINTS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn")
+# Every pretrained model the wheel ships (MSD_musicnn_big is only in the source repository).
+AVAILABLE_CHECKPOINTS: tuple[str, ...] = ("MSD_musicnn", "MTT_musicnn", "MSD_vgg", "MTT_vgg")
 PIP_TIMEOUT_S = 900
 
 
@@ -88,7 +90,7 @@ def missing_weights_message(models_dir: Path, model: str, reason: str) -> str:
     """What is missing, where it was looked for, and the three ways to fix it."""
     folder = checkpoint_dir(models_dir, model)
     return (
-        f"MusiCNN weights {model!r} not found ({reason}).\n"
+        f"musicnn-package weights {model!r} not found ({reason}).\n"
         f"Looked in: {', '.join(str(d) for d in candidate_dirs(models_dir, model))}.\n"
         f"Expected the TensorFlow checkpoint files of the {PACKAGE_SPEC} package at\n"
         f"  {folder / CHECKPOINT_SUFFIXES[0]}\n"
@@ -104,7 +106,7 @@ def missing_weights_message(models_dir: Path, model: str, reason: str) -> str:
 
 
 def locate_checkpoint(model: str, models_dir: Path, allow_download: bool | None = None) -> str:
-    """The checkpoint prefix of ``model`` (``MSD_musicnn`` or ``MTT_musicnn``) under ``models_dir``.
+    """The checkpoint prefix of ``model`` (one of :data:`AVAILABLE_CHECKPOINTS`) under ``models_dir``.
 
     Looks in ``models_dir`` (see :func:`candidate_dirs`); if absent and downloads are
     allowed (``allow_download``, default: unless ``$AUDIOREC_OFFLINE``), installs the
@@ -112,7 +114,7 @@ def locate_checkpoint(model: str, models_dir: Path, allow_download: bool | None 
     Raises :class:`WeightsNotFoundError` (:class:`WeightsDownloadError` when pip failed).
     """
     if model not in AVAILABLE_CHECKPOINTS:
-        raise ValueError(f"Unknown MusiCNN checkpoint {model!r}; known: {list(AVAILABLE_CHECKPOINTS)}")
+        raise ValueError(f"Unknown musicnn-package checkpoint {model!r}; known: {list(AVAILABLE_CHECKPOINTS)}")
     models_dir = Path(models_dir).expanduser()
     prefix = find_checkpoint(models_dir, model)
     if prefix is not None:
