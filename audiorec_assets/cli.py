@@ -19,7 +19,9 @@ from pathlib import Path
 from audiorec_assets.settings import LakePaths, default_lake
 
 
-ALL_COLUMNS_HELP = "every column of audiorec.tracks (default: rank, track, score and title-like metadata)"
+COLUMNS_HELP = ("the columns to show, comma-separated, e.g. rank,track_id,title,tempo_bpm; 'all' for every column "
+                "(default: rank, track_id, score or similarity, and the first three present of title, artist, "
+                "composer, style, genre, album, work)")
 SQL_BUSY_TIMEOUT_S = 5.0
 SQL_PREFIX = "[audiorec] sql:"
 QUERY_KINDS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, PRAGMA table_info"
@@ -135,16 +137,17 @@ def _one_line(err: Exception) -> str:
     return " ".join(kept) or type(err).__name__
 
 
-def answer(what: str, fmt: str, ask, all_columns: bool = False) -> None:
-    """Print the :class:`audiorec_assets.queries.Answer` that ``ask()`` returns (its readable columns unless
-    ``all_columns``); its header goes to stdout for ``table``/``markdown`` and to stderr for ``csv``/``json``
-    (so that stdout parses), its note to stderr. A :class:`~audiorec_assets.queries.QueryError` ends the command
-    with its one line and its exit code."""
-    from audiorec_assets.queries import QueryError, readable, render
+def answer(what: str, fmt: str, ask, columns: str | None = None) -> None:
+    """Print the :class:`audiorec_assets.queries.Answer` that ``ask()`` returns, its ``columns``
+    (:func:`audiorec_assets.queries.choose_columns`); its header goes to stdout for ``table``/``markdown`` and to
+    stderr for ``csv``/``json`` (so that stdout parses), its note to stderr. A
+    :class:`~audiorec_assets.queries.QueryError` ends the command with its one line and its exit code."""
+    from audiorec_assets.queries import QueryError, choose_columns, render
     from audiorec_assets.settings import SettingsError
 
     try:
         result = ask()
+        rows = choose_columns(result.rows, columns)
     except QueryError as err:
         print(f"[audiorec] {what}: {err}", file=sys.stderr, flush=True)
         raise SystemExit(err.exit_code) from None
@@ -154,7 +157,7 @@ def answer(what: str, fmt: str, ask, all_columns: bool = False) -> None:
         print(f"[audiorec] {what}: {result.note}", file=sys.stderr, flush=True)
     header = f"[audiorec] {result.header}"
     print(header, file=sys.stdout if fmt in ("table", "markdown") else sys.stderr, flush=True)
-    print(render(result.rows if all_columns else readable(result.rows), fmt))
+    print(render(rows, fmt))
 
 
 def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int | None, taste: str | None) -> None:
@@ -191,6 +194,16 @@ def answer_errors(what: str, command) -> None:
         raise SystemExit(f"[audiorec] {what}: {err}") from None
 
 
+def add_columns_options(parser: argparse.ArgumentParser) -> None:
+    """``--columns NAMES`` and its shortcut ``--all-columns`` (= ``--columns all``), one at a time."""
+    from audiorec_assets.queries import ALL_COLUMNS
+
+    chosen = parser.add_mutually_exclusive_group()
+    chosen.add_argument("--columns", default=None, metavar="NAMES", help=COLUMNS_HELP)
+    chosen.add_argument("--all-columns", dest="columns", action="store_const", const=ALL_COLUMNS,
+                        help="every column: the same as --columns all")
+
+
 def main(argv: list[str] | None = None) -> None:
     from audiorec_assets.guide import sql_tables_help
     from audiorec_assets.queries import DEFAULT_K, FORMATS
@@ -216,14 +229,14 @@ def main(argv: list[str] | None = None) -> None:
     rec_parser.add_argument("--encoder", default=None, help="default: the leaderboard's best cell with audio")
     rec_parser.add_argument("--recommender", default=None, help="default: the leaderboard's best cell")
     rec_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
-    rec_parser.add_argument("--all-columns", action="store_true", help=ALL_COLUMNS_HELP)
+    add_columns_options(rec_parser)
     sim_parser = commands.add_parser("similar", parents=[formats],
                                      help="the tracks nearest a track by cosine similarity of an encoder's vectors")
     sim_parser.add_argument("--track", required=True, help="a track_id of audiorec.tracks")
     sim_parser.add_argument("--encoder", default=None,
                             help="default: the encoder of the leaderboard's best audio cell, else the first .npy")
     sim_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
-    sim_parser.add_argument("--all-columns", action="store_true", help=ALL_COLUMNS_HELP)
+    add_columns_options(sim_parser)
     mat_parser = commands.add_parser(
         "materialize", help="bring (part of) the study up to date through Dagster, with a live progress display",
         description="Runs the chosen cells and whatever they need that Dagster calls missing, stale or failed "
@@ -284,12 +297,12 @@ def main(argv: list[str] | None = None) -> None:
         from audiorec_assets.queries import recommend_for_user
 
         answer("recommend", args.format, lambda: recommend_for_user(
-            LakePaths(lake_root), args.user, args.encoder, args.recommender, args.k), args.all_columns)
+            LakePaths(lake_root), args.user, args.encoder, args.recommender, args.k), args.columns)
     elif args.command == "similar":
         from audiorec_assets.queries import similar_tracks
 
         answer("similar", args.format, lambda: similar_tracks(LakePaths(lake_root), args.track, args.encoder, args.k),
-               args.all_columns)
+               args.columns)
 
 
 if __name__ == "__main__":

@@ -80,8 +80,11 @@ def read_tracks(lake: LakePaths) -> pd.DataFrame:
     return tracks
 
 
-# what a person reads in a list of tracks, where tracks.csv has them (the rest: --all-columns)
-READABLE_COLUMNS = ("title", "artist", "composer", "album", "work", "genre", "style")
+# what a person reads in a list of tracks, where tracks.csv has them: the first three present are shown by default
+# (the rest: --columns)
+READABLE_COLUMNS = ("title", "artist", "composer", "style", "genre", "album", "work")
+SHOWN_METADATA = 3
+ALL_COLUMNS = "all"
 
 
 def _metadata_columns(tracks: pd.DataFrame) -> pd.DataFrame:
@@ -101,9 +104,27 @@ def _metadata_columns(tracks: pd.DataFrame) -> pd.DataFrame:
 
 
 def readable(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rank, track, score or similarity, and the :data:`READABLE_COLUMNS` that ``rows`` has: one short line a
-    track (the other metadata, e.g. the demo's generator parameters, only with --all-columns)."""
-    return rows[[c for c in ("rank", "track_id", "score", "similarity", *READABLE_COLUMNS) if c in rows.columns]]
+    """Rank, track, score or similarity, and the first :data:`SHOWN_METADATA` of :data:`READABLE_COLUMNS` that
+    ``rows`` has: one short line a track (the other metadata, e.g. the demo's generator parameters, only with
+    ``--columns``)."""
+    metadata = [c for c in READABLE_COLUMNS if c in rows.columns][:SHOWN_METADATA]
+    return rows[[c for c in ("rank", "track_id", "score", "similarity", *metadata) if c in rows.columns]]
+
+
+def choose_columns(rows: pd.DataFrame, columns: str | None) -> pd.DataFrame:
+    """The columns of ``rows`` named in ``columns`` (comma-separated, in that order; ``all``: every column;
+    ``None`` or empty: :func:`readable`). A name ``rows`` lacks is an :class:`UnknownInput` naming the nearest
+    available column and listing them all."""
+    names = [name.strip() for name in (columns or "").split(",") if name.strip()]
+    if not names:
+        return readable(rows)
+    if names == [ALL_COLUMNS]:
+        return rows
+    available = [str(c) for c in rows.columns]
+    for name in names:
+        if name not in available:
+            raise UnknownInput(f"--columns: {unknown_name('column', name, [*available, ALL_COLUMNS])}.")
+    return rows[list(dict.fromkeys(names))]
 
 
 def read_leaderboard(lake: LakePaths) -> pd.DataFrame:

@@ -1,10 +1,27 @@
 """`audiorec demo` and `audiorec sql` on a fresh lake, with a persistent Dagster instance."""
 
 import json
+import shlex
+from pathlib import Path
 
 import pytest
 
 from audiorec_assets.cli import main
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+README_COMMANDS = ("recommend", "similar", "sql", "status")
+
+
+def readme_commands() -> list[list[str]]:
+    """Every README line that runs ``audiorec recommend|similar|sql|status`` (also as ``.venv/bin/audiorec``),
+    shell-split, its comment dropped: what README promises works on the demo's lake."""
+    commands = []
+    for line in README.read_text().splitlines():
+        line = line.strip().removeprefix(".venv/bin/")
+        if line.startswith(tuple(f"audiorec {command}" for command in README_COMMANDS)):
+            commands.append(shlex.split(line, comments=True)[1:])
+    return commands
 
 
 def cell_states(lake, capsys) -> dict[tuple[str, str], str]:
@@ -50,6 +67,21 @@ def test_demo_runs_the_study_then_finds_it_up_to_date(lake, dagster_home, capsys
     assert capsys.readouterr().out.split()[-1] == "90"
     main(["--lake", str(lake), "sql", "SELECT DISTINCT recommender FROM audiorec.metrics WHERE split = 'test_cold'"])
     assert capsys.readouterr().out.split()[1:] == ["knn"]  # popularity knows no audio: no cold rows
+
+    # every recommend / similar / sql / status line of README exits 0 on the demo's lake, as printed there
+    commands = readme_commands()
+    assert {c[0] for c in commands} == set(README_COMMANDS) and len(commands) >= 8
+    failed = []
+    for args in commands:
+        try:
+            main(["--lake", str(lake), *args])
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+        captured = capsys.readouterr()
+        if code not in (0, None):
+            failed.append(f"audiorec {shlex.join(args)} -> {code}: {captured.err.strip()[-300:]}")
+    assert not failed, "README lines that fail on the demo:\n" + "\n".join(failed)
 
 
 def test_demo_reports_bad_settings(lake, capsys):

@@ -101,6 +101,22 @@ def test_recommend_defaults_to_the_best_cell_with_audio(built, capsys):
     assert {"audio_path", "duration_s", "artist"} <= set(json.loads(out)[0])
 
 
+def test_columns_chooses_and_orders_the_columns(built, capsys):
+    out, _ = cli(built, capsys, "recommend", "--user", "u05", "-k", "3", "--format", "csv",
+                 "--columns", "track_id, duration_s,rank")
+    assert list(rows_of(out).columns) == ["track_id", "duration_s", "rank"]  # as asked, in that order
+    out, _ = cli(built, capsys, "similar", "--track", "t01", "-k", "2", "--format", "csv", "--columns", "all")
+    assert {"rank", "track_id", "similarity", "audio_path", "duration_s"} <= set(rows_of(out).columns)
+    err = fails(built, capsys, 2, "recommend", "--user", "u05", "--columns", "rank,artsit")
+    assert "unknown column 'artsit' (did you mean 'artist'?); known: rank, track_id, score, " in err
+    assert err.endswith(", all.") and "audio_path" in err
+    err = fails(built, capsys, 2, "similar", "--track", "t01", "--columns", "score")
+    assert "unknown column 'score'" in err and "similarity" in err
+    with pytest.raises(SystemExit) as both:  # --all-columns is the shortcut of --columns all, not both
+        main(["--lake", str(built), "recommend", "--user", "u05", "--columns", "rank", "--all-columns"])
+    assert both.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_similar_is_cosine_without_the_track_itself(built, capsys):
     tracks = table(built, "tracks").sort_values("item_idx")
     vectors = np.load(built / "embeddings" / "random.npy").astype(np.float64)

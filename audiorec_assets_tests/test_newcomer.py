@@ -33,7 +33,9 @@ def test_help_is_plain_text_and_sql_help_lists_the_tables(capsys):
     for name in SQL_TABLES:
         assert re.search(rf"^  {name}\s", sql_help, re.MULTILINE), name
     assert "unqualified names work" in sql_help and "SHOW" in sql_help
-    assert "--all-columns" in help_text(capsys, "recommend") and "--all-columns" in help_text(capsys, "similar")
+    for command in ("recommend", "similar"):
+        text = help_text(capsys, command)
+        assert "--columns NAMES" in text and "--all-columns" in text, command
 
 
 def test_a_mistyped_name_gets_the_nearest_known_one():
@@ -88,6 +90,8 @@ def test_tracks_metadata_numbers_come_out_as_numbers():
         assert tracks[text].tolist() == stored[text].tolist()
     rows = tracks.assign(rank=[1, 2], score=[0.5, 0.4])
     assert list(readable(rows)) == ["rank", "track_id", "score", "title", "artist"]
+    rows = rows.assign(style="s", genre="g", composer="c")  # at most three readable columns by default
+    assert list(readable(rows)) == ["rank", "track_id", "score", "title", "artist", "composer"]
 
 
 def test_status_table_says_why_for_every_layer(monkeypatch, capsys):

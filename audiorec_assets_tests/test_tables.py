@@ -325,9 +325,9 @@ def test_leaderboard_view_for_people(frames):
     view = leaderboard_view(board)
     assert list(view)[:5] == ["encoder", "recommender", "audio", "hitrate", "hitrate_bar"]
     assert {"hitrate_seed_sd", "ndcg_seed_sd"} <= set(view)  # two seeds: their spread is shown
-    assert (view["hitrate"] == board["hitrate"].round(4)).all() and view["hitrate_bar"].iloc[0] == "█" * 12
+    assert (view["hitrate"] == board["hitrate"].round(3)).all() and view["hitrate_bar"].iloc[0] == "█" * 12
     best = board.iloc[0]
-    assert view["hitrate_95ci"].iloc[0] == f"{best['hitrate_ci_low']:.4f}–{best['hitrate_ci_high']:.4f}"
+    assert view["hitrate_95ci"].iloc[0] == f"{best['hitrate_ci_low']:.3f}–{best['hitrate_ci_high']:.3f}"
     one_seed = leaderboard_view(tables.leaderboard(metrics.drop(columns=["n_seeds", "seed_sd"]), k=10))
     assert not {"hitrate_seed_sd", "ndcg_seed_sd"} & set(one_seed) and (one_seed["n_seeds"] == 1).all()
 
@@ -386,11 +386,13 @@ def test_assets_write_the_tables_at_headline_k(lake, frames):
     records = [r.data for r in shown.records]
     assert [(r["encoder"], r["recommender"]) for r in records] == list(zip(board["encoder"], board["recommender"]))
     floats = [v for r in records for v in r.values() if isinstance(v, float)]
-    assert floats and all(v == round(v, 4) for v in floats)
-    assert records[0]["hitrate"] == round(board["hitrate"].iloc[0], 4)
+    assert floats and all(v == round(v, 3) for v in floats)  # 3 decimals: 0.119, not 0.11888111888111888
+    assert records[0]["hitrate"] == round(board["hitrate"].iloc[0], 3)
     assert "hitrate_ci_low" in meta["all_columns"].value  # every column, in the dialog
     comparison = materialization(result, "comparison_cosine").metadata["table"]
     assert isinstance(comparison, dg.TableMetadataValue) and "vs_twin_p_holm" in [c.name for c in
                                                                                  comparison.schema.columns]
+    floats = [v for r in comparison.records for v in r.data.values() if isinstance(v, float)]
+    assert floats and all(v == round(v, 3) for v in floats)
     assert (paths.tables / "leaderboard_hitrate.png").read_bytes()[:8] == PNG_MAGIC
     assert LEADERBOARD in {key for a in TABLE_ASSETS for key in a.keys}

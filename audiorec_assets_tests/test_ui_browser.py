@@ -1,5 +1,6 @@
 """The Dagster UI in a real browser (Debian's Chromium driven by Playwright): a person fills the one missing
-encoder × recommender cell by clicking, and the leaderboard the UI shows then holds it.
+encoder × recommender cell by clicking, and the leaderboard the UI shows then holds it, in the asset's page without
+a click, its values rounded to 3 decimals.
 
 A small own-catalogue lake (encoders mfcc and random, recommender knn) and an instance with the repo's
 ``dagster.yaml`` are prepared in-process: ingest, both encoders' embeddings, the cell ``random|knn`` and the
@@ -316,12 +317,21 @@ def test_launch_the_missing_cell_and_see_it_on_the_leaderboard(browser_page, dag
             expect(upstream).to_be_hidden()
         launched_run(page, steps, "leaderboard", port)
 
-        # 7. the leaderboard's latest materialization, as the UI shows it: both cells, the new one included
+        # 7. the leaderboard's latest materialization, as the UI shows it without a click (no "[Show Markdown]"
+        # dialog is opened): both cells, the new one included, their metrics rounded to 3 decimals
         page.goto(f"{base}/assets/audiorec/leaderboard")
         table = page.get_by_role("row").filter(has=page.get_by_role("cell", name="table", exact=True))
+        expect(page.get_by_role("dialog")).to_have_count(0)
         for encoder in ("mfcc", "random"):
-            expect(table.get_by_role("row").filter(has=page.get_by_role("cell", name=encoder, exact=True))
-                   .filter(has=page.get_by_role("cell", name="knn", exact=True))).to_be_visible(timeout=60_000)
+            board_row = (table.get_by_role("row").filter(has=page.get_by_role("cell", name=encoder, exact=True))
+                         .filter(has=page.get_by_role("cell", name="knn", exact=True)))
+            expect(board_row).to_be_visible(timeout=60_000)
+            numbers = [text.strip() for text in board_row.get_by_role("cell").all_inner_texts()
+                       if re.fullmatch(r"\s*-?\d+\.\d+\s*", text)]
+            assert numbers, f"no metric values in the leaderboard's {encoder}|knn row"
+            assert all(len(n.split(".")[1]) <= 3 for n in numbers), f"{encoder}|knn not rounded: {numbers}"
+            ci = board_row.get_by_role("cell", name=re.compile(r"^\d\.\d{3}–\d\.\d{3}$"))
+            expect(ci).to_be_visible()  # HitRate's 95 % CI, e.g. 0.250–0.512
         table.scroll_into_view_if_needed()
         steps.shot("leaderboard-with-new-cell")
     except Exception:

@@ -60,7 +60,7 @@ def _user_rows(paths: LakePaths, settings: ExperimentSettings, split: str) -> pd
         ("metric", "in", [tables.SIGNIFICANCE_METRIC, "hitrate"])])
 
 
-DIGITS = 4  # metric values in the UI
+DIGITS = 3  # metric values in the UI: what a 95 % CI of a few hundred users can tell apart
 
 
 def _markdown(frame: pd.DataFrame) -> dg.MetadataValue:

@@ -61,7 +61,7 @@ def bar_text(value: float, top: float, width: int = BAR_WIDTH) -> str:
     return "█" * (eighths // 8) + _EIGHTHS[eighths % 8]
 
 
-def leaderboard_view(board: pd.DataFrame, metric: str = "hitrate", digits: int = 4) -> pd.DataFrame:
+def leaderboard_view(board: pd.DataFrame, metric: str = "hitrate", digits: int = 3) -> pd.DataFrame:
     """A leaderboard (:func:`audiorec_assets.evaluation.tables.leaderboard`) for people: the cell, a bar of
     ``metric``, the metrics rounded to ``digits``, HitRate's CI as one ``low–high`` text, users and seeds; the
     seed-spread columns only when some cell has more than one seed."""
