@@ -396,3 +396,16 @@ def test_assets_write_the_tables_at_headline_k(lake, frames):
     assert floats and all(v == round(v, 3) for v in floats)
     assert (paths.tables / "leaderboard_hitrate.png").read_bytes()[:8] == PNG_MAGIC
     assert LEADERBOARD in {key for a in TABLE_ASSETS for key in a.keys}
+
+
+def test_the_page_leaves_out_columns_empty_in_this_study():
+    """A seed spread with one seed (or a comparison against references the study lacks) is not shown; the
+    dialog's every-column markdown keeps it."""
+    from audiorec_assets.defs.evaluation import for_people
+
+    comparison = pd.DataFrame({"encoder": ["musicnn"], "recommender": ["knn"], "reference": [False],
+                               "twin": ["shuffled"], "hitrate": [0.25], "ndcg": [0.1],
+                               "ndcg_diff_vs_reference": [np.nan], "vs_reference_p_holm": [np.nan]})
+    shown = for_people(comparison)
+    assert "ndcg_diff_vs_reference" not in shown and "vs_reference_p_holm" not in shown and "ndcg" in shown
+    assert "vs_reference_p_holm" in for_people(comparison.assign(vs_reference_p_holm=[0.04]))

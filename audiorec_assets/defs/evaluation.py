@@ -106,20 +106,25 @@ def _write_plot(paths: LakePaths, name: str, png: bytes) -> Path:
     return plot_path
 
 
-def _table_result(lake: LakeResource, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
-                  key: dg.AssetKey | None = None, **metadata: object) -> dg.MaterializeResult:
-    """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table for people as a
-    Dagster table (a leaderboard: :func:`leaderboard_view`; a comparison: its main columns), every column as
-    markdown."""
+def for_people(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns of a table that the asset page shows: a comparison's main columns, a leaderboard's
+    :func:`leaderboard_view`; a column empty in this study (a seed spread with one seed) is left out."""
     from audiorec_assets.evaluation.plots import leaderboard_view
 
-    written = write_table_file(lake.paths(), table, frame, connect=lake.connect)
     if "twin" in frame or "best" in frame:
         shown = frame[[c for c in SUMMARY_COLUMNS if c in frame]]
     else:
         shown = leaderboard_view(frame, digits=DIGITS) if "hitrate_ci_low" in frame else frame
+    return shown.dropna(axis=1, how="all") if len(shown) else shown
+
+
+def _table_result(lake: LakeResource, settings: ExperimentSettings, table: str, frame: pd.DataFrame, split: str,
+                  key: dg.AssetKey | None = None, **metadata: object) -> dg.MaterializeResult:
+    """Write ``frame`` as ``audiorec.<table>`` and describe it: row count, K, split, the table for people as a
+    Dagster table (:func:`for_people`), every column as markdown."""
+    written = write_table_file(lake.paths(), table, frame, connect=lake.connect)
     return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(table_fingerprint(written)), metadata={
-        "table": _table(shown),
+        "table": _table(for_people(frame)),
         **metadata,
         "dagster/row_count": len(frame),
         "k": settings.headline_k,
