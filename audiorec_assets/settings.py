@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from audiorec_assets.recommenders.registry import RECOMMENDERS
+from audiorec_assets.settings_sasrec import SasRecSettings
 
 LAKE_ENV = "AUDIOREC_LAKE"
 SETTINGS_FILE = "experiment.yaml"
@@ -215,6 +216,7 @@ class ExperimentSettings(_Section):
     encode: EncodeSettings = EncodeSettings()
     shallow: ShallowSettings = ShallowSettings()
     bert4rec: Bert4RecSettings = Bert4RecSettings()
+    sasrec: SasRecSettings = SasRecSettings()  # settings_sasrec.py; paper_code runs these too
     als: AlsSettings = AlsSettings()
     hybrid: HybridSettings = HybridSettings()
 

@@ -45,6 +45,7 @@ def catalogue_with_cold_tracks(seed: int = 0) -> tuple[InteractionData, np.ndarr
 SETTINGS = ExperimentSettings(
     seed=3, shallow={"max_epochs": 3, "batch_size": 64}, als={"factors": 4, "iterations": 3},
     bert4rec={"hidden_dim": 16, "ffn_dim": 16, "max_len": 12, "infer_len": 6, "max_epochs": 3, "id_dim": 16},
+    sasrec={"hidden_dim": 16, "ffn_dim": 16, "max_len": 8, "max_epochs": 3, "id_dim": 16},
 )
 CELLS = [(r, e) for r in RECOMMENDERS for e in ("audio", NO_AUDIO) if is_valid_cell("x" if e == "audio" else e, r)]
 
@@ -72,5 +73,5 @@ def test_lists_hold_only_the_split_candidates(recommender, encoder, preset):
         assert set(cold_rows["item"]) == cold  # every cold track, and nothing else (7 < 50 slots)
     else:
         assert cold_rows.empty and "test_cold" not in evaluation_splits(model, data)
-    # audio-free cells cannot score what they never saw; audio cells can (knn, shallow, bert4rec)
+    # audio-free cells cannot score what they never saw; audio cells can (knn, shallow, bert4rec, sasrec)
     assert model.scores_unseen_items == (encoder == "audio")

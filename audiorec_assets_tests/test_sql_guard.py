@@ -112,5 +112,9 @@ def test_table_names_work_unqualified_as_in_duckdbs_cli(warehouse_lake, capsys):
     assert capsys.readouterr().out.split() == ["encoder,value", "mfcc,0.3", "random,0.1"]
     main(["--lake", str(warehouse_lake), "sql", "select * from leaderboard", "--format", "json"])
     assert capsys.readouterr().out.strip() == '[{"encoder":"mfcc","hitrate":0.5}]'
+    main(["--lake", str(warehouse_lake), "sql", "DESCRIBE leaderboard", "--format", "csv"])
+    described = capsys.readouterr().out.splitlines()
+    assert described[0].startswith("column_name,column_type") and [r.split(",")[0] for r in described[1:]] == [
+        "encoder", "hitrate"]
     assert "refused" in refused(warehouse_lake, "SET search_path = 'main'")
     assert "refused" in refused(warehouse_lake, "SET schema = 'main'")

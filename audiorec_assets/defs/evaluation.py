@@ -1,4 +1,5 @@
-"""Across partitions: ``audiorec/leaderboard`` (+ ``leaderboard_cold``) and the study's comparison tables.
+"""Across partitions: ``audiorec/leaderboard`` (+ ``leaderboard_cold``), the study's comparison tables and the
+figure of what audio adds (``audiorec/audio_effect_plot``, after the comparison tables).
 
 Every table is at ``settings.headline_k``, made of the configured cells (:func:`audiorec_assets.study.study_cells`)
 whose files exist; the tables themselves are pure functions in :mod:`audiorec_assets.evaluation.tables`.
@@ -92,10 +93,10 @@ def _table(frame: pd.DataFrame) -> dg.MetadataValue:
                                    for row in frame.to_dict("records")], schema)
 
 
-def _png_markdown(png: bytes, k: int, split: str) -> str:
+def _png_markdown(png: bytes, k: int, split: str, label: str | None = None) -> str:
     import base64
 
-    label = f"HitRate@{k} ({split}) by encoder and recommender, references dashed"
+    label = label or f"HitRate@{k} ({split}) by encoder and recommender, references dashed"
     return f"![{label}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
@@ -202,6 +203,43 @@ def build_comparison_asset(name: str, recommender: str) -> dg.AssetsDefinition:
         f"best reference (Holm-corrected per family).")
 
 
+AUDIO_EFFECT_PLOT = dg.AssetKey(["audiorec", "audio_effect_plot"])
+# the comparison tables that test each encoder against its shuffled twin, and the split each is on
+TWIN_TABLES = {**{f"comparison_{name}": "test" for name in tables.COMPARISONS}, "comparison_cold": COLD_SPLIT}
+_TWIN_TABLE_KEYS = [dg.AssetKey(["audiorec", table]) for table in TWIN_TABLES]
+
+
+@dg.asset(key=AUDIO_EFFECT_PLOT, deps=[METRICS, REFERENCE_METRICS, SETTINGS_TABLES, *_TWIN_TABLE_KEYS], group_name="evaluation", kinds={"png"},
+          code_version=CODE_VERSION, automation_condition=across_cells(_TWIN_TABLE_KEYS),
+          description="`<lake>/tables/audio_effect.png`: what audio adds. Per recommender, warm (test) and cold "
+                      "(test_cold) side by side, each audio encoder's HitRate@headline_k (95 % CI) next to its "
+                      "shuffled twin's, marked with the paired test vs the twin from the comparison tables.")
+def audio_effect_plot(lake: LakeResource) -> dg.MaterializeResult:
+    """The figure of :mod:`audiorec_assets.evaluation.audio_effect_plot` and its numbers as a table. Its own asset,
+    not metadata on one comparison table, because it reads the twin verdicts of all of them (warm per recommender
+    and cold) and so has to come after every one of them."""
+    from audiorec_assets.evaluation.audio_effect_plot import audio_effect_png, audio_effect_rows, twin_verdicts
+
+    paths, settings = lake.paths(), lake.settings()
+    k = settings.headline_k
+    files = {table: paths.table_dir(table) / "all.parquet" for table in TWIN_TABLES}
+    verdicts = [twin_verdicts(pd.read_parquet(f), TWIN_TABLES[t], tables.SIGNIFICANCE_METRIC)
+                for t, f in files.items() if f.exists()]
+    effect = audio_effect_rows(configured_rows(paths, settings, "metrics"), k, settings.encode.shuffled_base,
+                               pd.concat(verdicts, ignore_index=True) if verdicts else None,
+                               metric=tables.HEADLINE_METRIC)
+    png = audio_effect_png(effect, k, metric=tables.HEADLINE_METRIC)
+    plot_path = _write_plot(paths, "audio_effect", png)
+    label = f"HitRate@{k}, each audio encoder vs its shuffled twin, warm and cold"
+    return dg.MaterializeResult(data_version=dg.DataVersion(file_hash(plot_path)), metadata={
+        "plot": dg.MetadataValue.md(_png_markdown(png, k, "test, test_cold", label)),
+        "pairs": _table(effect.drop(columns=["k"])),
+        "dagster/row_count": len(effect),
+        "k": k,
+        "path": dg.MetadataValue.path(str(plot_path)),
+    })
+
+
 COMPARISON_ASSETS = [
     *(build_comparison_asset(name, rec) for name, rec in tables.COMPARISONS.items()),
     build_table_asset(
@@ -217,7 +255,9 @@ COMPARISON_ASSETS = [
         "Per encoder, the recommenders against each other on the same test users (bert4rec vs shallow, "
         "shallow vs knn, bert4rec vs knn; paired bootstrap of NDCG@headline_k, Holm within each encoder)."),
     leaderboard_cold,
+    audio_effect_plot,
 ]
 """Every table asset besides ``audiorec/leaderboard`` (definitions.py and the tables job take them all)."""
+
 
 TABLE_ASSETS = [leaderboard, *COMPARISON_ASSETS]

@@ -5,7 +5,7 @@ with audio, which decides the cells of the study (:mod:`audiorec_assets.study`):
 
 * ``required`` — scores items by their vectors only (``knn``): never under encoder ``none``;
 * ``optional`` — uses the encoder's vectors, or learns item-id embeddings under ``none``
-  (``shallow``, ``bert4rec``);
+  (``shallow``, ``bert4rec``, ``sasrec``);
 * ``none`` — knows no audio (``popularity``, ``als``): one cell, under encoder ``none``.
 """
 

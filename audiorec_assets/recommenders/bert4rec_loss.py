@@ -63,6 +63,7 @@ import torch.nn.functional as F
 
 from audiorec_assets.recommenders.bert4rec_model import Bert4RecNet, LogitsAt
 from audiorec_assets.settings import Bert4RecSettings
+from audiorec_assets.settings_sasrec import SasRecSettings
 
 # The independent random stream of gBCE's negatives (streams 1 and 2: bert4rec_model.py).
 STREAM_NEGATIVES = 3
@@ -137,7 +138,7 @@ class GbceLoss:
     def __call__(self, net: Bert4RecNet, inputs: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor,
                  logits_at: LogitsAt = "masked") -> torch.Tensor:
         if logits_at != "masked":
-            raise ValueError("bert4rec.loss 'gbce' computes logits at masked positions only")
+            raise ValueError("loss 'gbce' computes logits at masked positions only")
         query = net.out_proj(net.encode(inputs)[masked])  # (n_masked, table dim): the scoring space
         positives = net.vocab_targets(targets)  # positions in the train vocabulary
         drawn = self.draw(len(inputs), len(net.vocab)).to(positives.device)
@@ -153,17 +154,19 @@ class GbceLoss:
                 "gbce_logit_offset": self.offset, "negative_sampling": NEGATIVE_SAMPLING}
 
 
-def training_loss(settings: Bert4RecSettings, n_vocab: int, generator: torch.Generator) -> TrainingLoss:
-    """The loss ``bert4rec.loss`` names for a train vocabulary of ``n_vocab`` items; raises ``ValueError``
-    naming the setting when gBCE cannot be calibrated (``bert4rec.negatives`` above ``n_vocab - 1``)."""
+def training_loss(settings: Bert4RecSettings | SasRecSettings, n_vocab: int, generator: torch.Generator,
+                  section: str = "bert4rec") -> TrainingLoss:
+    """The loss ``<section>.loss`` names for a train vocabulary of ``n_vocab`` items; raises ``ValueError``
+    naming the setting when gBCE cannot be calibrated (``<section>.negatives`` above ``n_vocab - 1``).
+    ``section``: the settings section read (``bert4rec``, or ``sasrec``, which trains with the same losses)."""
     if settings.loss == "softmax":
         return SoftmaxLoss()
     if n_vocab < 2:
-        raise ValueError(f"bert4rec.loss 'gbce' needs at least 2 items with train plays to sample negatives from "
-                         f"(the train vocabulary has {n_vocab}); use bert4rec.loss 'softmax'")
+        raise ValueError(f"{section}.loss 'gbce' needs at least 2 items with train plays to sample negatives from "
+                         f"(the train vocabulary has {n_vocab}); use {section}.loss 'softmax'")
     if settings.negatives > n_vocab - 1:
-        raise ValueError(f"bert4rec.negatives={settings.negatives} must be at most the train vocabulary size minus "
-                         f"one ({n_vocab - 1}) with bert4rec.loss 'gbce'; lower it, or use bert4rec.loss 'softmax' "
+        raise ValueError(f"{section}.negatives={settings.negatives} must be at most the train vocabulary size minus "
+                         f"one ({n_vocab - 1}) with {section}.loss 'gbce'; lower it, or use {section}.loss 'softmax' "
                          f"(on so few items the full softmax is cheap)")
     return GbceLoss(negatives=settings.negatives, t=settings.gbce_t,
                     beta=gbce_beta(settings.negatives, n_vocab, settings.gbce_t), generator=generator)

@@ -73,12 +73,16 @@ class _ValBatch:
     weights: torch.Tensor  # 1 / (the user's number of val items): each user counts once
 
 
+QueryTokens = Callable[[UserItems, np.ndarray, Bert4RecConfig], tuple[torch.Tensor, torch.Tensor]]
+
+
 def _val_batches(
-    data: InteractionData, users: np.ndarray, config: Bert4RecConfig, device: torch.device
+    data: InteractionData, users: np.ndarray, config: Bert4RecConfig, device: torch.device,
+    query_tokens: QueryTokens = inference_tokens,
 ) -> list[_ValBatch]:
     batches = []
     for block in _user_batches(users, config.n_items):
-        tokens, mask_at = inference_tokens(data.train, block, config)
+        tokens, mask_at = query_tokens(data.train, block, config)
         counts = data.val.lengths()[block]
         batches.append(
             _ValBatch(
@@ -92,9 +96,11 @@ def _val_batches(
     return batches
 
 
-def guide_validation_loss(net: Bert4RecNet, data: InteractionData, users: np.ndarray) -> Callable[[], float]:
-    """Guide definition: CE of each val item at a [MASK] after the train history, per user then over users."""
-    batches = _val_batches(data, users, net.config, next(net.parameters()).device)
+def guide_validation_loss(net: Bert4RecNet, data: InteractionData, users: np.ndarray,
+                          query_tokens: QueryTokens = inference_tokens) -> Callable[[], float]:
+    """Guide definition: CE of each val item at a [MASK] after the train history, per user then over users.
+    ``query_tokens``: each user's tokens and the position scored (SASRec: its last train item, no [MASK])."""
+    batches = _val_batches(data, users, net.config, next(net.parameters()).device, query_tokens)
 
     def val_loss() -> float:
         total = 0.0

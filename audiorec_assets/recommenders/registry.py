@@ -26,6 +26,7 @@ RECOMMENDERS: dict[str, RecommenderEntry] = {
                                 paper_code_revision=1),
     "bert4rec": RecommenderEntry("audiorec_assets.recommenders.bert4rec:Bert4RecRecommender", "optional",
                                  paper_code_revision=1),
+    "sasrec": RecommenderEntry("audiorec_assets.recommenders.sasrec:SasRecRecommender", "optional"),
     "popularity": RecommenderEntry("audiorec_assets.recommenders.popularity:PopularityRecommender", "none"),
     "als": RecommenderEntry("audiorec_assets.recommenders.als:AlsRecommender", "none"),
 }
