@@ -2,7 +2,7 @@
 
 Encoder ``none`` means "no audio". A recommender that knows no audio (``popularity``, ``als``)
 has one cell, under ``none``, whatever the encoders; one that needs vectors (``knn``) has none
-there; the others (``shallow``, ``bert4rec``) run on every configured encoder, ``none``
+there; the others (``shallow``, ``bert4rec``, ``sasrec``) run on every configured encoder, ``none``
 included (learned item ids: the references of "what does audio add").
 """
 

@@ -7,10 +7,10 @@ Three dynamic partition sets, kept in step with the lake by ``lake_partitions_se
   (built-ins whose weights are present or need none, controls; a twin computed from another encoder's
   vectors only where that encoder runs, and a ``hybrid_<encoder>`` only where ``raw/tracks.csv`` has
   usable metadata columns), plus every ``<lake>/embeddings/<name>.npy`` a user dropped in;
-* ``recommender``: the configured recommenders that use audio (``knn``, ``shallow``, ``bert4rec``);
+* ``recommender``: the configured recommenders that use audio (``knn``, ``shallow``, ``bert4rec``, ``sasrec``);
   their cells are ``encoder × recommender``;
 * ``reference``: the recommenders run once without audio (``popularity``, ``als``, and
-  ``shallow``/``bert4rec`` on learned item ids when ``none`` is configured).
+  ``shallow``/``bert4rec``/``sasrec`` on learned item ids when ``none`` is configured).
 
 So every cell the UI offers can run; an encoder that cannot is listed, with the reason, in the
 sensor's skip message instead.
