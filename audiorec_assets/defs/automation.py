@@ -65,6 +65,14 @@ def across_cells(inputs: list[dg.AssetKey]) -> dg.AutomationCondition:
             & some_input).with_label("across_cells")
 
 
+def with_tables(inputs: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """For a figure over other tables of the same job (the audio-effect plot over the comparison tables): like
+    :func:`across_cells`, but requested in the same evaluation as those tables when they are requested — one run,
+    its steps in the graph's order — rather than in a round of its own after them."""
+    some_input = AC.any_deps_match(~AC.missing() | AC.will_be_requested()).allow(dg.AssetSelection.assets(*inputs))
+    return (_needed() & ~AC.any_deps_in_progress() & ~AC.in_progress() & some_input).with_label("with_tables")
+
+
 def expensive(cron: str | None = None) -> dg.AutomationCondition:
     """:func:`on_change` once the inputs' blocking checks passed; with a cron, only after its tick."""
     cron = cron if cron is not None else os.environ.get(EXPENSIVE_CRON_ENV) or None

@@ -12,7 +12,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.defs.automation import across_cells
+from audiorec_assets.defs.automation import across_cells, with_tables
 from audiorec_assets.defs.partitions import GRID
 from audiorec_assets.defs.models import METRICS, REFERENCE_METRICS, REFERENCE_USER_METRICS, USER_METRICS, part_name
 from audiorec_assets.defs.resources import LakeResource
@@ -210,7 +210,7 @@ _TWIN_TABLE_KEYS = [dg.AssetKey(["audiorec", table]) for table in TWIN_TABLES]
 
 
 @dg.asset(key=AUDIO_EFFECT_PLOT, deps=[METRICS, REFERENCE_METRICS, SETTINGS_TABLES, *_TWIN_TABLE_KEYS], group_name="evaluation", kinds={"png"},
-          code_version=CODE_VERSION, automation_condition=across_cells(_TWIN_TABLE_KEYS),
+          code_version=CODE_VERSION, automation_condition=with_tables(_TWIN_TABLE_KEYS),
           description="`<lake>/tables/audio_effect.png`: what audio adds. Per recommender, warm (test) and cold "
                       "(test_cold) side by side, each audio encoder's HitRate@headline_k (95 % CI) next to its "
                       "shuffled twin's, marked with the paired test vs the twin from the comparison tables.")
