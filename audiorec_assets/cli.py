@@ -269,6 +269,10 @@ def main(argv: list[str] | None = None) -> None:
                                   "artist, genre, style, instrumentation, period, era where present)")
     args = parser.parse_args(argv)
     lake_root = (args.lake or default_lake()).resolve()
+    if args.command in ("sql", "recommend", "similar", "status") and argv is None:  # `audiorec sql … | head`:
+        import signal  # a reader that leaves ends a read-only command quietly, as Unix tools end
+
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if args.command in ("demo", "materialize", "status"):  # Dagster's notes on its beta APIs are not for users
         import warnings
 

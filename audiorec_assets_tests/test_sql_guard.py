@@ -118,3 +118,16 @@ def test_table_names_work_unqualified_as_in_duckdbs_cli(warehouse_lake, capsys):
         "encoder", "hitrate"]
     assert "refused" in refused(warehouse_lake, "SET search_path = 'main'")
     assert "refused" in refused(warehouse_lake, "SET schema = 'main'")
+
+
+def test_a_reader_that_leaves_ends_the_query_quietly(warehouse_lake):
+    """`audiorec sql … | head -1`: no BrokenPipeError traceback, as with Unix tools."""
+    audiorec = Path(sys.executable).parent / "audiorec"
+    query = subprocess.Popen([str(audiorec), "--lake", str(warehouse_lake), "sql", "select * from range(200000)",
+                              "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.run(["head", "-n", "1"], stdin=query.stdout, capture_output=True, text=True)
+    query.stdout.close()
+    err = query.stderr.read().decode()
+    query.wait(60)
+    assert head.stdout.strip() == "range"
+    assert "Traceback" not in err and "BrokenPipe" not in err
