@@ -130,9 +130,10 @@ class KnnRecommender(Recommender):
         items = torch.as_tensor(item_matrix, device=device)
         block = max(1, min(self.batch_size, self.max_cells // max(1, len(columns))))
         parts = []
+        buffer = np.empty((min(block, len(users)), len(columns)), np.float32) if device.type == "cpu" else None
         for start in range(0, len(users), block):
             batch = users[start : start + block]
-            scores = dense_scores(torch.as_tensor(self._user_vectors[batch], device=device), items)
+            scores = dense_scores(torch.as_tensor(self._user_vectors[batch], device=device), items, out=buffer)
             parts.append(exclude_and_top_n(scores, batch, self._data, n, columns=columns))
         if not parts:
             return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))

@@ -6,6 +6,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from audiorec_assets.settings import effective_device
@@ -33,17 +34,19 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
-def dense_scores(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def dense_scores(queries: torch.Tensor, items: torch.Tensor, out: np.ndarray | None = None) -> torch.Tensor:
     """``queries @ items.T`` without autograd: one block of scores for a top-N.
 
     On the CPU (float32) through numpy's BLAS: on the machines this was measured on (AMD EPYC, torch's CPU
     wheel with MKL) torch's sgemm did less than half the FLOP per CPU-second of numpy's OpenBLAS
     (``bench/bench_cell_paths.py``, bench/RESULTS.md); the block is the same matrix product either way. On other
-    devices (and dtypes) torch's own.
+    devices (and dtypes) torch's own. ``out`` (CPU, float32, at least ``len(queries)`` rows): a buffer the block is
+    written into and returned from, reused across blocks — a fresh 65 MB block per batch costs page faults.
     """
     if queries.device.type == "cpu" and queries.dtype == items.dtype == torch.float32:
         left, right = queries.detach().numpy(), items.detach().numpy()
-        return torch.from_numpy(left @ right.T)
+        block = None if out is None else out[: len(left)]
+        return torch.from_numpy(np.matmul(left, right.T, out=block))
     return queries @ items.T
 
 
