@@ -12,6 +12,7 @@ log-mel patches. torch and librosa are imported only when the encoder loads or e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -89,17 +90,26 @@ class MusicnnEncoder(AudioEncoder):
 
     def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
         """``(len(waveforms), 200)`` float32: per track, the mean penultimate vector of its patches."""
-        from audiorec_assets.encoders.musicnn.preprocess import waveform_patches
+        def penultimate(patches: np.ndarray) -> np.ndarray:
+            return musicnn_outputs(self.network, patches, self.max_patches_per_forward).penultimate
 
-        if not waveforms:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        self.load()
-        assert self.network is not None
-        per_track = [waveform_patches(w) for w in waveforms]
-        outputs = musicnn_outputs(self.network, np.concatenate(per_track), self.max_patches_per_forward)
-        bounds = np.cumsum([0] + [len(p) for p in per_track])
-        vectors = [outputs.penultimate[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
-        return np.stack(vectors).astype(np.float32)
+        return mean_over_patches(self, waveforms, penultimate)
+
+
+def mean_over_patches(encoder: AudioEncoder, waveforms: list[np.ndarray],
+                      layer: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """``(len(waveforms), encoder.dim)`` float32: per track, the mean of ``layer`` over its 3-s log-mel patches
+    (all tracks' patches in one batch; ``layer(patches) -> (patches, dim)``); what every musicnn-package encoder
+    returns."""
+    from audiorec_assets.encoders.musicnn.preprocess import waveform_patches
+
+    if not waveforms:
+        return np.zeros((0, encoder.dim), dtype=np.float32)
+    encoder.load()
+    per_track = [waveform_patches(w) for w in waveforms]
+    outputs = layer(np.concatenate(per_track))
+    bounds = np.cumsum([0] + [len(p) for p in per_track])
+    return np.stack([outputs[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.float32)
 
 
 class MusicnnMttEncoder(MusicnnEncoder):
@@ -136,18 +146,12 @@ class VggEncoder(AudioEncoder):
 
     def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
         """``(len(waveforms), 256)`` float32: per track, the mean flattened pool5 of its patches."""
-        from audiorec_assets.encoders.musicnn.preprocess import waveform_patches
         from audiorec_assets.encoders.musicnn.vgg import run_vgg
 
-        if not waveforms:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        self.load()
-        assert self.network is not None
-        per_track = [waveform_patches(w) for w in waveforms]
-        outputs = run_vgg(self.network, np.concatenate(per_track), self.max_patches_per_forward)
-        bounds = np.cumsum([0] + [len(p) for p in per_track])
-        vectors = [outputs.pool5[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]
-        return np.stack(vectors).astype(np.float32)
+        def pool5(patches: np.ndarray) -> np.ndarray:
+            return run_vgg(self.network, patches, self.max_patches_per_forward).pool5
+
+        return mean_over_patches(self, waveforms, pool5)
 
 
 class VggMsdEncoder(VggEncoder):

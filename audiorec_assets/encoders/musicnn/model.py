@@ -239,17 +239,23 @@ def load_musicnn(checkpoint_prefix: Path | str, device: str = "cpu") -> Musicnn:
     num_classes = tensors["dense_1/kernel"].shape[1]
     model = Musicnn(num_classes=num_classes)
     state = state_dict_from_tf(tensors, f"{checkpoint_prefix}.index")
+    names = {key: tf_name for key, (tf_name, _) in tf_variable_map().items()}
+    return load_converted(model, state, names, f"{checkpoint_prefix}.index", device)
+
+
+def load_converted(model: nn.Module, state: dict[str, torch.Tensor], tf_names: dict[str, str], source: str,
+                   device: str) -> nn.Module:
+    """``model`` with the converted TF ``state`` loaded, in eval mode on ``device``; a variable of the wrong shape or
+    a parameter without a TF counterpart is a ``ValueError`` naming ``source`` (shared by MusiCNN and VGG)."""
     expected = model.state_dict()
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(
-                f"{checkpoint_prefix}.index: {tf_variable_map()[key][0]} has shape {tuple(value.shape)} "
-                f"after conversion, expected {tuple(expected[key].shape)}"
-            )
+            raise ValueError(f"{source}: {tf_names[key]} has shape {tuple(value.shape)} after conversion, "
+                             f"expected {tuple(expected[key].shape)}")
     # strict=False only because BatchNorm's num_batches_tracked has no TF counterpart.
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-        raise ValueError(f"{checkpoint_prefix}.index: unmapped parameters {missing + unexpected}")
+        raise ValueError(f"{source}: unmapped parameters {missing + unexpected}")
     return model.to(device).eval()
 
 

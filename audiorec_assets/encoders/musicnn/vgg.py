@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from audiorec_assets.encoders.musicnn.model import load_converted
 from audiorec_assets.encoders.musicnn.tf_checkpoint import read_checkpoint
 
 TF_BN_EPSILON = 1e-3
@@ -139,21 +140,10 @@ def load_vgg(checkpoint_prefix: Path | str, device: str = "cpu") -> Vgg:
     except ValueError as err:
         raise ValueError(f"{checkpoint_prefix}.index: not a musicnn VGG checkpoint ({err})") from err
     model = Vgg(num_classes=tensors["dense/kernel"].shape[1])
-    expected = model.state_dict()
-    state: dict[str, torch.Tensor] = {}
-    for key, (tf_name, kind) in mapping.items():
-        value = np.ascontiguousarray(_convert(tensors[tf_name], kind), dtype=np.float32)
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(
-                f"{checkpoint_prefix}.index: {tf_name} has shape {value.shape} after conversion, "
-                f"expected {tuple(expected[key].shape)}"
-            )
-        state[key] = torch.from_numpy(value)
-    # strict=False only because BatchNorm's num_batches_tracked has no TF counterpart.
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-        raise ValueError(f"{checkpoint_prefix}.index: unmapped parameters {missing + unexpected}")
-    return model.to(device).eval()
+    state = {key: torch.from_numpy(np.ascontiguousarray(_convert(tensors[tf_name], kind), dtype=np.float32))
+             for key, (tf_name, kind) in mapping.items()}
+    names = {key: tf_name for key, (tf_name, _) in mapping.items()}
+    return load_converted(model, state, names, f"{checkpoint_prefix}.index", device)
 
 
 @torch.inference_mode()
