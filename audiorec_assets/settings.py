@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from audiorec_assets.recommenders.registry import RECOMMENDERS
-from audiorec_assets.settings_sasrec import SasRecSettings
+from audiorec_assets.settings_sasrec import SasRecSettings, SequenceSettings
 
 LAKE_ENV = "AUDIOREC_LAKE"
 SETTINGS_FILE = "experiment.yaml"
@@ -107,26 +107,13 @@ class ShallowSettings(_Section):
     id_dim: int = Field(128, ge=2)  # encoder `none`: width of the learned item-id embeddings
 
 
-class Bert4RecSettings(_Section):
-    hidden_dim: int = Field(256, ge=8)  # guide only; paper_code uses the audio dimension
-    layers: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    ffn_dim: int = Field(256, ge=8)
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+class Bert4RecSettings(SequenceSettings):
+    """BERT4Rec: the shared sequence settings (``settings_sasrec.py``; ``hidden_dim`` is the guide's only,
+    paper_code uses the audio dimension) and its masking."""
+
     max_len: int = Field(300, ge=2)
     infer_len: int = Field(50, ge=2)
     mask_prob: float | None = None  # None: the preset's (guide 0.15, paper_code 0.2)
-    batch_size: int = Field(128, ge=1)
-    max_epochs: int = Field(100, ge=1)
-    patience: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    id_dim: int = Field(128, ge=8)  # encoder `none`: width of the learned item-id embeddings (= hidden size)
-    # The training loss (recommenders/bert4rec_loss.py). softmax: full softmax over the train vocabulary at every
-    # masked position (the study). gbce: gSASRec's generalised BCE over the positive and `negatives` items drawn
-    # uniformly per sequence, the positive's probability raised to beta (calibration `gbce_t`, 0 = plain BCE).
-    loss: Literal["softmax", "gbce"] = "softmax"
-    negatives: int = Field(256, ge=1)  # gbce only; must stay below the train vocabulary size (checked at fit)
-    gbce_t: float = Field(0.75, ge=0.0, le=1.0)  # gbce only; gSASRec's default
 
     @model_serializer(mode="wrap")
     def _omit_default_loss(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""The ``sasrec:`` section of ``experiment.yaml`` (kept apart from ``settings.py``, which imports it).
+"""The settings the two sequence models share (``SequenceSettings``) and the ``sasrec:`` section of ``experiment.yaml``
+(kept apart from ``settings.py``, which imports both; ``bert4rec:`` adds its masking there).
 
-Sized like the guide's BERT4Rec, except ``max_len``: SASRec's full softmax scores every train track at *every*
+SASRec is sized like the guide's BERT4Rec, except ``max_len``: its full softmax scores every train track at *every*
 position of a sequence (BERT4Rec: at its ~15 % masked ones), so its window is BERT4Rec's inference window (50),
 not its training window (300). See ``recommenders/sasrec.py`` and docs/recommenders.md.
 """
@@ -12,22 +13,28 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class SasRecSettings(BaseModel):
+class SequenceSettings(BaseModel):
+    """A transformer over a user's train sequence (BERT4Rec, SASRec): its shape, training and loss."""
+
     model_config = ConfigDict(extra="forbid")
 
-    hidden_dim: int = Field(256, ge=8)  # audio encoders: the Linear projection's width
+    hidden_dim: int = Field(256, ge=8)  # audio encoders: the Linear projection's width (BERT4Rec: guide only)
     layers: int = Field(2, ge=1)
     heads: int = Field(2, ge=1)
     ffn_dim: int = Field(256, ge=8)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    max_len: int = Field(50, ge=2)  # the last max_len train items: training window and inference window
     batch_size: int = Field(128, ge=1)
     max_epochs: int = Field(100, ge=1)
     patience: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
     id_dim: int = Field(128, ge=8)  # encoder `none`: width of the learned item-id embeddings (= hidden size)
-    # softmax: full cross-entropy over the train vocabulary at every position (Klenitskiy & Vasilev, RecSys 2023);
-    # gbce: gSASRec's generalised BCE over `negatives` items drawn per sequence (recommenders/bert4rec_loss.py)
+    # The training loss (recommenders/bert4rec_loss.py). softmax: full softmax over the train vocabulary at every
+    # predicted position (the study). gbce: gSASRec's generalised BCE over the positive and `negatives` items drawn
+    # uniformly per sequence, the positive's probability raised to beta (calibration `gbce_t`, 0 = plain BCE).
     loss: Literal["softmax", "gbce"] = "softmax"
     negatives: int = Field(256, ge=1)  # gbce only; must stay below the train vocabulary size (checked at fit)
     gbce_t: float = Field(0.75, ge=0.0, le=1.0)  # gbce only; gSASRec's default
+
+
+class SasRecSettings(SequenceSettings):
+    max_len: int = Field(50, ge=2)  # the last max_len train items: training window and inference window
