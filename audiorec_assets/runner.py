@@ -26,8 +26,12 @@ LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrat
 
 
 def instance() -> dg.DagsterInstance:
-    """The persistent Dagster instance when ``$DAGSTER_HOME`` is set (runs then show in ``dagster dev``)."""
+    """The persistent Dagster instance when ``$DAGSTER_HOME`` is set (runs then show in ``dagster dev``); a home
+    folder that does not exist yet is made (Dagster itself refuses one), a relative one is taken from here."""
     if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"]).expanduser().absolute()
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["DAGSTER_HOME"] = str(home)
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
 
@@ -135,6 +139,7 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     from audiorec_assets.defs.partitions import lake_members, sync_partitions
 
     lake = LakePaths(lake_root)
+    inst = instance()  # before minutes of data generation: a home Dagster cannot use fails now
     lake.root.mkdir(parents=True, exist_ok=True)
     write_demo_settings(lake, dataset)
     settings = load_settings(lake.root)
@@ -146,7 +151,6 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     if written:
         print(f"{PREFIX} {lake.raw} held no data: wrote the demo data set (seed {settings.seed}; {written.n_events} "
               f"listens, flagged synthetic), in {written.seconds:.1f} s", flush=True)
-    inst = instance()
     defs = _definitions(lake.root, inst)
     wanted = lake_members(lake, settings)
     sync_partitions(inst, wanted)

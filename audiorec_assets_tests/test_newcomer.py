@@ -4,6 +4,7 @@ status's reasons, and descriptions the UI renders as Markdown. Fast: no Dagster 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -140,3 +141,19 @@ def test_descriptions_render_as_markdown_and_explain_the_grid(lake):
     for key in ("audiorec/embeddings", "audiorec/models", "audiorec/leaderboard", "audiorec/leaderboard_plot"):
         assert GRID in texts[key], key
     assert "encoder × recommender" in GRID and "`none`" in GRID
+
+
+def test_a_dagster_home_that_does_not_exist_yet_is_made(tmp_path, monkeypatch):
+    """Dagster refuses a $DAGSTER_HOME folder that does not exist; `audiorec demo` used to find out only after minutes
+    of data generation. The commands make the folder (a relative one taken from the working directory)."""
+    from audiorec_assets import runner
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", "homes/new")
+    inst = runner.instance()
+    try:
+        assert (tmp_path / "homes" / "new").is_dir()
+        assert not inst.is_ephemeral
+        assert Path(inst.root_directory) == tmp_path / "homes" / "new"
+    finally:
+        inst.dispose()
