@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from audiorec_assets.data import audio_verdicts, quality
-from audiorec_assets.data.audio import audio_oddities, probe_audio
+from audiorec_assets.data.audio import audio_oddities, probe_audio, probe_audio_and_duration
 from audiorec_assets.data.sources import Layout, RawSource, read_listens
 from audiorec_assets.data.splits import SplitWindows, make_split
 from audiorec_assets.settings import LakePaths
@@ -212,9 +212,9 @@ def test_an_unchanged_file_is_probed_once_and_a_changed_one_again(tmp_path, monk
 
     def counting_probe(path):
         probed.append(Path(path).name)
-        return probe_audio(path)
+        return probe_audio_and_duration(path)
 
-    monkeypatch.setattr(quality, "probe_audio", counting_probe)
+    monkeypatch.setattr(quality, "probe_audio_and_duration", counting_probe)
     verdicts = tmp_path / "lake" / "tmp" / "audio_verdicts.parquet"
     first = quality.tracks_flags(_catalogue(paths), verdicts=verdicts)
     assert sorted(probed) == ["t0.wav", "t1.wav", "t2.wav"]
@@ -282,7 +282,8 @@ def test_the_fast_path_for_usual_timestamps_gives_what_the_general_rules_give():
     stamps = ["2019-03-01 12:00:00", "2019-03-01T12:00:00", " 2019-03-01 12:00:00 ", "2019-03-01T12+01:00",
               "2019-03-01 12:00+01", "2019-03-01 12:0+:00", "2019-03-01 12:00:0Z", "1551441600.123456789",
               "2019-13-01 12:00:00", "2019-03-01 25:00:00", "2019-03-01T12:00:00Z",
-              "2019-03-01 12:00:00+01:00", "2019-03-01 12:00:00-0500", "2019-03-01", "1551441600", "", "x" * 19]
+              "2019-03-01 12:00:00+01:00", "2019-03-01 12:00:00-0500", "2019-03-01", "1551441600", "", "x" * 19,
+              "2019-02-30 12:00:00", "0000-00-00 00:00:00", "2019-03-01 12:00:0 ", "2019-03-01 12:00:00.5"]
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     for stamp in stamps:
@@ -299,9 +300,9 @@ def test_the_tracks_check_remembers_verdicts_in_the_lake_across_runs(lake, monke
 
     def counting_probe(path):
         probed.append(Path(path).name)
-        return probe_audio(path)
+        return probe_audio_and_duration(path)
 
-    monkeypatch.setattr(quality, "probe_audio", counting_probe)
+    monkeypatch.setattr(quality, "probe_audio_and_duration", counting_probe)
     assert materialize(lake).success
     assert sorted(probed) == ["a.flac", "b.flac", "c.flac"]
     assert LakePaths(lake).audio_verdicts.is_file()
@@ -309,3 +310,66 @@ def test_the_tracks_check_remembers_verdicts_in_the_lake_across_runs(lake, monke
     write_tone(lake / "raw" / "audio" / "c.flac", seconds=1.5, freq=500.0)  # changed: probed again
     result = materialize(lake)
     assert result.success and probed == ["c.flac"]
+
+
+def _small_cases(folder: Path) -> list[Path]:
+    """Files of no more frames than the probe reads anyway (1 s at 1 kHz, as bench/onion_lake.py writes them) and
+    short ones at a higher rate: the probe judges them from its own read of all their samples."""
+    rng = np.random.default_rng(1)
+    quiet = (0.01 * rng.standard_normal(1000)).astype(np.float32)
+    cases = []
+    for name, samples, sr, subtype, ext in (
+            ("ok", quiet, 1000, "PCM_16", "wav"), ("ok", quiet, 1000, "PCM_16", "flac"),
+            ("silent", np.zeros(1000, np.float32), 1000, "PCM_16", "wav"),
+            ("stereo", np.stack([quiet, -quiet], axis=1), 1000, "PCM_16", "wav"),
+            ("float", quiet, 1000, "FLOAT", "wav"), ("short", quiet[:700], 1000, "PCM_16", "wav"),
+            ("short8k", np.tile(quiet, 6), 8000, "VORBIS", "ogg")):
+        path = folder / f"{name}_{sr}.{ext}"
+        sf.write(str(path), samples, sr, subtype=subtype)
+        cases.append(path)
+    whole = cases[0].read_bytes()
+    cases.append(folder / "truncated_1000.wav")
+    cases[-1].write_bytes(whole[: len(whole) // 2])
+    return cases
+
+
+def test_the_probe_judges_small_files_as_the_full_decode_does_and_reads_the_header_duration(tmp_path):
+    from audiorec_assets.data.audio import duration_or_nan, probe_audio_and_duration
+
+    (tmp_path / "more").mkdir()
+    for path in _small_cases(tmp_path) + _audio_cases(tmp_path / "more"):
+        try:
+            expected = audio_oddities(path)
+        except Exception as err:
+            with pytest.raises(type(err)):
+                probe_audio_and_duration(path)
+            continue
+        odd, duration = probe_audio_and_duration(path)
+        assert odd == expected, path.name
+        assert duration is None or duration == duration_or_nan(path), path.name
+        assert quality.probe_verdict(str(path))[3] == pytest.approx(duration_or_nan(path), nan_ok=True), path.name
+    assert "silent" in probe_audio(tmp_path / "silent_1000.wav")
+    assert "truncated" in probe_audio(tmp_path / "truncated_1000.wav")
+
+
+def test_an_ingest_opens_each_audio_file_once(lake, monkeypatch):
+    """The tracks table's durations and the blocking tracks check's verdicts come from one probe of each file
+    (libsndfile opens counted); a second ingest over unchanged audio opens none."""
+    from audiorec_assets_tests.helpers import write_own
+    from audiorec_assets_tests.test_ingest_assets import LISTENS, materialize
+
+    write_own(lake / "raw", LISTENS)
+    opened = []
+    real = sf.SoundFile
+
+    class Counting(real):
+        def __init__(self, file, *args, **kwargs):
+            opened.append(Path(str(file)).name)
+            super().__init__(file, *args, **kwargs)
+
+    monkeypatch.setattr(sf, "SoundFile", Counting)
+    assert materialize(lake).success
+    assert sorted(opened) == ["a.flac", "b.flac", "c.flac"]
+    opened.clear()
+    assert materialize(lake).success
+    assert opened == []

@@ -13,6 +13,13 @@ is one 1-s MP3 (44.1 kHz stereo) per track, byte copies of 16 clips, in bench/ou
   and the audio. ``--runs 2`` (default) materializes twice on the same lake: the first run probes every audio
   file, the second finds the verdicts remembered (unchanged audio, e.g. a new log).
 
+``--lake DIR`` measures instead what ``bench/bench_study.py``'s ingest layer measures, on a lake made by
+``bench/onion_lake.py`` (only its ``raw/`` is used; tables, ``tmp/`` and the warehouse are removed first): the real
+command ``audiorec materialize --plain --select group:ingest`` (fresh ``DAGSTER_HOME``; CPU of the process and its
+children, ``os.wait4``), run twice (first look at the audio, then verdicts remembered), and bench_study's bare
+ingest; ``--code`` may then be given several times, and ``--repeat N`` alternates the checkouts N times, so that
+before / after share the machine's load. Copy a shared lake first (``cp -a``): its derived folders are removed.
+
 Each side runs in a fresh subprocess; CPU seconds are the process's user + system time (DuckDB's threads
 included) around the work, imports excluded. ``--code DIR`` imports ``audiorec_assets`` from another checkout
 (e.g. ``git archive HEAD | tar -x -C /tmp/old``) to compare before / after. The per-step lines are CPU seconds
@@ -147,6 +154,8 @@ def run_audiorec(log: Path, lake: Path, runs: int, audio_check: bool) -> dict:
             return pd.DataFrame(flagged)
 
         quality.tracks_flags = no_probe
+        # the tracks table's probe (where the ingest now opens each file, once): a healthy 1-s verdict, unopened
+        quality.file_verdicts = lambda files, *args, **kwargs: [(True, {}, "", 1.0) for _ in files]
     steps = [ingest.ingest]  # one op: the four tables and both blocking checks
     results = []
     totals: dict[str, float] = {}
@@ -167,13 +176,56 @@ def child(args: list[str], code: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def run_lake(lake: Path, codes: list[Path], repeat: int) -> None:
+    """``--lake``: the ingest layer of bench_study (the real CLI) per checkout, alternating, with the bare."""
+    import shutil
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_study
+
+    base_env = {k: v for k, v in os.environ.items() if k not in ("AUDIOREC_LAKE", "DAGSTER_HOME", "PYTHONPATH")}
+    logs = Path(tempfile.mkdtemp(prefix="bench_ingest_lake_"))
+    cli = [str(Path(sys.executable).parent / "audiorec"), "materialize", "--plain", "--select", "group:ingest"]
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; lake {lake}; "
+          f"logs {logs}")
+    print()
+    print("| round | code | run | CPU s | wall s | load (1 / 5 / 15 min) at start | bare CPU s | ratio |")
+    print("|---:|---|---|---:|---:|---|---:|---:|")
+    for round_ in range(1, repeat + 1):
+        for code in codes:
+            for path in ("tables", "models", "tmp", "warehouse.duckdb", "warehouse.duckdb.wal"):
+                target = lake / path
+                shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+            home = logs / f"home_{round_}_{code.name}"
+            bench_study.fresh_dagster_home(home)
+            env = {**base_env, "AUDIOREC_LAKE": str(lake), "DAGSTER_HOME": str(home), "PYTHONPATH": str(code),
+                   "GX_ANALYTICS_ENABLED": "false"}
+            runs = []
+            for label in ("first (audio probed)", "again (verdicts remembered)"):
+                load = os.getloadavg()
+                run = bench_study.measure(cli, env, logs / f"{round_}_{code.name}_{len(runs)}.log")
+                if run["rc"] != 0:
+                    raise SystemExit(f"audiorec materialize failed: see {run['log']}")
+                runs.append((label, run, load))
+            bare = bench_study.measure([sys.executable, str(Path(bench_study.__file__)), "--lake", str(lake), "--out",
+                                        str(logs / "bare"), "--bare", "ingest"], base_env, logs / "bare.log")
+            for label, run, load in runs:
+                print(f"| {round_} | {code} | {label} | {run['cpu_s']:.1f} | {run['wall_s']:.1f} | "
+                      f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} | {bare['cpu_s']:.1f} | "
+                      f"{run['cpu_s'] / bare['cpu_s']:.1f}× |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("events", nargs="*", type=int, default=[1_000_000])
     parser.add_argument("--tracks", type=int, default=ONION_TRACKS)
     parser.add_argument("--runs", type=int, default=2, help="audiorec runs on the same lake (default 2)")
     parser.add_argument("--no-audio-check", action="store_true", help="every audio file passes the check unopened")
-    parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose audiorec_assets runs")
+    parser.add_argument("--code", type=Path, action="append", help="the checkout whose audiorec_assets runs "
+                        "(default: this one; with --lake: may be given several times)")
+    parser.add_argument("--lake", type=Path, help="measure the real CLI's ingest on this bench/onion_lake.py lake")
+    parser.add_argument("--repeat", type=int, default=1, help="with --lake: rounds over the checkouts")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -185,6 +237,11 @@ def main() -> None:
         print(json.dumps(result, default=str))
         return
 
+    codes = args.code or [ROOT]
+    if args.lake:
+        run_lake(args.lake.resolve(), [c.resolve() for c in codes], args.repeat)
+        return
+    args.code = codes[0]
     from bench_ingest import generate
 
     generate_audio(AUDIO, args.tracks)

@@ -110,13 +110,19 @@ def audio_oddities(path: Path) -> dict[str, str]:
     """
     import soundfile as sf
 
-    found: dict[str, str] = {}
     declared = None
     try:
         declared = int(sf.info(str(path)).frames)
     except Exception:
         pass
     waveform, sr = _decode(path, sr=None, offset=0.0, duration=None)
+    return _judge(path, waveform, sr, declared)
+
+
+def _judge(path: Path, waveform: np.ndarray, sr: int, declared: int | None) -> dict[str, str]:
+    """:func:`audio_oddities` of the whole mono ``waveform`` of ``path`` (``declared``: the frames its header
+    promises, None when libsndfile cannot read the header)."""
+    found: dict[str, str] = {}
     missing_bytes = _wav_missing_bytes(path)
     if missing_bytes:
         found["truncated"] = f"{path}: truncated (its WAV header promises {missing_bytes} bytes more than the file has)"
@@ -128,7 +134,10 @@ def audio_oddities(path: Path) -> dict[str, str]:
     seconds = len(waveform) / sr
     if seconds < SHORT_SECONDS:
         found["short"] = f"{path}: only {seconds:.3f} s of audio (under {SHORT_SECONDS:g} s)"
-    peak = float(np.nanmax(np.abs(waveform))) if finite.any() else 0.0
+    if not finite.any():
+        peak = 0.0
+    else:  # nanmax only where it has a NaN to skip (it costs several times max)
+        peak = float(np.nanmax(np.abs(waveform)) if "nan_samples" in found else np.abs(waveform).max())
     if waveform.size and peak < SILENT_PEAK:
         found["silent"] = f"{path}: silent (peak {peak:.1e})"
     return found
@@ -141,50 +150,69 @@ _FLOAT_SUBTYPES = {"FLOAT", "DOUBLE"}
 
 
 def probe_audio(path: Path) -> dict[str, str]:
-    """What :func:`audio_oddities` would find in ``path``, without decoding a healthy file in full.
+    """:func:`probe_audio_and_duration` without the duration."""
+    return probe_audio_and_duration(path)[0]
 
-    Reads the header, the first :data:`PROBE_HEAD_FRAMES` frames and the last :data:`PROBE_TAIL_FRAMES` (a
-    truncated file cannot deliver them) and scans a WAV's chunks. A file the probe cannot vouch for is decoded in
-    full by :func:`audio_oddities`, so its verdict and message are exactly that function's: a header libsndfile
-    cannot read, a float file (NaN samples can be anywhere), a file under :data:`SHORT_SECONDS`, a start without
-    a sample at or over :data:`SILENT_PEAK` (silent?), a short or failing read (truncated?), a WAV data chunk
-    past the end. Raises :class:`AudioReadError` naming the file when it does not decode. A file whose header
-    and both ends decode but whose middle does not passes here; the encoder that decodes it names it.
+
+def probe_audio_and_duration(path: Path) -> tuple[dict[str, str], float | None]:
+    """What :func:`audio_oddities` would find in ``path``, without decoding a healthy file in full, and the
+    duration its header gives (``frames / samplerate``, what ``soundfile.info`` says; None where libsndfile cannot
+    read the header).
+
+    One open of the file: the header, the first :data:`PROBE_HEAD_FRAMES` frames and the last
+    :data:`PROBE_TAIL_FRAMES` (a truncated file cannot deliver them), and a WAV's chunk scan. A file the probe
+    cannot vouch for that way is judged on all its samples, exactly as :func:`audio_oddities` judges it (same
+    verdict, same messages): a small file (no more frames than the probe reads anyway), a float file (NaN samples
+    can be anywhere) and a file under :data:`SHORT_SECONDS` are read whole through the handle already open; a
+    header libsndfile cannot read, a start without a sample at or over :data:`SILENT_PEAK` (silent?), a short or
+    failing read (truncated?) or a WAV data chunk past the end go to :func:`audio_oddities` itself (with its
+    fallbacks). Raises :class:`AudioReadError` naming the file when it does not decode. A file whose header and
+    both ends decode but whose middle does not passes here; the encoder that decodes it names it.
     """
     import soundfile as sf
 
+    duration = None
     try:
         with sf.SoundFile(str(path)) as f:
             frames, rate = f.frames, f.samplerate
-            if f.subtype in _FLOAT_SUBTYPES or rate <= 0 or frames < SHORT_SECONDS * rate:
-                return audio_oddities(path)
+            if rate <= 0:
+                return audio_oddities(path), None
+            duration = float(frames) / rate
+            if (f.subtype in _FLOAT_SUBTYPES or frames < SHORT_SECONDS * rate
+                    or frames <= PROBE_HEAD_FRAMES + PROBE_TAIL_FRAMES):
+                return _judge(path, _downmix(f.read(dtype="float32", always_2d=True)), rate, frames), duration
             head = f.read(frames=PROBE_HEAD_FRAMES, dtype="float32", always_2d=True)
             vouched = (len(head) == PROBE_HEAD_FRAMES and np.isfinite(head).all()
                        and float(np.abs(head).max()) >= SILENT_PEAK)
-            if vouched and frames > PROBE_HEAD_FRAMES + PROBE_TAIL_FRAMES:
+            if vouched:
                 f.seek(frames - PROBE_TAIL_FRAMES)
                 tail = f.read(frames=PROBE_TAIL_FRAMES, dtype="float32", always_2d=True)
                 vouched = len(tail) == PROBE_TAIL_FRAMES and bool(np.isfinite(tail).all())
     except Exception:  # libsndfile cannot read it: the full decode (with its fallbacks) decides and names it
         vouched = False
     if not vouched or _wav_missing_bytes(path):
-        return audio_oddities(path)
-    return {}
+        return audio_oddities(path), duration
+    return {}, duration
 
 
 def _wav_missing_bytes(path: Path) -> int:
-    """For a RIFF/WAVE file, how many bytes its ``data`` chunk claims beyond the end of the file (0: none)."""
-    import struct
+    """For a RIFF/WAVE file, how many bytes its ``data`` chunk claims beyond the end of the file (0: none).
+    (Unbuffered reads at offsets: this runs once per file of a catalogue, where a file object costs more.)"""
+    import os
 
-    with open(path, "rb") as handle:
-        if handle.read(12)[8:12] != b"WAVE":
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if os.pread(fd, 12, 0)[8:12] != b"WAVE":
             return 0
-        size = Path(path).stat().st_size
+        size, position = os.fstat(fd).st_size, 12
         while True:
-            header = handle.read(8)
+            header = os.pread(fd, 8, position)
             if len(header) < 8:
                 return 0
-            chunk, length = header[:4], struct.unpack("<I", header[4:])[0]
+            chunk, length = header[:4], int.from_bytes(header[4:], "little")
+            position += 8
             if chunk == b"data":
-                return max(0, handle.tell() + length - size) if length != 0xFFFFFFFF else 0
-            handle.seek(length + (length & 1), 1)
+                return max(0, position + length - size) if length != 0xFFFFFFFF else 0
+            position += length + (length & 1)
+    finally:
+        os.close(fd)

@@ -1,8 +1,9 @@
 """The remembered audio verdicts: what the tracks check's probe found in each file, by (path, size, mtime_ns).
 
-One Parquet file in the lake (``LakePaths.audio_verdicts``), written by the tracks check
-(:func:`audiorec_assets.data.quality.tracks_flags`) and read back by it and by the tracks table
-(:func:`audiorec_assets.data.tracks.build_tracks`, for ``duration_s``), so that unchanged audio is not opened again.
+One Parquet file in the lake (``LakePaths.audio_verdicts``), written where the tracks check's probe runs
+(:func:`audiorec_assets.data.quality.file_verdicts`: in an ingest, while its tracks table is built, for
+``duration_s``; else by the check, :func:`~audiorec_assets.data.quality.tracks_flags`) and read back by both, so
+that unchanged audio is not opened again.
 Rows of another :data:`PROBE_VERSION` are ignored; the file is only ever replaced whole, in one rename.
 """
 
@@ -40,7 +41,9 @@ def read_verdicts(path: Path | None) -> dict[tuple[str, int, int], Verdict]:
     try:
         table = pd.read_parquet(path)
         rows = table[table["version"] == PROBE_VERSION]
-        return {(str(f), int(size), int(mtime)): (bool(decodes), json.loads(odd), str(problem), float(duration))
+        # most files have no oddity: no JSON to parse for "{}"
+        return {(str(f), int(size), int(mtime)): (bool(decodes), json.loads(odd) if odd != "{}" else {}, str(problem),
+                                                   float(duration))
                 for f, size, mtime, decodes, odd, problem, duration in zip(
                     rows["path"], rows["size"], rows["mtime_ns"], rows["decodes"], rows["oddities"], rows["problem"],
                     rows["duration_s"])}

@@ -65,7 +65,8 @@ def run_ingest(paths: LakePaths, settings: ExperimentSettings, folder: Path, war
             warn(f"{source.log_path}: {read.duplicates} event(s) repeat an earlier (user_id, track_id, timestamp): "
                  + ("dropped (duplicates: drop)." if settings.duplicates == "drop" else
                     "kept, each counted as a play (duplicates: keep); set duplicates: drop to drop them."))
-        catalogue, tracks = build_tracks(con, source, files["listens"], paths)
+        # each new or changed audio file probed here, once, for its duration and the tracks check's verdict
+        catalogue, tracks = build_tracks(con, source, files["listens"], paths, probe=True)
         catalogue.to_parquet(files["tracks"], index=False)
         unreadable = catalogue.loc[catalogue["duration_s"].isna(), "track_id"].tolist()
         if unreadable:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from audiorec_assets.data.audio import AUDIO_ODDITIES, duration_or_nan, probe_audio
+from audiorec_assets.data.audio import AUDIO_ODDITIES, duration_or_nan, probe_audio_and_duration
 from audiorec_assets.data.audio_verdicts import Verdict, file_fingerprint, read_verdicts, write_verdicts
 from audiorec_assets.data.splits import SplitWindows
 
@@ -129,10 +129,14 @@ def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.Dat
                 "WHERE split = 'train'", {"path": params["path"]})
     con.execute(f"CREATE OR REPLACE TEMP TABLE check_train_tracks AS SELECT DISTINCT track_id FROM {file} "
                 "WHERE split = 'train'", {"path": params["path"]})
-    # pairs with more than one row (none in a correct split), and whether one of the rows is train
-    con.execute(f"CREATE OR REPLACE TEMP TABLE check_shared_pairs AS SELECT user_id, track_id, "
-                f"bool_or(split = 'train') AS in_train FROM {file} GROUP BY user_id, track_id HAVING count(*) > 1",
-                {"path": params["path"]})
+    # pairs with more than one row (none in a correct split), and whether one of the rows is train: grouped by a
+    # hash of the pair first (one integer key), then exactly among the rows whose hash repeats
+    con.execute(f"CREATE OR REPLACE TEMP TABLE check_pair_hashes AS SELECT hash(user_id, track_id) AS h "
+                "FROM read_parquet($path) GROUP BY h HAVING count(*) > 1", {"path": params["path"]})
+    con.execute(f"CREATE OR REPLACE TEMP TABLE check_shared_pairs AS SELECT i.user_id, i.track_id, "
+                f"bool_or(i.split = 'train') AS in_train FROM {file} AS i "
+                "SEMI JOIN check_pair_hashes AS r ON hash(i.user_id, i.track_id) = r.h "
+                "GROUP BY i.user_id, i.track_id HAVING count(*) > 1", {"path": params["path"]})
     split_list = ", ".join(f"'{split}'" for split in SPLITS)
     frame = con.execute(
         f"""WITH flagged AS (
@@ -201,45 +205,69 @@ def check_interactions(flags: pd.DataFrame) -> QualityResult:
 
 
 def probe_verdict(path: str) -> Verdict:
-    """:func:`probe_audio` as (decodes, oddities, problem, duration_s); ``problem`` names the file and
-    ``duration_s`` is :func:`~audiorec_assets.data.audio.duration_or_nan`, what the tracks table holds."""
-    duration = duration_or_nan(Path(path))
+    """:func:`probe_audio_and_duration` as (decodes, oddities, problem, duration_s); ``problem`` names the file and
+    ``duration_s`` is :func:`~audiorec_assets.data.audio.duration_or_nan`, what the tracks table holds (the
+    header's, from the probe's own open of the file where libsndfile reads it)."""
     try:
-        odd = probe_audio(Path(path))
+        odd, duration = probe_audio_and_duration(Path(path))
     except Exception as err:
-        return False, {}, str(err).splitlines()[0] if str(err) else f"{path}: {err!r}", duration
-    return True, odd, "; ".join(odd.values()), duration
+        return False, {}, str(err).splitlines()[0] if str(err) else f"{path}: {err!r}", duration_or_nan(Path(path))
+    return True, odd, "; ".join(odd.values()), duration_or_nan(Path(path)) if duration is None else duration
+
+
+def file_verdicts(files: list[str | None], verdicts: Path | None = None, workers: int = 4) -> list[Verdict | None]:
+    """The :func:`probe_verdict` of each of ``files`` (None where there is no such file, or no path).
+
+    With ``verdicts`` (a Parquet file in the lake) a file whose (path, size, mtime_ns) was probed before is not
+    probed again, and the file is rewritten, atomically, when a verdict was added or a file left ``files``."""
+    keys = []
+    for path in files:
+        fingerprint = file_fingerprint(path) if isinstance(path, str) else None
+        keys.append((path, *fingerprint) if fingerprint else None)
+    known = read_verdicts(verdicts)
+    probed = _probe(sorted({key for key in keys if key is not None and key not in known}), workers)
+    current = {key for key in keys if key is not None}
+    if verdicts is not None and (probed or set(known) - current):
+        write_verdicts(verdicts, {key: probed.get(key) or known[key] for key in current})
+    return [None if key is None else probed.get(key) or known[key] for key in keys]
+
+
+def _probe(keys: list[tuple[str, int, int]], workers: int) -> dict[tuple[str, int, int], Verdict]:
+    """:func:`probe_verdict` of each key's file on ``workers`` threads, at most one per core (decoding is I/O
+    plus C code that releases the GIL; more threads than cores only fight over the GIL: 56 512 1-s WAVs took
+    1.5-1.8x the CPU seconds on 4 threads as on 1 or 2, on 2 cores, bench/RESULTS.md), in chunks: a task per
+    file would cost more than probing a small one."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not keys:
+        return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(workers, cores))
+    size = max(1, min(256, -(-len(keys) // workers)))
+    chunks = [keys[i:i + size] for i in range(0, len(keys), size)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = pool.map(lambda chunk: [probe_verdict(key[0]) for key in chunk], chunks)
+        return {key: verdict for chunk, verdicts in zip(chunks, done) for key, verdict in zip(chunk, verdicts)}
 
 
 def tracks_flags(tracks: pd.DataFrame, workers: int = 4, verdicts: Path | None = None) -> pd.DataFrame:
     """Tracks rows plus per-row audio flags: the file exists, it decodes, and (``audio_<kind>_ok``) it is
     free of each oddity of :func:`~audiorec_assets.data.audio.audio_oddities`; ``audio_problem`` says what is wrong, naming the file.
 
-    Each file is probed (:func:`probe_audio`: header and both ends; a full decode only where that cannot
-    decide), not decoded: the encoders decode every file anyway and name one that fails. With ``verdicts`` (a
-    Parquet file in the lake) a file whose (path, size, mtime_ns) was probed before is not probed again, and
-    the file is rewritten, atomically, when a verdict was added or a file left the catalogue."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    paths = [path if isinstance(path, str) else None for path in tracks["audio_path"]]
-    fingerprints = [file_fingerprint(path) if path else None for path in paths]
-    keys = [(path, *fingerprint) if fingerprint else None for path, fingerprint in zip(paths, fingerprints)]
-    known = read_verdicts(verdicts)
-    todo = sorted({key for key in keys if key is not None and key not in known})
-    # decoding is I/O plus C code: a few threads keep the disk and the cores busy
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        probed = dict(zip(todo, pool.map(lambda key: probe_verdict(key[0]), todo)))
-    results = [(False, False, {}, f"{path}: no such file") if key is None
-               else (True, *(probed.get(key) or known[key])[:3]) for path, key in zip(tracks["audio_path"], keys)]
-    current = {key for key in keys if key is not None}
-    if verdicts is not None and (probed or set(known) - current):
-        write_verdicts(verdicts, {key: probed.get(key) or known[key] for key in current})
+    Each file is probed (:func:`probe_verdict`: header and both ends; all samples only where that cannot
+    decide), not decoded: the encoders decode every file anyway and name one that fails. With ``verdicts``
+    the verdicts are remembered (:func:`file_verdicts`): the ingest's tracks table has probed every file
+    already (``build_tracks(probe=True)``), so here nothing is opened again."""
+    results = file_verdicts([path if isinstance(path, str) else None for path in tracks["audio_path"]],
+                            verdicts, workers)
     flagged = tracks.copy()
-    flagged["audio_exists"] = [exists for exists, _, _, _ in results]
-    flagged["audio_decodes"] = [decodes for _, decodes, _, _ in results]
+    flagged["audio_exists"] = [verdict is not None for verdict in results]
+    flagged["audio_decodes"] = [verdict is not None and verdict[0] for verdict in results]
     for kind in AUDIO_ODDITIES:
-        flagged[f"audio_{kind}_ok"] = [kind not in odd for _, _, odd, _ in results]
-    flagged["audio_problem"] = [problem for _, _, _, problem in results]
+        flagged[f"audio_{kind}_ok"] = [verdict is None or kind not in verdict[1] for verdict in results]
+    flagged["audio_problem"] = [f"{path}: no such file" if verdict is None else verdict[2]
+                                for path, verdict in zip(tracks["audio_path"], results)]
     flagged["item_idx_expected"] = range(len(tracks))
     flagged["track_id_sorted"] = sorted(tracks["track_id"].astype(str))
     return flagged

@@ -10,7 +10,7 @@ import pandas as pd
 
 from audiorec_assets.data.audio import duration_or_nan
 from audiorec_assets.data.audio_verdicts import file_fingerprint, remembered_durations
-from audiorec_assets.data.sources import RawSource, SourceError, find_audio
+from audiorec_assets.data.sources import RawSource, SourceError, find_audio_names
 from audiorec_assets.settings import LakePaths
 
 
@@ -22,7 +22,7 @@ class CatalogueReport:
     examples_without_audio: list[str]
 
 
-def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None = None
+def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None = None, probe: bool = False
                  ) -> tuple[pd.DataFrame, CatalogueReport]:
     """``audiorec.tracks`` rows: track_id, item_idx, audio_path, duration_s (+ tracks.csv columns).
 
@@ -37,8 +37,13 @@ def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None =
     With ``lake``, a file whose (path, size, mtime_ns) the tracks check has already probed takes its duration
     from ``lake.audio_verdicts`` (the same :func:`~audiorec_assets.data.audio.duration_or_nan`, remembered);
     only new or changed files, or all of them before the check's first run, have their header read.
+
+    With ``lake`` and ``probe`` (the ingest, whose blocking tracks check follows), a new or changed file is not
+    only read for its duration but probed as the check probes it, once
+    (:func:`~audiorec_assets.data.quality.file_verdicts`: the header's duration comes from the same open), and the
+    verdict remembered in ``lake.audio_verdicts``: the check then opens no file again.
     """
-    audio = find_audio(source.audio_dir)
+    audio = find_audio_names(source.audio_dir)
     listened = {row[0] for row in con.execute("SELECT DISTINCT track_id FROM read_parquet($p)", {"p": str(listens)}).fetchall()}
     if not audio:
         raise SourceError(
@@ -46,13 +51,16 @@ def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None =
             f"put one file per track there, named <track_id>.<ext>."
         )
     track_ids = sorted(audio)
-    stored = [lake.relative(audio[t]) if lake else str(audio[t]) for t in track_ids]
+    # audio_dir / name as lake.relative and str() have it, joined as strings (a Path per file costs more)
+    folder = lake.relative(source.audio_dir) if lake else str(source.audio_dir)
+    stored = [audio[t] if folder == "." else f"{folder.rstrip('/')}/{audio[t]}" for t in track_ids]
+    files = stored if lake is None else [os.path.join(str(source.audio_dir), audio[t]) for t in track_ids]
     tracks = pd.DataFrame(
         {
             "track_id": track_ids,
             "item_idx": range(len(track_ids)),
             "audio_path": stored,
-            "duration_s": _durations([audio[t] for t in track_ids], stored, lake),
+            "duration_s": _durations(files, stored, lake, probe),
         }
     )
     tracks["item_idx"] = tracks["item_idx"].astype("int32")
@@ -68,24 +76,32 @@ def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None =
     return tracks, report
 
 
-def _durations(files: list[Path], stored: list[str], lake: LakePaths | None) -> list[float]:
-    """``duration_or_nan`` of each file: remembered by the tracks check where the file is unchanged, else read.
+def _durations(files: list[str], stored: list[str], lake: LakePaths | None, probe: bool = False) -> list[float]:
+    """``duration_or_nan`` of each file: remembered by the tracks check where the file is unchanged, else read
+    (with ``probe``: probed, and the verdict remembered).
 
     Keys are the check's (``LakePaths.resolve`` of the ``stored`` path), built with ``os.path.join`` (the same
     string for what ``LakePaths.relative`` stores, at a fraction of the cost over 56 512 files); a key that did
     not match would only mean a header read.
-    Only reads the verdicts file: the check, which probes every file, is what writes it (whole, in one rename).
+    Without ``probe`` only reads the verdicts file: the check, which probes every file, is what writes it (whole,
+    in one rename).
     """
     if lake is None:
-        return [duration_or_nan(path) for path in files]
-    remembered = remembered_durations(lake.audio_verdicts)
+        return [duration_or_nan(Path(path)) for path in files]
     root = str(lake.root)
+    checked = [os.path.join(root, stored_path) for stored_path in stored]
+    if probe:
+        from audiorec_assets.data.quality import file_verdicts
+
+        verdicts = file_verdicts(checked, lake.audio_verdicts)
+        return [duration_or_nan(Path(path)) if verdict is None else verdict[3]
+                for path, verdict in zip(files, verdicts)]
+    remembered = remembered_durations(lake.audio_verdicts)
     durations = []
-    for path, stored_path in zip(files, stored):
-        checked = os.path.join(root, stored_path)
-        fingerprint = file_fingerprint(checked) if remembered else None
-        duration = remembered.get((checked, *fingerprint)) if fingerprint else None
-        durations.append(duration_or_nan(path) if duration is None else duration)
+    for path, key in zip(files, checked):
+        fingerprint = file_fingerprint(key) if remembered else None
+        duration = remembered.get((key, *fingerprint)) if fingerprint else None
+        durations.append(duration_or_nan(Path(path)) if duration is None else duration)
     return durations
 
 

@@ -21,7 +21,8 @@ TRACKS_DESCRIPTION = (
     "Unique ids, dense item_idx in sorted order, audio exists and its header and both ends decode (the encoders "
     "name a file whose middle does not), duration > 0; truncated, NaN, short or silent audio fails or warns "
     "(setting audio_checks). Verdicts are remembered by file, size and mtime in `<lake>/tmp/audio_verdicts.parquet`: "
-    "an unchanged file is not probed again.")
+    "the ingest probes a new or changed file once, while it builds the tracks table (its duration from the same "
+    "read), and an unchanged file is not probed again.")
 INTERACTIONS_DESCRIPTION = (
     "Schema, nulls, split values (train, val, test, test_cold), windows, no train/eval leak, warm start for "
     "val/test, cold tracks for test_cold, no duplicates.")
@@ -47,9 +48,11 @@ def tracks_quality(key: dg.AssetKey, context: dg.AssetExecutionContext, lake: La
                    folder: Path) -> dg.AssetCheckResult:
     """The tracks suite on the tracks table an ingest wrote under ``folder``."""
     catalogue = pd.read_parquet(table_file(folder, "tracks"))
-    # stored relative to the lake: check (and name) the files themselves
-    catalogue["audio_path"] = [str(lake.paths().resolve(p)) for p in catalogue["audio_path"]]
-    flags = quality.tracks_flags(catalogue, verdicts=lake.paths().audio_verdicts)
+    paths = lake.paths()
+    # stored relative to the lake: check (and name) the files themselves; the ingest probed them while building
+    # the table, so their verdicts are remembered
+    catalogue["audio_path"] = [str(paths.resolve(p)) for p in catalogue["audio_path"]]
+    flags = quality.tracks_flags(catalogue, verdicts=paths.audio_verdicts)
     result = quality.check_tracks(flags, lake.settings().audio_checks.model_dump())
     for warning in result.warnings:
         context.log.warning(f"{warning['count']} audio file(s) {warning['kind']} (audio_checks.{warning['kind']}: "
