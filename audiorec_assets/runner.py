@@ -23,6 +23,7 @@ EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 LEADERBOARD_COLUMNS = ["encoder", "recommender", "reference", "hitrate", "hitrate_ci_low", "hitrate_ci_high", "ndcg",
                        "recall", "n_users", "n_seeds"]
+SEED_COLUMNS = ["hitrate_seed_sd", "ndcg_seed_sd"]  # printed when a cell ran under several seeds
 
 
 def instance() -> dg.DagsterInstance:
@@ -192,7 +193,8 @@ def print_leaderboard(lake: LakePaths) -> None:
         board = read_table(lake, table)
         k = int(board["k"].iloc[0]) if len(board) else "?"
         print(f"\nLeaderboard, {title}, @{k} (audiorec.{table}; reference = no audio):")
-        columns = [c for c in LEADERBOARD_COLUMNS if c in board.columns]
+        several_seeds = "n_seeds" in board and (pd.to_numeric(board["n_seeds"], errors="coerce") > 1).any()
+        columns = [c for c in LEADERBOARD_COLUMNS + (SEED_COLUMNS if several_seeds else []) if c in board.columns]
         print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 

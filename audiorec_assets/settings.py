@@ -114,12 +114,14 @@ class Bert4RecSettings(SequenceSettings):
     max_len: int = Field(300, ge=2)
     infer_len: int = Field(50, ge=2)
     mask_prob: float | None = None  # None: the preset's (guide 0.15, paper_code 0.2)
+    # batches of users of similar sequence length (less padding, the same sequences each epoch); off: random batches
+    length_batches: bool = Field(False, strict=True)
 
     @model_serializer(mode="wrap")
     def _omit_default_loss(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Leave the loss settings out of the dump while they hold their defaults, so that the settings
-        fingerprint of a cell (``defs/sources.py``) is the one it had before they existed: adding them does not
-        make every trained BERT4Rec stale, and changing any of them does."""
+        """Leave the loss settings and ``length_batches`` out of the dump while they hold their defaults, so that
+        the settings fingerprint of a cell (``defs/sources.py``) is the one it had before they existed: adding them
+        does not make every trained BERT4Rec stale, and changing any of them does."""
         dump = handler(self)
         for name in _LOSS_DEFAULTS.keys() & dump.keys():
             if dump[name] == _LOSS_DEFAULTS[name]:
@@ -127,7 +129,8 @@ class Bert4RecSettings(SequenceSettings):
         return dump
 
 
-_LOSS_DEFAULTS = {name: Bert4RecSettings.model_fields[name].default for name in ("loss", "negatives", "gbce_t")}
+_LOSS_DEFAULTS = {name: Bert4RecSettings.model_fields[name].default
+                  for name in ("loss", "negatives", "gbce_t", "length_batches")}
 
 
 class AlsSettings(_Section):

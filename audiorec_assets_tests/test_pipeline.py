@@ -10,6 +10,7 @@ from audiorec_assets.definitions import build_definitions
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.execute import everything, materialize
 from audiorec_assets.defs.models import MODELS
+from audiorec_assets.evaluation.seed_intervals import users_seeds_interval
 from audiorec_assets.settings import LakePaths
 from audiorec_assets_tests.helpers import materialization, write_own
 
@@ -258,9 +259,13 @@ def test_seeds_run_each_trained_cell_once_per_seed_and_report_the_spread(lake, i
         top = sql(lake, f"SELECT user_id, track_id FROM audiorec.recommendations WHERE recommender = 'shallow' "
                         f"AND split = 'test' AND seed = {seed} AND rank <= 10")
         hits = top.groupby("user_id")["track_id"].apply(lambda s: bool(set(s) & relevant[s.name]))
-        per_seed.append(hits.reindex(relevant.index, fill_value=False).mean())
+        per_seed.append(hits.reindex(relevant.index, fill_value=False).to_numpy(dtype=float))
     assert shallow.loc["hitrate", "value"] == pytest.approx(np.mean(per_seed), abs=1e-12)
-    assert shallow.loc["hitrate", "seed_sd"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
+    assert shallow.loc["hitrate", "seed_sd"] == pytest.approx(np.std(np.mean(per_seed, axis=1), ddof=1), abs=1e-12)
+    # the interval is over users and seeds (evaluation/seed_intervals.py) of the users × seeds values
+    _, low, high = users_seeds_interval(np.stack(per_seed, axis=1), "wilson")
+    assert (shallow.loc["hitrate", "ci_low"], shallow.loc["hitrate", "ci_high"]) == (pytest.approx(low, abs=1e-12),
+                                                                                   pytest.approx(high, abs=1e-12))
 
 
 def test_a_copied_lake_reads_its_own_audio(lake, ingested, tmp_path, monkeypatch):

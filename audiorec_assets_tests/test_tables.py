@@ -244,6 +244,20 @@ def test_leaderboard_cold_and_rows_without_seed_columns(frames):
     assert (board["n_seeds"] == 1).all() and board["hitrate_seed_sd"].isna().all()
 
 
+def test_leaderboard_shows_the_users_seeds_interval_of_a_cell_of_several_seeds(frames):
+    """Several seeds: the metrics row's interval over users and seeds (evaluation/seed_intervals.py), not Wilson's
+    over users; one seed: Wilson from the HitRate and n_users, as before."""
+    metrics, _ = frames
+    wide = metrics.copy()
+    at = (wide["encoder"] == "mfcc") & (wide["recommender"] == "knn") & (wide["metric"] == "hitrate")
+    wide.loc[at, ["ci_low", "ci_high"]] = 0.01, 0.99
+    mfcc = row(tables.leaderboard(wide, k=10), "mfcc", "knn")
+    assert (mfcc["hitrate_ci_low"], mfcc["hitrate_ci_high"]) == (0.01, 0.99)
+    one_seed = row(tables.leaderboard(wide.assign(n_seeds=1), k=10), "mfcc", "knn")
+    assert (one_seed["hitrate_ci_low"], one_seed["hitrate_ci_high"]) == pytest.approx(
+        wilson_interval(one_seed["hitrate"], one_seed["n_users"]))
+
+
 # ------------------------------------------------------------------ plot
 def test_plot_is_png_with_references_as_dashed_lines(frames, monkeypatch):
     metrics, _ = frames

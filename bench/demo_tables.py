@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/demo_tables.py [<lake>]     # default: $AUDIOREC_LAKE or ./data_lake
 
-Reads audiorec.metrics (HitRate and NDCG with their 95 % CIs), audiorec.comparison_cold and
+Reads audiorec.metrics (HitRate and NDCG: the seed mean, its 95 % CI — over users, and over seeds too for a cell of
+several seeds — and the seed sd), audiorec.comparison_cold and
 comparison_cosine (paired tests vs the shuffled twin), so the README's numbers come from one run.
 """
 
@@ -21,15 +22,19 @@ ORDER = "CASE recommender WHEN 'knn' THEN 0 WHEN 'shallow' THEN 1 WHEN 'bert4rec
 def cell_table(con: duckdb.DuckDBPyConnection, split: str, k: int) -> str:
     rows = con.execute(f"""
         WITH m AS (SELECT * FROM audiorec.metrics WHERE split = $split AND k = $k)
-        SELECT h.recommender, h.encoder, h.value, h.ci_low, h.ci_high, n.value, n.ci_low, n.ci_high, h.n_users
+        SELECT h.recommender, h.encoder, h.value, h.ci_low, h.ci_high, n.value, n.ci_low, n.ci_high, h.n_seeds,
+               h.seed_sd, n.seed_sd, h.n_users
         FROM m h JOIN m n USING (encoder, recommender)
         WHERE h.metric = 'hitrate' AND n.metric = 'ndcg'
         ORDER BY {ORDER.replace('recommender', 'h.recommender')}, h.encoder = 'none', n.value DESC""",
                        {"split": split, "k": k}).fetchall()
-    lines = [f"| recommender | encoder | HitRate@{k} [95 % CI] | NDCG@{k} [95 % CI] |", "|---|---|---|---|"]
-    for rec, enc, hr, hl, hh, nd, nl, nh, _ in rows:
+    lines = [f"| recommender | encoder | seeds | HitRate@{k} [95 % CI] | NDCG@{k} [95 % CI] | seed sd (HitRate, NDCG) |",
+             "|---|---|---|---|---|---|"]
+    for rec, enc, hr, hl, hh, nd, nl, nh, seeds, hsd, nsd, _ in rows:
         label = "none (item ids)" if enc == "none" and rec in ("shallow", "bert4rec") else enc
-        lines.append(f"| {rec} | {label} | {hr:.3f} [{hl:.3f}, {hh:.3f}] | {nd:.3f} [{nl:.3f}, {nh:.3f}] |")
+        spread = f"{hsd:.3f}, {nsd:.3f}" if seeds and seeds > 1 else "–"
+        lines.append(f"| {rec} | {label} | {seeds or 1} | {hr:.3f} [{hl:.3f}, {hh:.3f}] | {nd:.3f} [{nl:.3f}, {nh:.3f}] "
+                     f"| {spread} |")
     users = max((r[-1] for r in rows), default=0)
     return f"{split}: {users} users\n\n" + "\n".join(lines)
 

@@ -169,7 +169,8 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
 
 leaderboard = build_leaderboard_asset(
     LEADERBOARD, "test", "One row per configured encoder × recommender cell with the test metrics @headline_k "
-    "(Wilson CI of HitRate, seeds), best first; plot of HitRate@headline_k with references. The latest "
+    "(HitRate's 95 % CI: Wilson over users, and over seeds too with several; seed mean and spread), best first; "
+    "plot of HitRate@headline_k with references. The latest "
     f"materialization shows the table below (SQL: `audiorec sql \"select * from leaderboard\"`). {GRID}")
 leaderboard_cold = build_leaderboard_asset(
     LEADERBOARD_COLD, COLD_SPLIT, "The leaderboard on test_cold (cold tracks): every configured cell that has "
@@ -200,7 +201,7 @@ def build_comparison_asset(name: str, recommender: str) -> dg.AssetsDefinition:
                                                     shuffled_base=s.encode.shuffled_base),
         f"The study's '{name}' table: {recommender} per encoder, test metrics @headline_k, reference cells "
         f"(no audio) as flagged rows; paired bootstrap of NDCG vs the shuffled twin, the best encoder and the "
-        f"best reference (Holm-corrected per family).")
+        f"best reference (Holm-corrected per family; per-user values averaged over each cell's seeds).")
 
 
 AUDIO_EFFECT_PLOT = dg.AssetKey(["audiorec", "audio_effect_plot"])
@@ -247,13 +248,14 @@ COMPARISON_ASSETS = [
         lambda metrics, users, s: tables.comparison_cold(metrics, users, k=s.headline_k, seed=s.seed,
                                                          shuffled_base=s.encode.shuffled_base),
         "Cold start (test_cold): every encoder × recommender with cold rows @headline_k vs its shuffled twin "
-        "(paired bootstrap of NDCG, Holm within each recommender)."),
+        "(paired bootstrap of NDCG, Holm within each recommender; per-user values averaged over each cell's seeds)."),
     build_table_asset(
         "comparison_recommenders", "test",
         lambda metrics, users, s: tables.comparison_recommenders(
             users, k=s.headline_k, seed=s.seed, encoders=list(dict.fromkeys(e for e, _ in study_cells(s)))),
         "Per encoder, the recommenders against each other on the same test users (bert4rec vs shallow, "
-        "shallow vs knn, bert4rec vs knn; paired bootstrap of NDCG@headline_k, Holm within each encoder)."),
+        "shallow vs knn, bert4rec vs knn; paired bootstrap of NDCG@headline_k, Holm within each encoder; per-user "
+        "values averaged over each cell's seeds)."),
     leaderboard_cold,
     audio_effect_plot,
 ]

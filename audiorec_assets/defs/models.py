@@ -40,6 +40,9 @@ USER_METRICS = dg.AssetKey(["audiorec", "user_metrics"])
 REFERENCE_METRICS = dg.AssetKey(["audiorec", "reference_metrics"])
 REFERENCE_USER_METRICS = dg.AssetKey(["audiorec", "reference_user_metrics"])
 CODE_VERSION = "1"  # bump when a change to the recommenders or the protocol changes their results
+# audiorec/metrics alone (a re-scoring, no retraining): 2 = a cell of several seeds gets its interval over users and
+# seeds (evaluation/seed_intervals.py)
+METRICS_CODE_VERSION = "2"
 
 
 def part_name(encoder: str, recommender: str) -> str:
@@ -180,8 +183,9 @@ def build_model_assets(family: Family) -> list[dg.AssetsDefinition]:
                                  "the cold tracks (models that can score them), train history excluded → "
                                  "audiorec.recommendations."),
         dg.AssetSpec(metrics_key, deps=[recs_key, INTERACTIONS, SETTINGS_EVALUATE], kinds={"duckdb", "parquet"},
-                     automation_condition=on_change(), **common,
+                     automation_condition=on_change(), **{**common, "code_version": METRICS_CODE_VERSION},
                      description="HitRate, Recall, Precision, NDCG, MRR @K with 95 % CIs on val, test and test_cold "
+                                 "(several seeds: the seed mean, seed_sd, and a CI over users and seeds) "
                                  "→ audiorec.metrics."),
         dg.AssetSpec(users_key, deps=[recs_key, INTERACTIONS, SETTINGS_EVALUATE], kinds={"duckdb", "parquet"},
                      automation_condition=on_change(), **common,
@@ -217,7 +221,10 @@ def train(context: dg.AssetExecutionContext, inputs: PartitionInputs, key: dg.As
             with forwarded("audiorec_assets.recommenders", context.log):  # the epochs, into the run's log
                 reports[seed] = model.fit(data, vectors)
             model.save(tmp / f"seed-{seed}")
-            context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {reports[seed].seconds:.1f} s")
+            report = reports[seed]
+            epochs = (f" (best_epoch {report.best_epoch}, epochs_run {len(report.train_loss)})"
+                      if report.train_loss else "")
+            context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {report.seconds:.1f} s{epochs}")
         version = folder_fingerprint(tmp)
     first = reports[inputs.seeds()[0]]  # the metadata shows the first seed's fit
     metadata = {
@@ -232,6 +239,8 @@ def train(context: dg.AssetExecutionContext, inputs: PartitionInputs, key: dg.As
     if first.train_loss:
         metadata["best_epoch"] = first.best_epoch
         metadata["epochs_run"] = len(first.train_loss)
+        metadata["best_epoch_per_seed"] = dg.MetadataValue.json({str(s): r.best_epoch for s, r in reports.items()})
+        metadata["epochs_run_per_seed"] = dg.MetadataValue.json({str(s): len(r.train_loss) for s, r in reports.items()})
         metadata["training_curve"] = dg.MetadataValue.md(_curve(first).to_markdown(index=False, floatfmt=".5f"))
     return dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(version), metadata=metadata)
 

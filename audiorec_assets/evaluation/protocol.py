@@ -3,8 +3,9 @@
 Warm splits (``val``, ``test``): candidates = the train vocabulary; every recommender takes part.
 Cold split (``test_cold``): candidates = the tracks without train plays; only models that can
 score a track from its audio alone (``Recommender.scores_unseen_items``) take part. Several
-seeds of one cell are averaged per user before the summary, so a confidence interval is over
-users and ``seed_sd`` is the spread of the cell's mean across seeds.
+seeds of one cell: ``value`` is the seed mean, ``seed_sd`` the spread of the cell's mean across
+seeds, the confidence interval is over users and seeds (``seed_intervals.py``), and the per-user
+values (``user_metrics``, what the paired tests read) are averaged over seeds.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.evaluation.metrics import per_user_metrics, summarise
+from audiorec_assets.evaluation.metrics import per_user_metrics
+from audiorec_assets.evaluation.seed_intervals import summarise_seeds
 from audiorec_assets.evaluation.tables import ranked_matrix, recommendations_frame
 from audiorec_assets.recommenders.base import Recommender
 from audiorec_assets.recommenders.data import COLD_SPLITS, EVAL_SPLITS, WARM_SPLITS, InteractionData
@@ -45,8 +47,8 @@ def evaluate(recommendations: pd.DataFrame, data: InteractionData, ks: Sequence[
              top_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(summary, user_metrics)`` of the rows of ``audiorec.recommendations`` for one cell (any seeds).
 
-    summary: split, metric, k, value, ci_low, ci_high, n_users, n_seeds, seed_sd; user_metrics:
-    split, user_id, metric, k, value (the user's value averaged over seeds). Every user of a split
+    summary: split, metric, k, value, ci_low, ci_high (over users and seeds), n_users, n_seeds, seed_sd;
+    user_metrics: split, user_id, metric, k, value (the user's value averaged over seeds). Every user of a split
     counts (a user without recommendations scores 0); splits without rows are left out.
     """
     item_of = pd.Series(np.arange(data.n_items), index=data.track_ids)
@@ -59,12 +61,7 @@ def evaluate(recommendations: pd.DataFrame, data: InteractionData, ks: Sequence[
         for _seed, seed_rows in rows.groupby("seed", sort=True):
             ranked = ranked_matrix(seed_rows, data.user_ids[users], item_of, top_n)
             by_seed.append(per_user_metrics(ranked, data.split(split), ks, users=users))
-        mean_per_user = {key: np.mean([values[key] for values in by_seed], axis=0) for key in by_seed[0]}
-        summary = summarise(mean_per_user)
-        seed_means = pd.DataFrame([{f"{m}@{k}": float(v.mean()) for (m, k), v in seed.items()} for seed in by_seed])
-        summary["n_seeds"] = len(by_seed)
-        summary["seed_sd"] = [float(seed_means[f"{m}@{k}"].std(ddof=1)) if len(by_seed) > 1 else np.nan
-                              for m, k in zip(summary["metric"], summary["k"])]
+        summary, mean_per_user = summarise_seeds(by_seed)
         summaries.append(summary.assign(split=split))
         per_user_rows += [pd.DataFrame({"split": split, "user_id": data.user_ids[users], "metric": metric,
                                         "k": k, "value": values}) for (metric, k), values in mean_per_user.items()]

@@ -118,8 +118,9 @@ def leaderboard(metrics: pd.DataFrame, k: int = 50, split: str = "test", cells: 
     ``cells`` (e.g. :func:`audiorec_assets.study.study_cells`) limits the rows to those cells; with
     ``missing`` a cell without rows for ``split`` is still listed (NaN metrics, last). Columns
     :data:`CELL_COLUMNS`: ``hitrate_ci_low/high`` = Wilson interval from the HitRate and ``n_users``
-    (whatever interval the metrics rows hold); ``n_seeds`` (1 for rows written before seeds were
-    recorded) and the across-seed sd of HitRate and NDCG (NaN with one seed).
+    (whatever interval the metrics rows hold) for a one-seed cell, the metrics rows' interval over users
+    and seeds for a cell of several seeds; ``n_seeds`` (1 for rows written before seeds were recorded) and
+    the across-seed sd of HitRate and NDCG (NaN with one seed). ``hitrate``/``ndcg``: the seed mean.
     """
     index = ["encoder", "recommender"]
     rows = metrics[(metrics["split"] == split) & (metrics["k"] == k)]
@@ -144,8 +145,13 @@ def leaderboard(metrics: pd.DataFrame, k: int = 50, split: str = "test", cells: 
     # rows written before seeds were recorded come from one seed
     n_seeds = pd.to_numeric(table["n_seeds"], errors="coerce")
     table["n_seeds"] = n_seeds.where(table["n_users"].isna(), n_seeds.fillna(1))
-    bounds = [wilson_interval(p, int(n)) if pd.notna(n) and pd.notna(p) else (np.nan, np.nan)
-              for p, n in zip(table["hitrate"], table["n_users"])]
+    # one seed: Wilson from the HitRate and n_users, whatever interval the row holds; several seeds: the row's
+    # interval over users and seeds (evaluation/seed_intervals.py)
+    stored = by_metric["hitrate"].reindex(pd.MultiIndex.from_frame(table[index]))
+    stored_ci = zip(stored["ci_low"], stored["ci_high"]) if "ci_low" in stored else [(np.nan, np.nan)] * len(table)
+    bounds = [(lo, hi) if s > 1 and pd.notna(lo) and pd.notna(hi) else
+              wilson_interval(p, int(n)) if pd.notna(n) and pd.notna(p) else (np.nan, np.nan)
+              for p, n, s, (lo, hi) in zip(table["hitrate"], table["n_users"], table["n_seeds"], stored_ci)]
     table["hitrate_ci_low"] = [lo for lo, _ in bounds]
     table["hitrate_ci_high"] = [hi for _, hi in bounds]
     table = table[CELL_COLUMNS].astype({"n_users": "Int64", "n_seeds": "Int64", "k": "int64", **{

@@ -37,7 +37,8 @@ Both: learned positions, embedding LayerNorm + dropout, ``bert4rec.layers`` post
 epoch), full-softmax cross-entropy (the default loss, below) at masked positions only (hidden states
 of masked positions are gathered first, so logits are ``(n_masked, n_items)``, never
 ``(batch, length, n_items)``). Adam,
-batches of ``bert4rec.batch_size`` users. Inference: "last ``infer_len - 1`` train items + [MASK]";
+batches of ``bert4rec.batch_size`` users, each padded to its longest sequence; ``bert4rec.length_batches: true``
+(off by default, on in the demo) groups users of similar length into a batch (``bert4rec_sequences.epoch_batches``). Inference: "last ``infer_len - 1`` train items + [MASK]";
 scores are the logits at the [MASK].
 
 Training loss (opt-in, either preset and encoder ``none``; the study's full softmax is the default):
@@ -108,6 +109,7 @@ class Bert4RecRecommender(TorchRecommender):
         self, net: Bert4RecNet, optimizer: torch.optim.Optimizer, data: InteractionData
     ) -> TrainingPlan:
         seed, batch_size = self.settings.seed, self.settings.bert4rec.batch_size
+        by_length = self.settings.bert4rec.length_batches
         net.vocab.copy_(torch.as_tensor(data.train_items, device=net.vocab.device))
         sequences = TrainSequences.from_train(data.train, net.config)
         # Shuffling and masking share one stream: both are drawn in a fixed order per batch.
@@ -119,9 +121,11 @@ class Bert4RecRecommender(TorchRecommender):
             "val_loss_users": 0,
         }
         return TrainingPlan(
-            train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, batch_size, generator, loss_fn=loss_fn),
+            train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, batch_size, generator, loss_fn=loss_fn,
+                                                   by_length=by_length),
             val_loss=val.compute if val is not None else None,
-            params={"n_sequences": len(sequences.lengths), **loss_fn.params(), **val_params},
+            params={"n_sequences": len(sequences.lengths), "length_batches": by_length, **loss_fn.params(),
+                    **val_params},
         )
 
     def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
