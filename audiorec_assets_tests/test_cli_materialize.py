@@ -154,3 +154,20 @@ def test_status_names_the_run_that_holds_a_cell_and_materialize_leaves_it(lake, 
         materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn", "--force")
     assert refused.value.code == 2
     assert f"run {run.run_id[:8]} is materializing it" in capsys.readouterr().err
+
+
+def test_metrics_computed_another_way_are_rescored_not_retrained(lake, dagster_home, tmp_path, capsys, monkeypatch):
+    """A new code version of audiorec/metrics alone (how they are computed changed) makes the cell stale; materialize
+    runs the metrics again and leaves the model, its recommendations and its per-user values as they are."""
+    from audiorec_assets.defs import models
+
+    write_own(lake / "raw", small_log(n_new=4))
+    (lake / "experiment.yaml").write_text(SETTINGS % (tmp_path / "no-weights"))
+    materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    monkeypatch.setattr(models, "METRICS_CODE_VERSION", "rescored")
+    assert status(lake, capsys)[("mfcc", "knn")]["state"] == "stale"
+    out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    steps = [line for line in out.splitlines() if "cells_job[mfcc|knn]: " in line and line.endswith(" ...")]
+    assert steps and all(line.endswith(": evaluation ...") for line in steps), out
+    assert "models ..." not in out, out
+    assert status(lake, capsys)[("mfcc", "knn")]["state"] == "materialized"

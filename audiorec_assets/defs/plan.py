@@ -130,20 +130,27 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
                         f"(audiorec status)")
     # the conditions react to changes as they are observed (edge-triggered); Dagster's stale status (the UI's
     # badge) holds until a run: what it calls missing, stale or failed in scope is asked for too
-    again = [s.target for s in states if s.state in NEEDS_RUN] + (
-        [cell_target(e, r) for e, r in cells] if force else [])
-    return Plan(cells, scope, asked=_whole_runs(defs, again))
+    again = [s.target for s in states if s.state in NEEDS_RUN]
+    asked = _runs_of(defs, again, reader, whole=False)
+    for key, partitions in _runs_of(defs, [cell_target(e, r) for e, r in cells] if force else [], reader).items():
+        asked.setdefault(key, set()).update(partitions)
+    return Plan(cells, scope, asked=asked)
 
 
-def _whole_runs(defs: dg.Definitions, targets: list[Target]) -> Wanted:
-    """Every asset of the job each target belongs to, for the target's partition: a target stands for its run."""
-    job_of = job_of_keys(defs)
+def _runs_of(defs: dg.Definitions, targets: list[Target], reader: StatusReader, whole: bool = True) -> Wanted:
+    """The assets of each target's run (its job), for the target's partition: every one (``whole``: ``--force``), or
+    those Dagster calls missing, stale or failed themselves, with the multi-asset siblings they cannot run without
+    (a cell whose metrics alone are stale, after a change to how they are computed, is re-scored, not retrained;
+    what they feed runs in the rounds after them, when the conditions see the new data versions)."""
+    job_of, graph = job_of_keys(defs), defs.resolve_asset_graph()
     wanted: Wanted = {}
     for target in targets:
-        job = job_of[target.key]
-        for key, key_job in job_of.items():
-            if key_job == job:
-                wanted.setdefault(key, set()).add(target.partition)
+        keys = {k for k, job in job_of.items() if job == job_of[target.key]}
+        if not whole:
+            due = {k for k in keys if reader.state(Target(k, target.partition)).state in NEEDS_RUN}
+            keys = dg.AssetSelection.assets(*due).required_multi_asset_neighbors().resolve(graph) if due else {target.key}
+        for key in keys:
+            wanted.setdefault(key, set()).add(target.partition)
     return wanted
 
 
