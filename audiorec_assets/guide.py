@@ -31,6 +31,7 @@ SQL_TABLES: dict[str, str] = {
     "comparison_cosine": "knn per encoder vs its shuffled twin, the best encoder, the best reference",
     "comparison_shallow": "the same for shallow",
     "comparison_bert": "the same for bert4rec",
+    "comparison_sasrec": "the same for sasrec (empty unless it runs)",
     "comparison_cold": "cells with test_cold rows vs their shuffled twins",
     "comparison_recommenders": "per encoder, the recommenders against each other on the same users",
 }

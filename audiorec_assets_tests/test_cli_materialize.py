@@ -171,3 +171,18 @@ def test_metrics_computed_another_way_are_rescored_not_retrained(lake, dagster_h
     assert steps and all(line.endswith(": evaluation ...") for line in steps), out
     assert "models ..." not in out, out
     assert status(lake, capsys)[("mfcc", "knn")]["state"] == "materialized"
+
+
+def test_tables_stale_after_a_setting_of_theirs_are_made_again(lake, dagster_home, tmp_path, capsys):
+    """The order of the encoders feeds only the tables (their rows' order): status calls them stale and materialize
+    runs them (it said 'nothing to run' while status said stale: the tables were not among the targets it asked
+    Dagster about)."""
+    write_own(lake / "raw", small_log(n_new=4))
+    (lake / "experiment.yaml").write_text(SETTINGS % (tmp_path / "no-weights"))
+    materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    (lake / "experiment.yaml").write_text((SETTINGS % (tmp_path / "no-weights")).replace("[mfcc, random, mert]",
+                                                                                          "[random, mfcc, mert]"))
+    assert status(lake, capsys)[("", "audiorec/leaderboard")]["state"] == "stale"
+    out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
+    assert "tables_job" in out and "cells_job" not in out, out
+    assert status(lake, capsys)[("", "audiorec/leaderboard")]["state"] == "materialized"

@@ -25,8 +25,8 @@ import dagster as dg
 from audiorec_assets.defs.execute import PlannedRun, Wanted, add_partition_members, runs_for
 from audiorec_assets.defs.jobs import job_of_keys
 from audiorec_assets.defs.partitions import CELLS, ENCODERS, REFERENCES, LakeMembers, lake_members
-from audiorec_assets.defs.status import (INGEST_TARGETS, NEEDS_RUN, RUNNING, StatusReader, Target, cell_target,
-                                         embeddings_target)
+from audiorec_assets.defs.status import (INGEST_TARGETS, NEEDS_RUN, RUNNING, TABLES_TARGET, StatusReader, Target,
+                                         cell_target, embeddings_target)
 from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin, twin_chain
 from audiorec_assets.names import unknown_name
 from audiorec_assets.recommenders import RECOMMENDERS as RECOMMENDER_KEYS
@@ -122,7 +122,7 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
                 wanted[key] = set(chosen)
         return Plan(cells, scope, selected=runs_for(defs, wanted))
     reader = StatusReader(defs, instance)
-    targets = [*INGEST_TARGETS, *map(embeddings_target, vectors), *(cell_target(e, r) for e, r in cells)]
+    targets = [*INGEST_TARGETS, *map(embeddings_target, vectors), *(cell_target(e, r) for e, r in cells), TABLES_TARGET]
     states = [reader.state(t) for t in targets]
     busy = [s for s in states if s.state == RUNNING]
     if busy:

@@ -29,7 +29,7 @@ from audiorec_assets.evaluation.metrics import METRICS, wilson_interval
 from audiorec_assets.evaluation.significance import paired_family
 
 # the study's three tables: name → recommender key
-COMPARISONS: dict[str, str] = {"cosine": "knn", "shallow": "shallow", "bert": "bert4rec"}
+COMPARISONS: dict[str, str] = {"cosine": "knn", "shallow": "shallow", "bert": "bert4rec", "sasrec": "sasrec"}
 HEADLINE_METRIC = "hitrate"  # what the leaderboard sorts by and the plot shows
 SIGNIFICANCE_METRIC = "ndcg"  # what the paired tests compare
 SHUFFLED = "shuffled"
