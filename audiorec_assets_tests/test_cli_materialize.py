@@ -45,7 +45,7 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
     out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
     assert "done: 4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables: round after round
     # the total grows as each round's runs start (the planner evaluates again after each round)
-    assert "[audiorec] step 1/1 ingest_job: " in out and "[audiorec] step 12/12 " in out  # the ingest: one op
+    assert "[audiorec] step 1/1 ingest_job: " in out and "[audiorec] step 13/13 " in out  # the ingest: one op
     assert out.index("ingest_job") < out.index("embeddings_job[mfcc]") < out.index("cells_job[mfcc|knn]") \
         < out.index("tables_job")
     assert "step 3/4 cells_job[mfcc|knn]: models ..." in out
