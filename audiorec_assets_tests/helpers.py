@@ -100,3 +100,16 @@ def ingest_lake(lake: Path):
     result = dg.materialize(everything(defs), selection=dg.AssetSelection.groups("ingest"), resources=defs.resources)
     assert result.success
     return result
+
+
+def write_cell_tables(paths, metrics, user_metrics, cells: Iterable[tuple[str, str]]) -> None:
+    """Each cell's rows of ``metrics`` and ``user_metrics`` frames as its files in the lake's tables (what the cells'
+    evaluation writes), for the table assets to read."""
+    from audiorec_assets.warehouse import write_table_file
+
+    for encoder, recommender in cells:
+        part = f"{encoder}__{recommender}"
+        pick = (metrics["encoder"] == encoder) & (metrics["recommender"] == recommender)
+        write_table_file(paths, "metrics", metrics[pick], part=part)
+        mine = (user_metrics["encoder"] == encoder) & (user_metrics["recommender"] == recommender)
+        write_table_file(paths, "user_metrics", user_metrics[mine], part=part)

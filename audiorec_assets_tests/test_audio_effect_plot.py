@@ -11,7 +11,7 @@ import pytest
 
 from audiorec_assets.evaluation import tables
 from audiorec_assets.evaluation.audio_effect_plot import audio_effect_png, audio_effect_rows, twin_verdicts
-from audiorec_assets_tests.helpers import materialization
+from audiorec_assets_tests.helpers import materialization, write_cell_tables
 from audiorec_assets_tests.test_tables import COLD_CELLS, PNG_MAGIC, WARM, build
 
 PAIRS = {  # (split, recommender, encoder) → twin: every encoder with a twin in the cells of test_tables
@@ -125,19 +125,13 @@ def test_the_asset_writes_the_png_beside_the_tables_and_shows_it(lake, frames):
     from audiorec_assets.defs.evaluation import AUDIO_EFFECT_PLOT, TABLE_ASSETS
     from audiorec_assets.defs.resources import LakeResource
     from audiorec_assets.settings import LakePaths
-    from audiorec_assets.warehouse import write_table_file
 
     metrics, users = frames
     (lake / "experiment.yaml").write_text(
         "encoders: [musicnn, shuffled, mfcc, shuffled_mfcc, none]\nks: [10, 20]\nheadline_k: 10\ntop_n: 20\n"
         "encode: {shuffled_base: musicnn}\n")
     paths = LakePaths(lake)
-    for encoder, recommender in {**WARM, **COLD_CELLS}:
-        part = f"{encoder}__{recommender}"
-        pick = (metrics["encoder"] == encoder) & (metrics["recommender"] == recommender)
-        write_table_file(paths, "metrics", metrics[pick], part=part)
-        mine = (users["encoder"] == encoder) & (users["recommender"] == recommender)
-        write_table_file(paths, "user_metrics", users[mine], part=part)
+    write_cell_tables(paths, metrics, users, {**WARM, **COLD_CELLS})
     assert AUDIO_EFFECT_PLOT in {key for a in TABLE_ASSETS for key in a.keys}
     result = dg.materialize(TABLE_ASSETS, resources={"lake": LakeResource(root=str(lake))})
     assert result.success

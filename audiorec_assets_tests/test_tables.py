@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from audiorec_assets_tests.helpers import materialization
+from audiorec_assets_tests.helpers import materialization, write_cell_tables
 from audiorec_assets.evaluation import tables
 from audiorec_assets.evaluation.metrics import METRICS, summarise, wilson_interval
 from audiorec_assets.evaluation.plots import (LABEL_GAP, bar_text, hitrate_plot_png, leaderboard_view, reference_label,
@@ -358,12 +358,7 @@ def test_assets_write_the_tables_at_headline_k(lake, frames):
         "encoders: [musicnn, shuffled, mfcc, shuffled_mfcc, random, none]\nks: [10, 20]\nheadline_k: 10\ntop_n: 20\n"
         "encode: {shuffled_base: musicnn}\n")
     paths = LakePaths(lake)
-    for (encoder, recommender), _ in WARM.items():
-        part = f"{encoder}__{recommender}"
-        pick = (metrics["encoder"] == encoder) & (metrics["recommender"] == recommender)
-        write_table_file(paths, "metrics", metrics[pick], part=part)
-        mine = (users["encoder"] == encoder) & (users["recommender"] == recommender)
-        write_table_file(paths, "user_metrics", users[mine], part=part)
+    write_cell_tables(paths, metrics, users, WARM)
     # a file of a cell the study does not have (popularity on an encoder) is not read
     write_table_file(paths, "metrics", metrics[metrics["recommender"] == "popularity"].assign(encoder="mfcc"),
                      part="mfcc__popularity")
