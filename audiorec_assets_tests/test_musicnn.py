@@ -173,3 +173,29 @@ def test_snappy_and_crc32c() -> None:
     data = b"tensor bundle, tensor bundle, tensor bundle, tensor bundle!"
     assert snappy_decompress(b";8tensor bundle, \xaa\x0f\x00\x00!") == data
     assert crc32c(b"123456789") == 0xE3069283  # the standard CRC-32C check value
+
+
+def test_front_end_pools_before_relu_and_batch_norm_with_the_same_result() -> None:
+    """Eval mode takes the max over mel bands first (the min where batch norm's scale is negative): the same
+    numbers as conv → ReLU → batch norm → max, which training mode still computes; random weights with scales of
+    both signs and a zero one."""
+    import torch
+
+    from audiorec_assets.encoders.musicnn.model import _FrontendBranch
+
+    torch.manual_seed(3)
+    for filters, time_kernel, mel_kernel, pad in [(8, 7, 38, (3, 3)), (6, 32, 1, (15, 16))]:
+        branch = _FrontendBranch(filters, time_kernel, mel_kernel, pad)
+        with torch.no_grad():
+            branch.bn.weight.copy_(torch.randn(filters))
+            branch.bn.weight[0] = 0.0
+            branch.bn.bias.copy_(torch.randn(filters))
+            branch.bn.running_mean.copy_(torch.randn(filters))
+            branch.bn.running_var.copy_(torch.rand(filters) + 0.1)
+        assert (branch.bn.weight < 0).any() and (branch.bn.weight > 0).any()
+        x = torch.randn(4, 1, 187, 96)
+        with torch.no_grad():
+            reference = branch.bn.eval()(torch.relu(branch.conv(torch.nn.functional.pad(x, (0, 0, *pad))))).amax(3)
+            fast = branch.eval()(x)
+        assert fast.shape == (4, filters, 187)
+        torch.testing.assert_close(fast, reference, rtol=0, atol=1e-6)

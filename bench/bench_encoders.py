@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -41,16 +42,18 @@ def main() -> None:
         encoder = make_audio_encoder(name, EncoderContext(device=device, batch_size=batch_size))
         encode_catalogue(encoder, paths[:1])  # warm-up: weights, caches
         audio_s = sum(min(audio_duration(p), encoder.clip_seconds or 1e9) for p in paths)
-        start = time.perf_counter()
+        before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         vectors, _, report = encode_catalogue(encoder, paths)
-        seconds = time.perf_counter() - start
-        rows.append((name, len(paths), audio_s, seconds, vectors.shape[1]))
+        seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+        user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+        rows.append((name, len(paths), audio_s, seconds, user, system, vectors.shape[1]))
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), device {device}, batch {batch_size}")
-    print("| encoder | tracks | audio s | wall s | tracks/s | × real time | dim |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, n, audio_s, seconds, dim in rows:
-        print(f"| {name} | {n} | {audio_s:.0f} | {seconds:.1f} | {n / seconds:.1f} | {audio_s / seconds:.0f} | {dim} |")
+    print("| encoder | tracks | audio s | wall s | user CPU s | system CPU s | tracks/s | × real time | dim |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, audio_s, seconds, user, system, dim in rows:
+        print(f"| {name} | {n} | {audio_s:.0f} | {seconds:.1f} | {user:.1f} | {system:.1f} | {n / seconds:.1f} "
+              f"| {audio_s / seconds:.0f} | {dim} |")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ class MusicnnEncoder(AudioEncoder):
     (3-s) log-mel patches; like upstream, the incomplete last patch is dropped. A track
     shorter than 3 s is zero-padded (silence) to one patch, where upstream would fail.
     Patches of all tracks in a call go through the network together, at most
-    ``max_patches_per_forward`` at a time.
+    :func:`patches_per_forward` at a time.
     """
 
     name: ClassVar[str] = "musicnn"
@@ -77,7 +77,7 @@ class MusicnnEncoder(AudioEncoder):
     pooling: ClassVar[str] = "mean over non-overlapping 3-s patches of the MSD_musicnn penultimate layer"
     model_id: ClassVar[str] = "MSD_musicnn (musicnn 0.1.0)"
     checkpoint: ClassVar[str] = "MSD_musicnn"
-    max_patches_per_forward: ClassVar[int] = 32  # ~25 MB of activations per patch on the front-end
+    max_patches_per_forward: ClassVar[int] = 32  # on a GPU; ~25 MB of activations per patch on the front-end
 
     def __init__(self, context: EncoderContext | None = None):
         super().__init__(context)
@@ -91,9 +91,22 @@ class MusicnnEncoder(AudioEncoder):
     def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:
         """``(len(waveforms), 200)`` float32: per track, the mean penultimate vector of its patches."""
         def penultimate(patches: np.ndarray) -> np.ndarray:
-            return musicnn_outputs(self.network, patches, self.max_patches_per_forward).penultimate
+            return musicnn_outputs(self.network, patches, patches_per_forward(self)).penultimate
 
         return mean_over_patches(self, waveforms, penultimate)
+
+
+# On a CPU, patches go through the network one or two at a time: a larger batch's activations (tens to hundreds
+# of MB per layer) are fresh memory maps from the C allocator on every forward pass, and the kernel's zeroing of
+# their pages took as much CPU as the convolutions (bench/RESULTS.md, "Encoders": MusiCNN 2x faster, VGG 1.9x).
+CPU_PATCHES_PER_FORWARD: dict[str, int] = {"musicnn": 2, "vgg": 1}
+
+
+def patches_per_forward(encoder: MusicnnEncoder | VggEncoder) -> int:
+    """Patches per forward pass: the encoder's ``max_patches_per_forward`` on a GPU, one or two on a CPU."""
+    if str(encoder.context.device).startswith("cuda"):
+        return encoder.max_patches_per_forward
+    return CPU_PATCHES_PER_FORWARD["vgg" if isinstance(encoder, VggEncoder) else "musicnn"]
 
 
 def mean_over_patches(encoder: AudioEncoder, waveforms: list[np.ndarray],
@@ -133,7 +146,7 @@ class VggEncoder(AudioEncoder):
     sample_rate: ClassVar[int] = 16000
     clip_seconds: ClassVar[float | None] = None
     checkpoint: ClassVar[str]
-    max_patches_per_forward: ClassVar[int] = 16  # ~10 MB of activations per patch in the first block
+    max_patches_per_forward: ClassVar[int] = 16  # on a GPU; ~10 MB of activations per patch in the first block
 
     def __init__(self, context: EncoderContext | None = None):
         super().__init__(context)
@@ -149,7 +162,7 @@ class VggEncoder(AudioEncoder):
         from audiorec_assets.encoders.musicnn.vgg import run_vgg
 
         def pool5(patches: np.ndarray) -> np.ndarray:
-            return run_vgg(self.network, patches, self.max_patches_per_forward).pool5
+            return run_vgg(self.network, patches, patches_per_forward(self)).pool5
 
         return mean_over_patches(self, waveforms, pool5)
 

@@ -90,10 +90,20 @@ class _FrontendBranch(nn.Module):
         self.time_pad = time_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (batch, 1, frames, mels) → (batch, filters, frames)."""
-        x = F.pad(x, (0, 0, *self.time_pad))  # (left, right) of mel axis, then of time axis
-        x = self.bn(F.relu(self.conv(x)))
-        return x.amax(dim=3)
+        """x: (batch, 1, frames, mels) → (batch, filters, frames).
+
+        In eval mode the max over the mel positions is taken first and ReLU and batch norm are applied to the
+        maxima only: both are monotone per channel (batch norm increasing where its scale γ/√(var+ε) ≥ 0,
+        decreasing where it is negative, so there the minimum is taken), and a monotone map commutes with max —
+        also in floating point, rounding being monotone. Same output, two fewer passes over the full
+        ``filters × frames × mels`` map: ~11 % less CPU per patch (bench/RESULTS.md, "Encoders")."""
+        x = self.conv(F.pad(x, (0, 0, *self.time_pad)))  # pad: (left, right) of mel axis, then of time axis
+        if self.training:
+            return self.bn(F.relu(x)).amax(dim=3)
+        bn = self.bn
+        rising = (bn.weight * torch.rsqrt(bn.running_var + bn.eps) >= 0)[:, None]
+        extreme = x.amax(dim=3) if bool(rising.all()) else torch.where(rising, x.amax(dim=3), x.amin(dim=3))
+        return F.batch_norm(F.relu(extreme), bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
 
 class _MidendLayer(nn.Module):
