@@ -31,7 +31,8 @@ PACKAGE_PATH = re.compile(r"^(?:defs|data|datasets|encoders|recommenders|evaluat
 
 def slug(heading: str) -> str:
     """GitHub's anchor for a Markdown heading."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[`*]", "", heading.strip().lower())
+    text = re.sub(r"(?<!\w)_|_(?!\w)", "", text)  # emphasis underscores go; those inside a word (paper_code) stay
     return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
 
 
