@@ -717,8 +717,9 @@ def extrapolate(rows: list[dict[str, object]], metric: str, bert_layer: str = "b
     for key, layer, field in (("emb", "embeddings", metric), ("knn", "knn", metric), ("shallow1", "shallow", metric),
                               ("shallow_fit", "shallow", fit), ("bert1", bert_layer, metric),
                               ("bert_fit", bert_layer, fit)):
-        values = {e: quantity(layer, e, field)[0] for e in measured}
-        known = {e: v for e, v in values.items() if v is not None}
+        results = {e: quantity(layer, e, field) for e in measured}
+        known = {e: v for e, (v, _) in results.items() if v is not None}
+        carried = {e: how for e, (v, how) in results.items() if v is not None and how != "measured"}
         a, b = _fit_line([study_dims.get(e, dims_of([e])[e]) for e in known], list(known.values()))
         for encoder, dim in study_dims.items():
             per_encoder.setdefault(encoder, {})[key] = known.get(encoder, a + b * dim) if known else 0.0
@@ -728,7 +729,9 @@ def extrapolate(rows: list[dict[str, object]], metric: str, bert_layer: str = "b
             rest = f", line {a:.3g} + {b:.3g}·dim for the others"
         else:
             rest = ""
-        notes.append(f"{key}: measured on {sorted(known)}{rest}")
+        size = (" at the study's size" if not carried else
+                "; carried to the study's size: " + ", ".join(f"{e} {how}" for e, how in sorted(carried.items())))
+        notes.append(f"{key}: measured on {sorted(known)}{size}{rest}")
     if metric == "cpu_s":
         notes.append("CPU of an epoch = fit seconds × the cell's CPU/wall")
     totals = {}
