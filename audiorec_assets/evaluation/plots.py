@@ -20,10 +20,6 @@ def _metric_table(metrics_df: pd.DataFrame, metric: str, k: int, split: str | No
     return rows.sort_values(["encoder", "recommender"]).drop_duplicates(["encoder", "recommender"], keep="last")
 
 
-def _hitrate_table(metrics_df: pd.DataFrame, k: int, split: str | None) -> pd.DataFrame:
-    return _metric_table(metrics_df, "hitrate", k, split)
-
-
 def spread_labels(values: np.ndarray, gap: float, floor: float | None = None) -> np.ndarray:
     """Heights for labels at ``values`` at least ``gap`` apart (and not below ``floor``), each as near its value
     as that allows: labels that would overlap are stacked around their mean; the order of the values is kept."""

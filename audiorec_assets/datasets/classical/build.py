@@ -163,10 +163,6 @@ class _Context:
         for worker in list(self._workers):
             worker.kill()
 
-    @property
-    def workers_started(self) -> int:
-        return sum(w.started for w in self._workers)
-
 
 def _run(context: _Context, specs: list[WorkSpec], jobs: int, progress: Progress | None) -> list[Outcome]:
     done = 0
