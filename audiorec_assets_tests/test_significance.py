@@ -11,8 +11,6 @@ from audiorec_assets.evaluation.significance import (
     holm,
     paired_bootstrap,
     paired_family,
-    paired_t_test,
-    wilcoxon_test,
 )
 
 
@@ -21,7 +19,6 @@ def test_identical_systems_differ_by_nothing():
     res = paired_bootstrap(a, a.copy(), n_resamples=500, seed=0)
     assert res.mean_diff == 0.0 and res.ci_low == 0.0 and res.ci_high == 0.0
     assert res.p_value == pytest.approx(1.0)
-    assert paired_t_test(a, a) == 1.0 and wilcoxon_test(a, a) == 1.0
 
 
 def test_clearly_different_systems():
@@ -33,7 +30,6 @@ def test_clearly_different_systems():
     assert res.p_value == pytest.approx(1 / 2001)  # no resample reaches the null: the smallest p possible
     assert 0 < res.ci_low < 0.1 < res.ci_high
     assert res.ci_low < res.mean_diff < res.ci_high
-    assert paired_t_test(a, b) < 0.01 and wilcoxon_test(a, b) < 0.01
     # the percentile interval agrees with the normal approximation at this n
     d = a - b
     half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))

@@ -24,10 +24,9 @@ from audiorec_assets.data.log_errors import (  # SourceError: raised here too, i
 from audiorec_assets.data.synthetic import (  # noqa: F401 (the synthetic-log marker: importable from here too)
     SYNTHETIC_MARKER,
     log_is_synthetic,
-    marker_describes,
-    read_synthetic_marker,
 )
 from audiorec_assets.lakeio import atomic_path
+from audiorec_assets.warehouse import sql_literal
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("user_id", "track_id", "timestamp")
 ONION_LOG = "userid_trackid_timestamp.tsv"
@@ -82,16 +81,12 @@ def detect_source(raw_dir: Path) -> RawSource:
     return found[0]
 
 
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
-
-
 def _reader_sql(path: Path) -> str:
     """A DuckDB table function reading ``path`` by its header; text columns stay text (no sniffed types)."""
     if path.suffix == ".parquet":
-        return f"read_parquet('{_sql_path(path)}')"
+        return f"read_parquet({sql_literal(path)})"
     delim = "\\t" if path.name.endswith((".tsv", ".tsv.bz2")) else ","
-    return f"read_csv('{_sql_path(path)}', delim=E'{delim}', header=true, all_varchar=true, store_rejects=true)"
+    return f"read_csv({sql_literal(path)}, delim=E'{delim}', header=true, all_varchar=true, store_rejects=true)"
 
 
 def log_columns(con, path: Path, source_path: Path | None = None) -> list[str]:
@@ -210,7 +205,6 @@ class ListensReport:
 
     events: int
     duplicates: int
-    duplicates_policy: str = "keep"
     users: int | None = None
     tracks: int | None = None
     first_ts: datetime | None = None
@@ -287,11 +281,11 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
     with atomic_path(target, suffix=".parquet") as partial:
         con.sql(
             f"COPY (SELECT {_trimmed('user_id')} AS user_id, {_trimmed('track_id')} AS track_id, ts FROM raw_listens) "
-            f"TO '{_sql_path(partial)}' ({PARQUET_OPTIONS})"
+            f"TO {sql_literal(partial)} ({PARQUET_OPTIONS})"
         )
         # malformed CSV rows are known once a scan has read every column (DuckDB's reject tables)
         raise_on_rejects(con, source.log_path, log_path)
-        written = f"read_parquet('{_sql_path(partial)}')"
+        written = f"read_parquet({sql_literal(partial)})"
         # one aggregate of the written file: validation and the summary; then the duplicates
         n_events, n_bad, users, tracks, first, last = con.sql(
             f"""SELECT count(*), count(*) FILTER ({_written_bad_sql(csv)}), count(DISTINCT user_id),
@@ -312,14 +306,14 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
             # the first of each repeated event, in log order (the Parquet file keeps it: file_row_number)
             deduplicated = partial.with_name(partial.name + ".dedup.parquet")
             con.sql(
-                f"""COPY (SELECT user_id, track_id, ts FROM read_parquet('{_sql_path(partial)}', file_row_number = true)
+                f"""COPY (SELECT user_id, track_id, ts FROM read_parquet({sql_literal(partial)}, file_row_number = true)
                           QUALIFY row_number() OVER (PARTITION BY user_id, track_id, ts ORDER BY file_row_number) = 1
                           ORDER BY file_row_number)
-                    TO '{_sql_path(deduplicated)}' ({PARQUET_OPTIONS})"""
+                    TO {sql_literal(deduplicated)} ({PARQUET_OPTIONS})"""
             )
             deduplicated.replace(partial)
             n_events = n_distinct
-    return ListensReport(int(n_events), n_duplicates, duplicates, int(users), int(tracks), first, last)
+    return ListensReport(int(n_events), n_duplicates, int(users), int(tracks), first, last)
 
 
 def _count_duplicates(con, events: str) -> int:

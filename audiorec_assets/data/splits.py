@@ -23,6 +23,7 @@ import pandas as pd
 from audiorec_assets.data.sources import PARQUET_OPTIONS, Layout
 from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.settings import ExperimentSettings
+from audiorec_assets.warehouse import sql_literal
 
 ONION_TRAIN_START = datetime(2019, 2, 20)
 ONION_TEST_START = datetime(2020, 2, 20)
@@ -158,12 +159,11 @@ def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: Spli
     con.execute("CREATE OR REPLACE TEMP TABLE track_rank AS SELECT track_id, "
                 "(row_number() OVER (ORDER BY track_id))::INTEGER AS track_rank FROM (SELECT DISTINCT track_id FROM catalogue)")
     with atomic_path(target, suffix=".parquet") as partial:
-        quoted = str(partial).replace("'", "''")
         con.execute(f"""COPY (SELECT i.user_id, i.track_id, i.first_ts, i.plays, i.split FROM interactions AS i
                               JOIN user_rank AS u ON u.user_id = i.user_id
                               JOIN track_rank AS t ON t.track_id = i.track_id
                               ORDER BY i.split_order, u.user_rank, i.first_ts, t.track_rank)
-                        TO '{quoted}' ({PARQUET_OPTIONS})""")
+                        TO {sql_literal(partial)} ({PARQUET_OPTIONS})""")
     return _report(con)
 
 

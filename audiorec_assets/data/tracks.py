@@ -58,14 +58,13 @@ def build_tracks(con, source: RawSource, listens: Path, lake: LakePaths | None =
     tracks = pd.DataFrame(
         {
             "track_id": track_ids,
-            "item_idx": range(len(track_ids)),
+            "item_idx": pd.Series(range(len(track_ids)), dtype="int32"),
             "audio_path": stored,
             "duration_s": _durations(files, stored, lake, probe),
         }
     )
-    tracks["item_idx"] = tracks["item_idx"].astype("int32")
     if source.tracks_csv is not None:
-        tracks = _join_metadata(tracks, source.tracks_csv)
+        tracks = tracks.merge(read_track_metadata(source.tracks_csv), on="track_id", how="left")
     missing = sorted(listened - set(audio))
     report = CatalogueReport(
         tracks=len(tracks),
@@ -116,7 +115,3 @@ def read_track_metadata(tracks_csv: Path) -> pd.DataFrame:
         raise SourceError(f"{tracks_csv}: track_id {duplicated.iloc[0]!r} appears more than once.")
     reserved = {"item_idx", "audio_path", "duration_s"} & set(meta.columns)
     return meta.drop(columns=sorted(reserved))
-
-
-def _join_metadata(tracks: pd.DataFrame, tracks_csv: Path) -> pd.DataFrame:
-    return tracks.merge(read_track_metadata(tracks_csv), on="track_id", how="left")

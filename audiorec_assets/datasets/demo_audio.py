@@ -112,7 +112,7 @@ def _render(rng: np.random.Generator, sound: TrackSound, n: int, beat: int, sr: 
     if sound.percussion:
         y = y + 0.5 * sound.percussion_level * _unit_rms(_percussion(rng, sound.percussion, n, beat, sr))
     if sound.cutoff_hz < 0.4 * sr:
-        y = _lowpass(y, sound.cutoff_hz, sr)
+        y = _butter(y, sound.cutoff_hz, sr).astype(np.float32)
     return y
 
 
@@ -217,16 +217,12 @@ def _env(
     return _loop((rise * fall * tail).astype(np.float32), n)
 
 
-def _lowpass(y: np.ndarray, cutoff: float, sr: int, order: int = 2) -> np.ndarray:
+def _butter(y: np.ndarray, cutoff: float | list[float], sr: int, btype: str = "low") -> np.ndarray:
+    """``y`` through a 2nd-order Butterworth filter: a low-pass at ``cutoff`` Hz, or a band-pass over
+    ``cutoff = [low, high]`` with ``btype="band"``; float64 out."""
     from scipy.signal import butter, sosfilt
 
-    return sosfilt(butter(order, cutoff, btype="low", fs=sr, output="sos"), y).astype(np.float32)
-
-
-def _bandpass(y: np.ndarray, low: float, high: float, sr: int) -> np.ndarray:
-    from scipy.signal import butter, sosfilt
-
-    return sosfilt(butter(2, [low, high], btype="band", fs=sr, output="sos"), y)
+    return sosfilt(butter(2, cutoff, btype=btype, fs=sr, output="sos"), y)
 
 
 def _chord_roots(rng: np.random.Generator, n_bars: int) -> np.ndarray:
@@ -303,7 +299,7 @@ def _noise(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) 
     note = _note_len(s, beat, sr)
     cycle = 8 * note
     centre = 1500.0 * 2.0 ** (0.8 * s.brightness)
-    hiss = _bandpass(rng.standard_normal(2 * cycle), centre * 0.5, min(centre * 3.0, 0.45 * sr), sr)[cycle:]
+    hiss = _butter(rng.standard_normal(2 * cycle), [centre * 0.5, min(centre * 3.0, 0.45 * sr)], sr, "band")[cycle:]
     accents = np.repeat(rng.choice([0.2, 0.5, 1.0], size=8, p=[0.3, 0.3, 0.4]), note)
     bursts = hiss / (np.std(hiss) + 1e-9) * accents * _env(note, cycle, sr, 0.001, 0.05 * s.decay)
     drone = np.tanh(3.0 * _sine(float(_hz(s.root_midi)), n, sr) + _sine(float(_hz(s.root_midi + 7)), n, sr))
@@ -348,7 +344,7 @@ def _bass(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -
     table = _table(np.array([1.0, 0.35, 0.12]), s.tilt)
     sounding = rng.random(idx[-1] + 1) >= 0.2  # dub leaves space
     y = _osc(table, _phase(_hz(midi)[idx], sr)) * _env(note, n, sr, 0.01, 0.9 * s.decay, 0.05) * sounding[idx]
-    return _lowpass(y, 400.0 * 2.0 ** (0.5 * s.brightness), sr)
+    return _butter(y, 400.0 * 2.0 ** (0.5 * s.brightness), sr).astype(np.float32)
 
 
 VOICES = {

@@ -285,9 +285,8 @@ def _track_title(rng: np.random.Generator) -> str:
 
 
 def _unique_name(rng: np.random.Generator, used: set[str], make) -> str:
-    name = make(rng)
+    base = name = make(rng)
     suffix = 2
-    base = name
     while name in used:  # small word lists collide; a numeral keeps names unique
         name = f"{base} {suffix}"
         suffix += 1

@@ -24,7 +24,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.datasets.demo_catalogue import ATTRIBUTES, STYLES, attribute_matrix, style_mix
+from audiorec_assets.datasets.demo_catalogue import ATTRIBUTES, STYLE_INDEX, STYLES, attribute_matrix, style_mix
 
 _SECONDS_PER_DAY = 86_400
 OTHER_STYLES_SHARE = 0.06  # of the style taste, spread over all styles (the rest on 1-2 favourites)
@@ -57,7 +57,6 @@ class _Catalogue:
     track_release: np.ndarray
     attributes: np.ndarray  # (tracks, 4) z units, as rendered
     mix: np.ndarray  # (tracks, styles) timbre mix
-    n_styles: int
 
 
 def _index_catalogue(tracks: pd.DataFrame, start: date) -> _Catalogue:
@@ -65,8 +64,7 @@ def _index_catalogue(tracks: pd.DataFrame, start: date) -> _Catalogue:
     n_albums = int(album_idx.max()) + 1
     album_tracks = [np.flatnonzero(album_idx == a) for a in range(n_albums)]
     first = [int(t[0]) for t in album_tracks]
-    style_idx = tracks["style"].map({s.name: i for i, s in enumerate(STYLES)}).to_numpy()
-    album_style = style_idx[first]
+    album_style = tracks["style"].map(STYLE_INDEX).to_numpy()[first]
     release = pd.to_datetime(tracks["release_date"].to_numpy()[first])
     album_release = ((release - pd.Timestamp(start)).total_seconds()).to_numpy()
     album_weight = np.bincount(album_idx, weights=tracks["popularity"].to_numpy(), minlength=n_albums)
@@ -88,7 +86,6 @@ def _index_catalogue(tracks: pd.DataFrame, start: date) -> _Catalogue:
         track_release=album_release[album_idx],
         attributes=attribute_matrix(tracks),
         mix=style_mix(tracks),
-        n_styles=len(STYLES),
     )
 
 
@@ -126,7 +123,7 @@ def simulate_listens(
     """
     cat = _index_catalogue(tracks, start)
     period = (end - start).days * _SECONDS_PER_DAY
-    style_appeal = rng.dirichlet(np.full(cat.n_styles, 2.0))  # some styles have more fans
+    style_appeal = rng.dirichlet(np.full(len(STYLES), 2.0))  # some styles have more fans
     present = np.array([len(a) > 0 for a in cat.style_albums], dtype=float)
     centres = np.array([s.centre for s in STYLES])
     n_artists = int(cat.album_artist.max()) + 1
@@ -214,7 +211,8 @@ def _taste(rng: np.random.Generator, appeal: np.ndarray) -> np.ndarray:
 
 
 def _session_starts(rng: np.random.Generator, n: int, joined: float, period: float) -> np.ndarray:
-    """Sorted session start times (seconds since start): days weighted by :data:`ACTIVITY_GROWTH`, evening-heavy hours."""
+    """Sorted session start times (seconds since start): days weighted by :data:`ACTIVITY_GROWTH`, evening-heavy
+    hours."""
     first_day, n_days = int(joined // _SECONDS_PER_DAY), int(period // _SECONDS_PER_DAY)
     day_weight = 1.0 + ACTIVITY_GROWTH * np.arange(first_day, n_days) / n_days  # people listen more as time goes on
     days = first_day + rng.choice(n_days - first_day, size=n, p=day_weight / day_weight.sum())
@@ -235,9 +233,9 @@ def _session(rng: np.random.Generator, cat: _Catalogue, user: _User, now: float,
     """
     taste, appeal = user.appeal(cat, frac)
     released_album = cat.album_release <= now
-    style_ok = np.bincount(cat.album_style, weights=released_album, minlength=cat.n_styles) > 0
+    style_ok = np.bincount(cat.album_style, weights=released_album, minlength=len(STYLES)) > 0
     p = taste * style_ok
-    style = int(rng.choice(cat.n_styles, p=p / p.sum()))
+    style = int(rng.choice(len(STYLES), p=p / p.sum()))
     albums = cat.style_albums[style][released_album[cat.style_albums[style]]]
     album_appeal = np.bincount(cat.album_of, weights=appeal, minlength=len(cat.album_size)) / cat.album_size
     met = np.bincount(cat.album_of, weights=user.encountered, minlength=len(cat.album_size))

@@ -56,7 +56,7 @@ N_FFT = 2048
 HOP = 512
 N_MELS = 128
 N_MFCC = 20
-MIN_BPM, MAX_BPM = 40.0, 240.0
+MAX_BPM = 240.0
 
 FEATURE_LAYOUT: tuple[tuple[str, int, int], ...] = (
     ("mfcc_mean", 0, 20),

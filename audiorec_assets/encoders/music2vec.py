@@ -35,5 +35,4 @@ class Music2VecEncoder(HfMeanPoolEncoder):
 
     repo_id: ClassVar[str] = "m-a-p/music2vec-v1"
     model_class: ClassVar[str | None] = "Data2VecAudioModel"
-    trust_remote_code: ClassVar[bool] = False
     batching: ClassVar[str] = "by_length"

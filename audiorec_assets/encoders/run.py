@@ -58,22 +58,14 @@ class EncodeReport:
         return self.audio_seconds / self.seconds if self.seconds else float("inf")
 
 
-def content_hash(path: Path) -> str:
-    """SHA-1 of the file's bytes (a changed file is re-encoded, a renamed one is not)."""
-    return file_hash(path)
-
-
 def encoder_signature(encoder: AudioEncoder) -> str:
     """Everything that changes an encoder's output; stored vectors with another signature are not reused."""
     return json.dumps(encoder.describe(), sort_keys=True)
 
 
 def finalize_hook(encoder: AudioEncoder) -> Finalize | None:
-    """The encoder's catalogue-level ``finalize``, or None when it has none (or only an identity default)."""
-    hook = getattr(type(encoder), "finalize", None)
-    if hook is None or hook is getattr(AudioEncoder, "finalize", None):
-        return None
-    return encoder.finalize  # type: ignore[attr-defined]
+    """The encoder's catalogue-level ``finalize``, or None when it has none."""
+    return getattr(encoder, "finalize", None)
 
 
 def encode_catalogue(
@@ -98,7 +90,7 @@ def encode_catalogue(
     started = time.perf_counter()
     report = EncodeReport()
     finalize = finalize_hook(encoder)
-    hashes = [content_hash(p) for p in audio_paths]
+    hashes = [file_hash(p) for p in audio_paths]  # SHA-1 of the bytes: a changed file is re-encoded, a renamed one not
     raw = np.full((len(audio_paths), encoder.dim), np.nan, dtype=np.float32)
     reusable: dict[str, int] = {}
     stored = None
@@ -223,10 +215,6 @@ def _fail_or_skip(path: Path, err: Exception, on_error: str, report: EncodeRepor
     report.skipped.append(path.stem)
 
 
-def vectors_digest(vectors: np.ndarray) -> str:
-    return array_digest(vectors)
-
-
 def index_frame(track_ids: list[str], hashes: list[str], vectors: np.ndarray, skipped_ids: list[str],
                 signature: str, raw_vectors: np.ndarray | None = None) -> pd.DataFrame:
     """What :func:`load_previous` needs next time; ``vectors_sha1`` ties the index to its vectors file.
@@ -237,7 +225,7 @@ def index_frame(track_ids: list[str], hashes: list[str], vectors: np.ndarray, sk
     skipped = set(skipped_ids)
     frame = pd.DataFrame({"track_id": track_ids, "content_hash": hashes,
                           "skipped": [str(t) in skipped for t in track_ids],
-                          "signature": signature, "vectors_sha1": vectors_digest(vectors)})
+                          "signature": signature, "vectors_sha1": array_digest(vectors)})
     if raw_vectors is not None:
         if raw_vectors.shape != vectors.shape:
             raise ValueError(f"raw_vectors have shape {raw_vectors.shape}, the vectors {vectors.shape}")
@@ -253,7 +241,7 @@ def load_previous(vectors_path: Path, index_path: Path) -> PreviousEmbeddings | 
     vectors = np.load(vectors_path)
     # the two files are renamed one after the other: trust them only as a pair
     if len(index) != len(vectors) or "vectors_sha1" not in index or (
-            len(index) and index["vectors_sha1"].iloc[0] != vectors_digest(vectors)):
+            len(index) and index["vectors_sha1"].iloc[0] != array_digest(vectors)):
         return None
     signature = str(index["signature"].iloc[0]) if len(index) else ""
     raw = None

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from audiorec_assets.evaluation.plots import LABELS
+from audiorec_assets.evaluation.plots import LABELS, whiskers
 from audiorec_assets.evaluation.tables import ALPHA, _recommender_order, shuffled_twin
 
 WARM, COLD = "test", "test_cold"
@@ -89,12 +89,6 @@ HEADER_IN = 0.85  # inches above the panels: the title's two lines and the legen
 MARKS = {"audio > twin": "*", "audio < twin": "*↓", "no significant difference": "ns", "not tested": ""}
 
 
-def _whiskers(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Error-bar lengths from interval bounds; a missing bound draws no whisker."""
-    return np.vstack([np.nan_to_num(value - low, nan=0.0).clip(min=0),
-                      np.nan_to_num(high - value, nan=0.0).clip(min=0)])
-
-
 def audio_effect_png(effect: pd.DataFrame, k: int, metric: str = "hitrate",
                      splits: Sequence[str] = (WARM, COLD)) -> bytes:
     """``effect`` (:func:`audio_effect_rows`) as a grid: one row of panels per recommender, warm and cold side by
@@ -162,9 +156,9 @@ def _pair_bars(ax, sub: pd.DataFrame, colour_of: dict) -> None:
     value, twin_value = sub["value"].to_numpy(float), sub["twin_value"].to_numpy(float)
     colour = [colour_of[e] for e in sub["encoder"]]
     ax.bar(x - width / 2, value, width, color=colour, capsize=3,
-           yerr=_whiskers(value, sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float)))
+           yerr=whiskers(value, sub["ci_low"].to_numpy(float), sub["ci_high"].to_numpy(float)))
     ax.bar(x + width / 2, twin_value, width, color=colour, alpha=0.35, hatch="///", edgecolor="0.4", capsize=3,
-           yerr=_whiskers(twin_value, sub["twin_ci_low"].to_numpy(float), sub["twin_ci_high"].to_numpy(float)))
+           yerr=whiskers(twin_value, sub["twin_ci_low"].to_numpy(float), sub["twin_ci_high"].to_numpy(float)))
     tops = np.fmax(np.fmax(sub["ci_high"].to_numpy(float), value), np.fmax(sub["twin_ci_high"].to_numpy(float),
                                                                         twin_value))
     top = np.nanmax(tops) if np.isfinite(tops).any() else 1.0

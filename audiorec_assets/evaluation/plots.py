@@ -82,6 +82,12 @@ def leaderboard_view(board: pd.DataFrame, metric: str = "hitrate", digits: int =
     return view.reset_index(drop=True)
 
 
+def whiskers(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Error-bar lengths from interval bounds; a missing bound draws no whisker."""
+    return np.vstack([np.nan_to_num(value - low, nan=0.0).clip(min=0),
+                      np.nan_to_num(high - value, nan=0.0).clip(min=0)])
+
+
 def reference_label(recommender: str) -> str:
     """How a reference line is labelled: the recommender, and "(item ids)" for the ones that learn ids."""
     return recommender if recommender in ("popularity", "als") else f"{recommender} (item ids)"
@@ -124,12 +130,11 @@ def hitrate_plot_png(metrics_df: pd.DataFrame, k: int = 50, split: str | None = 
             for j, rec in enumerate(recommenders):
                 sub = bars[bars["recommender"] == rec].set_index("encoder").reindex(encoders)
                 value = sub["value"].to_numpy(dtype=float)
-                # whisker lengths; NaN bounds (too few users) → no whisker
-                lower = np.nan_to_num(value - sub["ci_low"].to_numpy(dtype=float), nan=0.0).clip(min=0)
-                upper = np.nan_to_num(sub["ci_high"].to_numpy(dtype=float) - value, nan=0.0).clip(min=0)
+                # NaN bounds (too few users) → no whisker
+                yerr = whiskers(value, sub["ci_low"].to_numpy(dtype=float), sub["ci_high"].to_numpy(dtype=float))
                 shown = np.isfinite(value)  # a cell without a row draws no bar
                 ax.bar((x - 0.4 + width * (j + 0.5))[shown], value[shown], width, label=rec, color=colour_of[rec],
-                       yerr=np.vstack([lower, upper])[:, shown], capsize=3)
+                       yerr=yerr[:, shown], capsize=3)
             left, right = (-0.6, len(encoders) - 0.4) if encoders else (0.0, 1.0)
             for _, ref in refs.iterrows():
                 name = reference_label(ref["recommender"])
@@ -145,7 +150,6 @@ def hitrate_plot_png(metrics_df: pd.DataFrame, k: int = 50, split: str | None = 
                 ax.set_xlabel("encoder")
             else:
                 ax.set_xticks([])
-            ax.set_ylim(bottom=0)
             ax.set_ylabel(label)
             ax.set_title(f"{label}" + (f" ({split})" if split else "") + " with 95 % CI")
             ax.legend(title="recommender" + ("\n(dashed: no audio)" if len(refs) else ""), fontsize="small",

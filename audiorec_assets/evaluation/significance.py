@@ -1,7 +1,6 @@
 """Paired comparison of two systems scored on the same users (per-user metric arrays).
 
-The main test is a seeded paired bootstrap over users; a paired t-test and a Wilcoxon
-signed-rank test (scipy) are offered as cross-checks, and Holm's step-down correction for
+The test is a seeded paired bootstrap over users, with Holm's step-down correction for
 families of comparisons. :func:`paired_family` runs the bootstrap on every pair of a family
 and Holm-corrects the family's p-values together (the tables for people name the families:
 ``audiorec_assets/evaluation/tables.py``).
@@ -89,29 +88,6 @@ def paired_bootstrap(
         mean_diff=mean, ci_low=float(low), ci_high=float(high), p_value=float(min(1.0, p)),
         n=n, n_resamples=n_resamples, confidence=confidence,
     )
-
-
-def paired_t_test(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided p-value of the paired t-test (1.0 when every difference is 0; NaN for fewer than 2 users)."""
-    from scipy import stats
-
-    d = _paired_diff(a, b)
-    if len(d) < 2:
-        return float("nan")
-    if np.all(d == d[0]):
-        # zero variance, t undefined: identical systems are not different, a constant shift is
-        return 1.0 if d[0] == 0 else 0.0
-    return float(stats.ttest_rel(a, b).pvalue)
-
-
-def wilcoxon_test(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided p-value of the Wilcoxon signed-rank test (zero differences dropped; 1.0 if all are zero)."""
-    from scipy import stats
-
-    d = _paired_diff(a, b)
-    if not np.any(d != 0):
-        return 1.0
-    return float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -192,13 +192,21 @@ def compare_cells(sig: pd.DataFrame, hit: pd.DataFrame, pairs: Sequence[tuple[Ce
     ``hitrate_diff_vs_{name}`` (mean paired HitRate difference on the users both cells have).
     """
     family = paired_family([None if p is None else _paired(sig, *p) for p in pairs], n_resamples=n_resamples, seed=seed)
-    return pd.DataFrame({
-        f"{metric}_diff_vs_{name}": family["mean_diff"].to_numpy(),
-        f"vs_{name}_ci_low": family["ci_low"].to_numpy(),
-        f"vs_{name}_ci_high": family["ci_high"].to_numpy(),
-        f"vs_{name}_p_holm": family["p_holm"].to_numpy(),
-        f"hitrate_diff_vs_{name}": [np.nan if p is None else _mean_paired_diff(hit, *p) for p in pairs],
-    })
+    values = [family[c].to_numpy() for c in ("mean_diff", "ci_low", "ci_high", "p_holm")]
+    values.append([np.nan if p is None else _mean_paired_diff(hit, *p) for p in pairs])
+    return pd.DataFrame(dict(zip(_family_columns(metric, name), values)))
+
+
+def _family_columns(metric: str, name: str) -> list[str]:
+    """The columns :func:`compare_cells` writes for the family ``name``."""
+    return [f"{metric}_diff_vs_{name}", f"vs_{name}_ci_low", f"vs_{name}_ci_high", f"vs_{name}_p_holm",
+            f"hitrate_diff_vs_{name}"]
+
+
+def _best_first(board: pd.DataFrame, metric: str, tie: str) -> pd.DataFrame:
+    """``board`` by ``metric``, then the headline metric, descending; ties by ``tie``; missing values last."""
+    return board.sort_values([metric, HEADLINE_METRIC, tie], ascending=[False, False, True], ignore_index=True,
+                             na_position="last")
 
 
 def _best(board: pd.DataFrame, metric: str) -> int | None:
@@ -224,16 +232,11 @@ def comparison(metrics: pd.DataFrame, user_metrics: pd.DataFrame, recommender: s
     cells = metrics[(metrics["split"] == split) & (metrics["k"] == k)]
     audio = leaderboard(cells[(cells["recommender"] == recommender) & (cells["encoder"] != NO_AUDIO)], k=k, split=split)
     refs = leaderboard(cells[cells["encoder"] == NO_AUDIO], k=k, split=split)
-    families = ("twin", "best", "reference")
-    stat_columns = [c for n in families for c in (f"{metric}_diff_vs_{n}", f"vs_{n}_ci_low", f"vs_{n}_ci_high",
-                                                  f"vs_{n}_p_holm", f"hitrate_diff_vs_{n}")]
+    stat_columns = [c for name in ("twin", "best", "reference") for c in _family_columns(metric, name)]
     columns = [*CELL_COLUMNS[:3], "best", "twin", *CELL_COLUMNS[3:], *stat_columns]
     if audio.empty:
         return pd.DataFrame(columns=columns)
-    audio = audio.sort_values([metric, HEADLINE_METRIC, "encoder"], ascending=[False, False, True], ignore_index=True,
-                              na_position="last")
-    refs = refs.sort_values([metric, HEADLINE_METRIC, "recommender"], ascending=[False, False, True], ignore_index=True,
-                            na_position="last")
+    audio, refs = _best_first(audio, metric, "encoder"), _best_first(refs, metric, "recommender")
     sig = user_values(user_metrics, split, k, metric)
     hit = user_values(user_metrics, split, k, "hitrate")
     encoders = list(audio["encoder"])
@@ -276,9 +279,7 @@ def comparison_cold(metrics: pd.DataFrame, user_metrics: pd.DataFrame, k: int = 
     """Cold start: every cell with ``test_cold`` rows @k (recommenders knn, shallow, bert4rec first, then by
     ``metric``), each encoder vs its shuffled twin on the same users; Holm within each recommender."""
     cells = metrics[(metrics["split"] == split) & (metrics["k"] == k)]
-    stat_columns = [f"{metric}_diff_vs_twin", "vs_twin_ci_low", "vs_twin_ci_high", "vs_twin_p_holm",
-                    "hitrate_diff_vs_twin"]
-    columns = [*CELL_COLUMNS[:3], "twin", *CELL_COLUMNS[3:], *stat_columns]
+    columns = [*CELL_COLUMNS[:3], "twin", *CELL_COLUMNS[3:], *_family_columns(metric, "twin")]
     if cells.empty:
         return pd.DataFrame(columns=columns)
     sig = user_values(user_metrics, split, k, metric)
@@ -286,8 +287,7 @@ def comparison_cold(metrics: pd.DataFrame, user_metrics: pd.DataFrame, k: int = 
     blocks = []
     for recommender in _recommender_order(cells["recommender"]):
         board = leaderboard(cells[cells["recommender"] == recommender], k=k, split=split)
-        board = board.sort_values([metric, HEADLINE_METRIC, "encoder"], ascending=[False, False, True],
-                                  ignore_index=True, na_position="last")
+        board = _best_first(board, metric, "encoder")
         encoders = list(board["encoder"])
         twins = [shuffled_twin(e, encoders, shuffled_base) for e in encoders]
         stats = compare_cells(sig, hit, [((e, recommender), (t, recommender)) if t else None

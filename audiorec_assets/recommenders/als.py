@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n
+from audiorec_assets.recommenders.base import (FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n,
+                                               top_n_in_blocks)
 from audiorec_assets.recommenders.data import InteractionData
 from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
 from audiorec_assets.settings import ExperimentSettings
@@ -118,16 +119,9 @@ class AlsRecommender(Recommender):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         data = self._data
-        users = np.asarray(users, dtype=np.int64)
         allowed = candidate_mask(data, candidates)
-        items_out = np.full((len(users), n), -1, dtype=np.int64)
-        scores_out = np.full((len(users), n), np.nan, dtype=np.float32)
-        block = max(1, self.max_score_entries // max(1, data.n_items))
-        for start in range(0, len(users), block):
-            batch = users[start : start + block]
-            top = exclude_and_top_n(self.score(batch), batch, data, n, allowed)
-            items_out[start : start + len(batch)], scores_out[start : start + len(batch)] = top.items, top.scores
-        return TopN(users=users, items=items_out, scores=scores_out)
+        return top_n_in_blocks(users, n, max(1, self.max_score_entries // max(1, data.n_items)),
+                               lambda batch: exclude_and_top_n(self.score(batch), batch, data, n, allowed))
 
     def save(self, directory: Path) -> None:
         """``user_factors.npy``, ``item_factors.npy`` (no pickles) and ``model.json``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -73,6 +74,17 @@ class Recommender(ABC):
     @abstractmethod
     def load(cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray) -> Recommender:
         """Rebuild a fitted model written by :meth:`save`."""
+
+
+def top_n_in_blocks(users: np.ndarray, n: int, block_size: int, rank_block: Callable[[np.ndarray], TopN]) -> TopN:
+    """``rank_block`` of consecutive blocks of at most ``block_size`` of ``users``, stacked into one :class:`TopN`
+    (scores are computed a block at a time to bound memory)."""
+    users = np.asarray(users, dtype=np.int64)
+    parts = [rank_block(users[start : start + block_size]) for start in range(0, len(users), block_size)]
+    if not parts:
+        return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))
+    return TopN(users=users, items=np.concatenate([p.items for p in parts]),
+                scores=np.concatenate([p.scores for p in parts]))
 
 
 def history_mask_coords(users: np.ndarray, data: InteractionData) -> tuple[np.ndarray, np.ndarray]:

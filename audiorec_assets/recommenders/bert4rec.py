@@ -78,7 +78,7 @@ from audiorec_assets.recommenders.base import TopN
 from audiorec_assets.recommenders.bert4rec_loss import STREAM_NEGATIVES, training_loss
 from audiorec_assets.recommenders.bert4rec_model import SCORE_BATCH_CELLS, STREAM_TRAIN, Bert4RecConfig, Bert4RecNet
 from audiorec_assets.recommenders.bert4rec_sequences import TrainSequences, inference_tokens, train_epoch
-from audiorec_assets.recommenders.bert4rec_validation import validation_loss
+from audiorec_assets.recommenders.bert4rec_validation import NO_VALIDATION_PARAMS, validation_loss
 from audiorec_assets.recommenders.data import InteractionData
 from audiorec_assets.recommenders.runtime import make_generator
 from audiorec_assets.recommenders.torch_base import (
@@ -116,16 +116,12 @@ class Bert4RecRecommender(TorchRecommender):
         generator = make_generator(seed, STREAM_TRAIN)
         loss_fn = training_loss(self.settings.bert4rec, len(data.train_items), make_generator(seed, STREAM_NEGATIVES))
         val = validation_loss(net, data, seed)
-        val_params = val.params() if val is not None else {
-            "val_loss": "none", "val_loss_detail": "no user has val items; early stopping on the train loss",
-            "val_loss_users": 0,
-        }
         return TrainingPlan(
             train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, batch_size, generator, loss_fn=loss_fn,
                                                    by_length=by_length),
             val_loss=val.compute if val is not None else None,
             params={"n_sequences": len(sequences.lengths), "length_batches": by_length, **loss_fn.params(),
-                    **val_params},
+                    **(val.params() if val is not None else NO_VALIDATION_PARAMS)},
         )
 
     def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:

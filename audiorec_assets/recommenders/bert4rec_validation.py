@@ -62,6 +62,11 @@ class ValidationLoss:
         return {"val_loss": self.definition, "val_loss_detail": self.detail, "val_loss_users": len(self.users)}
 
 
+# FitReport.params of a fit without validation users
+NO_VALIDATION_PARAMS = {"val_loss": "none", "val_loss_users": 0,
+                        "val_loss_detail": "no user has val items; early stopping on the train loss"}
+
+
 @dataclass(frozen=True)
 class _ValBatch:
     """Inference sequences of some validation users and their (row, item, weight) targets, on the device."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, exclude_and_top_n
+from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, exclude_and_top_n, top_n_in_blocks
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.persistence import data_fingerprint, read_manifest, write_manifest
 from audiorec_assets.recommenders.runtime import dense_scores, resolve_device
@@ -72,7 +72,6 @@ class KnnRecommender(Recommender):
         self._user_vectors: np.ndarray | None = None  # (n_users, d) float32, unit norm
         self._index_vectors: np.ndarray | None = None  # the index's unit vectors, (n_index_items, d)
         self._data: InteractionData | None = None  # the train history to exclude
-        self._n_items = 0
         self._item_vectors: np.ndarray | None = None  # raw vectors of every item: other candidate sets
         self._fitted_on: dict[str, object] = {}  # persistence.data_fingerprint of the data
 
@@ -96,7 +95,6 @@ class KnnRecommender(Recommender):
         self._index.add(np.ascontiguousarray(items))
         self._index_vectors = items
         self._data = data
-        self._n_items = data.n_items
         self._item_vectors = vectors
         self._fitted_on = data_fingerprint(data)
         return FitReport(
@@ -129,16 +127,13 @@ class KnnRecommender(Recommender):
         device = resolve_device(self.settings.encode.device)
         items = torch.as_tensor(item_matrix, device=device)
         block = max(1, min(self.batch_size, self.max_cells // max(1, len(columns))))
-        parts = []
         buffer = np.empty((min(block, len(users)), len(columns)), np.float32) if device.type == "cpu" else None
-        for start in range(0, len(users), block):
-            batch = users[start : start + block]
+
+        def rank_block(batch: np.ndarray) -> TopN:
             scores = dense_scores(torch.as_tensor(self._user_vectors[batch], device=device), items, out=buffer)
-            parts.append(exclude_and_top_n(scores, batch, self._data, n, columns=columns))
-        if not parts:
-            return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))
-        return TopN(users=users, items=np.concatenate([p.items for p in parts]),
-                    scores=np.concatenate([p.scores for p in parts]))
+            return exclude_and_top_n(scores, batch, self._data, n, columns=columns)
+
+        return top_n_in_blocks(users, n, block, rank_block)
 
     def save(self, directory: Path) -> None:
         """``index.faiss`` (faiss.write_index), ``user_vectors.npy``, ``index_items.npy`` and ``model.json``."""
@@ -171,7 +166,6 @@ class KnnRecommender(Recommender):
             raise ValueError(f"{directory}: index and index_items.npy disagree")
         model._index_vectors = model._index.reconstruct_n(0, model._index.ntotal)
         model._data = data
-        model._n_items = data.n_items
         model._item_vectors = _check_vectors(item_vectors, data.n_items)
         return model
 

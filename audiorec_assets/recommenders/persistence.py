@@ -38,21 +38,17 @@ class ModelFileError(ValueError):
     """A saved model does not match the data or item vectors it is loaded with; the message says which."""
 
 
-def _digest(payload: bytes) -> str:
-    return digest(payload)
-
-
 def data_fingerprint(data: InteractionData, item_vectors: np.ndarray | None = None) -> dict[str, Any]:
     """What a model was fitted on: users and items (counts, a short hash of the user ids) and, when
     given, the item vectors (shape and short hash)."""
     fingerprint: dict[str, Any] = {
         "n_users": int(data.n_users),
         "n_items": int(data.n_items),
-        "user_ids": _digest("\n".join(map(str, data.user_ids)).encode()),
+        "user_ids": digest("\n".join(map(str, data.user_ids)).encode()),
     }
     if item_vectors is not None:
         vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
-        fingerprint["item_vectors"] = f"{vectors.shape[0]}x{vectors.shape[1]}:{_digest(vectors.tobytes())}"
+        fingerprint["item_vectors"] = f"{vectors.shape[0]}x{vectors.shape[1]}:{digest(vectors.tobytes())}"
     return fingerprint
 
 

@@ -25,7 +25,7 @@ PLAYS_FILE = "item_plays.npy"
 def popularity_ranking(data: InteractionData) -> tuple[np.ndarray, np.ndarray]:
     """(ranked train items, total plays per item_idx): plays descending, then item index ascending."""
     plays = np.bincount(data.train.indices, weights=data.train_plays.astype(np.float64), minlength=data.n_items)
-    in_train = np.flatnonzero(np.bincount(data.train.indices, minlength=data.n_items) > 0)
+    in_train = data.train_items
     order = np.lexsort((in_train, -plays[in_train]))  # last key is primary
     return in_train[order].astype(np.int64), plays
 

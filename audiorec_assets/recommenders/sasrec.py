@@ -39,7 +39,8 @@ from audiorec_assets.recommenders.base import TopN
 from audiorec_assets.recommenders.bert4rec_loss import STREAM_NEGATIVES, TrainingLoss, training_loss
 from audiorec_assets.recommenders.bert4rec_model import SCORE_BATCH_CELLS, STREAM_TRAIN, Bert4RecConfig, Bert4RecNet
 from audiorec_assets.recommenders.bert4rec_sequences import TrainSequences, history_tokens
-from audiorec_assets.recommenders.bert4rec_validation import guide_validation_loss
+from audiorec_assets.recommenders.bert4rec_validation import (NO_VALIDATION_PARAMS, ValidationLoss,
+                                                              guide_validation_loss)
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.runtime import make_generator
 from audiorec_assets.recommenders.torch_base import (
@@ -142,19 +143,15 @@ class SasRecRecommender(TorchRecommender):
         params: dict[str, object] = {"n_sequences": len(sequences.lengths), **loss_fn.params()}
         if self.requested_preset != "guide":
             params["sasrec_preset"] = PAPER_CODE_NOTE
-        if len(users):
-            val_loss = guide_validation_loss(net, data, users, query_tokens=last_item_tokens)
-            params.update(val_loss="guide", val_loss_users=len(users), val_loss_detail=(
-                f"cross-entropy of each val item at the last of the last {net.config.max_len} train items; "
-                f"mean per user, then over {len(users)} users"))
-        else:
-            val_loss = None
-            params.update(val_loss="none", val_loss_users=0,
-                          val_loss_detail="no user has val items; early stopping on the train loss")
+        val = ValidationLoss(
+            guide_validation_loss(net, data, users, query_tokens=last_item_tokens), "guide", users,
+            f"cross-entropy of each val item at the last of the last {net.config.max_len} train items; "
+            f"mean per user, then over {len(users)} users") if len(users) else None
+        params.update(val.params() if val is not None else NO_VALIDATION_PARAMS)
         return TrainingPlan(
             train_epoch=lambda _epoch: train_epoch(net, optimizer, sequences, settings.sasrec.batch_size, generator,
                                                    loss_fn),
-            val_loss=val_loss,
+            val_loss=val.compute if val is not None else None,
             params=params,
         )
 

@@ -171,10 +171,6 @@ class ShallowNet(nn.Module):
         """``normalize(shared_projection(item_projection(item_table[items])))``, row by row (the definition)."""
         return F.normalize(self.shared_projection(self.item_projection(self.item_table[items])), dim=-1)
 
-    def user_embeddings(self, users: torch.Tensor) -> torch.Tensor:
-        """Unit-length user vectors, shape ``users.shape + (dim,)``."""
-        return self.unit_user_vectors(users)
-
     def item_embeddings(self, items: torch.Tensor) -> torch.Tensor:
         """Unit-length item vectors, shape ``items.shape + (dim,)``; frozen items without a projection are
         normalised once per fit (:meth:`fix_item_space`) and only gathered here."""
@@ -196,7 +192,7 @@ class ShallowNet(nn.Module):
         pair's item (paper_code). With ``tables`` the indices are rows of those unit vectors, computed
         beforehand (:func:`_hinge_sum`), and only gathered here.
         """
-        user_embeddings = self.user_embeddings if tables is None else tables.users.__getitem__
+        user_embeddings = self.unit_user_vectors if tables is None else tables.users.__getitem__
         item_embeddings = self.item_embeddings if tables is None else tables.items.__getitem__
         user_vectors, item_vectors = user_embeddings(users), item_embeddings(items)
         positive = (user_vectors * item_vectors).sum(-1, keepdim=True)
@@ -209,7 +205,7 @@ class ShallowNet(nn.Module):
     @torch.no_grad()
     def unit_tables(self) -> UnitTables:
         """Every user's and item's unit vector, computed once (for evaluations without a gradient)."""
-        return UnitTables(users=_in_row_blocks(self.user_embeddings, self.config.n_users, self.item_table.device),
+        return UnitTables(users=_in_row_blocks(self.unit_user_vectors, self.config.n_users, self.item_table.device),
                           items=self.all_item_embeddings())
 
     @torch.no_grad()
@@ -269,7 +265,7 @@ def _hinge_sum(
         item_index = items if user_kind else torch.cat([items, negatives.ravel()])
         distinct_users, user_at = torch.unique(user_index, return_inverse=True)
         distinct_items, item_at = torch.unique(item_index, return_inverse=True)
-        user_vectors, item_vectors = net.user_embeddings(distinct_users), net.item_embeddings(distinct_items)
+        user_vectors, item_vectors = net.unit_user_vectors(distinct_users), net.item_embeddings(distinct_items)
         # leaves that collect the micro-batches' gradients; backward through the embedding once, at the end
         tables = UnitTables(users=user_vectors.detach().requires_grad_(user_vectors.requires_grad),
                             items=item_vectors.detach().requires_grad_(item_vectors.requires_grad))
@@ -389,7 +385,7 @@ class ShallowRecommender(TorchRecommender):
             items = net.all_item_embeddings()
 
             def score_block(block: np.ndarray) -> torch.Tensor:
-                return dense_scores(net.user_embeddings(torch.as_tensor(block, dtype=torch.int64, device=items.device)),
-                                    items)
+                users_in_block = torch.as_tensor(block, dtype=torch.int64, device=items.device)
+                return dense_scores(net.unit_user_vectors(users_in_block), items)
 
             return recommend_in_batches(users, n, data, score_block, candidates=candidates)

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from audiorec_assets.recommenders.base import FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n
+from audiorec_assets.recommenders.base import (FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n,
+                                               top_n_in_blocks)
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.persistence import (
     data_fingerprint,
@@ -127,22 +128,13 @@ def recommend_in_batches(
     (default: the train vocabulary) are ranked and each user's train items are excluded
     (:func:`exclude_and_top_n`).
     """
-    users = np.asarray(users, dtype=np.int64)
     allowed = candidate_mask(data, candidates)
-    batch = max(1, max_cells // max(1, data.n_items))
-    parts: list[TopN] = []
-    for start in range(0, len(users), batch):
-        block_users = users[start : start + batch]
+
+    def rank_block(block_users: np.ndarray) -> TopN:
         # masked and ranked where it was scored (the GPU on cuda); only the top-n come back to the host
-        scores = score_block(block_users).detach().float()
-        parts.append(exclude_and_top_n(scores, block_users, data, n, allowed))
-    if not parts:
-        return TopN(users=users, items=np.zeros((0, n), np.int64), scores=np.zeros((0, n), np.float32))
-    return TopN(
-        users=users,
-        items=np.concatenate([p.items for p in parts]),
-        scores=np.concatenate([p.scores for p in parts]),
-    )
+        return exclude_and_top_n(score_block(block_users).detach().float(), block_users, data, n, allowed)
+
+    return top_n_in_blocks(users, n, max(1, max_cells // max(1, data.n_items)), rank_block)
 
 
 # --------------------------------------------------------------------------- the recommender shell

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from audiorec_assets.datasets.classical.cache import cached_selection, clip_path, excerpt_paths, read_json, write_text
@@ -49,15 +49,10 @@ class ClassicalReport:
     rendered: int = 0  # clips rendered in this build
     cached: int = 0  # published tracks whose excerpt and clip both came from the cache
     removed: tuple[str, ...] = ()  # files of an earlier build that this one no longer has
-    settings: dict = field(default_factory=dict)
-
-    @property
-    def n_tracks(self) -> int:
-        return len(self.tracks)
 
     def summary(self) -> str:
         """A few lines for people: counts, time, and each skipped work with its reason."""
-        lines = [f"classical catalogue: {self.n_tracks} of {self.n_selected} works in {self.raw_dir} "
+        lines = [f"classical catalogue: {len(self.tracks)} of {self.n_selected} works in {self.raw_dir} "
                  f"({self.seconds:.0f} s; {self.parsed} parsed, {self.rendered} rendered, {self.cached} from cache)"]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)}:")
@@ -106,14 +101,14 @@ def build_classical_raw(raw_dir: Path, cache_dir: Path, *, n_works: int = 300, e
                        min(key_timeout_s, parse_timeout_s / 2), music21_version)
     outcomes = _run(context, specs, jobs, progress)
     kept = [o for o in outcomes if o.skipped is None]
-    removed: list[str] = []
-    if kept:  # nothing rendered (every work skipped): raw/ stays as it was
-        removed = publish(raw_dir, kept, [o.skipped for o in outcomes if o.skipped], settings, music21_version)
+    skipped = [o.skipped for o in outcomes if o.skipped]
+    # nothing rendered (every work skipped): raw/ stays as it was
+    removed = publish(raw_dir, kept, skipped, settings, music21_version) if kept else []
     return ClassicalReport(
         raw_dir=raw_dir, n_selected=len(specs), tracks=tuple(o.spec.track_id for o in kept),
-        skipped=tuple(o.skipped for o in outcomes if o.skipped), seconds=round(time.perf_counter() - started, 2),
+        skipped=tuple(skipped), seconds=round(time.perf_counter() - started, 2),
         parsed=sum(o.parsed for o in outcomes), rendered=sum(o.rendered for o in outcomes),
-        cached=sum(1 for o in kept if not o.parsed and not o.rendered), removed=tuple(removed), settings=settings,
+        cached=sum(1 for o in kept if not o.parsed and not o.rendered), removed=tuple(removed),
     )
 
 
@@ -224,9 +219,7 @@ def _process(context: _Context, spec: WorkSpec) -> Outcome:
         try:
             render_clip(context.renderer, midi_path, clip, context.excerpt_s, context.render_timeout_s,
                         context.cache_dir / "tmp")
-        except RenderTimeout as err:
-            return _skip(outcome, "render", str(err))
-        except RenderError as err:
+        except (RenderTimeout, RenderError) as err:
             return _skip(outcome, "render", str(err))
         outcome.rendered = True
     outcome.clip = clip

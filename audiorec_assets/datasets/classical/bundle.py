@@ -3,7 +3,7 @@ multi-tune file, read without parsing a score."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -15,7 +15,6 @@ class Entry:
     path: str  # corpus-relative, e.g. "bach/bwv101.7.mxl"
     number: int | None  # the tune of a multi-tune file
     meta: dict  # the bundle's metadata fields (title, movementName, composer, localeOfComposition, ...)
-    tunes_in_file: int = 1
 
     @property
     def stem(self) -> str:
@@ -44,8 +43,6 @@ def corpus_entries() -> list[Entry]:
         except (TypeError, ValueError):
             continue  # tunes numbered "12a" cannot be asked for by number
         raw.append((path, number, dict(item.metadata.all())))
-    per_file: dict[str, int] = defaultdict(int)
-    for path, _, _ in raw:
-        per_file[path] += 1
-    return sorted((Entry(p, n if per_file[p] > 1 else None, m, per_file[p]) for p, n, m in raw),
+    per_file = Counter(path for path, _, _ in raw)
+    return sorted((Entry(p, n if per_file[p] > 1 else None, m) for p, n, m in raw),
                   key=lambda e: (e.path, e.number or 0))

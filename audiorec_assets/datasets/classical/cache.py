@@ -35,7 +35,6 @@ def default_cache_dir() -> Path:
 def cached_selection(cache_dir: Path, n_works: int, max_per_composer: int, music21_version: str) -> list[WorkSpec]:
     """The corpus selection, cached: a second build does not load music21's metadata bundle."""
     from audiorec_assets.datasets.classical import bundle, catalogue, collection_works, collections, works
-    from audiorec_assets.datasets.classical.catalogue import select_works
 
     modules = (bundle, catalogue, collection_works, collections, works)
     code = [file_sha1(Path(module.__file__)) for module in modules]  # a changed catalogue selects anew
@@ -46,7 +45,7 @@ def cached_selection(cache_dir: Path, n_works: int, max_per_composer: int, music
             return [WorkSpec(**w) for w in json.loads(path.read_text(encoding="utf-8"))]
         except (ValueError, TypeError):
             pass  # an older or damaged file: select again
-    specs = select_works(n_works, max_per_composer)
+    specs = catalogue.select_works(n_works, max_per_composer)
     write_text(path, json.dumps([s.to_json() for s in specs], ensure_ascii=False, indent=1))
     return specs
 

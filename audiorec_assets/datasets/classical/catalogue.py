@@ -48,10 +48,6 @@ def _tail(path: str, number: int | None) -> str:
     return f"{text}-{number:04d}" if number is not None else text
 
 
-def _order_key(work_id: str) -> str:
-    return hashlib.sha1(work_id.encode("utf-8")).hexdigest()
-
-
 def select_works(n_works: int = 300, max_per_composer: int = 30,
                  candidates: dict[str, list[WorkSpec]] | None = None) -> list[WorkSpec]:
     """A deterministic, varied selection of ``n_works`` tracks (fewer if the corpus runs out): see the module
@@ -64,7 +60,7 @@ def select_works(n_works: int = 300, max_per_composer: int = 30,
         by_work: dict[str, list[WorkSpec]] = defaultdict(list)
         for spec in specs:
             by_work[spec.work or spec.track_id].append(spec)
-        ordered = sorted(by_work.items(), key=lambda kv: _order_key(kv[0]))
+        ordered = sorted(by_work.items(), key=lambda kv: hashlib.sha1(kv[0].encode("utf-8")).hexdigest())
         queues[key] = [sorted(ws, key=lambda s: (s.movement if s.movement is not None else 0, s.track_id))
                        for _, ws in ordered]
     caps: dict[str, int] = {}

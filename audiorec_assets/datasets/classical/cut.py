@@ -64,9 +64,7 @@ def _played_again(score, passes: int):
 def _has_repeats(score) -> bool:
     from music21 import bar, repeat
 
-    first = score.parts[0]
-    return any(isinstance(b, bar.Repeat) for b in first.recurse().getElementsByClass(bar.Barline)) or \
-        bool(first.recurse().getElementsByClass(repeat.RepeatExpression))
+    return bool(score.parts[0].recurse().getElementsByClass((bar.Repeat, repeat.RepeatExpression)))
 
 
 def _strip_repeats(excerpt) -> None:

@@ -16,8 +16,6 @@ worker process it can kill (:mod:`.worker`).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from audiorec_assets.datasets.classical.cut import (  # the package's own helpers (tests import some from here)
@@ -33,6 +31,7 @@ from audiorec_assets.datasets.classical.cut import (  # the package's own helper
 )
 from audiorec_assets.datasets.classical.instruments import SCORINGS, assign_channels, part_programs
 from audiorec_assets.datasets.classical.keys import estimated_key, given_key
+from audiorec_assets.lakeio import atomic_path
 
 # a playback-only tempo (MusicXML <sound tempo>, no printed mark) of exactly this is the notation
 # program's default, not the editor's choice: it counts as "no tempo marked" for tracks.csv
@@ -132,10 +131,8 @@ def _load(spec: dict):
         path = Path(spec["path"])
         if not path.exists():
             raise ExcerptError(f"{path} does not exist")
-    number = spec.get("number")
     # forceSource: parse the file itself, and write no pickle into music21's scratch folder
-    parsed = converter.parse(str(path), number=number, forceSource=True) if number is not None \
-        else converter.parse(str(path), forceSource=True)
+    parsed = converter.parse(str(path), number=spec.get("number"), forceSource=True)
     if isinstance(parsed, stream.Opus):
         scores = list(parsed.scores)
         if not scores:
@@ -177,11 +174,8 @@ def _part_names(part) -> tuple[str, str]:
 
 
 def _score_title(score) -> str:
-    md = score.metadata
-    if md is None:
-        return ""
     for name in ("title", "movementName"):
-        value = getattr(md, name, None)
+        value = getattr(score.metadata, name, None)  # None without metadata
         if value:
             return " ".join(str(value).split())
     return ""
@@ -218,19 +212,12 @@ def _write_midi(excerpt, programs: list[int], channels: list[int], path: Path) -
             event.parameter1, event.parameter2 = controller, 0
             closing += [midi.DeltaTime(track, time=wait, channel=None), event]
         track.events[end:end] = closing
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mid", dir=path.parent)
-    os.close(fd)
-    try:
-        mf.open(tmp, "wb")
+    with atomic_path(path) as tmp:
+        mf.open(str(tmp), "wb")
         try:
             mf.write()
         finally:
             mf.close()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return midi_seconds(mf)
 
 

@@ -64,7 +64,5 @@ def estimated_key(excerpt, timeout_s: float) -> str:
     try:
         with _time_limit(timeout_s):
             return key_name(excerpt.analyze("key"))
-    except _TimeUp:
-        return ""
-    except Exception:  # an excerpt music21 cannot analyse (e.g. no pitches it can weigh): no key, not a skip
+    except Exception:  # out of time (_TimeUp), or an excerpt music21 cannot analyse (no pitches): no key, not a skip
         return ""

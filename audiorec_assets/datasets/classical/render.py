@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from audiorec_assets.datasets.classical.works import ClassicalError
+from audiorec_assets.lakeio import atomic_path
 
 SAMPLE_RATE = 22050
 TARGET_DBFS = -20.0  # gated RMS of every clip
@@ -122,15 +123,8 @@ def render_clip(renderer: Renderer, midi_path: Path, out_path: Path, excerpt_s: 
         if sr != renderer.sample_rate:
             raise RenderError(f"fluidsynth wrote {sr} Hz, not {renderer.sample_rate} Hz")
         clip, gain_db = finish_clip(frames, sr, excerpt_s)
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".flac", dir=out_path.parent)
-        os.close(fd)
-        try:
-            sf.write(tmp_name, clip, sr, format="FLAC", subtype="PCM_16")
-            os.replace(tmp_name, out_path)
-        finally:
-            if os.path.exists(tmp_name):
-                os.unlink(tmp_name)
+        with atomic_path(out_path) as tmp:
+            sf.write(str(tmp), clip, sr, format="FLAC", subtype="PCM_16")
         return {"rendered_s": round(len(frames) / sr, 3), "gain_db": round(gain_db, 2)}
     finally:
         raw.unlink(missing_ok=True)

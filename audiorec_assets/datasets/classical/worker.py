@@ -39,12 +39,11 @@ class WorkerStartError(RuntimeError):
 class ExcerptWorker:
     """One worker process at a time; thread-confined (use one per build thread)."""
 
-    def __init__(self, log_path: Path, startup_timeout_s: float = STARTUP_TIMEOUT_S):
+    def __init__(self, log_path: Path):
         self.log_path = Path(log_path)
-        self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen | None = None
         self._answers: queue.Queue[str | None] = queue.Queue()
-        self.started = 0  # processes started (a test counts them)
+        self.started = 0  # processes started (the first one starts a fresh log)
 
     def request(self, payload: dict, timeout_s: float) -> dict:
         """Send one request; its answer within ``timeout_s`` seconds, else :class:`WorkerTimeout`."""
@@ -119,10 +118,10 @@ class ExcerptWorker:
 
         threading.Thread(target=read, daemon=True, name="classical-worker-reader").start()
         try:
-            ready = self._answers.get(timeout=self.startup_timeout_s)
+            ready = self._answers.get(timeout=STARTUP_TIMEOUT_S)
         except queue.Empty:
             self.kill()
-            raise WorkerStartError(f"the music21 worker did not start within {self.startup_timeout_s:g} s "
+            raise WorkerStartError(f"the music21 worker did not start within {STARTUP_TIMEOUT_S:g} s "
                                    f"(see {self.log_path})") from None
         if ready is None or not json.loads(ready).get("ready"):
             detail = _log_tail(self.log_path)

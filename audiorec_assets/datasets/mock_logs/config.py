@@ -114,9 +114,9 @@ def default_sessions_per_month(n_tracks: int) -> float:
     return float(np.clip(n_tracks / TRACKS_PER_SESSION_MONTH, MIN_SESSIONS_PER_MONTH, SESSIONS_PER_MONTH))
 
 
-def _check_int(config: MockLogConfig, name: str, minimum: int | None, why: str = "") -> None:
+def _check_int(config: MockLogConfig, name: str, minimum: int, why: str = "") -> None:
     value = getattr(config, name)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name}={value!r}: must be a whole number")
-    if minimum is not None and value < minimum:
+    if value < minimum:
         raise ValueError(f"{name}={value}: must be at least {minimum}" + (f" ({why})" if why else ""))

@@ -100,7 +100,7 @@ def _groups(tracks: pd.DataFrame, sequence: str | None) -> tuple[list[np.ndarray
             order_key = np.where(np.isnan(numbers), np.inf, numbers)
             break
     order = np.lexsort((np.arange(n), order_key, code))
-    groups = [g for g in np.split(order, np.flatnonzero(np.diff(code[order])) + 1)]
+    groups = np.split(order, np.flatnonzero(np.diff(code[order])) + 1)
     position = np.empty(n, dtype=np.int64)
     for members in groups:
         position[members] = np.arange(len(members))

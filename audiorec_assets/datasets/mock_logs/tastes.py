@@ -41,9 +41,7 @@ def track_tastes(tracks: pd.DataFrame, config: MockLogConfig, vectors: np.ndarra
     :data:`AUTO_TASTE_COLUMNS` with two values or more), then k-means clusters of ``vectors`` (checked by
     the caller) or, when there is no other taste, random clusters of the ``groups`` (works / albums).
     ``available``: the metadata columns, named in errors."""
-    names: list[str] = []
-    codes: list[np.ndarray] = []
-    values: list[np.ndarray] = []
+    found: list[tuple[str, np.ndarray, np.ndarray]] = []  # (name, code of each track, value of each code)
     if config.taste_columns is None:
         wanted = [c for c in AUTO_TASTE_COLUMNS if c in tracks.columns and labels(tracks[c])[1].size >= 2]
     else:
@@ -58,22 +56,19 @@ def track_tastes(tracks: pd.DataFrame, config: MockLogConfig, vectors: np.ndarra
         code, value = labels(tracks[column])
         if value.size == 0:
             raise ValueError(f"taste_columns: column {column!r} has no values")
-        names.append(str(column))
-        codes.append(code)
-        values.append(value)
+        found.append((str(column), code, value))
     if vectors is not None:
         clusters = _audio_clusters(vectors, config.audio_clusters, int(rng.integers(2**31)))
         if clusters is not None:
-            names.append("audio_cluster")
-            codes.append(clusters)
-            values.append(np.array([f"c{i}" for i in range(int(clusters.max()) + 1)], dtype=object))
-    elif not names and config.audio_clusters >= 1 and len(groups) >= 2:
+            found.append(("audio_cluster", clusters,
+                          np.array([f"c{i}" for i in range(int(clusters.max()) + 1)], dtype=object)))
+    elif not found and config.audio_clusters >= 1 and len(groups) >= 2:
         k = min(config.audio_clusters, len(groups))
         cluster_of_group = rng.permutation(np.arange(len(groups)) % k)  # every cluster non-empty
-        names.append("random_cluster")
-        codes.append(cluster_of_group[group_of])
-        values.append(np.array([f"c{i}" for i in range(k)], dtype=object))
-    return TrackTastes(tuple(names), codes, values)
+        found.append(("random_cluster", cluster_of_group[group_of],
+                      np.array([f"c{i}" for i in range(k)], dtype=object)))
+    names, codes, values = zip(*found) if found else ((), (), ())
+    return TrackTastes(tuple(names), list(codes), list(values))
 
 
 def _audio_clusters(vectors: np.ndarray, k: int, seed: int) -> np.ndarray | None:

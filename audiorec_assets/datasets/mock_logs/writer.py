@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +27,7 @@ MOCK_LOG_FILE = "listens.csv"
 class MockLogReport:
     """What :func:`write_mock_logs` wrote, with the windows the default split derives from this log:
     ``cold_tracks`` = catalogue tracks without a play in its train window (the ``test_cold`` candidates),
-    ``cold_share`` of the catalogue, ``cold_tracks_played`` = those of them played in its evaluation window;
+    ``cold_tracks_played`` = those of them played in its evaluation window;
     ``warm_eval_pairs`` = evaluation-window pairs new to their user on tracks with train plays (what val and
     test will hold: 0 means the ingest's interactions check fails; use more tracks or fewer sessions)."""
 
@@ -40,20 +40,12 @@ class MockLogReport:
     first_listen: datetime
     last_listen: datetime
     cold_tracks: int
-    cold_share: float
     cold_tracks_played: int
     warm_eval_pairs: int
     taste_columns: tuple[str, ...]
     sequence_column: str | None
     metadata_rows_without_audio: int
     seconds: float
-
-    def as_dict(self) -> dict[str, object]:
-        out = asdict(self)
-        out.update(log_path=str(self.log_path), marker_path=str(self.marker_path),
-                   first_listen=str(self.first_listen), last_listen=str(self.last_listen),
-                   taste_columns=list(self.taste_columns))
-        return out
 
 
 def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors: np.ndarray | None = None,
@@ -106,10 +98,8 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
         "note": "A synthetic listening log: not real behaviour. Delete this file and listens.csv to remove it.",
     }
     staging = process_staging(staging if staging is not None else raw_dir.parent / "tmp" / "staging")
-    if previous is not None:  # until the new log is in place, the marker also names the old one
-        write_marker(marker, {**described, "previous_log": previous}, staging)
-    else:
-        write_marker(marker, described, staging)
+    # until the new log is in place, the marker also names the old one
+    write_marker(marker, described if previous is None else {**described, "previous_log": previous}, staging)
     with atomic_path(raw_dir / MOCK_LOG_FILE, staging=staging) as tmp:
         tmp.write_bytes(payload)
     if previous is not None:
@@ -126,7 +116,6 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
         first_listen=listens["timestamp"].iloc[0].to_pydatetime(),
         last_listen=listens["timestamp"].iloc[-1].to_pydatetime(),
         cold_tracks=cold,
-        cold_share=round(cold / len(catalogue), 4),
         cold_tracks_played=cold_played,
         warm_eval_pairs=warm_eval,
         taste_columns=model.taste_columns,
@@ -147,7 +136,7 @@ def _refuse_real_logs(raw_dir: Path, marker: Path) -> dict | None:
         try:
             described = read_synthetic_marker(marker)
         except ValueError:
-            described = None
+            pass  # unreadable: it describes no log
     demo = (raw_dir / "DEMO.md").exists()  # the demo's log is synthetic too (its marker says so), not a mock log
     for log in logs:
         if demo or log.name != MOCK_LOG_FILE or described is None or not marker_describes(described, log):

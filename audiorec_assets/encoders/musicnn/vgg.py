@@ -42,7 +42,6 @@ POOLS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
     ((4, 4), (4, 4)),
 )
 POOL5_SHAPE = (2, 1)  # time × mel after the fifth pool, for a 187 × 96 patch
-EMBEDDING_DIM = POOL5_SHAPE[0] * POOL5_SHAPE[1] * VGG_FILTERS  # 256
 MODELS: tuple[str, ...] = ("MSD_vgg", "MTT_vgg")
 
 
