@@ -41,6 +41,7 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
         from audiorec_assets.defs.jobs import JOBS
         from audiorec_assets.defs.progress_log import LOGGERS
         from audiorec_assets.defs.executors import selected_executor
+        from audiorec_assets.defs.audio_vectors import audio_vectors
         from audiorec_assets.defs.embeddings import embeddings
         from audiorec_assets.defs.models import build_model_assets, families
         from audiorec_assets.defs.sources import SOURCES
@@ -49,6 +50,7 @@ def build_definitions(lake_root: Path | str | None = None) -> dg.Definitions:
             assets=[
                 *SOURCES,
                 ingest.ingest,
+                audio_vectors,
                 embeddings,
                 *(ops for f in families() for ops in build_model_assets(f)),
                 evaluation.leaderboard, *evaluation.COMPARISON_ASSETS,

@@ -57,13 +57,6 @@ def file_hash(path: Path, chunk: int = 1 << 20) -> str:
     return sha.hexdigest()
 
 
-def twin_input_version(kind: str, base: str, base_file: Path, hashes: ContentHashes, *settings: object) -> str:
-    """The input version of a twin computed from encoder ``base``'s stored vectors (``base_file``): its kind, the
-    base, the settings it uses and the content of those vectors (``missing`` until they exist), so a new base
-    or changed settings make it stale."""
-    return combine(kind, base, *settings, hashes.of(base_file) if base_file.exists() else "missing")
-
-
 class ContentHashes:
     """Content hashes of files, cached by (size, mtime) in a JSON file: only files that changed are read again.
 

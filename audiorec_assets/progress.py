@@ -7,7 +7,7 @@ with the record attached, and ``audiorec materialize``'s logger (``defs/progress
 (:func:`progress_of`) to the live display, which reads fields, never wording: a message can be reworded freely.
 (A JSON payload in the message would be parsing again; an ``AssetObservation`` per epoch would fill the asset's
 history.) The training loop logs to its Python logger, which ``defs/progress_log.forwarded`` brings into the
-step's log; the encoders report through a callback that ``defs/embeddings.py`` turns into a record.
+step's log; the encoders report through a callback that ``defs/audio_vectors.py`` turns into a record.
 """
 
 from __future__ import annotations

@@ -113,3 +113,24 @@ def write_cell_tables(paths, metrics, user_metrics, cells: Iterable[tuple[str, s
         write_table_file(paths, "metrics", metrics[pick], part=part)
         mine = (user_metrics["encoder"] == encoder) & (user_metrics["recommender"] == recommender)
         write_table_file(paths, "user_metrics", user_metrics[mine], part=part)
+
+
+def materialize_vectors(defs, encoder: str, instance=None, **kwargs):
+    """``audiorec/embeddings[encoder]`` as the automation orders it: first ``audiorec/audio_vectors`` of the audio
+    encoder it is, or is computed from (if any). Returns the last run's result (the first failed one, if any)."""
+    import dagster as dg
+
+    from audiorec_assets.defs.audio_vectors import AUDIO_VECTORS
+    from audiorec_assets.defs.embeddings import EMBEDDINGS
+    from audiorec_assets.defs.execute import everything, materialize
+    from audiorec_assets.defs.partitions import audio_roots
+
+    instance = instance or dg.DagsterInstance.ephemeral()
+    kwargs.setdefault("resources", defs.resources)
+    for root in audio_roots([encoder], defs.resources["lake"].settings()):
+        result = materialize(everything(defs), selection=[AUDIO_VECTORS], partition_key=root, instance=instance,
+                             **kwargs)
+        if not result.success:
+            return result
+    return materialize(everything(defs), selection=dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(),
+                       partition_key=encoder, instance=instance, **kwargs)

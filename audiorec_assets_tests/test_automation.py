@@ -160,7 +160,8 @@ def test_every_asset_has_a_condition_and_a_code_version_and_every_source_is_obse
 
     first = observe()
     assert {e.asset_key for e in first.asset_events} == sources
-    assert {e.partition for e in first.asset_events if e.asset_key.path[-1] == "encoder_inputs"} == {"mfcc", "random"}
+    assert {e.partition for e in first.asset_events if e.asset_key.path[-1] == "encoder_inputs"} == {"mfcc"}
+    assert {e.partition for e in first.asset_events if e.asset_key.path[-1] == "embedding_inputs"} == {"mfcc", "random"}
     for event in first.asset_events:
         instance.report_runless_asset_event(event)
     assert observe().skip_reason is not None  # nothing changed since
@@ -256,8 +257,33 @@ def test_the_torch_pool_holds_encoding_and_training_only():
 
     assets = [a for a in build_definitions().assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
     pooled = {a.node_def.name for a in assets if a.node_def.pool == TORCH_POOL}
-    assert pooled == {"embeddings", "models", "reference_models"}
+    assert pooled == {"audio_vectors", "models", "reference_models"}
     graph = build_definitions().resolve_asset_graph()
     evaluation = {k.path[-1] for a in assets if a.node_def.name == "evaluation" for k in a.keys}
     assert evaluation == {"recommendations", "metrics", "user_metrics"}
     assert dg.AssetKey(["audiorec", "models"]) in graph.get(dg.AssetKey(["audiorec", "recommendations"])).parent_keys
+
+
+def test_filling_a_study_runs_each_twin_once_after_its_base_encoding_and_never_retries(study):
+    """The twins' dependency on their base is an edge of the graph: the conditions hold them until the base's
+    encoding is written, so no run fails, waits or is retried, and none runs twice."""
+    from audiorec_assets.defs.embeddings import EMBEDDINGS
+
+    lake, _, instance = study
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("[mfcc, random]", "[shuffled_mfcc, shuffled, mfcc]"))
+    sync_partitions(instance, lake_members(LakePaths(lake), load_settings(lake)))
+    defs = build_definitions(lake)
+    vectors_only = {"listens", "tracks", "interactions", "split_info", "audio_vectors", "embeddings", "encoders"}
+    runs = bring_up_to_date(defs, instance, lake, lambda p: execute(defs, instance, p).success,
+                            scope=lambda key, partition: key.path[-1] in vectors_only)
+    labels = [p.label for p, ok in runs if ok]
+    assert len(labels) == len(runs) and len(labels) == len(set(labels))
+    encoded = labels.index("audio_vectors[mfcc]")
+    for twin in ("shuffled_mfcc", "shuffled"):
+        assert labels.index(f"embeddings, encoders[{twin}]") > encoded
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=EMBEDDINGS, asset_partitions=[twin]),
+                                                  limit=5).records
+        assert len(records) == 1, twin
+    assert not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    assert not [e for run in instance.get_runs()
+                for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)]

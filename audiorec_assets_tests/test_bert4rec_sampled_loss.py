@@ -14,7 +14,7 @@ from audiorec_assets.recommenders import bert4rec_model as b4m
 from audiorec_assets.recommenders import bert4rec_sequences as b4s
 from audiorec_assets.recommenders.runtime import make_generator
 from audiorec_assets.settings import Bert4RecSettings, ExperimentSettings, SettingsError, parse_settings
-from audiorec_assets_tests.helpers import materialization
+from audiorec_assets_tests.helpers import materialization, materialize_vectors
 from audiorec_assets_tests.test_bert4rec import sequential_data, settings_for
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -246,7 +246,6 @@ def test_on_the_demo_gbce_bert4rec_beats_its_shuffled_control(lake: Path):
 
     from audiorec_assets.datasets.demo import generate_demo
     from audiorec_assets.definitions import build_definitions
-    from audiorec_assets.defs.embeddings import EMBEDDINGS
     from audiorec_assets.defs.execute import everything, materialize
 
     generate_demo(lake / "raw", seed=0)
@@ -268,7 +267,7 @@ def test_on_the_demo_gbce_bert4rec_beats_its_shuffled_control(lake: Path):
 
     run(dg.AssetSelection.groups("ingest"))
     for encoder in ("mfcc", "shuffled_mfcc"):
-        run(dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), encoder)
+        assert materialize_vectors(defs, encoder).success
         cell = run(dg.AssetSelection.groups("recommenders"),
                    dg.MultiPartitionKey({"encoder": encoder, "recommender": "bert4rec"}))
         params = materialization(cell, "models").metadata["params"].value

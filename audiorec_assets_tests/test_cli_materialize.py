@@ -43,13 +43,14 @@ def test_status_and_materialize_follow_the_study(lake, dagster_home, tmp_path, c
     assert before[("mfcc", "knn")]["command"] == "audiorec materialize --encoders mfcc --recommenders knn"
 
     out = materialize(lake, capsys, "--encoders", "mfcc", "--recommenders", "knn")
-    assert "done: 4 run(s)" in out  # the ingest, mfcc's vectors, the cell, the tables: round after round
+    # the ingest, mfcc's encoding, its vectors, the cell, the tables: round after round
+    assert "done: 5 run(s)" in out
     # the total grows as each round's runs start (the planner evaluates again after each round)
-    assert "[audiorec] step 1/1 ingest_job: " in out and "[audiorec] step 13/13 " in out  # the ingest: one op
-    assert out.index("ingest_job") < out.index("embeddings_job[mfcc]") < out.index("cells_job[mfcc|knn]") \
-        < out.index("tables_job")
-    assert "step 3/4 cells_job[mfcc|knn]: models ..." in out
-    assert "[audiorec]   embeddings: mfcc " in out and " tracks (" in out  # the encoder's progress, from the run's log
+    assert "[audiorec] step 1/1 ingest_job: " in out and "[audiorec] step 14/14 " in out  # the ingest: one op
+    assert out.index("ingest_job") < out.index("encoding_job[mfcc]") < out.index("embeddings_job[mfcc]") \
+        < out.index("cells_job[mfcc|knn]") < out.index("tables_job")
+    assert "step 4/5 cells_job[mfcc|knn]: models ..." in out
+    assert "[audiorec]   audio_vectors: mfcc " in out and " tracks (" in out  # the encoder's progress, from its log
     after = status(lake, capsys)
     assert after[("mfcc", "knn")]["state"] == "materialized" and after[("random", "knn")]["state"] == "missing"
     assert after[("", "audiorec/tracks")]["state"] == "materialized" and after[("", "audiorec/leaderboard")]["state"] \

@@ -14,9 +14,8 @@ import pytest
 
 from audiorec_assets.cli import main
 from audiorec_assets.definitions import build_definitions
-from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.settings import LakePaths
-from audiorec_assets_tests.helpers import write_own
+from audiorec_assets_tests.helpers import materialize_vectors, write_own
 from audiorec_assets_tests.test_pipeline import CELL, REFERENCE, TABLES, run, small_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +33,7 @@ def built(tmp_path_factory):
     defs = build_definitions(lake)
     run(defs, dg.AssetSelection.groups("ingest"))
     for encoder in ("mfcc", "random"):
-        run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key=encoder)
+        assert materialize_vectors(defs, encoder).success
         run(defs, CELL, dg.MultiPartitionKey({"encoder": encoder, "recommender": "knn"}))
     run(defs, REFERENCE, "popularity")
     run(defs, TABLES)

@@ -15,11 +15,10 @@ import pytest
 import yaml
 
 from audiorec_assets.definitions import build_definitions
-from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.execute import everything, materialize
 from audiorec_assets.defs.executors import (EXECUTOR_CONFIG_ENV, EXECUTOR_ENV, ExecutorSettingError,
                                             selected_executor)
-from audiorec_assets_tests.helpers import write_own
+from audiorec_assets_tests.helpers import materialize_vectors, write_own
 from audiorec_assets_tests.test_pipeline import small_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,10 +108,8 @@ def test_two_cells_on_a_two_worker_local_cluster_equal_a_local_run(tmp_path, lak
     defs = build_definitions(lake)
     assert dg.materialize(everything(defs), selection=dg.AssetSelection.groups("ingest"), resources=defs.resources,
                           instance=instance).success
-    encode = dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors()
     for encoder in ("mfcc", "random"):
-        assert materialize(everything(defs), selection=encode, partition_key=encoder, resources=defs.resources,
-                           instance=instance).success
+        assert materialize_vectors(defs, encoder, instance=instance).success
     for cell in CELLS:  # the local run, in-process
         assert materialize(everything(defs), selection=dg.AssetSelection.groups("recommenders"), partition_key=cell,
                            resources=defs.resources, instance=instance).success

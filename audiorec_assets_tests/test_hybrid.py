@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from audiorec_assets.encoders import hybrid_base_of, is_twin, twin_base_of, twin_chain, twin_order
+from audiorec_assets.encoders import hybrid_base_of, is_twin, twin_base_of, twin_chain
 from audiorec_assets.encoders.hybrid import OTHER, HybridError, hybrid_vectors, metadata_features
 from audiorec_assets.settings import LakePaths, SettingsError, load_settings, parse_settings
 from audiorec_assets_tests.helpers import materialization, write_own
@@ -180,9 +180,6 @@ def test_hybrid_is_a_twin_of_its_base():
     assert hybrid_base_of("hybrid_musicnn") == "musicnn" and hybrid_base_of("hybrid_") is None
     assert twin_base_of("hybrid_mine", "musicnn") == "mine" and is_twin("hybrid_mfcc") and not is_twin("mfcc")
     assert twin_chain("shuffled_hybrid_mfcc", "musicnn") == ["shuffled_hybrid_mfcc", "hybrid_mfcc", "mfcc"]
-    names = ["shuffled_hybrid_mfcc", "hybrid_mfcc", "shuffled", "mfcc", "random", "shuffled_mfcc"]
-    assert sorted(names, key=twin_order) == ["mfcc", "random", "hybrid_mfcc", "shuffled", "shuffled_mfcc",
-                                             "shuffled_hybrid_mfcc"]
     settings = parse_settings({"encoders": ["mfcc", "hybrid_mfcc", "shuffled_hybrid_mfcc"],
                                "hybrid": {"columns": ["artist"], "metadata_weight": 0.5}}, source="test")
     assert settings.hybrid.columns == ["artist"] and settings.hybrid.audio_weight == 1.0
@@ -262,6 +259,7 @@ def hybrid_lake(lake):
 
 def test_a_hybrid_mfcc_knn_cell_runs_end_to_end(lake):
     from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.defs.audio_vectors import AUDIO_VECTORS
     from audiorec_assets.defs.embeddings import EMBEDDINGS
     from audiorec_assets.defs.execute import everything, materialize
     from audiorec_assets_tests.test_pipeline import CELL, sql
@@ -278,11 +276,11 @@ def test_a_hybrid_mfcc_knn_cell_runs_end_to_end(lake):
     tracks = sql(lake, "SELECT * FROM audiorec.tracks")
     assert {"artist", "tempo bpm", "genre"} <= set(tracks.columns)  # the ingest keeps tracks.csv's columns
     embeddings = dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors()
-    early = run(embeddings, "hybrid_mfcc")  # before its base: says what to materialize first
+    early = run(embeddings, "hybrid_mfcc")  # before its base's encoding: says what to materialize first
     assert not early.success
-    assert "materialize the embeddings partition 'mfcc' first" in str(early.all_node_events)
-    assert run(embeddings, "mfcc").success
-    result = run(embeddings, "hybrid_mfcc")
+    assert "materialize audiorec/audio_vectors partition 'mfcc' first" in str(early.all_node_events)
+    assert run(dg.AssetSelection.assets(AUDIO_VECTORS), "mfcc").success
+    result = run(embeddings, "hybrid_mfcc")  # its base's own embeddings partition is not needed
     assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
     meta = materialization(result, "embeddings").metadata
     # artist 4 + (missing): 5; tempo bpm z + indicator: 2; genre rock/pop/jazz + (missing): 4; title and cover_path
@@ -327,32 +325,49 @@ def test_unknown_column_in_settings_fails_the_partition_naming_the_setting(lake)
     assert "hybrid.columns names ['mood']" in str(result.all_node_events)
 
 
-# --- staleness: what hybrid_<base> reads is in its encoder_inputs version -------------------------------
+# --- staleness and the graph: a twin's base is its upstream ------------------------------------------------
 
-def test_the_input_version_follows_the_base_vectors_and_the_hybrid_settings(lake):
-    from audiorec_assets.defs.sources import _hashes, encoder_input_version
+def test_the_input_version_follows_the_hybrid_settings_and_a_user_files_content(lake):
+    from audiorec_assets.defs.sources import _hashes, embedding_input_version
 
     paths = LakePaths(lake)
     (lake / "embeddings").mkdir()
 
-    def version(settings: dict) -> str:
-        return encoder_input_version("hybrid_mfcc", paths, parse_settings(settings, source="test"), _hashes(paths),
-                                     audio="audio-v1")
+    def version(name: str, settings: dict) -> str:
+        return embedding_input_version(name, paths, parse_settings(settings, source="test"), _hashes(paths))
 
-    before = version({})
+    before = version("hybrid_mfcc", {})
+    assert version("hybrid_mfcc", {"hybrid": {"metadata_weight": 2}}) != before
+    assert version("hybrid_mfcc", {"hybrid": {"columns": ["artist"]}}) != before
+    assert version("hybrid_mfcc", {"seed": 7, "bert4rec": {"layers": 3}}) == before  # what it does not read
+    assert version("shuffled_hybrid_mfcc", {"seed": 7}) != version("shuffled_hybrid_mfcc", {})  # its shuffle does
+    # mfcc's vectors reach it through the graph (audiorec/audio_vectors), not through this version
     np.save(lake / "embeddings" / "mfcc.npy", np.ones((3, 2), dtype=np.float32))
-    with_base = version({})
-    assert with_base != before
-    assert version({"hybrid": {"metadata_weight": 2}}) != with_base
-    assert version({"hybrid": {"columns": ["artist"]}}) != with_base
-    assert version({"seed": 7, "bert4rec": {"layers": 3}}) == with_base  # what it does not read
-    np.save(lake / "embeddings" / "mfcc.npy", np.full((3, 2), 2, dtype=np.float32))
-    assert version({}) != with_base
+    assert version("hybrid_mfcc", {}) == before
+    # a user's file is read from the lake: its content is in the version of its twins
+    np.save(lake / "embeddings" / "mine.npy", np.ones((3, 2), dtype=np.float32))
+    mine = version("hybrid_mine", {})
+    np.save(lake / "embeddings" / "mine.npy", np.full((3, 2), 2, dtype=np.float32))
+    assert version("hybrid_mine", {}) != mine
 
 
-def test_in_process_rounds_run_hybrids_after_their_base():
-    from audiorec_assets.defs.execute import _partition_order
+def test_a_twins_base_encoding_is_its_upstream_in_the_asset_graph(lake):
+    from audiorec_assets.definitions import build_definitions
+    from audiorec_assets.defs.audio_vectors import AUDIO_VECTORS
+    from audiorec_assets.defs.embeddings import EMBEDDINGS
+    from audiorec_assets.defs.partitions import lake_members, sync_partitions
+    from audiorec_assets.settings import load_settings
 
-    keys = ["shuffled_hybrid_mfcc", "hybrid_mfcc|knn", "hybrid_mfcc", "mfcc|knn", "mfcc", "musicnn"]
-    assert sorted(keys, key=_partition_order) == ["mfcc", "mfcc|knn", "musicnn", "hybrid_mfcc", "hybrid_mfcc|knn",
-                                                  "shuffled_hybrid_mfcc"]
+    hybrid_lake(lake)
+    (lake / "experiment.yaml").write_text("encoders: [hybrid_mfcc, shuffled_hybrid_mfcc, shuffled, random]\n"
+                                          "encode: {shuffled_base: mfcc}\n")
+    instance = dg.DagsterInstance.ephemeral()
+    members = lake_members(LakePaths(lake), load_settings(lake))
+    assert members.members["audio_encoder"] == ["mfcc"]  # the twins' base is encoded though not listed itself
+    sync_partitions(instance, members)
+    graph = build_definitions(lake).resolve_asset_graph()
+    assert AUDIO_VECTORS in graph.get(EMBEDDINGS).parent_keys
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        for twin in ("hybrid_mfcc", "shuffled_hybrid_mfcc", "shuffled"):
+            parents = graph.get_parents_partitions(EMBEDDINGS, twin).parent_partitions
+            assert (AUDIO_VECTORS, "mfcc") in {(p.asset_key, p.partition_key) for p in parents}, twin

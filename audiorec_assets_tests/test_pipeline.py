@@ -12,7 +12,7 @@ from audiorec_assets.defs.execute import everything, materialize
 from audiorec_assets.defs.models import MODELS
 from audiorec_assets.evaluation.seed_intervals import users_seeds_interval
 from audiorec_assets.settings import LakePaths
-from audiorec_assets_tests.helpers import materialization, write_own
+from audiorec_assets_tests.helpers import materialization, materialize_vectors, write_own
 
 
 def small_log(seed: int = 0, n_users: int = 40, n_tracks: int = 30, n_new: int = 0):
@@ -47,6 +47,13 @@ def run(defs, selection, partition_key=None):
     return result
 
 
+def encode(defs, encoder):
+    """embeddings[encoder], after the audio encoding it reads (if any)."""
+    result = materialize_vectors(defs, encoder)
+    assert result.success
+    return result
+
+
 def sql(lake, query):
     with duckdb.connect(str(lake / "warehouse.duckdb"), read_only=True) as con:
         return con.sql(query).df()
@@ -64,7 +71,7 @@ def ingested(lake):
 def test_graph_end_to_end_knn_and_popularity(lake, ingested):
     defs = ingested
     for encoder in ("mfcc", "shuffled", "random"):
-        result = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key=encoder)
+        result = encode(defs, encoder)
         assert all(e.passed for e in result.get_asset_check_evaluations())
     for encoder in ("mfcc", "random"):
         run(defs, CELL, dg.MultiPartitionKey({"encoder": encoder, "recommender": "knn"}))
@@ -111,9 +118,9 @@ def test_graph_end_to_end_knn_and_popularity(lake, ingested):
 
 def test_embeddings_are_incremental_and_controls_need_their_base(lake, ingested):
     defs = ingested
-    with pytest.raises(Exception, match="materialize the embeddings partition 'mfcc' first"):
+    with pytest.raises(Exception, match="materialize audiorec/audio_vectors partition 'mfcc' first"):
         run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="shuffled")
-    first = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mfcc")
+    first = encode(defs, "mfcc")
     meta = materialization(first, "embeddings").metadata
     assert meta["encoded"].value == 34 and meta["reused"].value == 0
     def raw_features():  # mfcc keeps its raw per-track features for reuse; the .npy is standardised over all
@@ -124,7 +131,7 @@ def test_embeddings_are_incremental_and_controls_need_their_base(lake, ingested)
     from audiorec_assets_tests.helpers import write_tone
 
     write_tone(lake / "raw" / "audio" / "t03.flac", freq=1234.0)
-    second = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mfcc")
+    second = encode(defs, "mfcc")
     meta = materialization(second, "embeddings").metadata
     assert (meta["encoded"].value, meta["reused"].value) == (1, 33)
     after = raw_features()
@@ -143,7 +150,7 @@ def test_bring_your_own_vectors_become_an_encoder(lake, ingested):
 
     defs = ingested  # no reload: encoders are dynamic partitions, and the lake offers the file as one
     assert "mine" in lake_members(LakePaths(lake), load_settings(lake)).members["encoder"]
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mine")
+    encode(defs, "mine")
     assert np.array_equal(np.load(lake / "embeddings" / "mine.npy"), vectors), "a user's file is never rewritten"
     run(defs, CELL, dg.MultiPartitionKey({"encoder": "mine", "recommender": "knn"}))
     assert len(sql(lake, "SELECT * FROM audiorec.metrics WHERE encoder = 'mine'")) == 45  # val, test, test_cold
@@ -162,7 +169,7 @@ def test_trained_recommenders_run_in_the_graph_and_same_seed_gives_same_metrics(
         "shallow: {max_epochs: 3, batch_size: 512}\nbert4rec: {max_epochs: 3, hidden_dim: 32, ffn_dim: 32}\n")
     defs = build_definitions(lake)
     run(defs, dg.AssetSelection.groups("ingest"))  # the preset changes the split
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="random")
+    encode(defs, "random")
     per_partition = CELL
     first = {}
     for recommender in ("shallow", "bert4rec"):
@@ -191,7 +198,7 @@ def test_impossible_cells_fail_naming_the_partition_and_standardize_is_reported(
     assert failure.cls_name == "CellError"
     assert "none|knn" in failure.message and "cannot run on encoder 'none'" in failure.message
 
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="random")
+    encode(defs, "random")
     key = dg.MultiPartitionKey({"encoder": "random", "recommender": "knn"})
     raw = materialization(run(defs, dg.AssetSelection.assets(MODELS), key), "models")
     (lake / "experiment.yaml").write_text("encode: {shuffled_base: mfcc, standardize: true}\nks: [5, 10, 50]\ntop_n: 60\n")
@@ -225,10 +232,8 @@ def test_shuffled_twin_of_any_encoder_is_a_partition_and_a_permutation(lake, ing
     defs = build_definitions(lake)
     keys = lake_members(LakePaths(lake), load_settings(lake)).members["encoder"]
     assert {"shuffled_mfcc", "shuffled_random"} <= set(keys)
-    with pytest.raises(Exception, match="materialize the embeddings partition 'random' first"):
-        run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="shuffled_random")
-    for encoder in ("random", "shuffled_random"):
-        run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key=encoder)
+    for encoder in ("shuffled_random", "random"):  # a twin of a control computes its base itself
+        encode(defs, encoder)
     base, twin = (np.load(lake / "embeddings" / f"{e}.npy") for e in ("random", "shuffled_random"))
     assert not np.array_equal(base, twin)
     assert np.array_equal(np.sort(base, axis=0), np.sort(twin, axis=0))  # the same rows, other tracks
@@ -240,7 +245,7 @@ def test_seeds_run_each_trained_cell_once_per_seed_and_report_the_spread(lake, i
         "seeds: [1, 2]\nencode: {shuffled_base: mfcc}\nks: [5, 10, 50]\ntop_n: 60\n"
         "shallow: {max_epochs: 3, batch_size: 256}\n")
     defs = build_definitions(lake)
-    run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="random")
+    encode(defs, "random")
     per_partition = CELL
     for recommender in ("shallow", "knn"):
         run(defs, per_partition, dg.MultiPartitionKey({"encoder": "random", "recommender": recommender}))
@@ -278,7 +283,7 @@ def test_a_copied_lake_reads_its_own_audio(lake, ingested, tmp_path, monkeypatch
     shutil.rmtree(lake / "raw" / "audio")  # the original's audio is gone: the copy must not need it
     monkeypatch.setenv("AUDIOREC_LAKE", str(copy))
     defs = build_definitions(copy)
-    result = run(defs, dg.AssetSelection.assets(EMBEDDINGS).required_multi_asset_neighbors(), partition_key="mfcc")
+    result = encode(defs, "mfcc")
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert np.load(copy / "embeddings" / "mfcc.npy").shape == (34, 104)
     # and the copy's tracks check reads the copy's files

@@ -54,6 +54,16 @@ def on_change() -> dg.AutomationCondition:
             ).with_label("on_change")
 
 
+def after_encodings() -> dg.AutomationCondition:
+    """For the embeddings, which read every partition of ``audiorec/audio_vectors``: like :func:`on_change`, but an
+    encoding whose last run failed does not hold the other encoders' vectors back (that encoder's own partition
+    fails, naming it); one not run yet, or being written, does."""
+    audio = dg.AssetSelection.assets(dg.AssetKey(["audiorec", "audio_vectors"]))
+    unwritten = AC.any_deps_match(AC.missing() & ~AC.execution_failed()).allow(audio)
+    return (_needed() & ~AC.any_deps_missing().ignore(audio) & ~unwritten & ~AC.any_deps_in_progress()
+            & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()).with_label("after_encodings")
+
+
 def across_cells(inputs: list[dg.AssetKey]) -> dg.AutomationCondition:
     """For a table over every cell: like :func:`on_change`, but it does not wait for cells that are missing
     (one that failed would hold it forever): it runs once none of its inputs is being written and at least one of

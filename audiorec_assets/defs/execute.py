@@ -16,8 +16,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.encoders import twin_order
-
 
 def _assets_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
@@ -105,7 +103,7 @@ def runs_for(defs: dg.Definitions, wanted: Wanted) -> list[PlannedRun]:
     runs: dict[tuple[str, str | None], list[dg.AssetKey]] = {}
     for definition in graph.static_order():
         for key in [spec.key for spec in definition.specs]:  # in the order they are declared
-            for partition in sorted(wanted.get(key, ()), key=_partition_order):
+            for partition in sorted(wanted.get(key, ()), key=str):
                 runs.setdefault((job_of[key], partition), []).append(key)
     return [PlannedRun(job, tuple(keys), partition) for (job, partition), keys in runs.items()]
 
@@ -125,11 +123,6 @@ def requested(defs: dg.Definitions, result: dg.EvaluateAutomationConditionsResul
             if partitions:
                 wanted[key] = partitions
     return wanted
-
-
-def _partition_order(partition: str | None) -> tuple[int, str]:
-    """Twins (shuffled, hybrid) after the encoders their vectors are computed from, written in the same round."""
-    return twin_order(str(partition))
 
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: PlannedRun,

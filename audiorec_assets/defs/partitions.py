@@ -1,12 +1,14 @@
 """Partitions that follow the lake: which encoders, recommenders and reference models the graph offers.
 
-Three dynamic partition sets, kept in step with the lake by ``lake_partitions_sensor``
+Four dynamic partition sets, kept in step with the lake by ``lake_partitions_sensor``
 (``defs/automation.py``) and by ``audiorec demo``:
 
 * ``encoder``: the configured encoders (``experiment.yaml``'s ``encoders``) that can run here
   (built-ins whose weights are present or need none, controls; a twin computed from another encoder's
   vectors only where that encoder runs, and a ``hybrid_<encoder>`` only where ``raw/tracks.csv`` has
   usable metadata columns), plus every ``<lake>/embeddings/<name>.npy`` a user dropped in;
+* ``audio_encoder``: the audio encoders among them, and those their twins are computed from
+  (``audiorec/audio_vectors``);
 * ``recommender``: the configured recommenders that use audio (``knn``, ``shallow``, ``bert4rec``, ``sasrec``);
   their cells are ``encoder × recommender``;
 * ``reference``: the recommenders run once without audio (``popularity``, ``als``, and
@@ -30,6 +32,7 @@ from audiorec_assets.settings import ENCODER_NAME, ExperimentSettings, LakePaths
 from audiorec_assets.study import study_cells
 
 ENCODERS = dg.DynamicPartitionsDefinition(name="encoder")
+AUDIO_ENCODER_SET = dg.DynamicPartitionsDefinition(name="audio_encoder")  # audiorec/audio_vectors
 RECOMMENDERS = dg.DynamicPartitionsDefinition(name="recommender")
 REFERENCES = dg.DynamicPartitionsDefinition(name="reference")
 CELLS = dg.MultiPartitionsDefinition({"encoder": ENCODERS, "recommender": RECOMMENDERS})
@@ -38,7 +41,7 @@ GRID = ("The study is an encoder × recommender grid: each audio encoder (group 
         "encoder) with each recommender that uses audio (group recommenders, partition `encoder|recommender`) is "
         "one cell, trained and evaluated on its own; group references holds the recommenders without audio "
         "(encoder `none`), and group evaluation compares all cells (audiorec/leaderboard).")
-DYNAMIC = (ENCODERS, RECOMMENDERS, REFERENCES)
+DYNAMIC = (ENCODERS, AUDIO_ENCODER_SET, RECOMMENDERS, REFERENCES)
 
 
 @dataclass
@@ -73,14 +76,23 @@ def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
     cells = study_cells(settings)
     recommenders = list(dict.fromkeys(r for e, r in cells if e != NO_AUDIO_ENCODER))
     references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
-    return LakeMembers({ENCODERS.name: encoders, RECOMMENDERS.name: recommenders, REFERENCES.name: references},
-                       left_out)
+    return LakeMembers({ENCODERS.name: encoders, AUDIO_ENCODER_SET.name: audio_roots(encoders, settings, left_out),
+                        RECOMMENDERS.name: recommenders, REFERENCES.name: references}, left_out)
+
+
+def audio_roots(encoders: list[str], settings: ExperimentSettings, left_out: dict[str, str] | None = None
+                ) -> list[str]:
+    """The audio encoders whose vectors ``encoders`` are (or, for twins, are computed from) and that can run here:
+    the partitions of ``audiorec/audio_vectors``."""
+    roots = dict.fromkeys(twin_chain(e, settings.encode.shuffled_base)[-1] for e in encoders)
+    return [r for r in roots if r in AUDIO_ENCODERS and r not in (left_out or {})]
 
 
 def _drop_twins_without_inputs(encoders: list[str], left_out: dict[str, str], lake: LakePaths,
                                settings: ExperimentSettings) -> None:
     """Remove (in place) the twins whose base cannot run here, and the hybrids without usable metadata."""
     shuffled_base = settings.encode.shuffled_base
+    context = EncoderContext(models_dir=settings.encode.models_dir)
     hybrids = any(hybrid_base_of(n) is not None for n in encoders)
     no_metadata = metadata_problem(lake.raw, settings.hybrid) if hybrids else None  # read tracks.csv once
     for name in sorted(encoders, key=lambda n: len(twin_chain(n, shuffled_base))):  # bases before their twins
@@ -88,7 +100,8 @@ def _drop_twins_without_inputs(encoders: list[str], left_out: dict[str, str], la
         if base is None:
             continue
         verb = "puts track metadata beside" if hybrid_base_of(name) else "permutes"
-        if base not in encoders and not lake.embedding_file(base).exists():
+        runnable_audio = base in AUDIO_ENCODERS and not weights_problem(base, context)
+        if base not in encoders and not runnable_audio and not lake.embedding_file(base).exists():
             encoders.remove(name)
             why = left_out.get(base, "not offered")
             left_out[name] = f"{verb} the vectors of {base!r}, which cannot run here ({why})"

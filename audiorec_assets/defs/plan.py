@@ -2,7 +2,7 @@
 
 Without ``--select``, ``materialize`` runs :func:`~audiorec_assets.defs.execute.bring_up_to_date` — what
 ``audiorec demo`` and Dagster's automation sensor run — restricted to a :class:`Scope`: the chosen cells'
-partitions, their encoders' (and twin bases') vectors, and every unpartitioned asset (the ingest, the tables).
+partitions, their encoders' vectors (and the audio encodings they are computed from), and every unpartitioned asset (the ingest, the tables).
 So the ingest, the vectors, the cells and the tables run exactly when their automation conditions say so
 (missing, an input or the code changed), in the asset graph's order; no list of layers is kept here. On top of
 the conditions a person's request adds (:attr:`Plan.asked`): every in-scope partition that Dagster's stale status
@@ -24,10 +24,11 @@ import dagster as dg
 
 from audiorec_assets.defs.execute import PlannedRun, Wanted, add_partition_members, runs_for
 from audiorec_assets.defs.jobs import job_of_keys
-from audiorec_assets.defs.partitions import CELLS, ENCODERS, REFERENCES, LakeMembers, lake_members
+from audiorec_assets.defs.partitions import (AUDIO_ENCODER_SET, CELLS, ENCODERS, REFERENCES, LakeMembers, audio_roots,
+                                             lake_members)
 from audiorec_assets.defs.status import (INGEST_TARGETS, NEEDS_RUN, RUNNING, TABLES_TARGET, StatusReader, Target,
-                                         cell_target, embeddings_target)
-from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin, twin_chain
+                                         audio_target, cell_target, embeddings_target)
+from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin
 from audiorec_assets.names import unknown_name
 from audiorec_assets.recommenders import RECOMMENDERS as RECOMMENDER_KEYS
 from audiorec_assets.settings import ExperimentSettings, LakePaths
@@ -100,18 +101,16 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
     cells = chosen_cells(settings, members, encoders, recommenders)
     audio_cells = [(e, r) for e, r in cells if e != NO_AUDIO_ENCODER]
     references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
-    # a twin (shuffled, hybrid) is computed from its base's stored vectors: its bases are in scope too
-    vectors = list(dict.fromkeys(b for e, _ in audio_cells for b in twin_chain(e, settings.encode.shuffled_base)))
+    vectors = list(dict.fromkeys(e for e, _ in audio_cells))
+    audio = audio_roots(vectors, settings, members.left_out)  # what they are, or are computed from, encoded
     cell_keys = [str(dg.MultiPartitionKey({"encoder": e, "recommender": r})) for e, r in audio_cells]
-    for encoder in vectors:
-        add_partition_members(instance, ENCODERS, encoder)
-    for key in cell_keys:
-        add_partition_members(instance, CELLS, key)
-    for recommender in references:
-        add_partition_members(instance, REFERENCES, recommender)
+    for partitions_def, keys in ((AUDIO_ENCODER_SET, audio), (ENCODERS, vectors), (CELLS, cell_keys),
+                                 (REFERENCES, references)):
+        for key in keys:
+            add_partition_members(instance, partitions_def, key)
     graph = defs.resolve_asset_graph()
-    scope = Scope(graph, ((ENCODERS, frozenset(vectors)), (CELLS, frozenset(cell_keys)),
-                          (REFERENCES, frozenset(references))))
+    scope = Scope(graph, ((AUDIO_ENCODER_SET, frozenset(audio)), (ENCODERS, frozenset(vectors)),
+                          (CELLS, frozenset(cell_keys)), (REFERENCES, frozenset(references))))
     if select is not None:
         keys = _selected_keys(defs, select)
         wanted: Wanted = {}
@@ -122,7 +121,7 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
                 wanted[key] = set(chosen)
         return Plan(cells, scope, selected=runs_for(defs, wanted))
     reader = StatusReader(defs, instance)
-    targets = [*INGEST_TARGETS, *map(embeddings_target, vectors), *(cell_target(e, r) for e, r in cells), TABLES_TARGET]
+    targets = [*INGEST_TARGETS, *map(audio_target, audio), *map(embeddings_target, vectors), *(cell_target(e, r) for e, r in cells), TABLES_TARGET]
     states = [reader.state(t) for t in targets]
     busy = [s for s in states if s.state == RUNNING]
     if busy:

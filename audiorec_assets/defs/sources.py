@@ -7,11 +7,12 @@ materialized from an older version shows as stale in the UI, and the automation 
 * ``audiorec/raw_log``: every file under ``raw/`` except audio (the log, ``tracks.csv``, the synthetic-log
   marker ``listens.synthetic.json``, so writing a new mock log is a new version);
 * ``audiorec/raw_audio``: the audio files (sizes and mtimes first; only files that changed are hashed);
-* ``audiorec/encoder_inputs`` (per encoder): what that encoder reads besides the catalogue — the
-  audio's content for an audio encoder, its weights folder and ``encode`` settings, a user's ``.npy``,
-  the base's vectors for a shuffled twin (with the seed) or a hybrid (with the ``hybrid`` settings; its
-  metadata comes through ``audiorec/tracks``), the seed for ``random`` (which reads no audio: replacing
-  an audio file leaves it alone);
+* ``audiorec/encoder_inputs`` (per audio encoder): what it reads besides the catalogue — the audio's content, its
+  weights folder and ``encode`` settings;
+* ``audiorec/embedding_inputs`` (per encoder): what an embeddings partition reads besides the catalogue and the
+  encoders' vectors (which reach it through the graph) — a user's ``.npy``, the seed of a shuffled twin or of
+  ``random`` (which reads no audio: replacing an audio file leaves it alone), a hybrid's ``hybrid`` settings (its
+  metadata comes through ``audiorec/tracks``);
 * ``audiorec/settings/<part>``: the settings each layer depends on, so editing ``shallow.max_epochs``
   makes only the ``shallow`` partitions stale and editing ``ks`` only the metrics.
 """
@@ -20,18 +21,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from audiorec_assets.defs.partitions import ENCODERS, RECOMMENDERS, REFERENCES
+from audiorec_assets.defs.partitions import AUDIO_ENCODER_SET, ENCODERS, RECOMMENDERS, REFERENCES
 from audiorec_assets.defs.resources import LakeResource
-from audiorec_assets.encoders import AUDIO_ENCODERS, hybrid_base_of, shuffled_base_of
+from audiorec_assets.encoders import AUDIO_ENCODERS, CONTROL_ENCODERS, hybrid_base_of, shuffled_base_of, twin_chain
 from audiorec_assets.encoders.availability import weights_files
 from audiorec_assets.encoders.base import EncoderContext
-from audiorec_assets.fingerprints import ContentHashes, combine, twin_input_version, visible_files
+from audiorec_assets.fingerprints import ContentHashes, combine, visible_files
 from audiorec_assets.recommenders.registry import RECOMMENDERS as RECOMMENDERS_REGISTRY
 from audiorec_assets.settings import ExperimentSettings, LakePaths
 
 RAW_LOG = dg.AssetKey(["audiorec", "raw_log"])
 RAW_AUDIO = dg.AssetKey(["audiorec", "raw_audio"])
 ENCODER_INPUTS = dg.AssetKey(["audiorec", "encoder_inputs"])
+EMBEDDING_INPUTS = dg.AssetKey(["audiorec", "embedding_inputs"])
 SETTINGS_INGEST = dg.AssetKey(["audiorec", "settings", "ingest"])
 SETTINGS_RECOMMEND = dg.AssetKey(["audiorec", "settings", "recommend"])
 SETTINGS_EVALUATE = dg.AssetKey(["audiorec", "settings", "evaluate"])
@@ -40,7 +42,7 @@ SETTINGS_MODEL = dg.AssetKey(["audiorec", "settings", "model"])
 SETTINGS_REFERENCE = dg.AssetKey(["audiorec", "settings", "reference"])
 
 AUDIO_FOLDERS = ("audio", "audios")  # own layout, Music4All-Onion
-SOURCE_KEYS = (RAW_LOG, RAW_AUDIO, ENCODER_INPUTS, SETTINGS_INGEST, SETTINGS_RECOMMEND, SETTINGS_EVALUATE,
+SOURCE_KEYS = (RAW_LOG, RAW_AUDIO, ENCODER_INPUTS, EMBEDDING_INPUTS, SETTINGS_INGEST, SETTINGS_RECOMMEND, SETTINGS_EVALUATE,
                SETTINGS_TABLES, SETTINGS_MODEL, SETTINGS_REFERENCE)
 # what each unpartitioned settings source covers (top-level fields of experiment.yaml)
 UNPARTITIONED_SETTINGS = {
@@ -89,36 +91,55 @@ raw_log = _raw_source(RAW_LOG, log_version, "The listening log and metadata file
 raw_audio = _raw_source(RAW_AUDIO, audio_version, "The audio files under `<lake>/raw/audio/` (or `audios/`): content hash.")
 
 
-def encoder_input_version(name: str, paths: LakePaths, settings: ExperimentSettings, hashes: ContentHashes,
-                          audio: str) -> str:
-    """What encoder ``name`` reads besides the catalogue, as one fingerprint."""
+def encoder_input_version(name: str, settings: ExperimentSettings, audio: str) -> str:
+    """What audio encoder ``name`` reads besides the catalogue (``audio``: the audio's version), as one fingerprint."""
     encode = settings.encode.model_dump(exclude={"device", "precision", "standardize", "batch_size", "shuffled_base"})
-    base = shuffled_base_of(name, settings.encode.shuffled_base)
+    context = EncoderContext(models_dir=settings.encode.models_dir)
+    weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights_files(name, context)]
+    return combine("audio", audio, encode, weights)
+
+
+def embedding_input_version(name: str, paths: LakePaths, settings: ExperimentSettings, hashes: ContentHashes) -> str:
+    """What embeddings partition ``name`` reads besides the catalogue and the audio encoders' vectors (which reach
+    it through the graph), as one fingerprint: down a twin's chain, the seed, the ``hybrid`` settings, the
+    setting ``encode.shuffled_base`` where they are used, and a user's file (theirs or a twin's root)."""
     if name in AUDIO_ENCODERS:
-        context = EncoderContext(models_dir=settings.encode.models_dir)
-        weights = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights_files(name, context)]
-        return combine("audio", audio, encode, weights)
-    hybrid_of = hybrid_base_of(name)
-    if hybrid_of is not None:
-        return twin_input_version("hybrid", hybrid_of, paths.embedding_file(hybrid_of), hashes,
-                                  settings.fingerprint("hybrid"))
-    if base is not None:
-        return twin_input_version("shuffled", base, paths.embedding_file(base), hashes, settings.seed)
-    if name == "random":
-        return combine("random", settings.seed, settings.encode.shuffled_base)
-    user_file = paths.embedding_file(name)
-    return combine("file", hashes.of(user_file) if user_file.exists() else "missing")
+        return "audiorec/audio_vectors"
+    chain = twin_chain(name, settings.encode.shuffled_base)
+    parts: list[object] = [len(chain)]
+    if "random" in chain or any(shuffled_base_of(e, settings.encode.shuffled_base) for e in chain):
+        parts += ["seed", settings.seed]
+    if any(hybrid_base_of(e) for e in chain):
+        parts += ["hybrid", settings.fingerprint("hybrid")]
+    if any(e in CONTROL_ENCODERS for e in chain):
+        parts += ["shuffled_base", settings.encode.shuffled_base]
+    root = chain[-1]
+    if root not in AUDIO_ENCODERS and root != "random":
+        user_file = paths.embedding_file(root)
+        parts += ["file", hashes.of(user_file) if user_file.exists() else "missing"]
+    return combine(*parts)
 
 
-@dg.observable_source_asset(key=ENCODER_INPUTS, group_name="inputs", partitions_def=ENCODERS,
-                            description="Per encoder, what it reads besides the catalogue: audio content, weights "
-                                        "and encode settings; a user's .npy; a shuffled twin's base vectors.")
+@dg.observable_source_asset(key=ENCODER_INPUTS, group_name="inputs", partitions_def=AUDIO_ENCODER_SET,
+                            description="Per audio encoder, what it reads besides the catalogue: audio content, "
+                                        "weights and encode settings.")
 def encoder_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
     paths, settings = lake.paths(), lake.settings()
     hashes = _hashes(paths)
     audio = audio_version(paths, hashes)
+    hashes.save()
+    names = context.instance.get_dynamic_partitions(AUDIO_ENCODER_SET.name)
+    return dg.DataVersionsByPartition({n: encoder_input_version(n, settings, audio) for n in names})
+
+
+@dg.observable_source_asset(key=EMBEDDING_INPUTS, group_name="inputs", partitions_def=ENCODERS,
+                            description="Per encoder, what its embeddings partition reads besides the catalogue and "
+                                        "the encoders' vectors: a user's .npy, a control's seed, a hybrid's settings.")
+def embedding_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
+    paths, settings = lake.paths(), lake.settings()
+    hashes = _hashes(paths)
     names = context.instance.get_dynamic_partitions(ENCODERS.name)
-    versions = {n: encoder_input_version(n, paths, settings, hashes, audio) for n in names}
+    versions = {n: embedding_input_version(n, paths, settings, hashes) for n in names}
     hashes.save()
     return dg.DataVersionsByPartition(versions)
 
@@ -164,7 +185,7 @@ def settings_sections(lake: LakeResource):
         yield dg.ObserveResult(asset_key=key, data_version=dg.DataVersion(settings_version(key, settings)))
 
 
-SOURCES = [raw_log, raw_audio, encoder_inputs, settings_model, settings_reference, settings_sections]
+SOURCES = [raw_log, raw_audio, encoder_inputs, embedding_inputs, settings_model, settings_reference, settings_sections]
 
 
 def input_observations(lake: LakeResource, instance: dg.DagsterInstance) -> list[dg.AssetObservation]:
@@ -179,7 +200,9 @@ def input_observations(lake: LakeResource, instance: dg.DagsterInstance) -> list
 
     found = [observation(RAW_LOG, log_version(paths, hashes)), observation(RAW_AUDIO, audio)]
     found += [observation(key, settings_version(key, settings)) for key in UNPARTITIONED_SETTINGS]
-    found += [observation(ENCODER_INPUTS, encoder_input_version(name, paths, settings, hashes, audio), name)
+    found += [observation(ENCODER_INPUTS, encoder_input_version(name, settings, audio), name)
+              for name in instance.get_dynamic_partitions(AUDIO_ENCODER_SET.name)]
+    found += [observation(EMBEDDING_INPUTS, embedding_input_version(name, paths, settings, hashes), name)
               for name in instance.get_dynamic_partitions(ENCODERS.name)]
     for key, partitions in ((SETTINGS_MODEL, RECOMMENDERS), (SETTINGS_REFERENCE, REFERENCES)):
         found += [observation(key, model_settings_version(settings, r), r)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from audiorec_assets.defs.audio_vectors import AUDIO_VECTORS
 from audiorec_assets.defs.embeddings import EMBEDDINGS
 from audiorec_assets.defs.evaluation import LEADERBOARD
 from audiorec_assets.defs.ingest import INTERACTIONS, TRACKS
@@ -64,6 +65,10 @@ def cell_target(encoder: str, recommender: str) -> Target:
 
 def embeddings_target(encoder: str) -> Target:
     return Target(EMBEDDINGS, encoder, encoder)
+
+
+def audio_target(encoder: str) -> Target:
+    return Target(AUDIO_VECTORS, encoder, encoder)
 
 
 INGEST_TARGETS = (Target(TRACKS), Target(INTERACTIONS))
@@ -184,7 +189,16 @@ def study_status(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: 
         return State(target, NOT_RUNNABLE, why) if why else None
 
     encoders = list(dict.fromkeys(members.members["encoder"] + list(members.left_out)))
-    embeddings = [unrunnable(t) or reader.state(t) for t in map(embeddings_target, encoders)]
+    encoded = set(members.members["audio_encoder"])
+
+    def vectors(encoder: str) -> State:
+        """The embeddings' state; an audio encoder's encoding when that is not materialized and up to date."""
+        target = embeddings_target(encoder)
+        if encoder in encoded and (state := reader.state(audio_target(encoder))).state != MATERIALIZED:
+            return State(target, state.state, f"audio_vectors: {state.detail}" if state.detail else "audio_vectors")
+        return reader.state(target)
+
+    embeddings = [unrunnable(embeddings_target(e)) or vectors(e) for e in encoders]
     cells = [unrunnable(t) or reader.state(t) for t in (cell_target(e, r) for e, r in grid_cells(settings, members))]
     return StudyStatus(settings, members, [reader.state(t) for t in INGEST_TARGETS], embeddings, cells,
                        reader.state(TABLES_TARGET))

@@ -77,16 +77,6 @@ def is_twin(name: str) -> bool:
     return name == "shuffled" or any(_after(name, p) is not None for p in TWIN_PREFIXES)
 
 
-def twin_order(name: str) -> tuple[int, str]:
-    """Sort key that puts every encoder after the encoders its vectors are computed from (plain ``shuffled``
-    counts as one step): for running the partitions of one round in order."""
-    depth, rest = 0, name
-    while is_twin(rest):
-        depth += 1
-        rest = next((r for p in TWIN_PREFIXES if (r := _after(rest, p)) is not None), "")
-    return depth, name
-
-
 # No audio at all: a (tracks × 0) array; recommenders learn item ids instead (or use none).
 NO_AUDIO_ENCODER = "none"
 
