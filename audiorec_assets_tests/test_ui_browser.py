@@ -85,6 +85,7 @@ def study(lake, dagster_home, monkeypatch):
         sync_partitions(instance, lake_members(LakePaths(lake), load_settings(lake)))
         leaderboard = (LEADERBOARD, dg.AssetKey(["audiorec", "leaderboard_plot"]))
         for planned in [PlannedRun("ingest_job", tuple(keys_of["ingest_job"]), None),
+                        PlannedRun("encoding_job", tuple(keys_of["encoding_job"]), "mfcc"),
                         PlannedRun("embeddings_job", tuple(keys_of["embeddings_job"]), "mfcc"),
                         PlannedRun("embeddings_job", tuple(keys_of["embeddings_job"]), "random"),
                         PlannedRun("cells_job", tuple(keys_of["cells_job"]), BUILT),

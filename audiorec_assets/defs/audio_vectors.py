@@ -40,8 +40,8 @@ PROGRESS_EVERY_S = 5.0  # a line in the run log (and in audiorec materialize's d
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(AUDIO_VECTORS, deps=[TRACKS, ENCODER_INPUTS], group_name="embeddings", kinds={"numpy", "pytorch"},
-                        code_version=CODE_VERSION, automation_condition=expensive(),
+    specs=[dg.AssetSpec(AUDIO_VECTORS, deps=[TRACKS, ENCODER_INPUTS], group_name="embeddings",
+                        kinds={"numpy", "pytorch"}, code_version=CODE_VERSION, automation_condition=expensive(),
                         description="The audio through one pretrained (or weight-free) encoder, float32 in item_idx "
                                     "order, written to `<lake>/embeddings/<encoder>.npy`; audiorec/embeddings checks "
                                     "and publishes it and computes the twins (shuffled, hybrid) from it.")],
@@ -52,8 +52,9 @@ def audio_vectors(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
     tracks = pd.read_parquet(paths.table_dir("tracks") / "all.parquet").sort_values("item_idx")
     encode = settings.encode
     device = effective_device(encode.device)
+    models_dir = Path(encode.models_dir) if encode.models_dir else None
     encoder = make_audio_encoder(name, EncoderContext(device=device, batch_size=encode.batch_size, seed=settings.seed,
-                                                      models_dir=Path(encode.models_dir) if encode.models_dir else None))
+                                                      models_dir=models_dir))
     vectors_path, index_path = paths.embedding_file(name), paths.embeddings / f"{name}.index.parquet"
     last_log = [0.0]
 

@@ -42,8 +42,8 @@ SETTINGS_MODEL = dg.AssetKey(["audiorec", "settings", "model"])
 SETTINGS_REFERENCE = dg.AssetKey(["audiorec", "settings", "reference"])
 
 AUDIO_FOLDERS = ("audio", "audios")  # own layout, Music4All-Onion
-SOURCE_KEYS = (RAW_LOG, RAW_AUDIO, ENCODER_INPUTS, EMBEDDING_INPUTS, SETTINGS_INGEST, SETTINGS_RECOMMEND, SETTINGS_EVALUATE,
-               SETTINGS_TABLES, SETTINGS_MODEL, SETTINGS_REFERENCE)
+SOURCE_KEYS = (RAW_LOG, RAW_AUDIO, ENCODER_INPUTS, EMBEDDING_INPUTS, SETTINGS_INGEST, SETTINGS_RECOMMEND,
+               SETTINGS_EVALUATE, SETTINGS_TABLES, SETTINGS_MODEL, SETTINGS_REFERENCE)
 # what each unpartitioned settings source covers (top-level fields of experiment.yaml)
 UNPARTITIONED_SETTINGS = {
     SETTINGS_INGEST: ("preset", "seed", "split", "missing_audio", "duplicates", "audio_checks"),
