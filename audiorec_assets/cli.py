@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import time
 from pathlib import Path
 
-from audiorec_assets.settings import LakePaths, default_lake
+from audiorec_assets.settings import LakePaths, SettingsError, default_lake, load_settings
 
 
 COLUMNS_HELP = ("the columns to show, comma-separated, e.g. rank,track_id,title,tempo_bpm; 'all' for every column "
@@ -34,6 +33,7 @@ def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S,
     with one line and a non-zero exit."""
     import duckdb
 
+    from audiorec_assets.queries import render
     from audiorec_assets.warehouse import outdated_views
 
     lake = LakePaths(lake_root)
@@ -53,8 +53,6 @@ def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S,
         raise SystemExit(f"{SQL_PREFIX} {_one_line(err)}{hint}") from None
     finally:
         con.close()
-    from audiorec_assets.queries import render
-
     print(render(frame, fmt))
 
 
@@ -62,21 +60,17 @@ def _open_read_only(lake: LakePaths, timeout_s: float):
     """A read-only connection to the warehouse, waiting up to ``timeout_s`` while a writer holds it."""
     import duckdb
 
-    from audiorec_assets.warehouse import is_lock_error, lock_holder
+    from audiorec_assets.warehouse import WarehouseBusyError, while_locked
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return duckdb.connect(str(lake.warehouse), read_only=True)
-        except duckdb.Error as err:
-            if not is_lock_error(err):
-                raise SystemExit(f"{SQL_PREFIX} {_one_line(err)}") from None
-            if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"{SQL_PREFIX} the warehouse {lake.warehouse} is busy: {lock_holder(err)} has it open for "
-                    f"writing (a run creating a new view holds it for a moment; a DuckDB session opened without "
-                    f"read-only holds it until closed). Waited {timeout_s:.0f} s: try again.") from None
-            time.sleep(0.2)
+    try:
+        return while_locked(lambda: duckdb.connect(str(lake.warehouse), read_only=True), timeout_s, lambda holder: (
+            f"the warehouse {lake.warehouse} is busy: {holder} has it open for writing (a run creating a new view "
+            f"holds it for a moment; a DuckDB session opened without read-only holds it until closed). Waited "
+            f"{timeout_s:.0f} s: try again."))
+    except WarehouseBusyError as err:
+        raise SystemExit(f"{SQL_PREFIX} {err}") from None
+    except duckdb.Error as err:
+        raise SystemExit(f"{SQL_PREFIX} {_one_line(err)}") from None
 
 
 def _refresh_views(lake: LakePaths, timeout_s: float) -> None:
@@ -143,7 +137,6 @@ def answer(what: str, fmt: str, ask, columns: str | None = None) -> None:
     stderr for ``csv``/``json`` (so that stdout parses), its note to stderr. A
     :class:`~audiorec_assets.queries.QueryError` ends the command with its one line and its exit code."""
     from audiorec_assets.queries import QueryError, choose_columns, render
-    from audiorec_assets.settings import SettingsError
 
     try:
         result = ask()
@@ -155,15 +148,13 @@ def answer(what: str, fmt: str, ask, columns: str | None = None) -> None:
         raise SystemExit(f"[audiorec] {what}: {err}") from None
     if result.note:
         print(f"[audiorec] {what}: {result.note}", file=sys.stderr, flush=True)
-    header = f"[audiorec] {result.header}"
-    print(header, file=sys.stdout if fmt in ("table", "markdown") else sys.stderr, flush=True)
+    print(f"[audiorec] {result.header}", file=sys.stdout if fmt in ("table", "markdown") else sys.stderr, flush=True)
     print(render(rows, fmt))
 
 
 def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int | None, taste: str | None) -> None:
     """Write ``raw/listens.csv`` (+ its synthetic marker) for the lake's catalogue (``datasets/mock_logs/``)."""
     from audiorec_assets.datasets.mock_logs import MockLogConfig, write_mock_logs
-    from audiorec_assets.settings import load_settings
 
     lake = LakePaths(lake_root)
     chosen = {k: v for k, v in dict(users=users, months=months, taste_columns=taste).items() if v is not None}
@@ -186,27 +177,15 @@ def mock_logs(lake_root: Path, users: int | None, months: int | None, seed: int 
 
 def answer_errors(what: str, command) -> None:
     """Run ``command``; bad settings end it with one line."""
-    from audiorec_assets.settings import SettingsError
-
     try:
         command()
     except SettingsError as err:
         raise SystemExit(f"[audiorec] {what}: {err}") from None
 
 
-def add_columns_options(parser: argparse.ArgumentParser) -> None:
-    """``--columns NAMES`` and its shortcut ``--all-columns`` (= ``--columns all``), one at a time."""
-    from audiorec_assets.queries import ALL_COLUMNS
-
-    chosen = parser.add_mutually_exclusive_group()
-    chosen.add_argument("--columns", default=None, metavar="NAMES", help=COLUMNS_HELP)
-    chosen.add_argument("--all-columns", dest="columns", action="store_const", const=ALL_COLUMNS,
-                        help="every column: the same as --columns all")
-
-
 def main(argv: list[str] | None = None) -> None:
     from audiorec_assets.guide import sql_tables_help
-    from audiorec_assets.queries import DEFAULT_K, FORMATS
+    from audiorec_assets.queries import ALL_COLUMNS, DEFAULT_K, FORMATS
 
     parser = argparse.ArgumentParser(prog="audiorec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,15 +207,17 @@ def main(argv: list[str] | None = None) -> None:
     rec_parser.add_argument("--user", required=True, help="a user_id with train plays")
     rec_parser.add_argument("--encoder", default=None, help="default: the leaderboard's best cell with audio")
     rec_parser.add_argument("--recommender", default=None, help="default: the leaderboard's best cell")
-    rec_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
-    add_columns_options(rec_parser)
     sim_parser = commands.add_parser("similar", parents=[formats],
                                      help="the tracks nearest a track by cosine similarity of an encoder's vectors")
     sim_parser.add_argument("--track", required=True, help="a track_id of audiorec.tracks")
     sim_parser.add_argument("--encoder", default=None,
                             help="default: the encoder of the leaderboard's best audio cell, else the first .npy")
-    sim_parser.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
-    add_columns_options(sim_parser)
+    for listing in (rec_parser, sim_parser):
+        listing.add_argument("-k", type=int, default=DEFAULT_K, help=f"how many tracks (default {DEFAULT_K})")
+        columns = listing.add_mutually_exclusive_group()
+        columns.add_argument("--columns", default=None, metavar="NAMES", help=COLUMNS_HELP)
+        columns.add_argument("--all-columns", dest="columns", action="store_const", const=ALL_COLUMNS,
+                             help="every column: the same as --columns all")
     mat_parser = commands.add_parser(
         "materialize", help="bring (part of) the study up to date through Dagster, with a live progress display",
         description="Runs the chosen cells and whatever they need that Dagster calls missing, stale or failed "

@@ -157,13 +157,11 @@ def atomic_dir(target: Path, staging: Path | None = None) -> Iterator[Path]:
     tmp.mkdir(0o777)
     try:
         yield tmp
+        old = _temporary(where, f"{target.name}.old")
         if target.exists():
-            old = _temporary(where, f"{target.name}.old")
             _replace(target, old)
-            _replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            _replace(tmp, target)
+        _replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -66,14 +66,14 @@ def failure_lines(result: dg.ExecuteInProcessResult) -> list[str]:
     return lines
 
 
-def run_planned(defs: dg.Definitions, inst: dg.DagsterInstance, planned, run_config: dict | None = None) -> bool:
+def run_planned(defs: dg.Definitions, inst: dg.DagsterInstance, planned, run_config: dict) -> bool:
     """One planned run with its checks; its failures printed in one line each. Raises
     :class:`~audiorec_assets.stopping.Stopped` when a stop signal came during the run."""
     from audiorec_assets.defs.execute import execute
 
     run_id = str(uuid.uuid4())  # known before the run exists, so a stop in Dagster's set-up still finds it
     try:
-        result = execute(defs, inst, planned, run_config=run_config or {}, run_id=run_id)
+        result = execute(defs, inst, planned, run_config=run_config, run_id=run_id)
         signum = stopping.received()
         if signum is not None:  # Dagster interrupted the run and marked it failed: start no other
             raise stopping.Stopped(signum)
@@ -81,7 +81,7 @@ def run_planned(defs: dg.Definitions, inst: dg.DagsterInstance, planned, run_con
         _end_stopped(inst, run_id, planned.label)
         raise
     for line in failure_lines(result):
-        print(f"{PREFIX}   {line}", file=sys.stderr if "failed:" in line else sys.stdout, flush=True)
+        print(f"{PREFIX}   {line}", file=sys.stderr, flush=True)
     if not result.success:
         print(f"{PREFIX} {planned.label} failed (run {result.run_id}).", file=sys.stderr, flush=True)
     return result.success
@@ -98,9 +98,6 @@ def _end_stopped(inst: dg.DagsterInstance, run_id: str, label: str) -> None:
 
 
 # --- audiorec demo --------------------------------------------------------------------------------------------
-
-
-DATASETS = ("demo", "classical")
 
 
 def prepare_classical(lake: LakePaths, seed: int, n_works: int = 300) -> None:
@@ -138,6 +135,7 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     from audiorec_assets.datasets.demo_settings import write_demo_settings
     from audiorec_assets.defs.execute import bring_up_to_date
     from audiorec_assets.defs.partitions import lake_members, sync_partitions
+    from audiorec_assets.guide import print_next_steps
 
     lake = LakePaths(lake_root)
     inst = instance()  # before minutes of data generation: a home Dagster cannot use fails now
@@ -173,8 +171,6 @@ def demo(lake_root: Path, dataset: str = "demo") -> None:
     elif failed:
         print(f"{PREFIX} {len(failed)} of {len(runs)} run(s) failed: {failed}", file=sys.stderr, flush=True)
     print_leaderboard(lake)
-    from audiorec_assets.guide import print_next_steps
-
     print_next_steps(lake)
     if failed:
         raise SystemExit(EXIT_RUN_FAILED)
@@ -285,6 +281,7 @@ def status_frame(lake_root: Path, observe: bool = True) -> tuple[pd.DataFrame, s
 
 
 def status(lake_root: Path, fmt: str = "table", observe: bool = True) -> None:
+    from audiorec_assets.defs.status import FAILED, RUNNING, STALE
     from audiorec_assets.queries import render
 
     frame, header = status_frame(lake_root, observe)
@@ -303,8 +300,6 @@ def status(lake_root: Path, fmt: str = "table", observe: bool = True) -> None:
     print(f"\ncells (encoder × recommender; '-' = no such cell):\n{grid.rename_axis(index=None, columns=None).to_string()}")
     tables = frame[frame["layer"] == "tables"].iloc[0]
     print(f"\ntables: {tables['asset']} {tables['state']}")
-    from audiorec_assets.defs.status import FAILED, RUNNING, STALE
-
     notes = frame[(frame["detail"] != "") | frame["state"].isin([STALE, FAILED, RUNNING])]
     if len(notes):
         print("\nwhy:")

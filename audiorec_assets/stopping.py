@@ -53,7 +53,7 @@ def _on_signal(signum: int, _frame) -> None:
 
 
 @contextmanager
-def stop_on_signals(prefix: str = "[audiorec]") -> Iterator[None]:
+def stop_on_signals() -> Iterator[None]:
     """Within: SIGINT or SIGTERM ends the command with exit status 128 + its number; the caller raises
     :class:`Stopped` after a run when :func:`received` says so. Off the main thread (which alone gets signals and
     may set handlers) it changes nothing."""
@@ -69,7 +69,7 @@ def stop_on_signals(prefix: str = "[audiorec]") -> Iterator[None]:
     try:
         yield
     except Stopped as stop:
-        print(f"{prefix} stopped by {signal.Signals(stop.signum).name}: no further run was started", file=sys.stderr,
+        print(f"[audiorec] stopped by {signal.Signals(stop.signum).name}: no further run was started", file=sys.stderr,
               flush=True)
         raise SystemExit(128 + stop.signum) from None
     finally:

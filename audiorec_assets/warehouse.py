@@ -144,7 +144,7 @@ def _writer(lake: LakePaths) -> Connect:
     return lambda: duckdb.connect(str(lake.warehouse))
 
 
-def _while_locked(action: Callable, timeout_s: float, busy: Callable[[str], str]):
+def while_locked(action: Callable, timeout_s: float, busy: Callable[[str], str]):
     """``action()``, tried again while another process holds the warehouse, for up to ``timeout_s``; then
     :class:`WarehouseBusyError` with the message ``busy(holder)``."""
     import duckdb
@@ -182,7 +182,7 @@ def register_view(lake: LakePaths, table: str, timeout_s: float | None = None, c
                 con.execute(sql)
                 con.execute(f"COMMENT ON VIEW {SCHEMA}.{table} IS '{tag}'")
 
-    _while_locked(create, timeout_s, lambda holder: (
+    while_locked(create, timeout_s, lambda holder: (
         f"audiorec.{table} needs a new view in {lake.warehouse} (first write of the table, or its definition "
         f"changed), but for {timeout_s:.0f} s {holder} kept the warehouse open. Close other DuckDB sessions on "
         f"it for a moment (read-only ones too) and run again; the rows are safe in {lake.table_dir(table)}."))
@@ -229,7 +229,7 @@ def refresh_views(lake: LakePaths, timeout_s: float | None = None, connect: Conn
         with duckdb.connect(str(lake.warehouse), read_only=True) as con:
             return outdated_views(con, lake)
 
-    outdated = _while_locked(read, timeout_s, lambda holder: (
+    outdated = while_locked(read, timeout_s, lambda holder: (
         f"{lake.warehouse} is busy: for {timeout_s:.0f} s {holder} kept it open for writing while audiorec "
         f"checked its views. Try again in a moment."))
     gone = [table for table in outdated if not table_files(lake, table)]
@@ -241,7 +241,7 @@ def refresh_views(lake: LakePaths, timeout_s: float | None = None, connect: Conn
                 for table in gone:
                     con.execute(f"DROP VIEW IF EXISTS {SCHEMA}.{table}")
 
-        _while_locked(drop, timeout_s, lambda holder: f"the outdated views {gone} in {lake.warehouse} must go, but "
+        while_locked(drop, timeout_s, lambda holder: f"the outdated views {gone} in {lake.warehouse} must go, but "
                       f"for {timeout_s:.0f} s {holder} kept it open: close other sessions on it and run again.")
         _current_views.difference_update({k for k in _current_views if k[0] == str(lake.warehouse) and k[2] in gone})
     return outdated

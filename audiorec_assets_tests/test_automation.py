@@ -49,7 +49,10 @@ def test_fills_the_study_then_reruns_exactly_what_changed(study):
     for step in ("listens[]", "embeddings[mfcc]", "embeddings[random]", "models[mfcc|knn]", "models[random|knn]",
                  "reference_models[popularity]", "metrics[mfcc|knn]", "leaderboard[]", "comparison_cold[]"):
         assert step in first
-    assert len(first) == len(set(first)), "a step ran twice while filling the study"
+    # only the tables over every cell may run twice: early, from the metrics that exist while cells are still
+    # queued, and again when the cells' metrics come (automation.across_cells)
+    tables = {f"{k.path[-1]}[]" for k in dg.AssetSelection.groups("evaluation").resolve(defs.resolve_asset_graph())}
+    assert not [s for s in set(first) if first.count(s) > 1 and s not in tables], "a step ran twice"
     assert bring(lake, defs, instance) == []  # up to date: nothing requested
 
     # identical data ingested again (a user clicking "Materialize" on the ingest): nothing downstream runs
@@ -62,7 +65,10 @@ def test_fills_the_study_then_reruns_exactly_what_changed(study):
     sf.write(audio, wave[::-1] * 0.5, rate)
     changed = bring(lake, defs, instance)
     assert {"embeddings[mfcc]", "models[mfcc|knn]", "metrics[mfcc|knn]", "leaderboard[]"} <= set(changed)
-    assert not [s for s in changed if "random" in s or "popularity" in s], changed
+    # random's vectors are checked again (every embeddings partition reads all of audio_vectors), unchanged: its
+    # cell and the references do not run
+    rechecked = ("embeddings[random]", "encoders[random]")
+    assert not [s for s in changed if ("random" in s or "popularity" in s) and s not in rechecked], changed
     assert bring(lake, defs, instance) == []
 
     # a setting of the evaluation only: the metrics (and the tables), no training, no encoding

@@ -83,9 +83,9 @@ def with_tables(inputs: list[dg.AssetKey]) -> dg.AutomationCondition:
     return (_needed() & ~AC.any_deps_in_progress() & ~AC.in_progress() & some_input).with_label("with_tables")
 
 
-def expensive(cron: str | None = None) -> dg.AutomationCondition:
+def expensive() -> dg.AutomationCondition:
     """:func:`on_change` once the inputs' blocking checks passed; with a cron, only after its tick."""
-    cron = cron if cron is not None else os.environ.get(EXPENSIVE_CRON_ENV) or None
+    cron = os.environ.get(EXPENSIVE_CRON_ENV)
     condition = on_change() & AC.all_deps_blocking_checks_passed()
     if cron:
         condition = condition & AC.cron_tick_passed(cron).since_last_handled()

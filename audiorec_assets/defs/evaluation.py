@@ -28,9 +28,10 @@ LEADERBOARD = dg.AssetKey(["audiorec", "leaderboard"])
 LEADERBOARD_COLD = dg.AssetKey(["audiorec", "leaderboard_cold"])
 COLD_SPLIT = "test_cold"
 CODE_VERSION = "1"  # bump when a change to the tables changes what they hold
-# what every table reads: the metrics of every cell (audio and references) and the settings of the tables
-TABLE_DEPS = [METRICS, REFERENCE_METRICS, USER_METRICS, REFERENCE_USER_METRICS, SETTINGS_TABLES]
-TABLE_CONDITION = across_cells([METRICS, REFERENCE_METRICS])
+# every table's asset spec: it reads the metrics of every cell (audio and references) and the settings of the tables
+TABLE_SPEC = {"deps": [METRICS, REFERENCE_METRICS, USER_METRICS, REFERENCE_USER_METRICS, SETTINGS_TABLES],
+              "group_name": "evaluation", "code_version": CODE_VERSION,
+              "automation_condition": across_cells([METRICS, REFERENCE_METRICS])}
 # the columns of the short markdown view of a comparison table (those present)
 SUMMARY_COLUMNS = ["encoder", "recommender", "reference", "best", "twin", "n_users", "hitrate", "ndcg",
                    "ndcg_diff_vs_twin", "vs_twin_p_holm", "ndcg_diff_vs_best", "vs_best_p_holm",
@@ -39,8 +40,7 @@ SUMMARY_COLUMNS = ["encoder", "recommender", "reference", "best", "twin", "n_use
 
 def configured_metric_files(paths: LakePaths, settings: ExperimentSettings, table: str = "metrics") -> list[Path]:
     """The ``table`` files of the study's cells (:func:`study_cells`) that exist: what the tables for people
-    are made of. Older partitions' files stay queryable in
-    ``audiorec.<table>``."""
+    are made of. Older partitions' files stay queryable in ``audiorec.<table>``."""
     files = [paths.table_dir(table) / f"{part_name(e, r)}.parquet" for e, r in study_cells(settings)]
     return [f for f in files if f.exists()]
 
@@ -141,10 +141,8 @@ def build_leaderboard_asset(key: dg.AssetKey, split: str, description: str) -> d
     plot_key = dg.AssetKey(["audiorec", f"{table}_plot"])
 
     @dg.multi_asset(
-        specs=[dg.AssetSpec(key, deps=TABLE_DEPS, group_name="evaluation", kinds={"duckdb", "parquet"},
-                            code_version=CODE_VERSION, automation_condition=TABLE_CONDITION, description=description),
-               dg.AssetSpec(plot_key, deps=TABLE_DEPS, group_name="evaluation", kinds={"png"},
-                            code_version=CODE_VERSION, automation_condition=TABLE_CONDITION,
+        specs=[dg.AssetSpec(key, kinds={"duckdb", "parquet"}, description=description, **TABLE_SPEC),
+               dg.AssetSpec(plot_key, kinds={"png"}, **TABLE_SPEC,
                             description=f"`<lake>/tables/{table}_hitrate.png`: HitRate@headline_k on {split} "
                                         f"by encoder and recommender, references dashed. {GRID}")],
         name=table,
@@ -183,9 +181,7 @@ TableBuilder = Callable[[pd.DataFrame, pd.DataFrame, ExperimentSettings], pd.Dat
 def build_table_asset(table: str, split: str, build: TableBuilder, description: str) -> dg.AssetsDefinition:
     """An asset ``audiorec/<table>``: ``build(metrics, user_metrics, settings)`` over the configured cells."""
 
-    @dg.asset(key=dg.AssetKey(["audiorec", table]), deps=TABLE_DEPS, group_name="evaluation",
-              kinds={"duckdb", "parquet"}, code_version=CODE_VERSION, automation_condition=TABLE_CONDITION,
-              description=description)
+    @dg.asset(key=dg.AssetKey(["audiorec", table]), kinds={"duckdb", "parquet"}, description=description, **TABLE_SPEC)
     def _asset(lake: LakeResource) -> dg.MaterializeResult:
         paths, settings = lake.paths(), lake.settings()
         frame = build(configured_rows(paths, settings, "metrics"), _user_rows(paths, settings, split), settings)
@@ -241,6 +237,7 @@ def audio_effect_plot(lake: LakeResource) -> dg.MaterializeResult:
     })
 
 
+# every table asset besides audiorec/leaderboard (definitions.py and the tables job take them all)
 COMPARISON_ASSETS = [
     *(build_comparison_asset(name, rec) for name, rec in tables.COMPARISONS.items()),
     build_table_asset(
@@ -259,7 +256,4 @@ COMPARISON_ASSETS = [
     leaderboard_cold,
     audio_effect_plot,
 ]
-"""Every table asset besides ``audiorec/leaderboard`` (definitions.py and the tables job take them all)."""
-
-
 TABLE_ASSETS = [leaderboard, *COMPARISON_ASSETS]

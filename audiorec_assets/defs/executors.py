@@ -31,20 +31,17 @@ EXECUTOR_ENV = "AUDIOREC_EXECUTOR"
 EXECUTOR_CONFIG_ENV = "AUDIOREC_EXECUTOR_CONFIG"
 # without a config file: a LocalCluster of two single-threaded worker processes, each able to run one torch step
 DEFAULT_DASK_CONFIG = {"cluster": {"local": {"n_workers": 2, "resources": {DASK_TORCH_RESOURCE: 1}}}}
+# name → (module, attribute, default config) of each executor that can be chosen
+EXECUTORS: dict[str, tuple[str, str, dict | None]] = {
+    "multiprocess": ("dagster", "multiprocess_executor", None),
+    "in_process": ("dagster", "in_process_executor", None),
+    "dask": ("audiorec_assets.defs.dask_executor", "sealed_dask_executor", DEFAULT_DASK_CONFIG),
+    "k8s": ("dagster_k8s", "k8s_job_executor", None),
+}
 
 
 class ExecutorSettingError(ValueError):
     """``$AUDIOREC_EXECUTOR`` or its config file is wrong; ``str(err)`` names which and why."""
-
-
-def _executors() -> dict[str, tuple[str, str, dict | None]]:
-    """Name → (module, attribute, default config) of each executor that can be chosen."""
-    return {
-        "multiprocess": ("dagster", "multiprocess_executor", None),
-        "in_process": ("dagster", "in_process_executor", None),
-        "dask": ("audiorec_assets.defs.dask_executor", "sealed_dask_executor", DEFAULT_DASK_CONFIG),
-        "k8s": ("dagster_k8s", "k8s_job_executor", None),
-    }
 
 
 def executor_config(path: Path) -> dict:
@@ -66,10 +63,9 @@ def selected_executor(env: Mapping[str, str] | None = None) -> dg.ExecutorDefini
     """The executor ``env`` chooses (None: Dagster's default), with its config applied and validated."""
     env = os.environ if env is None else env
     name = (env.get(EXECUTOR_ENV) or "").strip() or "multiprocess"
-    known = _executors()
-    if name not in known:
-        raise ExecutorSettingError(f"{EXECUTOR_ENV}={name!r}: choose one of {', '.join(known)}")
-    module, attribute, default = known[name]
+    if name not in EXECUTORS:
+        raise ExecutorSettingError(f"{EXECUTOR_ENV}={name!r}: choose one of {', '.join(EXECUTORS)}")
+    module, attribute, default = EXECUTORS[name]
     config_file = env.get(EXECUTOR_CONFIG_ENV)
     config = executor_config(Path(config_file)) if config_file else default
     if name == "multiprocess" and config is None:

@@ -144,23 +144,17 @@ class Family:
         return dg.AssetKey(["audiorec", f"{self.prefix}{name}"])
 
 
-def _cell_of_partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    return cell_of(context.partition_key)
-
-
-def _reference_of_partition(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    return NO_AUDIO_ENCODER, context.partition_key
-
-
 def families() -> list[Family]:
     with warnings.catch_warnings():  # beta in 1.13, and the documented way to map encoder x recommender → encoder
         warnings.simplefilter("ignore", dg.BetaWarning)
         by_encoder = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="encoder")
         by_recommender = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="recommender")
     return [
-        Family("", CELLS, _cell_of_partition, [dg.AssetDep(EMBEDDINGS, partition_mapping=by_encoder)],
+        Family("", CELLS, lambda context: cell_of(context.partition_key),
+               [dg.AssetDep(EMBEDDINGS, partition_mapping=by_encoder)],
                dg.AssetDep(SETTINGS_MODEL, partition_mapping=by_recommender), "recommenders"),
-        Family("reference_", REFERENCES, _reference_of_partition, [], dg.AssetDep(SETTINGS_REFERENCE), "references"),
+        Family("reference_", REFERENCES, lambda context: (NO_AUDIO_ENCODER, context.partition_key), [],
+               dg.AssetDep(SETTINGS_REFERENCE), "references"),
     ]
 
 

@@ -104,13 +104,12 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
     vectors = list(dict.fromkeys(e for e, _ in audio_cells))
     audio = audio_roots(vectors, settings, members.left_out)  # what they are, or are computed from, encoded
     cell_keys = [str(dg.MultiPartitionKey({"encoder": e, "recommender": r})) for e, r in audio_cells]
-    for partitions_def, keys in ((AUDIO_ENCODER_SET, audio), (ENCODERS, vectors), (CELLS, cell_keys),
-                                 (REFERENCES, references)):
+    chosen_keys = ((AUDIO_ENCODER_SET, audio), (ENCODERS, vectors), (CELLS, cell_keys), (REFERENCES, references))
+    for partitions_def, keys in chosen_keys:
         for key in keys:
             add_partition_members(instance, partitions_def, key)
     graph = defs.resolve_asset_graph()
-    scope = Scope(graph, ((AUDIO_ENCODER_SET, frozenset(audio)), (ENCODERS, frozenset(vectors)),
-                          (CELLS, frozenset(cell_keys)), (REFERENCES, frozenset(references))))
+    scope = Scope(graph, tuple((partitions_def, frozenset(keys)) for partitions_def, keys in chosen_keys))
     if select is not None:
         keys = _selected_keys(defs, select)
         wanted: Wanted = {}
