@@ -293,3 +293,31 @@ def test_filling_a_study_runs_each_twin_once_after_its_base_encoding_and_never_r
     assert not instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
     assert not [e for run in instance.get_runs()
                 for e in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY)]
+
+
+@pytest.mark.slow  # ≈ 20 s: three automation rounds around a failed encoding
+def test_a_failed_encoding_holds_only_its_own_vectors(study, monkeypatch):
+    """Every embeddings partition reads all of audio_vectors, yet an encoding whose run failed does not hold the
+    other encoders back: they run, that encoder's own partitions fail naming it, and nothing is retried."""
+    from audiorec_assets.defs import audio_vectors
+
+    lake, defs, instance = study
+    (lake / "experiment.yaml").write_text(SETTINGS.replace("[mfcc, random]", "[mfcc, shuffled_mfcc, random]"))
+    sync_partitions(instance, lake_members(LakePaths(lake), load_settings(lake)))
+
+    def broken(name, context):
+        raise RuntimeError(f"weights of {name} are unreadable")
+
+    monkeypatch.setattr(audio_vectors, "make_audio_encoder", broken)
+    vectors_only = {"listens", "tracks", "interactions", "split_info", "audio_vectors", "embeddings", "encoders"}
+    scope = lambda key, partition: key.path[-1] in vectors_only  # noqa: E731
+    runs = bring_up_to_date(defs, instance, lake, lambda p: execute(defs, instance, p).success, scope=scope)
+    outcome = {p.label: ok for p, ok in runs}
+    assert outcome["audio_vectors[mfcc]"] is False and outcome["embeddings, encoders[random]"] is True
+    assert outcome["embeddings, encoders[mfcc]"] is False and outcome["embeddings, encoders[shuffled_mfcc]"] is False
+    failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                             tags={"dagster/partition": "shuffled_mfcc"}))
+    errors = [e.dagster_event.step_failure_data.error for e in instance.all_logs(failed[0].run_id)
+              if e.dagster_event and e.dagster_event.is_step_failure]
+    assert "materialize audiorec/audio_vectors partition 'mfcc' first" in str(errors)
+    assert bring_up_to_date(defs, instance, lake, lambda p: execute(defs, instance, p).success, scope=scope) == []

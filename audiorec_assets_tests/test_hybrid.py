@@ -236,6 +236,23 @@ def test_hybrid_is_offered_where_its_base_is_and_the_metadata_is_usable(lake):
     assert encoders == ["mfcc"] and "hybrid.columns names ['genre']" in left_out["hybrid_mfcc"]
 
 
+def test_a_twin_of_an_encoder_that_cannot_run_here_reads_its_file_and_no_encoding_is_offered(lake, tmp_path):
+    """mert without weights: its shuffled twin is offered only where mert's vectors lie in the lake, and then it is
+    computed from that file (no audio_vectors partition that could not run)."""
+    from audiorec_assets.defs.partitions import lake_members
+    from audiorec_assets.settings import load_settings
+
+    write_own(lake / "raw", [("u1", f"t{i:02d}", f"2019-01-{i + 1:02d} 10:00:00") for i in range(6)])
+    (lake / "experiment.yaml").write_text(f"encoders: [mfcc, shuffled_mert]\n"
+                                          f"encode: {{models_dir: {tmp_path / 'no-weights'}}}\n")
+    members = lake_members(LakePaths(lake), load_settings(lake))
+    assert "shuffled_mert" in members.left_out and members.members["audio_encoder"] == ["mfcc"]
+    (lake / "embeddings").mkdir()
+    np.save(lake / "embeddings" / "mert.npy", np.ones((6, 3), dtype=np.float32))
+    members = lake_members(LakePaths(lake), load_settings(lake))
+    assert members.members["encoder"] == ["mfcc", "shuffled_mert"] and members.members["audio_encoder"] == ["mfcc"]
+
+
 # --- end to end: a hybrid_mfcc|knn cell, warm and cold -------------------------------------------------
 
 def hybrid_lake(lake):

@@ -76,16 +76,17 @@ def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
     cells = study_cells(settings)
     recommenders = list(dict.fromkeys(r for e, r in cells if e != NO_AUDIO_ENCODER))
     references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
-    return LakeMembers({ENCODERS.name: encoders, AUDIO_ENCODER_SET.name: audio_roots(encoders, settings, left_out),
+    return LakeMembers({ENCODERS.name: encoders, AUDIO_ENCODER_SET.name: audio_roots(encoders, settings),
                         RECOMMENDERS.name: recommenders, REFERENCES.name: references}, left_out)
 
 
-def audio_roots(encoders: list[str], settings: ExperimentSettings, left_out: dict[str, str] | None = None
-                ) -> list[str]:
-    """The audio encoders whose vectors ``encoders`` are (or, for twins, are computed from) and that can run here:
-    the partitions of ``audiorec/audio_vectors``."""
+def audio_roots(encoders: list[str], settings: ExperimentSettings) -> list[str]:
+    """The audio encoders whose vectors ``encoders`` are (or, for twins, are computed from) and that can run here
+    (weights present or none needed): the partitions of ``audiorec/audio_vectors``. A twin whose base cannot run
+    here but whose file is in the lake reads that file."""
+    context = EncoderContext(models_dir=settings.encode.models_dir)
     roots = dict.fromkeys(twin_chain(e, settings.encode.shuffled_base)[-1] for e in encoders)
-    return [r for r in roots if r in AUDIO_ENCODERS and r not in (left_out or {})]
+    return [r for r in roots if r in AUDIO_ENCODERS and not weights_problem(r, context)]
 
 
 def _drop_twins_without_inputs(encoders: list[str], left_out: dict[str, str], lake: LakePaths,

@@ -102,7 +102,7 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
     audio_cells = [(e, r) for e, r in cells if e != NO_AUDIO_ENCODER]
     references = [r for e, r in cells if e == NO_AUDIO_ENCODER]
     vectors = list(dict.fromkeys(e for e, _ in audio_cells))
-    audio = audio_roots(vectors, settings, members.left_out)  # what they are, or are computed from, encoded
+    audio = audio_roots(vectors, settings)  # the encodings they are, or are computed from
     cell_keys = [str(dg.MultiPartitionKey({"encoder": e, "recommender": r})) for e, r in audio_cells]
     chosen_keys = ((AUDIO_ENCODER_SET, audio), (ENCODERS, vectors), (CELLS, cell_keys), (REFERENCES, references))
     for partitions_def, keys in chosen_keys:
