@@ -9,9 +9,10 @@ same asset. Dagster cannot draw that edge — a non-time-partitioned asset may n
 partition mappings between dynamic sets map equal keys only (identity) or everything (all). So the encoding sits one
 step up: every ``audiorec/embeddings`` partition reads this asset through ``AllPartitionMapping``, which makes each
 twin's base an upstream of it in the graph (the UI, the stale status and the automation conditions all see it), and
-no run waits, polls or is ordered by hand. The price — an embeddings partition waits for every encoding in progress,
-and all of them re-run (cheaply: no vectors change, so nothing downstream does) when one encoder's vectors change —
-buys one orchestrator: Dagster's graph.
+no run waits, polls or is ordered by hand. The price — an embeddings partition waits while any encoding is missing
+or being written (not for one whose last run failed: ``automation.after_encodings``), and all of them re-run
+(cheaply: only the changed encoder's vectors change, so only its cells do) when one encoder's vectors change — buys
+one orchestrator: Dagster's graph.
 """
 
 import json
