@@ -54,11 +54,11 @@ def on_change() -> dg.AutomationCondition:
             ).with_label("on_change")
 
 
-def after_encodings() -> dg.AutomationCondition:
-    """For the embeddings, which read every partition of ``audiorec/audio_vectors``: like :func:`on_change`, but an
-    encoding whose last run failed does not hold the other encoders' vectors back (that encoder's own partition
-    fails, naming it); one not run yet, or being written, does."""
-    audio = dg.AssetSelection.assets(dg.AssetKey(["audiorec", "audio_vectors"]))
+def after_encodings(encodings: dg.AssetKey) -> dg.AutomationCondition:
+    """For the embeddings, which read every partition of ``encodings`` (``audiorec/audio_vectors``): like
+    :func:`on_change`, but an encoding whose last run failed does not hold the other encoders' vectors back (that
+    encoder's own partition fails, naming it); one not run yet, or being written, does."""
+    audio = dg.AssetSelection.assets(encodings)
     unwritten = AC.any_deps_match(AC.missing() & ~AC.execution_failed()).allow(audio)
     return (_needed() & ~AC.any_deps_missing().ignore(audio) & ~unwritten & ~AC.any_deps_in_progress()
             & ~AC.in_progress() & AC.all_deps_blocking_checks_passed()).with_label("after_encodings")

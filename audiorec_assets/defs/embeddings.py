@@ -41,11 +41,11 @@ DEPS = [TRACKS, EMBEDDING_INPUTS, dg.AssetDep(AUDIO_VECTORS, partition_mapping=d
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(EMBEDDINGS, deps=DEPS, group_name="embeddings", kinds={"numpy"}, code_version=CODE_VERSION,
-                     automation_condition=after_encodings(),
+                     automation_condition=after_encodings(AUDIO_VECTORS),
                      description="Frozen item vectors per encoder: float32, one row per track in item_idx order "
                                  f"(`<lake>/embeddings/<encoder>.npy`), checked. {GRID}"),
         dg.AssetSpec(ENCODERS_TABLE, deps=DEPS, group_name="embeddings", kinds={"duckdb", "parquet"},
-                     code_version=CODE_VERSION, automation_condition=after_encodings(),
+                     code_version=CODE_VERSION, automation_condition=after_encodings(AUDIO_VECTORS),
                      description="audiorec.encoders: per encoder its model id, dimension, tracks encoded / reused / "
                                  "skipped, timing and vector statistics."),
     ],
@@ -127,13 +127,14 @@ def _producer(encoder: str) -> str:
 
 
 def _stored_vectors(name: str, base: str, what: str, paths: LakePaths) -> np.ndarray:
-    """The stored vectors of ``base`` (an audio encoder's or a user's file) that ``name`` is computed from."""
+    """The stored vectors of ``base`` (an audio encoder's or a user's file) that ``name`` is computed from, mapped
+    read-only (``random`` needs only their dimension)."""
     base_file = paths.embedding_file(base)
     if not base_file.exists():
         setting = " (setting encode.shuffled_base)" if name in CONTROL_ENCODERS else ""
         raise FileNotFoundError(f"'{name}' {what} the vectors of encoder '{base}'{setting}, but {base_file} does not "
                                 f"exist: materialize {_producer(base)} partition '{base}' first.")
-    return np.load(base_file)
+    return np.load(base_file, mmap_mode="r")
 
 
 def _hybrid(base: str, audio: np.ndarray, tracks: pd.DataFrame, settings: ExperimentSettings,

@@ -120,28 +120,37 @@ def embedding_input_version(name: str, paths: LakePaths, settings: ExperimentSet
     return combine(*parts)
 
 
-@dg.observable_source_asset(key=ENCODER_INPUTS, group_name="inputs", partitions_def=AUDIO_ENCODER_SET,
-                            description="Per audio encoder, what it reads besides the catalogue: audio content, "
-                                        "weights and encode settings.")
-def encoder_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
-    paths, settings = lake.paths(), lake.settings()
-    hashes = _hashes(paths)
+def embedding_input_versions(names: list[str], paths: LakePaths, settings: ExperimentSettings,
+                             hashes: ContentHashes) -> dict[str, str]:
+    return {n: embedding_input_version(n, paths, settings, hashes) for n in names}
+
+
+def _encoder_input_versions(names: list[str], paths: LakePaths, settings: ExperimentSettings,
+                            hashes: ContentHashes) -> dict[str, str]:
     audio = audio_version(paths, hashes)
-    hashes.save()
-    names = context.instance.get_dynamic_partitions(AUDIO_ENCODER_SET.name)
-    return dg.DataVersionsByPartition({n: encoder_input_version(n, settings, audio) for n in names})
+    return {n: encoder_input_version(n, settings, audio) for n in names}
 
 
-@dg.observable_source_asset(key=EMBEDDING_INPUTS, group_name="inputs", partitions_def=ENCODERS,
-                            description="Per encoder, what its embeddings partition reads besides the catalogue and "
-                                        "the encoders' vectors: a user's .npy, a control's seed, a hybrid's settings.")
-def embedding_inputs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
-    paths, settings = lake.paths(), lake.settings()
-    hashes = _hashes(paths)
-    names = context.instance.get_dynamic_partitions(ENCODERS.name)
-    versions = {n: embedding_input_version(n, paths, settings, hashes) for n in names}
-    hashes.save()
-    return dg.DataVersionsByPartition(versions)
+def _per_encoder(key: dg.AssetKey, partitions: dg.DynamicPartitionsDefinition, versions_of, description: str):
+    """An observable source with a version per partition: ``versions_of(names, paths, settings, hashes)``."""
+
+    @dg.observable_source_asset(key=key, group_name="inputs", partitions_def=partitions, description=description)
+    def _source(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.DataVersionsByPartition:
+        paths, settings = lake.paths(), lake.settings()
+        hashes = _hashes(paths)
+        versions = versions_of(context.instance.get_dynamic_partitions(partitions.name), paths, settings, hashes)
+        hashes.save()
+        return dg.DataVersionsByPartition(versions)
+
+    return _source
+
+
+encoder_inputs = _per_encoder(ENCODER_INPUTS, AUDIO_ENCODER_SET, _encoder_input_versions,
+                              "Per audio encoder, what it reads besides the catalogue: audio content, weights and "
+                              "encode settings.")
+embedding_inputs = _per_encoder(EMBEDDING_INPUTS, ENCODERS, embedding_input_versions,
+                                "Per encoder, what its embeddings partition reads besides the catalogue and the "
+                                "encoders' vectors: a user's .npy, a control's seed, a hybrid's settings.")
 
 
 def settings_version(key: dg.AssetKey, settings: ExperimentSettings) -> str:
@@ -202,8 +211,8 @@ def input_observations(lake: LakeResource, instance: dg.DagsterInstance) -> list
     found += [observation(key, settings_version(key, settings)) for key in UNPARTITIONED_SETTINGS]
     found += [observation(ENCODER_INPUTS, encoder_input_version(name, settings, audio), name)
               for name in instance.get_dynamic_partitions(AUDIO_ENCODER_SET.name)]
-    found += [observation(EMBEDDING_INPUTS, embedding_input_version(name, paths, settings, hashes), name)
-              for name in instance.get_dynamic_partitions(ENCODERS.name)]
+    found += [observation(EMBEDDING_INPUTS, version, name) for name, version in embedding_input_versions(
+        instance.get_dynamic_partitions(ENCODERS.name), paths, settings, hashes).items()]
     for key, partitions in ((SETTINGS_MODEL, RECOMMENDERS), (SETTINGS_REFERENCE, REFERENCES)):
         found += [observation(key, model_settings_version(settings, r), r)
                   for r in instance.get_dynamic_partitions(partitions.name)]
