@@ -1,9 +1,7 @@
 """The settings the two sequence models share (``SequenceSettings``) and the ``sasrec:`` section of ``experiment.yaml``
 (kept apart from ``settings.py``, which imports both; ``bert4rec:`` adds its masking there).
 
-SASRec is sized like the guide's BERT4Rec, except ``max_len``: its full softmax scores every train track at *every*
-position of a sequence (BERT4Rec: at its ~15 % masked ones), so its window is BERT4Rec's inference window (50),
-not its training window (300). See ``recommenders/sasrec.py`` and docs/recommenders.md.
+Their values, and why SASRec's ``max_len`` is 50, not BERT4Rec's 300: docs/recommenders.md.
 """
 
 from __future__ import annotations
@@ -28,9 +26,7 @@ class SequenceSettings(BaseModel):
     patience: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0)
     id_dim: int = Field(128, ge=8)  # encoder `none`: width of the learned item-id embeddings (= hidden size)
-    # The training loss (recommenders/bert4rec_loss.py). softmax: full softmax over the train vocabulary at every
-    # predicted position (the study). gbce: gSASRec's generalised BCE over the positive and `negatives` items drawn
-    # uniformly per sequence, the positive's probability raised to beta (calibration `gbce_t`, 0 = plain BCE).
+    # The training loss: softmax (the study) or gSASRec's sampled gbce (recommenders/bert4rec_loss.py).
     loss: Literal["softmax", "gbce"] = "softmax"
     negatives: int = Field(256, ge=1)  # gbce only; must stay below the train vocabulary size (checked at fit)
     gbce_t: float = Field(0.75, ge=0.0, le=1.0)  # gbce only; gSASRec's default

@@ -1,12 +1,9 @@
 """Recommender registry: key → entry. Adding a recommender is one module plus one line in :mod:`.registry`.
 
-Entries are import strings (loading the registry never imports torch) plus what the model does
-with audio, which decides the cells of the study (:mod:`audiorec_assets.study`):
-
-* ``required`` — scores items by their vectors only (``knn``): never under encoder ``none``;
-* ``optional`` — uses the encoder's vectors, or learns item-id embeddings under ``none``
-  (``shallow``, ``bert4rec``, ``sasrec``);
-* ``none`` — knows no audio (``popularity``, ``als``): one cell, under encoder ``none``.
+Entries are import strings (loading the registry never imports torch) plus what the model does with audio, which
+decides the cells of the study (:mod:`audiorec_assets.study`, docs/recommenders.md): ``required`` (scores by the
+vectors only: never under encoder ``none``), ``optional`` (learns item-id embeddings under ``none``) or ``none``
+(knows no audio: one cell, under encoder ``none``).
 """
 
 from __future__ import annotations

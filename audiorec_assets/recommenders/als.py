@@ -1,24 +1,18 @@
 """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) from the ``implicit`` library: the collaborative reference.
 
-It knows no audio: ``item_vectors`` are ignored (encoder ``none``, a ``(n_items, 0)`` array).
+It knows no audio (encoder ``none``); the model and its settings: docs/recommenders.md. ALS minimises
+``Σ_ui c_ui (p_ui − x_uᵀ y_i)² + regularization · (Σ_u |x_u|² + Σ_i |y_i|²)``, starting from ``U[0, 0.01)``
+factors drawn with ``settings.seed``.
 
-Model. ``R`` = users × items train plays (``data.train_plays``). Preference ``p_ui = 1`` where
-``R_ui > 0``, else 0; confidence ``c_ui = 1 + alpha * R_ui`` where ``R_ui > 0``, else 1. ALS
-minimises ``Σ_ui c_ui (p_ui − x_uᵀ y_i)² + regularization · (Σ_u |x_u|² + Σ_i |y_i|²)`` over
-``factors``-dimensional user and item factors, ``iterations`` alternating sweeps, starting
-from ``U[0, 0.01)`` factors drawn with ``settings.seed``.
+Confidence convention of ``implicit`` (checked in its source, module ``implicit.cpu.als``: the solver adds
+``(c − 1) y yᵀ`` to ``YᵀY`` and ``c y`` to the right-hand side): the stored value *is* ``c_ui``, and only the
+unobserved entries get the implicit confidence 1. The library does **not** add the 1 to observed entries, so this
+module stores ``1 + alpha * plays`` and leaves the library's own ``alpha`` at 1.0 (which would multiply the whole
+stored value, the 1 included).
 
-Confidence convention of ``implicit`` (checked in its source, module ``implicit.cpu.als``: the
-solver adds ``(c − 1) y yᵀ`` to ``YᵀY`` and ``c y`` to the right-hand side): the value stored
-in the matrix *is* ``c_ui``, and only the unobserved entries get the implicit confidence 1.
-The library does **not** add the 1 to observed entries, so this module stores
-``1 + alpha * plays`` and leaves the library's own ``alpha`` at 1.0 (which would multiply the
-whole stored value, the 1 included).
-
-Scores: ``x_u · y_i``; ranked over ``candidates`` (default: the train items), each user's
-train items excluded. Fitting is deterministic for a seed: every user's (item's) factor
-is solved independently from the other side's factors, so the number of threads does not
-change the result (the training loss is a multi-threaded sum and may differ in its last digits).
+Fitting is deterministic for a seed: every user's (item's) factor is solved independently from the other side's
+factors, so the number of threads does not change the result (the training loss is a multi-threaded sum and may
+differ in its last digits).
 """
 
 from __future__ import annotations

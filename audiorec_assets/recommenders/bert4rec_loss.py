@@ -1,55 +1,34 @@
 """BERT4Rec's training loss, setting ``bert4rec.loss``: the study's full softmax, or gSASRec's gBCE.
 
-``softmax`` (default, the study)
-    Cross-entropy over the whole training softmax at every masked position
-    (:meth:`Bert4RecNet.masked_lm_loss`): ``n_masked × n_vocab`` logits per batch. At Music4All-Onion size
-    (56 512 train tracks, 1024-d) that product is most of a run's time.
+What each is and what it measured: docs/recommenders.md, "Opt-in sampled loss for BERT4Rec".
 
-``gbce``
-    The generalised binary cross-entropy of gSASRec (Petrov & Macdonald, RecSys 2023). At each masked
-    position, the positive item's logit ``s+`` and the logits ``s-`` of ``bert4rec.negatives`` (N)
-    sampled items. With the sampling rate ``alpha = N / (n_vocab - 1)`` and the calibration
-    ``t = bert4rec.gbce_t``, ``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)`` and the loss of a position is
+gBCE (Petrov & Macdonald, RecSys 2023): with the positive's logit ``s+``, the logits ``s-`` of N =
+``bert4rec.negatives`` sampled items, ``alpha = N / (n_vocab - 1)``, ``t = bert4rec.gbce_t`` and
+``beta = alpha * (t * (1 - 1/alpha) + 1/alpha)``, the loss of a masked position is
 
-        -[log(sigmoid(s+) ** beta) + sum_s- log(1 - sigmoid(s-))] = beta * softplus(-s+) + sum softplus(s-),
+    -[log(sigmoid(s+) ** beta) + sum_s- log(1 - sigmoid(s-))] = beta * softplus(-s+) + sum softplus(s-),
 
-    averaged over the masked positions (summed over a position's negatives; gSASRec's code also divides by
-    ``N + 1``, a constant factor that Adam does not see). ``t = 0`` is plain BCE with negative sampling
-    (``beta = 1``), ``t = 1`` gives ``beta = alpha``.
+averaged over the masked positions (gSASRec's code also divides by ``N + 1``, a constant factor that Adam does
+not see). ``t = 0`` is plain BCE with negative sampling (``beta = 1``), ``t = 1`` gives ``beta = alpha``.
 
-    The scores enter gBCE shifted by one constant, ``s = logit + log(beta / N)``: the value at which the
-    loss of equal scores is stationary (``beta sigmoid(-s) = N sigmoid(s)``), so an untrained net, whose
-    logits are near 0, starts there. The shift changes no ranking and adds no parameter. Without it, the
-    first steps spend the gradient on lowering every score at once; BERT4Rec's logits have no bias, so the
-    item rows themselves move together, and with a tied table of small learned ids (encoder ``none``,
-    N(0, 0.02)) the table collapsed onto that common direction and training stalled at chance (measured on
-    the synthetic test catalogue; the full softmax is blind to such a shift and never has the problem).
+The scores enter gBCE shifted by ``log(beta / N)``, where the loss of equal scores is stationary
+(``beta sigmoid(-s) = N sigmoid(s)``), so an untrained net, whose logits are near 0, starts there; no ranking
+changes. Without it the first steps lower every score at once; BERT4Rec's logits have no bias, so the item rows
+move together, and a tied table of small learned ids (encoder ``none``) collapsed onto that direction and stalled
+at chance (measured on the synthetic test catalogue).
 
-    Sampling: N items **per sequence** (a row of the batch), uniformly with replacement from the train
-    vocabulary, from a CPU generator of their own stream (``STREAM_NEGATIVES``: a seed gives the same run
-    on every device, and the shuffling and masking of a seed are the same under both losses). The masked
-    positions of a sequence share its N negatives; at each position, a drawn item equal to that position's
-    positive is left out of its sum, so the positive is never its own negative and each position's
-    negatives are uniform over the other ``n_vocab - 1`` items (N of them, less the rare draws of the
-    positive: N / n_vocab per position on average). Other items of the user's history may be drawn, as in
-    gSASRec. Where gSASRec
-    draws N items for every position independently, sharing them within a sequence is what makes gBCE
-    cheap on a CPU: the negatives' logits are one batched matrix product ``(positions of a sequence × dim)
-    · (dim × N)`` over ``batch × N`` gathered rows, whereas independent negatives gather
-    ``n_masked × N`` rows (6 GB at Music4All-Onion size, 1024-d), which measured about as slow as the full
-    softmax's matrix product on this project's CPU (bench/RESULTS.md, *BERT4Rec: a loss that does not score
-    every item*: forward 4.5–7.2 s against 6.7–7.5 s; per sequence 0.2–0.3 s).
+Sampling: N items **per sequence**, uniformly with replacement from the train vocabulary, from a CPU generator of
+their own stream (``STREAM_NEGATIVES``: a seed gives the same run on every device, and the shuffling and masking
+are the same under both losses). A sequence's masked positions share its negatives; a drawn item equal to a
+position's positive is left out of that position's sum. gSASRec draws per position; sharing per sequence makes the
+negatives' logits one batched product over ``batch × N`` gathered rows, whereas per-position negatives gather
+``n_masked × N`` rows (6 GB at Music4All-Onion size, 1024-d), measured about as slow as the full softmax
+(bench/RESULTS.md, *BERT4Rec: a loss that does not score every item*). Only those logits are computed, never the
+``(n_masked, n_vocab)`` matrix; paper_code's [PAD] and [MASK] rows take no part. Memory: ``batch_size × N × dim``
+floats (134 MB at 128 × 256 × 1024).
 
-    Only the logits needed are computed, never the ``(n_masked, n_vocab)`` matrix. They are those of the
-    softmax without its special rows: guide ``out_proj(h) · audio_i``, paper_code and encoder ``none``
-    ``h · e_i`` (the [PAD] and [MASK] rows that paper_code's softmax includes take no part). Memory: the
-    gathered negatives are ``batch_size × N × dim`` floats (134 MB at 128 × 256 × 1024).
-
-The validation loss that early stopping monitors stays the full-softmax cross-entropy
-(``bert4rec_validation.py``) under both losses: it is a forward pass over far fewer positions than an
-epoch trains on (guide: one [MASK] per validation user), so it does not dominate an epoch's time, and
-it keeps one yardstick whichever loss trained the model. The train loss a fit reports is the loss it
-trained with (gBCE values are not cross-entropies; compare the val loss).
+Validation stays the full-softmax loss under both (``bert4rec_validation.py``): far fewer positions than an epoch
+trains on, and one yardstick whichever loss trained the model.
 """
 
 from __future__ import annotations

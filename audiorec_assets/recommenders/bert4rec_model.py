@@ -1,6 +1,6 @@
 """The BERT4Rec network: its config (token ids, sizes, presets), embedding, encoder and item-scoring heads.
 
-The presets and how the network is trained are described in ``bert4rec.py``.
+The presets: docs/recommenders.md and ``bert4rec.py``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from audiorec_assets.recommenders.torch_base import attach_item_table
 from audiorec_assets.settings import ExperimentSettings
 
 PRESET_MASK_PROB = {"guide": 0.15, "paper_code": 0.2}
-# The guide forces one masked position into a sequence where the draw masked none; the authors' code does not.
-PRESET_AT_LEAST_ONE_MASK = {"guide": True, "paper_code": False}
 BERT_INIT_STD = 0.02  # BERT's initializer range, for the new position and [MASK] vectors
 HF_LAYER_NORM_EPS = 1e-12  # Hugging Face BertConfig's layer_norm_eps (paper_code)
 TORCH_LAYER_NORM_EPS = 1e-5  # torch's default (guide)
@@ -67,21 +65,11 @@ class Bert4RecConfig:
                      else "the audio dimension (paper_code uses it as hidden size)")
             raise ValueError(f"bert4rec.heads={bert.heads} must divide {where} = {hidden}")
         return cls(
-            preset=preset,
-            n_items=n_items,
-            audio_dim=table_dim,
-            hidden_dim=hidden,
-            layers=bert.layers,
-            heads=bert.heads,
-            ffn_dim=bert.ffn_dim,
-            dropout=bert.dropout,
-            max_len=bert.max_len,
-            infer_len=bert.infer_len,
+            preset=preset, n_items=n_items, audio_dim=table_dim, hidden_dim=hidden, layers=bert.layers,
+            heads=bert.heads, ffn_dim=bert.ffn_dim, dropout=bert.dropout, max_len=bert.max_len,
+            infer_len=bert.infer_len, n_vocab=n_items if n_vocab is None else n_vocab,
             mask_prob=bert.mask_prob if bert.mask_prob is not None else PRESET_MASK_PROB[preset],
-            items_trainable=id_items or not guide,
-            project=project,
-            n_vocab=n_items if n_vocab is None else n_vocab,
-            id_items=id_items,
+            items_trainable=id_items or not guide, project=project, id_items=id_items,
             special_rows_in_softmax=not guide,
         )
 
@@ -99,15 +87,15 @@ class Bert4RecConfig:
 
     @property
     def hf_bert(self) -> bool:
-        """paper_code: the encoder is Hugging Face's ``BertModel`` as the authors ran it -- a learned token-type
-        vector at every position, N(0, 0.02) weights with zero biases, LayerNorm eps 1e-12, no dropout inside
-        the feed-forward block. guide: ``torch.nn.TransformerEncoder`` with torch's defaults."""
+        """paper_code: the encoder is set up as Hugging Face's ``BertModel`` as the authors ran it
+        (docs/recommenders.md); guide: ``torch.nn.TransformerEncoder`` with torch's defaults."""
         return self.preset == "paper_code"
 
     @property
     def at_least_one_mask(self) -> bool:
-        """Whether masking forces one masked position into each sequence (guide) or not (paper_code)."""
-        return PRESET_AT_LEAST_ONE_MASK[self.preset]
+        """Whether masking forces one masked position into each sequence (guide) or not (paper_code, as the
+        authors' code)."""
+        return self.preset == "guide"
 
 
 class Bert4RecNet(nn.Module):
@@ -134,15 +122,9 @@ class Bert4RecNet(nn.Module):
         eps = HF_LAYER_NORM_EPS if hf else TORCH_LAYER_NORM_EPS
         self.embedding_norm = nn.LayerNorm(hidden, eps=eps)
         self.embedding_dropout = nn.Dropout(config.dropout)
-        layer = nn.TransformerEncoderLayer(
-            d_model=hidden,
-            nhead=config.heads,
-            dim_feedforward=config.ffn_dim,
-            dropout=config.dropout,
-            activation="gelu",
-            layer_norm_eps=eps,
-            batch_first=True,
-        )
+        layer = nn.TransformerEncoderLayer(d_model=hidden, nhead=config.heads, dim_feedforward=config.ffn_dim,
+                                           dropout=config.dropout, activation="gelu", layer_norm_eps=eps,
+                                           batch_first=True)
         if hf:  # BertIntermediate has no dropout between the feed-forward layers (BertOutput's one is dropout2)
             layer.dropout = nn.Identity()
         self.encoder = nn.TransformerEncoder(layer, num_layers=config.layers, enable_nested_tensor=False)

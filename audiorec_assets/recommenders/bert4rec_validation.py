@@ -1,28 +1,12 @@
 """BERT4Rec's validation loss, monitored for early stopping and the plateau scheduler.
 
-Its definition is preset-specific; which definition a fit used is recorded in
-``FitReport.params["val_loss"]`` (``"guide"``, ``"paper_code"``, ``"guide_fallback"`` or ``"none"``), with a
-sentence in ``params["val_loss_detail"]`` and the number of users in ``params["val_loss_users"]``.
-
-``guide``
-    For every user with validation items, the inference sequence "last ``infer_len - 1`` train items +
-    [MASK]" is encoded, and the loss is the cross-entropy of each of the user's validation items at that
-    [MASK], averaged over the user's items and then over users (every user counts once, as in the
-    metrics). No minimum number of validation items.
-
-``paper_code``
-    The authors' masked-LM loss on the validation split: only users with at least
-    ``PAPER_VAL_MIN_ITEMS`` (10) validation items; each user's sequence is their validation items alone
-    in first-listen order (the last ``max_len``), without train history -- the authors' code builds its
-    validation dataset from the validation interactions only, exactly as the train dataset is built from
-    the train interactions. Each position is masked independently with the preset's probability (0.2,
-    no forced mask), and the loss is the mean cross-entropy over all masked positions (logits only at
-    masked positions, as in training). Two deliberate differences from the authors' code: the mask is
-    drawn *once* per fit from a seeded generator (stream ``STREAM_VAL_MASK``), so the loss of different
-    epochs is computed on the same positions and is comparable (the authors redraw it every epoch); and
-    the mean is taken over all masked positions (the authors average per-batch means). If no user has
-    10 validation items (or the fixed mask happens to mask nothing), the ``guide`` definition is used
-    instead and ``params["val_loss"]`` says ``"guide_fallback"``.
+Its definition per preset, and where paper_code's differs from the authors' code: docs/recommenders.md. Which
+definition a fit used is recorded in ``FitReport.params["val_loss"]`` (``"guide"``, ``"paper_code"``,
+``"guide_fallback"`` or ``"none"``), with a sentence in ``params["val_loss_detail"]`` and the number of users in
+``params["val_loss_users"]``. paper_code's sequences are the val items alone, without train history: the authors'
+code builds its validation dataset from the validation interactions only, as the train dataset from the train
+ones. Its mask is drawn once per fit (stream ``STREAM_VAL_MASK``) so that epochs are compared on the same
+positions; if it masks nothing, or no user has ``PAPER_VAL_MIN_ITEMS`` val items, the guide definition is used.
 """
 
 from __future__ import annotations
@@ -36,17 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from audiorec_assets.recommenders.bert4rec_model import SCORE_BATCH_CELLS, STREAM_VAL_MASK, Bert4RecConfig, Bert4RecNet
-from audiorec_assets.recommenders.bert4rec_sequences import history_tokens, inference_tokens, sample_mask
+from audiorec_assets.recommenders.bert4rec_sequences import QueryTokens, history_tokens, inference_tokens, sample_mask
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.runtime import make_generator
 
 # paper_code's validation loss only uses users with at least this many validation items (authors' code).
 PAPER_VAL_MIN_ITEMS = 10
-
-
-def _user_batches(users: np.ndarray, n_items: int) -> list[np.ndarray]:
-    size = max(1, SCORE_BATCH_CELLS // max(1, n_items))
-    return [users[start : start + size] for start in range(0, len(users), size)]
 
 
 @dataclass(frozen=True)
@@ -78,15 +57,10 @@ class _ValBatch:
     weights: torch.Tensor  # 1 / (the user's number of val items): each user counts once
 
 
-QueryTokens = Callable[[UserItems, np.ndarray, Bert4RecConfig], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _val_batches(
-    data: InteractionData, users: np.ndarray, config: Bert4RecConfig, device: torch.device,
-    query_tokens: QueryTokens = inference_tokens,
-) -> list[_ValBatch]:
-    batches = []
-    for block in _user_batches(users, config.n_items):
+def _val_batches(data: InteractionData, users: np.ndarray, config: Bert4RecConfig, device: torch.device,
+                 query_tokens: QueryTokens = inference_tokens) -> list[_ValBatch]:
+    batches, size = [], max(1, SCORE_BATCH_CELLS // max(1, config.n_items))
+    for block in (users[start : start + size] for start in range(0, len(users), size)):
         tokens, mask_at = query_tokens(data.train, block, config)
         counts = data.val.lengths()[block]
         batches.append(
@@ -119,11 +93,6 @@ def guide_validation_loss(net: Bert4RecNet, data: InteractionData, users: np.nda
     return val_loss
 
 
-def paper_val_users(val: UserItems) -> np.ndarray:
-    """Users whose validation items count in paper_code's validation loss (at least ``PAPER_VAL_MIN_ITEMS``)."""
-    return np.flatnonzero(val.lengths() >= PAPER_VAL_MIN_ITEMS)
-
-
 @dataclass(frozen=True)
 class MaskedValBatch:
     """Masked validation sequences of some users (only rows with a masked position), on the device."""
@@ -133,9 +102,8 @@ class MaskedValBatch:
     targets: torch.Tensor  # (n_masked,) the true items at the masked positions, row-major
 
 
-def paper_val_batches(
-    val: UserItems, users: np.ndarray, config: Bert4RecConfig, generator: torch.Generator, device: torch.device
-) -> list[MaskedValBatch]:
+def paper_val_batches(val: UserItems, users: np.ndarray, config: Bert4RecConfig, generator: torch.Generator,
+                      device: torch.device) -> list[MaskedValBatch]:
     """Each user's val items (the last ``max_len``), masked once with ``generator``, in memory-bounded batches.
 
     Rows where the mask hit no position are dropped (they contribute nothing to the loss); the list is
@@ -185,10 +153,8 @@ def paper_code_validation_loss(net: Bert4RecNet, batches: list[MaskedValBatch]) 
     n_masked = sum(len(batch.targets) for batch in batches)
 
     def val_loss() -> float:
-        total = 0.0
-        for batch in batches:
-            total += float(net.masked_lm_loss(batch.inputs, batch.masked, batch.targets)) * len(batch.targets)
-        return total / n_masked
+        losses = (float(net.masked_lm_loss(b.inputs, b.masked, b.targets)) * len(b.targets) for b in batches)
+        return sum(losses) / n_masked
 
     return val_loss
 
@@ -199,13 +165,11 @@ def validation_loss(net: Bert4RecNet, data: InteractionData, seed: int) -> Valid
     guide_users = data.eval_users("val")
     if not len(guide_users):
         return None
-    guide_detail = (
-        f"cross-entropy of each val item at a [MASK] after the last {config.infer_len - 1} train items; "
-        f"mean per user, then over {len(guide_users)} users"
-    )
+    guide_detail = (f"cross-entropy of each val item at a [MASK] after the last {config.infer_len - 1} train items; "
+                    f"mean per user, then over {len(guide_users)} users")
     if config.preset == "guide":
         return ValidationLoss(guide_validation_loss(net, data, guide_users), "guide", guide_users, guide_detail)
-    users = paper_val_users(data.val)
+    users = np.flatnonzero(data.val.lengths() >= PAPER_VAL_MIN_ITEMS)
     generator = make_generator(seed, STREAM_VAL_MASK)
     batches = paper_val_batches(data.val, users, config, generator, next(net.parameters()).device)
     if not batches:
@@ -217,10 +181,8 @@ def validation_loss(net: Bert4RecNet, data: InteractionData, seed: int) -> Valid
         detail = f"paper_code masked-LM val loss impossible ({reason}); guide definition instead: {guide_detail}"
         return ValidationLoss(guide_validation_loss(net, data, guide_users), "guide_fallback", guide_users, detail)
     n_masked = sum(len(batch.targets) for batch in batches)
-    detail = (
-        f"masked-LM on the val items (no train history) of {len(users)} users with >= {PAPER_VAL_MIN_ITEMS} "
-        f"val items; positions masked with p={config.mask_prob} once per fit (seeded); mean cross-entropy "
-        f"over {n_masked} masked positions"
-    )
+    detail = (f"masked-LM on the val items (no train history) of {len(users)} users with >= {PAPER_VAL_MIN_ITEMS} "
+              f"val items; positions masked with p={config.mask_prob} once per fit (seeded); mean cross-entropy "
+              f"over {n_masked} masked positions")
     return ValidationLoss(paper_code_validation_loss(net, batches), "paper_code", users, detail)
 

@@ -127,11 +127,8 @@ class InteractionData:
             return user_items, plays
 
         train, train_plays = build("train")
-        val, _ = build("val")
-        test, _ = build("test")
-        test_cold, _ = build("test_cold")
-        return cls(user_ids=user_ids, track_ids=track_ids, train=train, train_plays=train_plays, val=val, test=test,
-                   test_cold=test_cold)
+        splits = {name: build(name)[0] for name in ("val", "test", "test_cold")}
+        return cls(user_ids=user_ids, track_ids=track_ids, train=train, train_plays=train_plays, **splits)
 
 
 def interaction_data_from_parquet(interactions: Path, tracks: Path) -> InteractionData:

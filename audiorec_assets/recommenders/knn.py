@@ -1,14 +1,9 @@
 """KNN / cosine recommender: the user is the mean of their train items' audio vectors.
 
-As in the study's code (docs/recommenders.md): user vector = unweighted mean of
-the raw vectors of the user's distinct train items; users and items L2-normalised; exact
-inner-product scores against the items that occur in train (kept as a FAISS ``IndexFlatIP``, the saved
-model); the user's train items removed. Nothing is trained.
-
-Recommending is exact: dense blocks of user × candidate cosines (one matrix product on ``encode.device``) and a
-top-N after masking each user's history (:func:`~audiorec_assets.recommenders.base.exclude_and_top_n`), which
-equals the flat index's search without asking it for ``n`` + the longest history deep — at Music4All-Onion size
-that deep search, the id mapping and the dropping of seen items were 3× the time of the scores themselves.
+As in the study's code (docs/recommenders.md); nothing is trained. The train items are kept as a FAISS
+``IndexFlatIP`` (the saved model), but recommending scores dense blocks instead (:meth:`KnnRecommender.recommend`):
+at Music4All-Onion size the index's search ``n`` + the longest history deep, the id mapping and the dropping of
+seen items were 3× the time of the scores themselves.
 """
 
 from __future__ import annotations
@@ -28,12 +23,10 @@ INDEX_FILE = "index.faiss"
 USERS_FILE = "user_vectors.npy"
 ITEMS_FILE = "index_items.npy"
 
-# Bounds per score block: users, and users × candidates.
-DEFAULT_BATCH_SIZE = 4096
+DEFAULT_BATCH_SIZE = 4096  # users per score block
 MAX_SCORE_CELLS = 1 << 24  # users × candidates per score block (64 MB of float32)
 
 
-# ---------------------------------------------------------------- shared helpers
 def l2_normalise(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows scaled to unit L2 norm; all-zero rows stay zero (their scores are 0, not NaN)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -56,7 +49,6 @@ def mean_item_vectors(sets: UserItems, item_vectors: np.ndarray) -> np.ndarray:
     return np.asarray(a @ item_vectors, dtype=np.float32)
 
 
-# ---------------------------------------------------------------- the model
 class KnnRecommender(Recommender):
     """Cosine between the user's mean train vector and every train item, exact (FAISS flat IP)."""
 

@@ -62,13 +62,9 @@ def write_manifest(directory: Path, recommender: str, fitted_on: dict[str, Any],
 def read_manifest(
     directory: Path, recommender: str, data: InteractionData, item_vectors: np.ndarray | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(config, fitted_on)`` of the manifest :func:`write_manifest` wrote, checked against the data it is
-    loaded with (``fitted_on`` is the fingerprint of that data, equal to the saved one).
-
-    Raises ``FileNotFoundError`` without a manifest, and :class:`ModelFileError` when it belongs to another
-    recommender or format, or the model was fitted on other users or item vectors (``item_vectors`` given)
-    than ``data`` / ``item_vectors``.
-    """
+    """``(config, fitted_on)`` of the manifest :func:`write_manifest` wrote, ``fitted_on`` being the fingerprint of
+    ``data`` (and ``item_vectors``, if given). Raises ``FileNotFoundError`` without a manifest, and
+    :class:`ModelFileError` for another recommender or format, or a model fitted on other data."""
     directory = Path(directory)
     path = directory / MANIFEST_FILE
     if not path.exists():

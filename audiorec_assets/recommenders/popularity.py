@@ -1,8 +1,7 @@
 """Popularity baseline: the same list for everyone, most-played train items first.
 
-Score of an item = its total train plays (sum of ``data.train_plays``); ties broken by
-item index ascending; only items that occur in train are ranked (like KNN, whose index
-holds the train items); each user's train items removed.
+Score of an item = its total train plays; ties broken by item index ascending; only items that occur in train are
+ranked (like KNN, whose index holds the train items); each user's train items removed.
 """
 
 from __future__ import annotations

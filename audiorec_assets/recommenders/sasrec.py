@@ -1,31 +1,13 @@
 """SASRec over audio item vectors: a causal (left-to-right) transformer predicts the next item at every position.
 
-Kang & McAuley's SASRec, trained as Klenitskiy & Vasilev (RecSys 2023) found best: full-softmax cross-entropy
-over the items at every position, which beats BERT4Rec in a third of its training time; gSASRec's sampled gBCE
-(Petrov & Macdonald, RecSys 2023) is the opt-in cheaper loss. Built from BERT4Rec's parts, not a copy of them:
-
-* the network is :class:`~.bert4rec_model.Bert4RecNet` set up as the guide's BERT4Rec (frozen audio vectors,
-  a learned ``Linear(audio_dim → sasrec.hidden_dim)`` in, a ``Linear`` back out, logits against the raw frozen
-  vectors; under encoder ``none`` learned ids of width ``sasrec.id_dim``, N(0, 0.02), tied to the head), with
-  one change: :meth:`SasRecNet.encode` attends causally, so position ``j`` sees items ``0..j`` only. The encoder
-  keeps BERT4Rec's post-norm GELU layers, learned positions and embedding LayerNorm (the original SASRec is
-  pre-norm with ReLU); no [MASK] token is ever fed;
-* sequences are BERT4Rec's (:func:`~.bert4rec_sequences.history_tokens`): a user's distinct train items in
-  first-listen order, the last ``sasrec.max_len``, right-padded. Right padding needs no key-padding mask: a
-  causal position never sees the padding after it, and padded positions are never scored;
-* the losses are BERT4Rec's (``bert4rec_loss.py``, setting ``sasrec.loss``): ``softmax`` (default) is the
-  cross-entropy over the train vocabulary of item ``j + 1`` at every position ``j`` of the sequence; ``gbce``
-  scores each position's next item against ``sasrec.negatives`` items drawn per sequence (shared by its
-  positions, a position's own positive never its negative), calibrated by ``sasrec.gbce_t``;
-* the validation loss is the guide BERT4Rec's definition (``bert4rec_validation.py``) scored at the user's last
-  train item instead of a [MASK]: the cross-entropy of each val item there, per user, then over users;
-* recommend: the scores at the last position of the user's last ``max_len`` train items, train history
-  excluded (:func:`~.torch_base.recommend_in_batches`). Audio cells score tracks without train plays from
-  their frozen vectors (``test_cold``); id cells cannot.
-
-Presets: the authors of the study did not run SASRec, so there is no ``paper_code`` SASRec. Under
-``preset: paper_code`` this model runs the guide's SASRec unchanged (same settings, no plateau scheduler) and
-records ``params.sasrec_preset`` saying so; the other recommenders of such a run still follow the authors' code.
+What it is, its settings, why no ``paper_code`` SASRec, and the demo's numbers: docs/recommenders.md, "SASRec".
+Built from BERT4Rec's parts, not a copy of them: the guide's :class:`~.bert4rec_model.Bert4RecNet` with
+:meth:`SasRecNet.encode` attending causally (position ``j`` sees items ``0..j``). It keeps BERT4Rec's post-norm
+GELU layers, learned positions and embedding LayerNorm (the original SASRec is pre-norm with ReLU); no [MASK]
+token is ever fed. Sequences are BERT4Rec's (:func:`~.bert4rec_sequences.history_tokens`), right-padded: that
+needs no key-padding mask, as a causal position never sees the padding after it and padded positions are never
+scored. Losses: ``bert4rec_loss.py``; validation: the guide BERT4Rec's (``bert4rec_validation.py``) scored at the
+user's last train item instead of a [MASK].
 """
 
 from __future__ import annotations
@@ -37,18 +19,13 @@ import torch
 
 from audiorec_assets.recommenders.base import TopN
 from audiorec_assets.recommenders.bert4rec_loss import STREAM_NEGATIVES, TrainingLoss, training_loss
-from audiorec_assets.recommenders.bert4rec_model import SCORE_BATCH_CELLS, STREAM_TRAIN, Bert4RecConfig, Bert4RecNet
-from audiorec_assets.recommenders.bert4rec_sequences import TrainSequences, history_tokens
+from audiorec_assets.recommenders.bert4rec_model import STREAM_TRAIN, Bert4RecConfig, Bert4RecNet
+from audiorec_assets.recommenders.bert4rec_sequences import TrainSequences, history_tokens, recommend_at
 from audiorec_assets.recommenders.bert4rec_validation import (NO_VALIDATION_PARAMS, ValidationLoss,
                                                               guide_validation_loss)
 from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.runtime import make_generator
-from audiorec_assets.recommenders.torch_base import (
-    TorchRecommender,
-    TrainingPlan,
-    TrainingSettings,
-    recommend_in_batches,
-)
+from audiorec_assets.recommenders.torch_base import TorchRecommender, TrainingPlan, TrainingSettings
 from audiorec_assets.recommenders.training import index_batches
 from audiorec_assets.settings import ExperimentSettings
 
@@ -157,12 +134,4 @@ class SasRecRecommender(TorchRecommender):
 
     def recommend(self, users: np.ndarray, n: int, candidates: np.ndarray | None = None) -> TopN:
         net, data = self._fitted()
-        device = next(net.parameters()).device
-
-        def score_block(block: np.ndarray) -> torch.Tensor:
-            tokens, last = last_item_tokens(data.train, block, net.config)
-            return net.mask_scores(tokens.to(device), last.to(device))
-
-        with torch.no_grad():
-            return recommend_in_batches(users, n, data, score_block, max_cells=SCORE_BATCH_CELLS,
-                                        candidates=candidates)
+        return recommend_at(net, data, users, n, candidates, last_item_tokens)

@@ -1,31 +1,12 @@
 """Shallow net: one vector per user, one per item, cosine score, hinge loss against sampled negatives.
 
-Two presets (``settings.preset``, see docs/recommenders.md):
+The two presets (which side is trained, negatives, margin, projection) and encoder ``none``: docs/recommenders.md.
+guide: users initialised from the mean of their train items through the item projection (for an affine map, the
+mean of the projected items). paper_code: tracks without train plays never receive a gradient (never a positive;
+negatives are users), so they keep their audio vectors: that is how the cold tracks are scored.
 
-``guide``
-    Item vectors are the audio vectors, frozen (a buffer never written). With ``shallow.hidden_dim > 0`` a learned
-    ``Linear(audio_dim → hidden_dim)`` maps them into a smaller space where users live. User vectors are learned,
-    initialised from the mean of the user's train items (through the projection: for an affine map, the mean of the
-    projected items). Each train pair gets ``shallow.negatives`` (20) negative *items* drawn uniformly from the
-    train vocabulary; loss ``mean(clamp(1.0 - s_pos + s_neg, 0))``.
-
-``paper_code``
-    What the authors' code ran: user and item tables of the audio dimension, items initialised from the audio
-    vectors and *trained*, users initialised from the mean of their train items and *frozen*. A shared
-    ``Linear(d, d_out) + ReLU`` is always applied to both sides before the cosine (``hidden_dim`` 0 =
-    ``d_out = d``, the paper's runs). One optimiser step takes a batch of ``shallow.batch_size`` (10 000)
-    train pairs, each repeated ``shallow.negatives`` (20) times with one uniformly random negative *user* per
-    copy (scored against the pair's item), so a step sees 200 000 rows; loss ``mean(max(0, 0.2 - s_pos +
-    s_neg))``; the plateau scheduler divides the learning rate by 10 after 5 flat validation epochs. Tracks
-    without train plays never receive a gradient (never a positive; negatives are users), so they keep their
-    audio vectors: that is how the cold tracks are scored.
-
-Encoder ``none`` (item vectors of width 0): the item table holds learned item-id embeddings of width
-``shallow.id_dim``, N(0, 0.02), trained in both presets; otherwise as the preset says (no cold tracks).
-
-Both: Adam, early stopping on the validation hinge loss of the val pairs against seeded negatives -- one
-sample per fit (guide), a fresh one every epoch (paper_code, as the authors' ``train.py:237``) -- and the best
-epoch's weights restored. Scores for recommending are the cosine of the user and every candidate item.
+Early stopping on the validation hinge loss against seeded negatives: one sample per fit (guide), a fresh one every
+epoch (paper_code, as the authors' ``train.py:237``); the best epoch's weights restored.
 """
 
 from __future__ import annotations
@@ -92,18 +73,10 @@ class ShallowConfig:
         else:  # the authors' shared Linear+ReLU is always there; hidden_dim 0 keeps the width
             projection, hidden = "shared_linear_relu", shallow.hidden_dim or table_dim
         return cls(
-            preset=preset,
-            n_users=n_users,
-            n_items=n_items,
-            audio_dim=table_dim,
-            hidden_dim=hidden,
+            preset=preset, n_users=n_users, n_items=n_items, audio_dim=table_dim, hidden_dim=hidden,
             margin=shallow.margin if shallow.margin is not None else PRESET_MARGIN[preset],
-            negatives=shallow.negatives,
-            negative_kind="item" if guide else "user",
-            items_trainable=id_items or not guide,
-            users_trainable=guide,
-            projection=projection,
-            id_items=id_items,
+            negatives=shallow.negatives, negative_kind="item" if guide else "user",
+            items_trainable=id_items or not guide, users_trainable=guide, projection=projection, id_items=id_items,
         )
 
     @property
@@ -158,11 +131,6 @@ class ShallowNet(nn.Module):
         """Set each user to the mean of their train items, in the space where users live."""
         self.user_table.copy_(self.item_projection(mean_item_vectors))
 
-    @property
-    def items_fixed(self) -> bool:
-        """Whether the unit item vectors never change during a fit (guide: frozen audio, no projection)."""
-        return not self.config.items_trainable and self.config.projection == "none"
-
     def unit_user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         """``normalize(shared_projection(user_table[users]))``, row by row (the definition)."""
         return F.normalize(self.shared_projection(self.user_table[users]), dim=-1)
@@ -180,8 +148,9 @@ class ShallowNet(nn.Module):
 
     @torch.no_grad()
     def fix_item_space(self) -> None:
-        """Normalise the frozen item table once (a no-op where the item space is learned)."""
-        if self.items_fixed:
+        """Normalise the item table once where the unit item vectors never change during a fit (guide: frozen audio,
+        no projection); a no-op where the item space is learned."""
+        if not self.config.items_trainable and self.config.projection == "none":
             self._unit_items = self.unit_item_vectors(torch.arange(self.config.n_items, device=self.item_table.device))
 
     def hinge_losses(self, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor,
@@ -241,18 +210,15 @@ def _pairs(data: InteractionData, split: str, device: torch.device) -> _Pairs:
     )
 
 
-def _hinge_sum(
-    net: ShallowNet, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor, *, backward_scale: float | None
-) -> torch.Tensor:
-    """Sum of the hinge terms of a batch.
+def _hinge_sum(net: ShallowNet, users: torch.Tensor, items: torch.Tensor, negatives: torch.Tensor, *,
+               backward_scale: float | None) -> torch.Tensor:
+    """Sum of the hinge terms of a batch, a tensor on the device (no host sync per step).
 
-    Each distinct user and item of the batch is embedded once (a paper_code step repeats each pair
-    ``negatives`` times and draws 200 000 negative users from 20 000; without a gradient — validation —
-    every user and item once); the hinge terms are then computed in memory-bounded micro-batches that
-    only gather those unit vectors. With ``backward_scale`` each micro-batch's ``sum * backward_scale`` is
-    back-propagated to the unit vectors, and their accumulated gradient once through the embedding (norm,
-    projection, tables): the same gradient as the whole batch's scaled sum. The sum stays a tensor on the
-    device (no host sync per step); callers read it once per epoch.
+    Each distinct user and item of the batch is embedded once (a paper_code step draws 200 000 negative users from
+    20 000; validation, without a gradient: every user and item once); the hinge terms are then computed in
+    memory-bounded micro-batches that only gather those unit vectors. With ``backward_scale`` each micro-batch's
+    ``sum * backward_scale`` is back-propagated to the unit vectors, and their accumulated gradient once through the
+    embedding (norm, projection, tables): the same gradient as the whole batch's scaled sum.
     """
     user_kind = net.config.negative_kind == "user"
     if backward_scale is None:
@@ -302,15 +268,10 @@ def negative_pool(config: ShallowConfig, data: InteractionData) -> torch.Tensor:
     return torch.arange(config.n_users, dtype=torch.int64)
 
 
-def _train_epoch(
-    net: ShallowNet, optimizer: torch.optim.Optimizer, train: _Pairs, batch_size: int, pool: torch.Tensor,
-    generator: torch.Generator,
-) -> float:
-    """One epoch over the shuffled train pairs, one optimiser step per ``batch_size`` pairs; mean hinge.
-
-    paper_code: inside a step each pair is repeated ``negatives`` times (``repeat_interleave``), each
-    copy with one negative user, as the authors' training step does.
-    """
+def _train_epoch(net: ShallowNet, optimizer: torch.optim.Optimizer, train: _Pairs, batch_size: int, pool: torch.Tensor,
+                 generator: torch.Generator) -> float:
+    """One epoch over the shuffled train pairs, one optimiser step per ``batch_size`` pairs (paper_code: each
+    repeated as the authors' training step, :attr:`ShallowConfig.rows_per_pair`); mean hinge."""
     config, device = net.config, train.users.device
     total, count = torch.zeros((), dtype=torch.float64, device=device), 0
     order = torch.randperm(len(train.users), generator=generator).to(device)
@@ -361,9 +322,8 @@ class ShallowRecommender(TorchRecommender):
     def build_net(cls, config: dict[str, Any], item_vectors: torch.Tensor) -> ShallowNet:
         return ShallowNet(ShallowConfig(**config), item_vectors)
 
-    def prepare_training(
-        self, net: ShallowNet, optimizer: torch.optim.Optimizer, data: InteractionData
-    ) -> TrainingPlan:
+    def prepare_training(self, net: ShallowNet, optimizer: torch.optim.Optimizer,
+                         data: InteractionData) -> TrainingPlan:
         seed, batch_size, device = self.settings.seed, self.settings.shallow.batch_size, net.item_table.device
         net.init_users(mean_item_vectors(data.train, net.item_table))
         train, val = _pairs(data, "train", device), _pairs(data, "val", device)

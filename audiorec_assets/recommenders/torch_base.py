@@ -24,22 +24,11 @@ from torch import nn
 from audiorec_assets.recommenders.base import (FitReport, Recommender, TopN, candidate_mask, exclude_and_top_n,
                                                top_n_in_blocks)
 from audiorec_assets.recommenders.data import InteractionData, UserItems
-from audiorec_assets.recommenders.persistence import (
-    data_fingerprint,
-    load_state,
-    read_manifest,
-    save_state,
-    write_manifest,
-)
+from audiorec_assets.recommenders.persistence import (data_fingerprint, load_state, read_manifest, save_state,
+                                                      write_manifest)
 from audiorec_assets.recommenders.runtime import autocast, resolve_device, seeded, training_precision
-from audiorec_assets.recommenders.training import (
-    adam,
-    fit_report,
-    plateau_scheduler,
-    train_with_early_stopping,
-    training_params,
-    uses_plateau_scheduler,
-)
+from audiorec_assets.recommenders.training import (adam, fit_report, plateau_scheduler, train_with_early_stopping,
+                                                   training_params, uses_plateau_scheduler)
 from audiorec_assets.settings import ExperimentSettings
 
 # Learned item-id embeddings (encoder none) start as BERT's initializer: N(0, 0.02).
@@ -65,9 +54,6 @@ class TrainingPlan:
     train_epoch: Callable[[int], float]
     val_loss: Callable[[], float] | None
     params: dict[str, object] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- inputs
 
 
 def item_vectors_tensor(item_vectors: np.ndarray, n_items: int, device: torch.device) -> torch.Tensor:
@@ -111,17 +97,9 @@ def attach_item_table(net: nn.Module, config: Any, audio_vectors: torch.Tensor) 
         net.register_buffer("item_table", audio_vectors, persistent=False)
 
 
-# --------------------------------------------------------------------------- recommending
-
-
-def recommend_in_batches(
-    users: np.ndarray,
-    n: int,
-    data: InteractionData,
-    score_block: Callable[[np.ndarray], torch.Tensor],
-    max_cells: int = 1 << 24,
-    candidates: np.ndarray | None = None,
-) -> TopN:
+def recommend_in_batches(users: np.ndarray, n: int, data: InteractionData,
+                         score_block: Callable[[np.ndarray], torch.Tensor], max_cells: int = 1 << 24,
+                         candidates: np.ndarray | None = None) -> TopN:
     """Top-``n`` per user from dense score blocks ``score_block(user_batch) -> (batch, n_items)``.
 
     Users are scored in batches of at most ``max_cells`` scores to bound memory; only ``candidates``
@@ -137,17 +115,10 @@ def recommend_in_batches(
     return top_n_in_blocks(users, n, max(1, max_cells // max(1, data.n_items)), rank_block)
 
 
-# --------------------------------------------------------------------------- the recommender shell
-
-
 class TorchRecommender(Recommender):
-    """What the torch recommenders share: the template ``fit``, the fitted net, save as safetensors plus the
-    model manifest, load without pickle.
-
-    A subclass provides :meth:`training_settings`, :meth:`make_config`, :meth:`build_net` (the one
-    constructor used by both fit and load; its net carries the config dataclass as ``config``, with
-    ``id_items``), :meth:`prepare_training` and ``recommend``.
-    """
+    """The template ``fit`` (module docstring), the fitted net, save as safetensors plus the manifest, load without
+    pickle. :meth:`build_net` is the one constructor of both fit and load; its net carries the config dataclass as
+    ``config``, with ``id_items``."""
 
     # whether training may run under bf16 autocast (setting encode.precision; see runtime.training_precision)
     autocast_safe: ClassVar[bool] = False
@@ -157,8 +128,6 @@ class TorchRecommender(Recommender):
         self.net: nn.Module | None = None
         self.data: InteractionData | None = None
         self._fingerprint: dict[str, Any] | None = None
-
-    # ------------------------------------------------------------------ the hooks
 
     @abstractmethod
     def training_settings(self) -> TrainingSettings:
@@ -180,8 +149,6 @@ class TorchRecommender(Recommender):
         Runs seeded, right after the net and its optimizer are built and before the first epoch.
         """
 
-    # ------------------------------------------------------------------ the template
-
     def fit(self, data: InteractionData, item_vectors: np.ndarray) -> FitReport:
         started = time.perf_counter()
         settings, section = self.settings, self.training_settings()
@@ -194,21 +161,14 @@ class TorchRecommender(Recommender):
             optimizer = adam(net, section.lr)
             plan = self.prepare_training(net, optimizer, data)
             history = train_with_early_stopping(
-                net,
-                optimizer,
-                train_epoch=plan.train_epoch,
-                val_loss=plan.val_loss,
-                max_epochs=section.max_epochs,
-                patience=section.patience,
+                net, optimizer, train_epoch=plan.train_epoch, val_loss=plan.val_loss, max_epochs=section.max_epochs,
+                patience=section.patience, label=f"{self.name}[{settings.preset}]",
                 scheduler=plateau_scheduler(optimizer, enabled=uses_plateau_scheduler(settings)),
-                label=f"{self.name}[{settings.preset}]",
             )
         self._remember(net, data, item_vectors)
         params = training_params(config, net, settings, section.batch_size, section.lr, device)
         params.update(plan.params, precision=precision)
         return fit_report(history, params, time.perf_counter() - started)
-
-    # ------------------------------------------------------------------ fitted state, save and load
 
     def _remember(self, net: nn.Module, data: InteractionData, item_vectors: np.ndarray) -> None:
         net.eval()
@@ -232,13 +192,8 @@ class TorchRecommender(Recommender):
         write_manifest(directory, self.name, self._fingerprint or {}, asdict(net.config))
 
     @classmethod
-    def load(
-        cls: type[TorchRecommenderT],
-        directory: Path,
-        settings: ExperimentSettings,
-        data: InteractionData,
-        item_vectors: np.ndarray,
-    ) -> TorchRecommenderT:
+    def load(cls: type[TorchRecommenderT], directory: Path, settings: ExperimentSettings, data: InteractionData,
+             item_vectors: np.ndarray) -> TorchRecommenderT:
         """Rebuild the saved net on ``settings.encode.device``; its architecture comes from the saved config."""
         config, fingerprint = read_manifest(directory, cls.name, data, item_vectors)
         state = load_state(directory)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from audiorec_assets.progress import Progress, log_progress
 from audiorec_assets.recommenders.base import FitReport
@@ -50,15 +51,11 @@ def uses_plateau_scheduler(settings: ExperimentSettings) -> bool:
     return settings.preset == "paper_code"
 
 
-def plateau_scheduler(
-    optimizer: torch.optim.Optimizer, enabled: bool
-) -> torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+def plateau_scheduler(optimizer: torch.optim.Optimizer, enabled: bool) -> ReduceLROnPlateau | None:
     """The authors' ReduceLROnPlateau on the validation loss (patience 5, factor 0.1), or ``None``."""
     if not enabled:
         return None
-    return torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", patience=PLATEAU_PATIENCE, factor=PLATEAU_FACTOR
-    )
+    return ReduceLROnPlateau(optimizer, mode="min", patience=PLATEAU_PATIENCE, factor=PLATEAU_FACTOR)
 
 
 class BestCheckpoint:
@@ -99,15 +96,9 @@ class TrainingHistory:
 
 
 def train_with_early_stopping(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    *,
-    train_epoch: Callable[[int], float],
-    val_loss: Callable[[], float] | None,
-    max_epochs: int,
-    patience: int,
-    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None,
-    label: str = "model",
+    net: nn.Module, optimizer: torch.optim.Optimizer, *, train_epoch: Callable[[int], float],
+    val_loss: Callable[[], float] | None, max_epochs: int, patience: int,
+    scheduler: ReduceLROnPlateau | None = None, label: str = "model",
 ) -> TrainingHistory:
     """Run up to ``max_epochs`` epochs, stop after ``patience`` epochs without a better monitored loss,
     and leave ``net`` holding the best epoch's weights.
@@ -156,29 +147,16 @@ def training_params(
     config: Any, net: nn.Module, settings: ExperimentSettings, batch_size: int, lr: float, device: torch.device
 ) -> dict[str, object]:
     """The FitReport ``params`` every torch model reports: its config dataclass, sizes and run choices."""
-    return {
-        **asdict(config),
-        **parameter_counts(net),
-        "batch_size": batch_size,
-        "lr": lr,
-        "plateau_scheduler": uses_plateau_scheduler(settings),
-        "device": str(device),
-        "seed": settings.seed,
-    }
+    return {**asdict(config), **parameter_counts(net), "batch_size": batch_size, "lr": lr,
+            "plateau_scheduler": uses_plateau_scheduler(settings), "device": str(device), "seed": settings.seed}
 
 
 def fit_report(history: TrainingHistory, params: dict[str, object], seconds: float) -> FitReport:
     """A :class:`FitReport` from a training run, with the loop's own facts added to ``params``."""
     return FitReport(
-        train_loss=list(history.train_loss),
-        val_loss=list(history.val_loss),
-        best_epoch=history.best_epoch,
+        train_loss=list(history.train_loss), val_loss=list(history.val_loss), best_epoch=history.best_epoch,
         seconds=seconds,
-        params={
-            **params,
-            "epochs_run": len(history.train_loss),
-            "stopped_early": history.stopped_early,
-            "early_stopping_on": "val_loss" if history.val_loss else "train_loss",
-            "learning_rate_per_epoch": list(history.learning_rate),
-        },
+        params={**params, "epochs_run": len(history.train_loss), "stopped_early": history.stopped_early,
+                "early_stopping_on": "val_loss" if history.val_loss else "train_loss",
+                "learning_rate_per_epoch": list(history.learning_rate)},
     )
