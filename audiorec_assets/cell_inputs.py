@@ -1,7 +1,5 @@
-"""What a cell's model reads from the lake: the split as arrays and the encoder's item vectors, checked.
-
-No Dagster here: the assets (``defs/models.py``) and the ``audiorec`` commands (``queries.py``) share it.
-"""
+"""What a cell's model reads from the lake: the split as arrays and the encoder's item vectors, checked. No Dagster
+here: the assets (``defs/models.py``) and the ``audiorec`` commands (``queries.py``) share it."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Content fingerprints: what every asset reports as its Dagster data version, and what the observable
-sources report for the files and settings they watch.
-
-Equal content gives an equal fingerprint (row order and file bytes of a table do not matter), so
-re-ingesting identical data changes no data version and makes nothing downstream stale.
-"""
+"""Content fingerprints: the Dagster data versions of the assets and of the observable sources' files and settings.
+Equal content gives an equal fingerprint (a table's row order and file bytes do not matter), so re-ingesting
+identical data changes no data version and makes nothing downstream stale."""
 
 from __future__ import annotations
 
@@ -58,10 +55,8 @@ def file_hash(path: Path, chunk: int = 1 << 20) -> str:
 
 
 class ContentHashes:
-    """Content hashes of files, cached by (size, mtime) in a JSON file: only files that changed are read again.
-
-    The cache is an optimisation only: a lost or corrupt cache means hashing everything once more.
-    """
+    """Content hashes of files, cached by (size, mtime) in a JSON file: only files that changed are read again (a
+    lost or corrupt cache means hashing everything once more)."""
 
     SAVE_EVERY_S = 20.0  # a first look at a large catalogue keeps its progress if it is cut off
 

@@ -1,10 +1,6 @@
-"""Everyday questions on a materialized lake, as pure functions (no Dagster): top-N for a user from a
-trained cell (:func:`recommend_for_user`), the nearest tracks of a track in an encoder's vectors
-(:func:`similar_tracks`). Both read the lake's files only (Parquet tables, ``.npy``, model folders) and
-return DataFrames; what stops them is a :class:`QueryError` whose message is one line naming the
-unknown thing or the partition to materialize, and whose ``exit_code`` the CLI returns:
-:data:`EXIT_BAD_INPUT` (2) for input that names nothing in the lake, :data:`EXIT_NOT_MATERIALIZED` (3)
-for a result that has to be materialized first."""
+"""Everyday questions on a materialized lake, as pure functions (no Dagster): :func:`recommend_for_user` and
+:func:`similar_tracks` read the lake's files only and return DataFrames. What stops them is a one-line
+:class:`QueryError` whose ``exit_code`` the CLI returns (docs/commands.md, "Output formats, errors, exit codes")."""
 
 from __future__ import annotations
 
@@ -16,7 +12,9 @@ import pandas as pd
 
 from audiorec_assets.encoders import BUILTIN_ENCODERS, NO_AUDIO_ENCODER, is_twin
 from audiorec_assets.names import unknown_name
+from audiorec_assets.recommenders import RECOMMENDERS, recommender_class
 from audiorec_assets.settings import ExperimentSettings, LakePaths, load_settings
+from audiorec_assets.study import CellError, check_cell
 
 EXIT_BAD_INPUT = 2
 EXIT_NOT_MATERIALIZED = 3
@@ -51,9 +49,6 @@ class Answer:
     note: str = ""  # a line for stderr: a default the command chose
 
 
-# --- reading the lake ---------------------------------------------------------------------------------------
-
-
 def _table_file(lake: LakePaths, table: str, what: str = "") -> Path:
     path = lake.table_dir(table) / "all.parquet"
     if not path.exists():
@@ -64,24 +59,17 @@ def _table_file(lake: LakePaths, table: str, what: str = "") -> Path:
 
 def read_tracks(lake: LakePaths) -> pd.DataFrame:
     """``audiorec.tracks`` sorted by ``item_idx``, plus the columns of ``raw/tracks.csv`` it lacks (if any)."""
-    tracks = pd.read_parquet(_table_file(lake, "tracks", " (the ingest)")).sort_values("item_idx",
-                                                                                         ignore_index=True)
-    extra_file = lake.raw / "tracks.csv"
-    if extra_file.exists():
-        try:
-            extra = pd.read_csv(extra_file, dtype={"track_id": str})
-        except (ValueError, OSError):
-            extra = pd.DataFrame()
-        if "track_id" in extra.columns:
-            new = [c for c in extra.columns if c not in tracks.columns]
-            if new:
-                extra = extra.drop_duplicates("track_id")[["track_id", *new]]
-                tracks = tracks.merge(extra, on="track_id", how="left")
-    return tracks
+    tracks = pd.read_parquet(_table_file(lake, "tracks", " (the ingest)")).sort_values("item_idx", ignore_index=True)
+    try:
+        extra = pd.read_csv(lake.raw / "tracks.csv", dtype={"track_id": str})
+    except (ValueError, OSError):  # none, or not a readable CSV
+        return tracks
+    new = [c for c in extra.columns if c not in tracks.columns]
+    if "track_id" not in extra.columns or not new:
+        return tracks
+    return tracks.merge(extra.drop_duplicates("track_id")[["track_id", *new]], on="track_id", how="left")
 
 
-# what a person reads in a list of tracks, where tracks.csv has them: the first three present are shown by default
-# (the rest: --columns)
 READABLE_COLUMNS = ("title", "artist", "composer", "style", "genre", "album", "work")
 SHOWN_METADATA = 3
 ALL_COLUMNS = "all"
@@ -105,16 +93,14 @@ def _metadata_columns(tracks: pd.DataFrame) -> pd.DataFrame:
 
 def readable(rows: pd.DataFrame) -> pd.DataFrame:
     """Rank, track, score or similarity, and the first :data:`SHOWN_METADATA` of :data:`READABLE_COLUMNS` that
-    ``rows`` has: one short line a track (the other metadata, e.g. the demo's generator parameters, only with
-    ``--columns``)."""
+    ``rows`` has: one short line a track (the other metadata only with ``--columns``)."""
     metadata = [c for c in READABLE_COLUMNS if c in rows.columns][:SHOWN_METADATA]
     return rows[[c for c in ("rank", "track_id", "score", "similarity", *metadata) if c in rows.columns]]
 
 
 def choose_columns(rows: pd.DataFrame, columns: str | None) -> pd.DataFrame:
-    """The columns of ``rows`` named in ``columns`` (comma-separated, in that order; ``all``: every column;
-    ``None`` or empty: :func:`readable`). A name ``rows`` lacks is an :class:`UnknownInput` naming the nearest
-    available column and listing them all."""
+    """The columns of ``rows`` named in ``columns`` (comma-separated, in that order; ``all``: every column; ``None``
+    or empty: :func:`readable`); a name ``rows`` lacks is an :class:`UnknownInput` naming the nearest one."""
     names = [name.strip() for name in (columns or "").split(",") if name.strip()]
     if not names:
         return readable(rows)
@@ -165,8 +151,6 @@ def _check_encoder_name(lake: LakePaths, settings: ExperimentSettings, encoder: 
 
 
 def _check_recommender_name(recommender: str) -> None:
-    from audiorec_assets.recommenders import RECOMMENDERS
-
     if recommender not in RECOMMENDERS:
         raise UnknownInput(f"{unknown_name('recommender', recommender, sorted(RECOMMENDERS))}.")
 
@@ -184,14 +168,9 @@ def load_vectors(lake: LakePaths, encoder: str, n_items: int) -> np.ndarray:
         raise NotMaterialized(str(err)) from None
 
 
-# --- recommend ----------------------------------------------------------------------------------------------
-
-
 def default_cell(lake: LakePaths, encoder: str | None = None, recommender: str | None = None) -> tuple[str, str]:
     """The cell to use: the given parts, the rest from the best leaderboard row that matches them; without an
     encoder, the best row with audio (a reference without audio only where no such row exists)."""
-    from audiorec_assets.recommenders import RECOMMENDERS
-
     if encoder is not None and recommender is not None:
         return encoder, recommender
     if recommender is not None and recommender in RECOMMENDERS and RECOMMENDERS[recommender].audio == "none":
@@ -213,12 +192,6 @@ def default_cell(lake: LakePaths, encoder: str | None = None, recommender: str |
     return str(first["encoder"]), str(first["recommender"])
 
 
-def _partition(encoder: str, recommender: str) -> str:
-    if encoder == NO_AUDIO_ENCODER:
-        return f"audiorec/reference_models partition {recommender}"
-    return f"audiorec/models partition {encoder}|{recommender}"
-
-
 def model_seeds(lake: LakePaths, settings: ExperimentSettings, encoder: str, recommender: str) -> list[int]:
     """The seeds with a saved model in the cell's folder: the settings' order first, then the others."""
     folder = lake.model_dir(encoder, recommender)
@@ -234,13 +207,10 @@ def model_seeds(lake: LakePaths, settings: ExperimentSettings, encoder: str, rec
 
 def recommend_for_user(lake: LakePaths, user: str, encoder: str | None = None, recommender: str | None = None,
                        k: int = DEFAULT_K, settings: ExperimentSettings | None = None) -> Answer:
-    """Top-``k`` tracks for ``user`` from the model of cell (encoder, recommender) (default: the leaderboard's
-    best cell), among the train vocabulary with the user's train history excluded (as the warm lists of
-    ``audiorec.recommendations``), with the tracks' metadata. The first seed's model when there are several."""
+    """Top-``k`` tracks for ``user``, with their metadata, from the first seed's model of cell (encoder, recommender)
+    (default: :func:`default_cell`), ranked as the warm lists of ``audiorec.recommendations`` (docs/commands.md)."""
     from audiorec_assets.cell_inputs import vectors_for_models
     from audiorec_assets.evaluation.tables import recommendations_frame
-    from audiorec_assets.recommenders import recommender_class
-    from audiorec_assets.study import CellError, check_cell
 
     if k < 1:
         raise UnknownInput(f"-k must be at least 1 (got {k}).")
@@ -258,18 +228,17 @@ def recommend_for_user(lake: LakePaths, user: str, encoder: str | None = None, r
         raise UnknownInput(f"no cell {encoder}|{recommender}: {err}.") from None
     seeds = model_seeds(lake, settings, encoder, recommender)
     if not seeds:
+        partition = (f"audiorec/reference_models partition {recommender}" if encoder == NO_AUDIO_ENCODER
+                     else f"audiorec/models partition {encoder}|{recommender}")
         raise NotMaterialized(f"no trained model for cell {encoder}|{recommender} "
-                              f"({lake.model_dir(encoder, recommender)} missing): materialize "
-                              f"{_partition(encoder, recommender)} {HOW}.")
+                              f"({lake.model_dir(encoder, recommender)} missing): materialize {partition} {HOW}.")
     data = load_data(lake)
     user_of = {str(u): i for i, u in enumerate(data.user_ids)}
     if str(user) not in user_of:
         raise UnknownInput(f"unknown user {user!r}: no train plays in audiorec.interactions "
                            f"({data.n_users} users have some, e.g. {', '.join(map(str, data.user_ids[:3]))}).")
-    if encoder == NO_AUDIO_ENCODER:
-        vectors = np.zeros((data.n_items, 0), dtype=np.float32)
-    else:
-        vectors = vectors_for_models(load_vectors(lake, encoder, data.n_items), settings)
+    vectors = (np.zeros((data.n_items, 0), dtype=np.float32) if encoder == NO_AUDIO_ENCODER
+               else vectors_for_models(load_vectors(lake, encoder, data.n_items), settings))
     seed = seeds[0]
     model = recommender_class(recommender).load(lake.model_dir(encoder, recommender) / f"seed-{seed}",
                                                 settings.model_copy(update={"seed": seed}), data, vectors)
@@ -294,9 +263,6 @@ def _default_note(lake: LakePaths, asked: tuple[str | None, str | None], encoder
     row = read_leaderboard(lake).query("encoder == @encoder and recommender == @recommender")
     score = f", HitRate@{int(row['k'].iloc[0])} {row['hitrate'].iloc[0]:.3f}" if len(row) and "k" in row else ""
     return f"cell {encoder}|{recommender}: the leaderboard's best {which}{score}; another: --encoder, --recommender"
-
-
-# --- similar ------------------------------------------------------------------------------------------------
 
 
 def default_encoder(lake: LakePaths) -> str:
@@ -340,15 +306,12 @@ def similar_tracks(lake: LakePaths, track: str, encoder: str | None = None, k: i
     similarity = unit @ unit[row]
     similarity[row] = -np.inf
     order = np.lexsort((np.arange(len(similarity)), -similarity))[: min(k, len(similarity) - 1)]
-    by_idx = tracks.set_index("item_idx")
-    rows = _metadata_columns(by_idx.loc[order].reset_index())
+    rows = _metadata_columns(tracks.set_index("item_idx").loc[order].reset_index())
     rows.insert(0, "rank", np.arange(1, len(order) + 1, dtype=np.int32))
     rows.insert(2, "similarity", similarity[order])
     header = f"{len(order)} tracks nearest {track} by cosine similarity of {lake.embedding_file(encoder).name}"
     return Answer(rows.reset_index(drop=True), header)
 
-
-# --- output -------------------------------------------------------------------------------------------------
 
 FORMATS = ("table", "csv", "json", "markdown")
 

@@ -1,8 +1,5 @@
-"""Experiment settings (``<lake>/experiment.yaml``) and lake paths.
-
-Plain pydantic, no Dagster import: the science core reads these, and the Dagster layer
-builds them through :class:`audiorec_assets.defs.resources.LakeResource`.
-"""
+"""Experiment settings (``<lake>/experiment.yaml``) and lake paths: plain pydantic, no Dagster import (the
+Dagster layer builds them through :class:`audiorec_assets.defs.resources.LakeResource`)."""
 
 from __future__ import annotations
 
@@ -17,13 +14,7 @@ import json
 import re
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationError,
-    field_validator,
-    model_serializer,
+    BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer,
     model_validator,
 )
 
@@ -47,21 +38,14 @@ class _Section(BaseModel):
 
 
 class SplitSettings(_Section):
-    """Time windows of the Music4All-Onion split.
-
-    ``None`` means: the study's dates for the Onion layout, dates derived from the data
-    otherwise (train = the year before the last month, evaluation = the last month).
-    Windows are half-open: train ``[train_start, test_start)``, evaluation
-    ``[test_start, test_end)``.
-    """
+    """Time windows of the split (docs/split.md), half-open: train ``[train_start, test_start)``, evaluation
+    ``[test_start, test_end)``; ``None``: the study's dates (Onion layout), else dates derived from the data."""
 
     train_start: datetime | None = None
     test_start: datetime | None = None
     test_end: datetime | None = None
     val_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    # paper_code: random_state of the authors' train_test_split of the evaluation users (theirs: 42),
-    # apart from `seed` so that varying the models' seed keeps the authors' val/test users
-    seed: int = 42
+    seed: int = 42  # paper_code's user split (docs/split.md): apart from `seed`, it keeps the authors' users
 
     @field_validator("train_start", "test_start", "test_end")
     @classmethod
@@ -76,14 +60,12 @@ class EncodeSettings(_Section):
     batch_size: int = Field(8, ge=1)
     on_error: Literal["fail", "skip"] = "fail"
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (cuda when torch sees a GPU, else cpu)
-    # training arithmetic of the models that allow it (BERT4Rec): auto = bf16 autocast on a CUDA GPU that supports
-    # it, fp32 elsewhere; bf16 = autocast on any device (the CPU too); fp32 = never. Like `device`, an execution
-    # choice: recorded with each model, not part of its version.
+    # training arithmetic (docs/recommenders.md, "Seeds, device and precision"); like `device`, recorded with each
+    # model, not part of its version
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     shuffled_base: str = "musicnn"
     models_dir: str | None = None  # where pretrained weights live; default: AUDIOREC_MODELS or the user cache
-    # z-score every feature of an encoder's vectors over the catalogue before the recommenders see them
-    # (off by default: the study used the raw vectors); the model metadata says which
+    # z-score every feature of the vectors over the catalogue (docs/encoders.md); off: the study's raw vectors
     standardize: bool = False
 
     @field_validator("standardize", mode="before")
@@ -143,8 +125,8 @@ class AlsSettings(_Section):
 
 
 class AudioCheckSettings(_Section):
-    """What the tracks check does with each audio oddity: fail (blocks the ingest) or warn (reported on the
-    check, the run goes on). A file that does not decode at all always fails."""
+    """What the tracks check does with each audio oddity: fail (blocks the ingest) or warn (reported on the check);
+    a file that does not decode at all always fails."""
 
     truncated: Literal["fail", "warn"] = "fail"  # fewer samples than the header promises
     nan_samples: Literal["fail", "warn"] = "fail"  # NaN/inf samples (they make NaN embeddings)
@@ -191,16 +173,14 @@ class ExperimentSettings(_Section):
     seeds: list[int] | None = None
     split: SplitSettings = SplitSettings()
     missing_audio: Literal["fail", "drop"] = "fail"
-    # log rows repeating an earlier (user_id, track_id, timestamp): counted and reported on
-    # audiorec.listens either way; keep: each counts as a play; drop: only the first is kept
+    # log rows repeating an earlier (user_id, track_id, timestamp): keep counts each as a play, drop keeps the first
     duplicates: Literal["keep", "drop"] = "keep"
     audio_checks: AudioCheckSettings = AudioCheckSettings()
     encoders: list[str] = ["mfcc", "musicnn", "shuffled", "random", "none"]
     recommenders: list[str] = ["knn", "shallow", "bert4rec", "popularity", "als"]
     ks: list[int] = [10, 20, 50]
-    # the K of the tables for people (leaderboard, comparisons, plot); must be one of ks. Fit it to the
-    # catalogue: 50 of Music4All-Onion's 56 512 tracks is a short list, 50 of a few hundred is not.
-    # None: 50 when ks has it, else the largest K
+    # the K of the tables for people, one of ks; fit it to the catalogue (50 of a few hundred tracks is no short
+    # list). None: 50 when ks has it, else the largest K
     headline_k: int | None = None
     top_n: int = Field(100, ge=1)
     encode: EncodeSettings = EncodeSettings()
@@ -230,19 +210,16 @@ class ExperimentSettings(_Section):
             raise ValueError(f"headline_k ({self.headline_k}) must be one of ks {self.ks}")
         if max(self.ks) > self.top_n:
             raise ValueError(f"top_n ({self.top_n}) must be at least the largest K in ks ({max(self.ks)})")
-        unknown = [r for r in self.recommenders if r not in RECOMMENDERS]
-        if unknown:
+        if unknown := [r for r in self.recommenders if r not in RECOMMENDERS]:
             raise ValueError(f"recommenders {unknown} are unknown; known: {sorted(RECOMMENDERS)}")
-        bad = [e for e in [*self.encoders, self.encode.shuffled_base] if not ENCODER_NAME.fullmatch(e)]
-        if bad:
+        if bad := [e for e in [*self.encoders, self.encode.shuffled_base] if not ENCODER_NAME.fullmatch(e)]:
             raise ValueError(f"encoder names {bad} must match {ENCODER_NAME.pattern}")
         no_audio_twins = [e for e in self.encoders if e == "shuffled_none"] + (
             ["encode.shuffled_base: none"] if self.encode.shuffled_base == "none" else [])
         if no_audio_twins:
             raise ValueError(f"{no_audio_twins}: encoder 'none' has no vectors to shuffle; shuffle an audio encoder")
         shuffled_base = self.encode.shuffled_base
-        bad_hybrids = [e for e in [*self.encoders, shuffled_base] if bad_hybrid(e, shuffled_base)]
-        if bad_hybrids:
+        if bad_hybrids := [e for e in [*self.encoders, shuffled_base] if bad_hybrid(e, shuffled_base)]:
             raise ValueError(f"encoders {bad_hybrids}: hybrid_<encoder> puts tracks.csv metadata beside that "
                              "encoder's vectors; 'none' has no vectors, and a hybrid already holds the metadata "
                              "(use hybrid_<an audio encoder>)")
@@ -329,54 +306,26 @@ class LakePaths:
 
     def __init__(self, root: Path | str):
         self.root = Path(root).resolve()
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings"
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def tables(self) -> Path:
-        """Parquet files behind the warehouse views (one folder per table)."""
-        return self.root / "tables"
-
-    @property
-    def warehouse(self) -> Path:
-        return self.root / "warehouse.duckdb"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    @property
-    def staging(self) -> Path:
-        """Temporaries of atomic writes (:mod:`audiorec_assets.lakeio`): outside every folder a view or a
-        glob reads, on the lake's filesystem so that renames into place are atomic."""
-        return self.tmp / "staging"
-
-    @property
-    def audio_verdicts(self) -> Path:
-        """The tracks check's probe verdicts and header durations by file (path, size, mtime_ns)
-        (:mod:`audiorec_assets.data.audio_verdicts`); the tracks table reads the durations back."""
-        return self.tmp / "audio_verdicts.parquet"
+        self.raw = self.root / "raw"
+        self.embeddings = self.root / "embeddings"
+        self.models = self.root / "models"
+        self.tables = self.root / "tables"  # Parquet files behind the warehouse views (one folder per table)
+        self.warehouse = self.root / "warehouse.duckdb"
+        self.tmp = self.root / "tmp"
+        # temporaries of atomic writes (:mod:`audiorec_assets.lakeio`): outside every folder a view or a glob
+        # reads, on the lake's filesystem so that renames into place are atomic
+        self.staging = self.tmp / "staging"
+        # the tracks check's probe verdicts and header durations by file (path, size, mtime_ns)
+        # (:mod:`audiorec_assets.data.audio_verdicts`); the tracks table reads the durations back
+        self.audio_verdicts = self.tmp / "audio_verdicts.parquet"
+        # the symlink to the published set of INGEST_TABLES (resolve it once to read them as one set)
+        self.ingest = self.tables / "ingest"
 
     def embedding_file(self, encoder: str) -> Path:
         return self.embeddings / f"{encoder}.npy"
 
     def model_dir(self, encoder: str, recommender: str) -> Path:
         return self.models / encoder / recommender
-
-    @property
-    def ingest(self) -> Path:
-        """The symlink to the published set of :data:`INGEST_TABLES` (resolve it once to read them as one set)."""
-        return self.tables / "ingest"
 
     def table_dir(self, table: str) -> Path:
         return self.root / table_folder(table)

@@ -1,10 +1,5 @@
-"""The cells of the study: which encoder × recommender pairs a configuration asks for.
-
-Encoder ``none`` means "no audio". A recommender that knows no audio (``popularity``, ``als``)
-has one cell, under ``none``, whatever the encoders; one that needs vectors (``knn``) has none
-there; the others (``shallow``, ``bert4rec``, ``sasrec``) run on every configured encoder, ``none``
-included (learned item ids: the references of "what does audio add").
-"""
+"""The cells of the study: which encoder × recommender pairs a configuration asks for (encoder ``none`` = no
+audio; the rules: :mod:`audiorec_assets.recommenders`, docs/recommenders.md)."""
 
 from __future__ import annotations
 

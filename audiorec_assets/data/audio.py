@@ -41,8 +41,7 @@ def check_decodes(path: Path, seconds: float = 1.0) -> None:
 
 def load_audio(path: Path, sr: int, duration: float | None = None, offset: float = 0.0) -> np.ndarray:
     """Mono float32 waveform of ``path`` at ``sr`` Hz, the first ``duration`` seconds after ``offset``."""
-    waveform, _ = _decode(path, sr=sr, offset=offset, duration=duration)
-    return waveform
+    return _decode(path, sr=sr, offset=offset, duration=duration)[0]
 
 
 def _downmix(frames: np.ndarray) -> np.ndarray:
@@ -102,12 +101,9 @@ SILENT_PEAK = 1e-4  # about -80 dBFS: nothing audible
 
 
 def audio_oddities(path: Path) -> dict[str, str]:
-    """What is odd about a readable audio file, by kind (:data:`AUDIO_ODDITIES`) → message naming it.
-
-    Decodes the whole file: ``truncated`` (fewer samples than its header promises, or a WAV data
-    chunk longer than the file), ``nan_samples``, ``short`` (under :data:`SHORT_SECONDS`), ``silent``
-    (peak under :data:`SILENT_PEAK`). Raises :class:`AudioReadError` when it does not decode.
-    """
+    """What is odd about a readable audio file, by kind (:data:`AUDIO_ODDITIES`) → message naming it, decoding the
+    whole file: ``truncated`` (fewer samples than its header promises, or a WAV data chunk longer than the file),
+    ``nan_samples``, ``short``, ``silent``. Raises :class:`AudioReadError` when it does not decode."""
     import soundfile as sf
 
     declared = None
@@ -155,20 +151,15 @@ def probe_audio(path: Path) -> dict[str, str]:
 
 
 def probe_audio_and_duration(path: Path) -> tuple[dict[str, str], float | None]:
-    """What :func:`audio_oddities` would find in ``path``, without decoding a healthy file in full, and the
-    duration its header gives (``frames / samplerate``, what ``soundfile.info`` says; None where libsndfile cannot
-    read the header).
+    """What :func:`audio_oddities` would find in ``path`` (same verdict, same messages), without decoding a healthy
+    file in full, and the duration its header gives (``frames / samplerate``; None where libsndfile cannot read it).
 
-    One open of the file: the header, the first :data:`PROBE_HEAD_FRAMES` frames and the last
-    :data:`PROBE_TAIL_FRAMES` (a truncated file cannot deliver them), and a WAV's chunk scan. A file the probe
-    cannot vouch for that way is judged on all its samples, exactly as :func:`audio_oddities` judges it (same
-    verdict, same messages): a small file (no more frames than the probe reads anyway), a float file (NaN samples
-    can be anywhere) and a file under :data:`SHORT_SECONDS` are read whole through the handle already open; a
-    header libsndfile cannot read, a start without a sample at or over :data:`SILENT_PEAK` (silent?), a short or
-    failing read (truncated?) or a WAV data chunk past the end go to :func:`audio_oddities` itself (with its
-    fallbacks). Raises :class:`AudioReadError` naming the file when it does not decode. A file whose header and
-    both ends decode but whose middle does not passes here; the encoder that decodes it names it.
-    """
+    One open of the file: the header, the first :data:`PROBE_HEAD_FRAMES` and last :data:`PROBE_TAIL_FRAMES` frames
+    (a truncated file cannot deliver them), and a WAV's chunk scan. A small file, a float one (NaN samples can be
+    anywhere) or one under :data:`SHORT_SECONDS` is read whole through that handle; an unreadable header, a start
+    without a sample at or over :data:`SILENT_PEAK`, a short or failing read or a WAV data chunk past the end go to
+    :func:`audio_oddities` itself. Raises :class:`AudioReadError` naming the file when it does not decode; a file
+    whose middle alone does not decode passes here (the encoder that decodes it names it)."""
     import soundfile as sf
 
     duration = None

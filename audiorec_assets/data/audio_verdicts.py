@@ -1,15 +1,15 @@
-"""The remembered audio verdicts: what the tracks check's probe found in each file, by (path, size, mtime_ns).
-
-One Parquet file in the lake (``LakePaths.audio_verdicts``), written where the tracks check's probe runs
-(:func:`audiorec_assets.data.quality.file_verdicts`: in an ingest, while its tracks table is built, for
-``duration_s``; else by the check, :func:`~audiorec_assets.data.quality.tracks_flags`) and read back by both, so
-that unchanged audio is not opened again.
-Rows of another :data:`PROBE_VERSION` are ignored; the file is only ever replaced whole, in one rename.
-"""
+"""The remembered audio verdicts: what the tracks check's probe found in each file, by (path, size, mtime_ns), in
+``LakePaths.audio_verdicts``: written where the probe runs (:func:`audiorec_assets.data.quality.file_verdicts`: in
+an ingest, else in the tracks check), only ever whole, in one rename, and read back by both."""
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -21,9 +21,6 @@ Verdict = tuple[bool, dict[str, str], str, float]  # decodes, oddities (kind -> 
 
 def file_fingerprint(path: str) -> tuple[int, int] | None:
     """(size, mtime_ns) of ``path``, or None when it is not a file."""
-    import os
-    import stat
-
     try:
         info = os.stat(path)
     except (OSError, ValueError):
@@ -31,45 +28,35 @@ def file_fingerprint(path: str) -> tuple[int, int] | None:
     return (info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
 
 
-def read_verdicts(path: Path | None) -> dict[tuple[str, int, int], Verdict]:
-    """The remembered probe verdicts in ``path`` by (file, size, mtime_ns): empty when there is no such file,
-    it cannot be read (it is then rewritten) or it was written by another :data:`PROBE_VERSION`."""
-    import json
-
+def _by_file(path: Path | None, columns: list[str], row: Callable[..., Any]) -> dict[tuple[str, int, int], Any]:
+    """``row(*columns)`` of each row of :data:`PROBE_VERSION` in ``path``, by (file, size, mtime_ns); empty when there
+    is no such file or it cannot be read."""
     if path is None or not path.is_file():
         return {}
     try:
-        table = pd.read_parquet(path)
-        rows = table[table["version"] == PROBE_VERSION]
-        # most files have no oddity: no JSON to parse for "{}"
-        return {(str(f), int(size), int(mtime)): (bool(decodes), json.loads(odd) if odd != "{}" else {}, str(problem),
-                                                   float(duration))
-                for f, size, mtime, decodes, odd, problem, duration in zip(
-                    rows["path"], rows["size"], rows["mtime_ns"], rows["decodes"], rows["oddities"], rows["problem"],
-                    rows["duration_s"])}
+        rows = pd.read_parquet(path, columns=["path", "size", "mtime_ns", "version", *columns])
+        rows = rows[rows["version"] == PROBE_VERSION]
+        return {(str(f), int(size), int(mtime)): row(*values) for f, size, mtime, *values
+                in zip(rows["path"], rows["size"], rows["mtime_ns"], *(rows[c] for c in columns))}
     except Exception:  # a damaged or foreign file: probe again and replace it
         return {}
 
 
+def read_verdicts(path: Path | None) -> dict[tuple[str, int, int], Verdict]:
+    """The remembered probe verdicts in ``path`` by (file, size, mtime_ns); empty when there is no such file, it
+    cannot be read (it is then rewritten) or it was written by another :data:`PROBE_VERSION`."""
+    # most files have no oddity: no JSON to parse for "{}"
+    return _by_file(path, ["decodes", "oddities", "problem", "duration_s"], lambda decodes, odd, problem, duration: (
+        bool(decodes), json.loads(odd) if odd != "{}" else {}, str(problem), float(duration)))
+
+
 def remembered_durations(path: Path | None) -> dict[tuple[str, int, int], float]:
-    """The ``duration_s`` of each file in the verdicts file ``path``, by (file, size, mtime_ns); empty when
-    there is none, it cannot be read or it was written by another :data:`PROBE_VERSION` (without oddities
-    parsed: the tracks table reads only this)."""
-    if path is None or not path.is_file():
-        return {}
-    try:
-        rows = pd.read_parquet(path, columns=["path", "size", "mtime_ns", "version", "duration_s"])
-        rows = rows[rows["version"] == PROBE_VERSION]
-        return {(str(f), int(size), int(mtime)): float(duration)
-                for f, size, mtime, duration in zip(rows["path"], rows["size"], rows["mtime_ns"], rows["duration_s"])}
-    except Exception:  # damaged or foreign: the caller reads the headers
-        return {}
+    """:func:`read_verdicts`' ``duration_s`` alone (the tracks table reads only this: no oddities parsed)."""
+    return _by_file(path, ["duration_s"], float)
 
 
 def write_verdicts(path: Path, verdicts: dict[tuple[str, int, int], Verdict]) -> None:
     """Replace ``path`` with ``verdicts`` in one rename (a reader sees the old file or the new one)."""
-    import json
-
     from audiorec_assets.lakeio import atomic_path
 
     keys = list(verdicts)

@@ -1,7 +1,5 @@
-"""The ingest in one pass: raw files → the four tables ``listens``, ``tracks``, ``interactions`` and
-``split_info``, written as ``<folder>/<table>/all.parquet`` (a fresh folder: publishing it is the Dagster layer's
-business). One read of the log, the catalogue, the split.
-"""
+"""The ingest in one pass: raw files → the four tables ``listens``, ``tracks``, ``interactions`` and ``split_info``
+under a fresh folder (publishing it is the Dagster layer's business)."""
 
 from __future__ import annotations
 
@@ -109,10 +107,6 @@ def missing_audio_policy(policy: str, warn: Warn, dropped: dict[str, int]) -> sp
 def read_windows(split_info_file: Path) -> splits.SplitWindows:
     """The windows an ingest's split used, from its ``split_info`` table."""
     info = pd.read_parquet(split_info_file).iloc[0]
-    val_end = info["val_end"]
-    return splits.SplitWindows(
-        train_start=info["train_start"].to_pydatetime(),
-        test_start=info["test_start"].to_pydatetime(),
-        test_end=info["test_end"].to_pydatetime(),
-        val_end=None if pd.isna(val_end) else pd.Timestamp(val_end).to_pydatetime(),
-    )
+    train_start, test_start, test_end = (info[c].to_pydatetime() for c in ("train_start", "test_start", "test_end"))
+    val_end = None if pd.isna(info["val_end"]) else pd.Timestamp(info["val_end"]).to_pydatetime()
+    return splits.SplitWindows(train_start, test_start, test_end, val_end)

@@ -1,9 +1,6 @@
-"""How a bad listening log is refused: :class:`SourceError`, and each fault named by its line in the file.
-
-DuckDB counts records, not file lines (newlines inside quotes, blank lines, CRLF), and quotes a bad line whole;
-the helpers here turn what DuckDB reports (a reject's byte position, a record number, an over-long line) into
-the 1-based line a person finds in an editor, scanning the file in chunks. They run only when something is wrong.
-"""
+"""How a bad listening log is refused: :class:`SourceError`, each fault named by its 1-based line in the file.
+DuckDB counts records, not file lines (newlines inside quotes, blank lines, CRLF), and quotes a bad line whole; the
+helpers here, which run only when something is wrong, find the line a person sees in an editor (header = line 1)."""
 
 from __future__ import annotations
 
@@ -26,13 +23,10 @@ def _short(text: str, keep: int = 60) -> str:
 
 
 def _reject_line(path: Path, position: int, csv_line: str) -> int:
-    """1-based file line (header = line 1; LF and CRLF alike, blank lines and newlines inside quotes
-    counted) of a row DuckDB rejected at byte ``position`` with text ``csv_line``.
-
-    DuckDB's own ``line`` counts records, not file lines, and its ``byte_position`` is where it
-    noticed the error: inside the line, just past its end (a missing column) or on the newline
-    before it (CRLF). So the line holding ``position`` and its two neighbours are compared with the
-    start of ``csv_line``, scanning in chunks (a line is never read whole)."""
+    """File line of a row DuckDB rejected at byte ``position`` with text ``csv_line``. DuckDB's ``byte_position``
+    is where it noticed the error: inside the line, just past its end (a missing column) or on the newline before
+    it (CRLF). So the line holding ``position`` and its two neighbours are compared with the start of
+    ``csv_line``, scanning in chunks (a line is never read whole)."""
     newlines, read, last_two = 0, 0, [-1, -1]  # offsets of the last two newlines before position
     with open(path, "rb") as handle:
         while read < position:
@@ -83,9 +77,7 @@ def _first_long_line(path: Path, limit: int) -> tuple[int, int] | None:
                     return line, full
                 line, length, start = line + 1, 0, end + 1
             length += len(chunk) - start
-    if length and length + 1 > limit:
-        return line, length
-    return None
+    return (line, length) if length and length + 1 > limit else None
 
 
 def raise_long_line(source_path: Path, read_path: Path, message: str) -> None:
@@ -163,9 +155,8 @@ def raise_bad_rows(con, source_path: Path, read_path: Path, problem_sql: str, n_
 
 
 def raise_on_rejects(con, path: Path, read_path: Path | None = None) -> None:
-    """Raise on the rows DuckDB rejected, by file line of ``read_path`` (the file DuckDB read; ``path``
-    is the one named). DuckDB's own ``line`` counts records, not lines (newlines inside quotes are
-    missed), so the line is taken from the reject's ``byte_position`` where it has one."""
+    """Raise on the rows DuckDB rejected, by file line of ``read_path`` (the file DuckDB read; ``path`` is the one
+    named), taken from the reject's ``byte_position`` where it has one (DuckDB's ``line`` counts records)."""
     try:
         rows = con.sql("SELECT DISTINCT line, byte_position, error_message, csv_line FROM reject_errors "
                        "ORDER BY coalesce(byte_position, 0), line LIMIT 3").fetchall()

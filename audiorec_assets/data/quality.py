@@ -1,18 +1,6 @@
-"""Data-quality suites (Great Expectations 1.x) for ``tracks`` and ``interactions``.
-
-Interactions rules: split ∈ {train, val, test, test_cold}; val/test (warm) rows have user and track
-in train and a pair not in train; test_cold rows have the user in train and the track NOT in train;
-every row lies in its split's window.
-
-Set-level facts that one row cannot show (is this user in train? is this pair also in
-train?) are computed in DuckDB as per-row flags first, then checked by expectations like any
-column, so every failure reads the same way in the Dagster UI. Only the rows a suite needs for its
-verdicts and counts reach pandas (every failing row, one good row per split): a table of millions of
-good rows is a handful of rows to Great Expectations.
-
-Audio is probed, not decoded (``data/audio.py: probe_audio``), and each verdict is remembered by the file's
-(path, size, mtime_ns) in a Parquet file the caller names, so unchanged audio is not opened again.
-"""
+"""Data-quality suites (Great Expectations 1.x) for ``tracks`` and ``interactions``. Set-level facts that one row
+cannot show (is this user in train?) are computed in DuckDB as per-row flags, then checked by expectations like
+any column, so every failure reads the same way in the Dagster UI."""
 
 from __future__ import annotations
 
@@ -105,33 +93,20 @@ REQUIRED_SPLITS = ["train", "val", "test"]  # test_cold may be empty: no warm us
 
 
 def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.DataFrame:
-    """Interactions rows plus per-row set flags, each True (or False) where its rule does not apply:
-
-    - ``in_window``: ``first_ts`` inside the row's window: train ``[train_start, test_start)``;
-      test_cold the whole evaluation window ``[test_start, test_end)``; val/test the same, or for
-      ``guide`` val before ``val_end`` and test from it on;
-    - ``user_in_train``: the user has a train row (val, test, test_cold);
-    - ``track_in_train``: the track has a train row (val, test: the warm candidates);
-    - ``eval_pair_in_train``: the user × track pair is also a train row (val, test, test_cold);
-    - ``cold_track_in_train``: a test_cold row's track has a train row (it must not).
-
-    The flags are computed in DuckDB over the whole file, but only the rows the suite needs reach pandas
-    (in file order): every row that breaks a rule (a flag, a null, a split outside :data:`SPLITS`, plays < 1,
-    or a user × track pair with more than one row, which a correct split never has: that covers both the
-    duplicates and the train/eval leaks) and the first good row of each split. So the suite's verdicts and
-    its counts of failing rows are those of the whole table, and a good table of millions of rows reaches
-    Great Expectations as four rows. ``frame.attrs["rows_checked"]`` is the table's row count.
-    """
+    """Interactions rows plus the per-row set flags :data:`INTERACTION_FLAGS`, each True (or False) where its rule
+    does not apply. Only the rows the suite needs reach pandas (in file order): every row that breaks a rule (a
+    flag, a null, a split outside :data:`SPLITS`, plays < 1, or a user × track pair with more than one row, which a
+    correct split never has: duplicates and train/eval leaks alike) and the first good row of each split, so the
+    verdicts and counts of failing rows are those of the whole table. ``frame.attrs["rows_checked"]``: its rows."""
     params = {"path": str(interactions), "train_start": windows.train_start, "test_start": windows.test_start,
               "test_end": windows.test_end, "val_end": windows.val_end}
     file = "read_parquet($path, file_row_number = true)"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE check_train_users AS SELECT DISTINCT user_id FROM {file} "
-                "WHERE split = 'train'", {"path": params["path"]})
-    con.execute(f"CREATE OR REPLACE TEMP TABLE check_train_tracks AS SELECT DISTINCT track_id FROM {file} "
-                "WHERE split = 'train'", {"path": params["path"]})
+    for table, column in (("check_train_users", "user_id"), ("check_train_tracks", "track_id")):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT DISTINCT {column} FROM {file} "
+                    "WHERE split = 'train'", {"path": params["path"]})
     # pairs with more than one row (none in a correct split), and whether one of the rows is train: grouped by a
     # hash of the pair first (one integer key), then exactly among the rows whose hash repeats
-    con.execute(f"CREATE OR REPLACE TEMP TABLE check_pair_hashes AS SELECT hash(user_id, track_id) AS h "
+    con.execute("CREATE OR REPLACE TEMP TABLE check_pair_hashes AS SELECT hash(user_id, track_id) AS h "
                 "FROM read_parquet($path) GROUP BY h HAVING count(*) > 1", {"path": params["path"]})
     con.execute(f"CREATE OR REPLACE TEMP TABLE check_shared_pairs AS SELECT i.user_id, i.track_id, "
                 f"bool_or(i.split = 'train') AS in_train FROM {file} AS i "
@@ -176,12 +151,8 @@ def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.Dat
 
 
 def check_interactions(flags: pd.DataFrame) -> QualityResult:
-    """Schema, nulls, split values, windows, no train/eval leak, warm start, cold test, no duplicates.
-
-    split ∈ {train, val, test, test_cold}, train / val / test each non-empty; val and test: user and
-    track in train, pair not in train, inside the val / test window; test_cold: user in train,
-    track NOT in train, inside the evaluation window.
-    """
+    """Schema, nulls, split values (train / val / test each non-empty), windows, no train/eval leak, warm start,
+    cold test, no duplicates: the flags of :func:`interactions_flags`."""
     import great_expectations as gx
 
     E = gx.expectations
@@ -205,9 +176,8 @@ def check_interactions(flags: pd.DataFrame) -> QualityResult:
 
 
 def probe_verdict(path: str) -> Verdict:
-    """:func:`probe_audio_and_duration` as (decodes, oddities, problem, duration_s); ``problem`` names the file and
-    ``duration_s`` is :func:`~audiorec_assets.data.audio.duration_or_nan`, what the tracks table holds (the
-    header's, from the probe's own open of the file where libsndfile reads it)."""
+    """:func:`probe_audio_and_duration` as (decodes, oddities, problem naming the file, duration_s); ``duration_s`` is
+    :func:`~audiorec_assets.data.audio.duration_or_nan` (from the probe's own open where libsndfile reads it)."""
     try:
         odd, duration = probe_audio_and_duration(Path(path))
     except Exception as err:
@@ -216,14 +186,10 @@ def probe_verdict(path: str) -> Verdict:
 
 
 def file_verdicts(files: list[str | None], verdicts: Path | None = None, workers: int = 4) -> list[Verdict | None]:
-    """The :func:`probe_verdict` of each of ``files`` (None where there is no such file, or no path).
-
-    With ``verdicts`` (a Parquet file in the lake) a file whose (path, size, mtime_ns) was probed before is not
-    probed again, and the file is rewritten, atomically, when a verdict was added or a file left ``files``."""
-    keys = []
-    for path in files:
-        fingerprint = file_fingerprint(path) if isinstance(path, str) else None
-        keys.append((path, *fingerprint) if fingerprint else None)
+    """The :func:`probe_verdict` of each of ``files`` (None where there is no such file, or no path). With
+    ``verdicts`` (a Parquet file in the lake) a file whose (path, size, mtime_ns) was probed before is not probed
+    again, and the file is rewritten, atomically, when a verdict was added or a file left ``files``."""
+    keys = [(path, *stamp) if isinstance(path, str) and (stamp := file_fingerprint(path)) else None for path in files]
     known = read_verdicts(verdicts)
     probed = _probe(sorted({key for key in keys if key is not None and key not in known}), workers)
     current = {key for key in keys if key is not None}
@@ -233,10 +199,9 @@ def file_verdicts(files: list[str | None], verdicts: Path | None = None, workers
 
 
 def _probe(keys: list[tuple[str, int, int]], workers: int) -> dict[tuple[str, int, int], Verdict]:
-    """:func:`probe_verdict` of each key's file on ``workers`` threads, at most one per core (decoding is I/O
-    plus C code that releases the GIL; more threads than cores only fight over the GIL: 56 512 1-s WAVs took
-    1.5-1.8x the CPU seconds on 4 threads as on 1 or 2, on 2 cores, bench/RESULTS.md), in chunks: a task per
-    file would cost more than probing a small one."""
+    """:func:`probe_verdict` of each key's file on ``workers`` threads, at most one per core (more only fight over
+    the GIL: 56 512 1-s WAVs took 1.5-1.8x the CPU seconds on 4 threads as on 1 or 2, on 2 cores, bench/RESULTS.md),
+    in chunks: a task per file would cost more than probing a small one."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -252,13 +217,11 @@ def _probe(keys: list[tuple[str, int, int]], workers: int) -> dict[tuple[str, in
 
 
 def tracks_flags(tracks: pd.DataFrame, workers: int = 4, verdicts: Path | None = None) -> pd.DataFrame:
-    """Tracks rows plus per-row audio flags: the file exists, it decodes, and (``audio_<kind>_ok``) it is
-    free of each oddity of :func:`~audiorec_assets.data.audio.audio_oddities`; ``audio_problem`` says what is wrong, naming the file.
-
-    Each file is probed (:func:`probe_verdict`: header and both ends; all samples only where that cannot
-    decide), not decoded: the encoders decode every file anyway and name one that fails. With ``verdicts``
-    the verdicts are remembered (:func:`file_verdicts`): the ingest's tracks table has probed every file
-    already (``build_tracks(probe=True)``), so here nothing is opened again."""
+    """Tracks rows plus per-row audio flags: the file exists, it decodes, and (``audio_<kind>_ok``) it is free of
+    each oddity of :func:`~audiorec_assets.data.audio.audio_oddities`; ``audio_problem`` names the file and fault.
+    Each file is probed (:func:`probe_verdict`), not decoded: the encoders decode every file anyway and name one
+    that fails. With ``verdicts`` they are remembered (:func:`file_verdicts`): the ingest's tracks table has
+    probed every file already (``build_tracks(probe=True)``), so here nothing is opened again."""
     results = file_verdicts([path if isinstance(path, str) else None for path in tracks["audio_path"]],
                             verdicts, workers)
     flagged = tracks.copy()

@@ -1,8 +1,5 @@
-"""The three raw layouts (docs/lake.md, "Input layouts") → one typed listens Parquet file and a track list.
-
-All parsing is DuckDB's CSV/Parquet reader, streaming to Parquet, so memory does not grow
-with the log (the full Music4All-Onion log is 252 M events).
-"""
+"""The three raw layouts (docs/lake.md, "Input layouts") → one typed listens Parquet file and a track list. DuckDB's
+reader streams the log to Parquet, so memory does not grow with it (the full Music4All-Onion log: 252 M events)."""
 
 from __future__ import annotations
 
@@ -15,16 +12,8 @@ from enum import Enum
 from pathlib import Path
 
 from audiorec_assets.data.audio import AUDIO_EXTENSIONS
-from audiorec_assets.data.log_errors import (  # SourceError: raised here too, importable from here
-    SourceError,
-    raise_bad_rows,
-    raise_long_line,
-    raise_on_rejects,
-)
-from audiorec_assets.data.synthetic import (  # noqa: F401 (the synthetic-log marker: importable from here too)
-    SYNTHETIC_MARKER,
-    log_is_synthetic,
-)
+from audiorec_assets.data.log_errors import SourceError, raise_bad_rows, raise_long_line, raise_on_rejects
+from audiorec_assets.data.synthetic import SYNTHETIC_MARKER, log_is_synthetic  # noqa: F401 (importable from here)
 from audiorec_assets.lakeio import atomic_path
 from audiorec_assets.warehouse import sql_literal
 
@@ -63,14 +52,11 @@ def detect_source(raw_dir: Path) -> RawSource:
             f"{raw_dir} {state}: run `audiorec demo` to write the demo data set there, or put your data there: a "
             f"Music4All-Onion layout ({ONION_LOG}[.bz2] + audios/) or your own catalogue (listens.csv, .tsv or "
             f".parquet + audio/), see docs/lake.md, 'Input layouts'.")
-    found: list[RawSource] = []
-    for name in (ONION_LOG, ONION_LOG + ".bz2"):
-        if (raw_dir / name).exists():
-            found.append(RawSource(Layout.ONION, raw_dir / name, raw_dir / "audios"))
-    for name in OWN_LOGS:
-        if (raw_dir / name).exists():
-            tracks = raw_dir / "tracks.csv"
-            found.append(RawSource(Layout.OWN, raw_dir / name, raw_dir / "audio", tracks if tracks.exists() else None))
+    tracks = raw_dir / "tracks.csv"
+    found = [RawSource(Layout.ONION, raw_dir / name, raw_dir / "audios")
+             for name in (ONION_LOG, ONION_LOG + ".bz2") if (raw_dir / name).exists()]
+    found += [RawSource(Layout.OWN, raw_dir / name, raw_dir / "audio", tracks if tracks.exists() else None)
+              for name in OWN_LOGS if (raw_dir / name).exists()]
     if not found:
         expected = ", ".join([ONION_LOG, ONION_LOG + ".bz2", *OWN_LOGS])
         raise SourceError(f"No listening log in {raw_dir}: expected one of {expected} (a catalogue without a log: "
@@ -117,17 +103,13 @@ def check_columns(path: Path, columns: list[str]) -> None:
         if near:
             hints.append(f"'{near}' looks like '{col}': rename it")
     hint = (" " + "; ".join(hints) + ".") if hints else ""
-    raise SourceError(
-        f"{path}: missing column(s) {missing}; found {columns}. Expected header: {', '.join(REQUIRED_COLUMNS)}.{hint}"
-    )
+    raise SourceError(f"{path}: missing column(s) {missing}; found {columns}. "
+                      f"Expected header: {', '.join(REQUIRED_COLUMNS)}.{hint}")
 
 
 def decompress_if_needed(log_path: Path, scratch_dir: Path) -> Path:
-    """DuckDB reads plain and gzip/zstd CSV but not bzip2: stream-decompress ``.bz2`` to ``scratch_dir``.
-
-    The copy is reused only while the ``.bz2`` has the same size and modification time as when
-    it was made (a stamp file beside the copy), so a replaced archive is always read again.
-    """
+    """DuckDB reads plain and gzip/zstd CSV but not bzip2: stream-decompress ``.bz2`` to ``scratch_dir``. The copy is
+    reused only while the ``.bz2`` has the size and mtime it had then (a stamp file beside the copy)."""
     if log_path.suffix != ".bz2":
         return log_path
     scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -157,13 +139,8 @@ _USUAL_TIMESTAMP = f"{_D * 4}-{_D * 2}-{_D * 2} {_D * 2}:{_D * 2}:{_D * 2}"
 
 
 def _timestamp_sql(column_type: str) -> str:
-    """SQL turning the log's ``timestamp`` column into a UTC TIMESTAMP.
-
-    Accepts native timestamps and dates, epoch seconds (numbers, or digit strings in text
-    logs) and text such as ``2019-03-01 12:00:00`` or ISO 8601 with an offset (converted to
-    UTC). The connection's time zone is UTC (``warehouse.scratch_connection``), so the result
-    does not depend on the machine.
-    """
+    """SQL turning the log's ``timestamp`` column into a UTC TIMESTAMP (the formats: docs/lake.md, "What the ingest
+    accepts"). The connection's time zone is UTC (``warehouse.scratch_connection``): the machine's does not matter."""
     if column_type.startswith("TIMESTAMP") or column_type == "DATE":
         return "CAST(timestamp AS TIMESTAMP)"
     if column_type in INTEGER_TYPES or column_type.startswith("DECIMAL"):
@@ -199,9 +176,8 @@ def _raise_if_blank(source_path: Path, read_path: Path) -> None:
 
 @dataclass(frozen=True)
 class ListensReport:
-    """What :func:`read_listens` wrote: ``events`` rows; ``duplicates`` rows repeated an earlier
-    (user_id, track_id, ts) and were kept (setting ``duplicates: keep``) or dropped (``drop``); the distinct
-    ``users`` and ``tracks`` and the first and last event time (None where not computed)."""
+    """What :func:`read_listens` wrote: ``events`` rows, of which ``duplicates`` repeated an earlier (user_id,
+    track_id, ts) (kept or dropped by setting ``duplicates``); the rest None where not computed."""
 
     events: int
     duplicates: int
@@ -250,17 +226,10 @@ def _trimmed(column: str) -> str:
 
 
 def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplicates: str = "keep") -> ListensReport:
-    """Validate and copy the listening log to ``target`` (Parquet: user_id, track_id, ts).
-
-    Raises :class:`SourceError` naming file and line for malformed rows, unparsable
-    timestamps, empty ids or an empty log. ``target`` is written only when all rows are good.
-    Rows repeating an earlier (user_id, track_id, ts) are counted; ``duplicates="drop"`` writes
-    only the first of each (then they are not plays), ``"keep"`` writes them all.
-
-    The log is read once, straight into a temporary Parquet file; validation and the summary (users, tracks,
-    first and last event) are one aggregate over that file, the duplicate count one grouping of it by a hash of
-    each event (:func:`_count_duplicates`). Only a log with bad rows is read again, to name them by line.
-    """
+    """Validate and copy the listening log to ``target`` (Parquet: user_id, track_id, ts), written only when all rows
+    are good; :class:`SourceError` names file and line of malformed rows, unparsable timestamps, empty ids or an
+    empty log. Rows repeating an earlier (user_id, track_id, ts) are counted; ``duplicates="drop"`` writes only the
+    first of each, ``"keep"`` writes them all. The log is read once (again only to name bad rows by line)."""
     if duplicates not in ("keep", "drop"):
         raise ValueError(f"duplicates must be 'keep' or 'drop', got {duplicates!r}")
     log_path = decompress_if_needed(source.log_path, scratch_dir)
@@ -318,9 +287,8 @@ def read_listens(con, source: RawSource, target: Path, scratch_dir: Path, duplic
 
 def _count_duplicates(con, events: str) -> int:
     """How many rows of ``events`` (a table function: user_id, track_id, ts) repeat an earlier row's three values.
-
-    Grouped first by a 64-bit hash of the three (one integer key, about two thirds of the CPU of grouping the
-    strings and a time), then exactly, over only the rows whose hash repeats: a hash collision is no duplicate."""
+    Grouped first by a 64-bit hash of the three (about two thirds of the CPU of grouping the strings and a time),
+    then exactly, over only the rows whose hash repeats: a hash collision is no duplicate."""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE repeated_event_hashes AS
                     SELECT hash(user_id, track_id, ts) AS h FROM {events} GROUP BY h HAVING count(*) > 1""")
     if not con.sql("SELECT count(*) FROM repeated_event_hashes").fetchone()[0]:

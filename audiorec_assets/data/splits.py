@@ -1,11 +1,5 @@
-"""The Music4All-Onion train / val / test / test_cold split, in DuckDB (SQL in ``sql/split.sql``).
-
-Both presets (docs/split.md): ``guide`` halves the last month by time, ``paper_code``
-splits the evaluation users as the authors' ``train_test_split(users, test_size=0.5,
-random_state=42)`` does. ``test_cold`` (docs/split.md) holds the evaluation-window pairs of warm
-users on cold tracks (catalogue tracks without train plays); the warm ``val``/``test`` do not
-depend on it.
-"""
+"""The train / val / test / test_cold split, in DuckDB (SQL in ``sql/split.sql``); the presets ``guide`` and
+``paper_code``, the windows and ``test_cold``: docs/split.md."""
 
 from __future__ import annotations
 
@@ -37,10 +31,8 @@ class SplitError(ValueError):
 
 @dataclass(frozen=True)
 class SplitWindows:
-    """Half-open windows: train ``[train_start, test_start)``, evaluation ``[test_start, test_end)``.
-
-    In the ``guide`` preset ``val_end`` cuts the evaluation window into val (before) and test.
-    """
+    """Half-open windows: train ``[train_start, test_start)``, evaluation ``[test_start, test_end)``; in the
+    ``guide`` preset ``val_end`` cuts the evaluation window into val (before) and test."""
 
     train_start: datetime
     test_start: datetime
@@ -50,13 +42,9 @@ class SplitWindows:
 
 @dataclass(frozen=True)
 class SplitReport:
-    """Counts of what the split kept and dropped, for metadata and tests.
-
-    ``dropped_cold_track`` counts the new-to-user pairs of warm users on tracks without train
-    plays: dropped from the warm splits, they are the ``test_cold`` pairs. ``cold_tracks``
-    counts every catalogue track without train plays (the ``test_cold`` candidates), listened
-    in the evaluation window or not.
-    """
+    """Counts of what the split kept and dropped, for metadata and tests. ``dropped_cold_track``: the new-to-user
+    pairs of warm users on tracks without train plays (the ``test_cold`` pairs); ``cold_tracks``: every catalogue
+    track without train plays (the ``test_cold`` candidates), listened in the evaluation window or not."""
 
     events_in_window: int
     train_pairs: int
@@ -94,9 +82,7 @@ def resolve_windows(con, listens: Path, layout: Layout, settings: ExperimentSett
             f"Settings split.train_start={train_start}, split.test_start={test_start}, split.test_end={test_end} "
             f"must be increasing (the data span {min_ts} .. {max_ts})."
         )
-    val_end = None
-    if settings.preset == "guide":
-        val_end = test_start + (test_end - test_start) * split.val_fraction
+    val_end = test_start + (test_end - test_start) * split.val_fraction if settings.preset == "guide" else None
     return SplitWindows(train_start, test_start, test_end, val_end)
 
 
@@ -109,25 +95,16 @@ MissingAudio = Callable[[list[str], int], None]
 
 def make_split(con, listens: Path, catalogue_track_ids: list[str], windows: SplitWindows,
                settings: ExperimentSettings, target: Path, missing_audio: MissingAudio | None = None) -> SplitReport:
-    """Collapse, filter and split the listens into ``target`` (Parquet rows of ``audiorec.interactions``).
-
-    Columns: user_id, track_id, first_ts, plays, split; sorted by split (train, val, test,
-    test_cold), then user, first_ts, track.
-    The work stays in DuckDB (no pandas copy of the log, which is read once); ``target`` is replaced atomically.
-    Listens inside the windows on tracks outside the catalogue (no audio) are left out; when there are any,
-    ``missing_audio`` is called first with their track ids (sorted) and number of events, and may raise to stop
-    the split before anything is written (setting ``missing_audio: fail``).
-    """
+    """Collapse, filter and split the listens into ``target`` (Parquet rows of ``audiorec.interactions``: user_id,
+    track_id, first_ts, plays, split; sorted by split (train, val, test, test_cold), user, first_ts, track), in
+    DuckDB (the log is read once); ``target`` is replaced atomically. Listens inside the windows on tracks outside
+    the catalogue (no audio) are left out; when there are any, ``missing_audio`` is called first with their track
+    ids (sorted) and number of events, and may raise to stop the split before anything is written."""
     _register_column(con, "catalogue", "track_id", catalogue_track_ids)
-    params = {
-        "listens": str(listens),
-        "train_start": windows.train_start,
-        "test_start": windows.test_start,
-        "test_end": windows.test_end,
-    }
+    params = {"listens": str(listens), "train_start": windows.train_start, "test_start": windows.test_start,
+              "test_end": windows.test_end}
     for statement in _split_statements():
-        used = {k: v for k, v in params.items() if f"${k}" in statement}
-        con.execute(statement, used)
+        con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
     without_audio = con.sql("SELECT track_id, events FROM listened_without_audio ORDER BY track_id").fetchall()
     if without_audio and missing_audio is not None:
         missing_audio([track for track, _ in without_audio], int(sum(events for _, events in without_audio)))

@@ -1,12 +1,6 @@
-"""Synthetic listening logs, the ingest's side: reading the marker a generator writes beside its log, so that the
-ingest flags every table built from it (``audiorec.split_info.synthetic``, the ``synthetic_log`` metadata) and no
-result passes for real behaviour.
-
-Only the commands write listening logs: ``audiorec demo`` (:func:`audiorec_assets.datasets.demo.generate_demo`) and
-``audiorec mock-logs`` (:mod:`audiorec_assets.datasets.mock_logs`, also behind ``demo --dataset classical``); each
-writes a :data:`SYNTHETIC_MARKER` naming its log by file name, size and SHA-1 (:mod:`audiorec_assets.datasets.marker`).
-No asset writes one.
-"""
+"""Synthetic listening logs, the ingest's side: reading the :data:`SYNTHETIC_MARKER` that ``audiorec demo`` and
+``audiorec mock-logs`` write beside their log (:mod:`audiorec_assets.datasets.marker`), so that the ingest flags
+every table built from it (``audiorec.split_info.synthetic``) and no result passes for real behaviour."""
 
 from __future__ import annotations
 
@@ -41,11 +35,9 @@ def marker_describes(described: dict, log_path: Path) -> bool:
     if not log_path.is_file():
         return False
     size = log_path.stat().st_size
-    for entry in (described.get("log"), described.get("previous_log")):
-        if (isinstance(entry, dict) and entry.get("file") == log_path.name and entry.get("bytes") == size
-                and entry.get("sha1") == file_hash(log_path)):
-            return True
-    return False
+    return any(isinstance(entry, dict) and entry.get("file") == log_path.name and entry.get("bytes") == size
+               and entry.get("sha1") == file_hash(log_path)
+               for entry in (described.get("log"), described.get("previous_log")))
 
 
 def log_is_synthetic(log_path: Path) -> bool:

@@ -1,7 +1,6 @@
 """Encoder registry: key → ``module:Class``. Adding an encoder is one module plus one line here.
 
-Entries are import strings so that loading the registry (and the Dagster definitions)
-never imports torch or transformers.
+Import strings, so that loading the registry (and the Dagster definitions) never imports torch or transformers.
 """
 
 from __future__ import annotations

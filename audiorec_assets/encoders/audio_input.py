@@ -1,12 +1,6 @@
-"""Waveforms into batches and frames back into one vector: the audio-side helpers of the pretrained encoders.
-
-Nothing here knows a model library. :func:`prepare_waveforms` cleans and cuts a batch of waveforms,
-:func:`length_batches` groups them by length (less padding, or none at all), :func:`conv_output_lengths`
-counts the frames a 1-D conv front-end makes of a waveform, and :func:`mean_over_frames` pools hidden
-states over each track's valid frames. Used by the Hugging Face encoders (``hf.py``) and MusicFM
-(``musicfm.py``). Loading and resampling the audio files is ``audiorec_assets/data/audio.py``.
-
-torch is imported inside the functions that need it.
+"""Waveforms into batches and frames back into one vector: the audio-side helpers of the pretrained encoders
+(``hf.py``, ``musicfm.py``), independent of any model library; torch is imported inside the functions.
+Loading and resampling the audio files is ``audiorec_assets/data/audio.py``.
 """
 
 from __future__ import annotations
@@ -49,11 +43,7 @@ def length_batches(lengths: Sequence[int], batch_size: int, same_length: bool) -
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     batches: list[list[int]] = []
     for i in order:
-        if (
-            batches
-            and len(batches[-1]) < batch_size
-            and (not same_length or lengths[batches[-1][-1]] == lengths[i])
-        ):
+        if batches and len(batches[-1]) < batch_size and (not same_length or lengths[batches[-1][-1]] == lengths[i]):
             batches[-1].append(i)
         else:
             batches.append([i])
@@ -74,8 +64,6 @@ def mean_over_frames(hidden: torch.Tensor, frames: np.ndarray) -> torch.Tensor:
     import torch
 
     frames = np.minimum(np.maximum(frames, 1), hidden.shape[1])
-    valid = torch.arange(hidden.shape[1], device=hidden.device)[None, :] < torch.as_tensor(
-        frames, device=hidden.device
-    )[:, None]
-    valid = valid.unsqueeze(-1).to(hidden.dtype)
+    steps = torch.arange(hidden.shape[1], device=hidden.device)
+    valid = (steps[None, :] < torch.as_tensor(frames, device=hidden.device)[:, None]).unsqueeze(-1).to(hidden.dtype)
     return (hidden * valid).sum(dim=1) / valid.sum(dim=1)

@@ -1,9 +1,5 @@
-"""Can a built-in encoder run here? For an audio encoder, a cheap look for its weights, never a load or a
-download; for ``hybrid_<encoder>``, a look at the lake's ``raw/tracks.csv`` for usable metadata columns.
-
-The encoder partitions of the Dagster graph offer only encoders that can run here
-(``audiorec_assets/defs/partitions.py``); the reason an encoder cannot is shown instead.
-"""
+"""Can a built-in encoder run here? A cheap look for an audio encoder's weights (never a load or a download), or
+for ``hybrid_<encoder>`` at ``raw/tracks.csv``; ``defs/partitions.py`` offers only encoders that can run."""
 
 from __future__ import annotations
 

@@ -51,10 +51,8 @@ class EncoderContext:
 class AudioEncoder(ABC):
     """A frozen pretrained (or built-in) model that maps audio to a fixed-size vector.
 
-    Subclasses declare how they want their audio: ``sample_rate`` (the shared loader
-    resamples to it), ``clip_seconds`` (the loader keeps the first ``clip_seconds``; ``None``
-    keeps everything) and describe ``pooling`` for the metadata. ``embed`` does the model's
-    own windowing, layer choice and pooling.
+    The shared loader resamples to ``sample_rate`` and keeps the first ``clip_seconds`` (``None``: all);
+    ``pooling`` describes the pooling for the metadata; ``embed`` does the model's windowing, layer and pooling.
     """
 
     name: ClassVar[str]
@@ -87,11 +85,5 @@ class AudioEncoder(ABC):
         """Embed a batch of mono float32 waveforms at ``sample_rate``: returns ``(n, dim)`` float32."""
 
     def describe(self) -> dict[str, object]:
-        return {
-            "encoder": self.name,
-            "dim": self.dim,
-            "sample_rate": self.sample_rate,
-            "clip_seconds": self.clip_seconds,
-            "pooling": self.pooling,
-            "model_id": self.model_id,
-        }
+        keys = ("dim", "sample_rate", "clip_seconds", "pooling", "model_id")
+        return {"encoder": self.name, **{k: getattr(self, k) for k in keys}}

@@ -1,11 +1,5 @@
-"""Control "encoders" computed from other vectors, not from audio (pure numpy).
-
-* ``shuffled``: a real encoder's vectors with the rows permuted across tracks. The vector
-  space (dimension, norms, cluster structure) is unchanged, but a track's vector no longer
-  describes its own audio, so whatever a recommender still scores with it is collaborative
-  signal, not content (the journal follow-up's control).
-* ``random``: i.i.d. standard-normal vectors, no structure at all.
-"""
+"""Control "encoders" computed from other vectors, not from audio (pure numpy): ``shuffled`` and ``random``
+(what they control for: docs/encoders.md, "Controls, your own vectors, and no audio")."""
 
 from __future__ import annotations
 

@@ -1,30 +1,17 @@
 """EnCodecMAE ``base`` (Pepino et al., 2023): 4-s chunks, visible-encoder output, mean over frames → 768-d.
 
-What the study ran is ``encodecmae.load_model('base')`` and
-``model.extract_features_from_array(audio)`` (24 kHz), averaged over frames. That upstream
-function cuts the waveform into consecutive non-overlapping 4-s chunks, the last one
-keeping whatever is left (shorter, not padded), runs each chunk alone through EnCodec's
-encoder (75 frames/s) and the MAE's visible encoder (no masking at inference) and
-concatenates the frames. This module does the same, with three documented differences:
+The study ran ``encodecmae.load_model('base')`` and ``model.extract_features_from_array(audio)`` (24 kHz), which
+cuts the waveform into consecutive 4-s chunks (the last one shorter, not padded), runs each chunk alone through
+EnCodec's encoder (75 frames/s) and the MAE's visible encoder and concatenates the frames. The same here, except:
 
-* full 4-s chunks of a track run as one batch (they are equal-length and the model has no
-  cross-sample interaction in eval mode, so the frames are identical);
-* a last partial chunk shorter than one EnCodec frame (320 samples, 13 ms) is dropped
-  (upstream would feed it and get zero or one degenerate frame); a whole track that short
-  is zero-padded to one frame;
-* the mean is over all frames of all chunks (frame-weighted, exactly upstream's
-  ``features.mean(axis=0)``): :func:`pool_frames`.
+* a track's full 4-s chunks run as one batch (equal length, no cross-sample interaction in eval mode: same frames);
+* a last partial chunk shorter than one EnCodec frame (320 samples) is dropped (upstream would get zero or one
+  degenerate frame); a whole track that short is zero-padded to one frame;
+* the mean is over all frames of all chunks (frame-weighted, exactly upstream's ``features.mean(axis=0)``).
 
-Loading is upstream's ``load_model`` without the hub: the three files of the Hugging Face
-repo ``lpepino/encodecmae-base`` (``model.pt``, ``config.gin``, ``imports``) are read from
-``<models_dir>/encodecmae/``. Building the model calls ``EncodecModel.encodec_model_24khz()``,
-which would download EnCodec's own weights; those weights are part of ``model.pt``
-(EnCodec's encoder is a frozen sub-module of the MAE), so the build runs with
-``pretrained=False`` and ``model.pt`` fills them.
-
-Needs the ``encodecmae`` package, which is not on PyPI, and its undeclared dependencies:
-``encodecmae`` from its source repository (GitHub ``habla-liaa/encodecmae``), then
-``pip install encodec==0.1.1 ginpipe gin-config pytorch_lightning einops torchaudio`` (torchaudio: the build matching the installed torch).
+Loading is upstream's ``load_model`` on the local files of ``lpepino/encodecmae-base`` (install: docs/encoders.md).
+``EncodecModel.encodec_model_24khz()`` would download EnCodec's weights, but they are part of ``model.pt`` (a frozen
+sub-module of the MAE), so the build runs with ``pretrained=False`` and ``model.pt`` fills them.
 """
 
 from __future__ import annotations
@@ -46,22 +33,15 @@ CHUNK_SAMPLES = int(CHUNK_SECONDS * SAMPLE_RATE)
 ENCODEC_HOP = 320  # EnCodec 24 kHz: 75 frames per second
 REPO_ID = "lpepino/encodecmae-base"
 WEIGHT_FILES: tuple[str, ...] = ("model.pt", "config.gin", "imports")
-REQUIRED_MODULES: tuple[tuple[str, str], ...] = (
-    ("encodecmae", "encodecmae (source repository: GitHub habla-liaa/encodecmae)"),
-    ("encodec", "encodec==0.1.1"),
-    ("gin", "gin-config"),
-    ("ginpipe", "ginpipe"),
-    ("pytorch_lightning", "pytorch_lightning"),
-    ("einops", "einops"),  # encodec imports both at import time
-    ("torchaudio", "torchaudio"),
+REQUIRED_MODULES: tuple[tuple[str, str], ...] = (  # (module, what to install)
+    ("encodecmae", "encodecmae (source repository: GitHub habla-liaa/encodecmae)"), ("encodec", "encodec==0.1.1"),
+    ("gin", "gin-config"), ("ginpipe", "ginpipe"), ("pytorch_lightning", "pytorch_lightning"),
+    ("einops", "einops"), ("torchaudio", "torchaudio"),  # encodec imports both at import time
 )
 INSTALL_HINT = (
-    'install encodecmae from its source repository (GitHub habla-liaa/encodecmae), then pip install encodec==0.1.1 ginpipe gin-config '
-    "pytorch_lightning einops torchaudio  # torchaudio: the build matching your torch"
+    "install encodecmae from its source repository (GitHub habla-liaa/encodecmae), then pip install encodec==0.1.1 "
+    "ginpipe gin-config pytorch_lightning einops torchaudio  # torchaudio: the build matching your torch"
 )
-
-
-# --------------------------------------------------------------------------- pure functions
 
 
 def chunk_waveform(
@@ -96,10 +76,8 @@ def pool_frames(blocks: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def chunk_frames(model: Any, chunks: np.ndarray, device: str) -> list[np.ndarray]:
-    """Run equal-length chunks ``(b, samples)`` as one batch through ``model.forward_finetune``.
-
-    Returns one ``(frames, dim)`` array per chunk (upstream's ``visible_embeddings``).
-    """
+    """Run equal-length chunks ``(b, samples)`` as one batch through ``model.forward_finetune``: one ``(frames, dim)``
+    array per chunk (upstream's ``visible_embeddings``)."""
     import torch
 
     if chunks.shape[0] == 0:
@@ -108,8 +86,7 @@ def chunk_frames(model: Any, chunks: np.ndarray, device: str) -> list[np.ndarray
     lens = torch.full((chunks.shape[0],), chunks.shape[1], dtype=torch.long, device=device)
     with torch.inference_mode():
         out = model.forward_finetune({"wav": wav, "wav_lens": lens})["visible_embeddings"]
-    out = out.float().cpu().numpy()
-    return [out[i] for i in range(out.shape[0])]
+    return list(out.float().cpu().numpy())
 
 
 def embed_track(model: Any, waveform: np.ndarray, device: str, max_chunks_per_batch: int = 8) -> np.ndarray:
@@ -122,9 +99,6 @@ def embed_track(model: Any, waveform: np.ndarray, device: str, max_chunks_per_ba
     if tail is not None:
         blocks.extend(chunk_frames(model, tail[None, :], device))
     return pool_frames(blocks)
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def missing_requirements(model_dir: Path) -> list[str]:

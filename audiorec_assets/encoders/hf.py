@@ -1,26 +1,10 @@
-"""Hugging Face audio encoders (MERT, Music2Vec), strictly offline: finding and loading the model.
+"""Hugging Face audio encoders (MERT, Music2Vec), strictly offline (``local_files_only``): finding the snapshot,
+loading the model, mean-pooled inference. torch, transformers and huggingface_hub are imported inside the functions.
 
-* :func:`resolve_weights_dir` finds a snapshot directory: ``<models_dir>/<encoder name>/``
-  (anything holding a ``config.json``) first, then the Hugging Face cache
-  (``snapshot_download(repo_id, local_files_only=True)``); otherwise it raises
-  :class:`WeightsNotFoundError` saying which folder to fill and how.
-* :func:`load_hf_audio_model` builds the model and its ``Wav2Vec2FeatureExtractor`` from that
-  directory with ``local_files_only=True`` (never the network), optionally with the
-  snapshot's own code (``trust_remote_code``), and moves the model to the device.
-* :func:`embed_mean_pooled` runs batched inference and averages the last hidden state over
-  the valid frames of each track.
-
-Padding. A batch of unequal lengths is zero-padded and masked. That is exact (a track's
-vector does not depend on its batch mates) only when nothing in the model mixes padded
-frames into real ones: true for HuBERT-style models with layer-norm conv features (MERT),
-false for group-norm feature encoders (the norm spans the padded time axis), batch-norm
-positional convs, and data2vec-audio (its 5 stacked positional convs see the padded frames
-after the first layer). For those, :func:`~audiorec_assets.encoders.audio_input.length_batches`
-only batches tracks of exactly equal length, so no padding is ever needed; with the loader's fixed
-30-s clips nearly every track has the same length anyway.
-
-The waveform side (cleaning, batching by length, frame counts, pooling) is ``audio_input.py``.
-torch, transformers and huggingface_hub are imported inside the functions.
+Padding. A zero-padded, masked batch is exact (a track's vector does not depend on its batch mates) only when
+nothing mixes padded frames into real ones: true for HuBERT-style models with layer-norm conv features (MERT),
+false for group-norm feature encoders (the norm spans the padded time axis), batch-norm positional convs and
+data2vec-audio (its 5 stacked positional convs see the padded frames). Those are batched by exact length only.
 """
 
 from __future__ import annotations
@@ -33,27 +17,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from audiorec_assets.encoders.audio_input import (
-    conv_output_lengths,
-    length_batches,
-    mean_over_frames,
-    prepare_waveforms,
-)
-from audiorec_assets.encoders.base import (
-    AudioEncoder,
-    EncoderContext,
-    EncoderError,
-    WeightsNotFoundError,
-    models_dir_hint,
-)
+from audiorec_assets.encoders.audio_input import (conv_output_lengths, length_batches, mean_over_frames,
+                                                  prepare_waveforms)
+from audiorec_assets.encoders.base import (AudioEncoder, EncoderContext, EncoderError, WeightsNotFoundError,
+                                           models_dir_hint)
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
-
-
-# --------------------------------------------------------------------------- weights lookup
 
 
 def missing_snapshot_message(name: str, repo_id: str, folder: Path, context: EncoderContext) -> str:
@@ -90,16 +62,11 @@ def resolve_weights_dir(context: EncoderContext, name: str, repo_id: str) -> Pat
     raise WeightsNotFoundError(missing_snapshot_message(name, repo_id, folder, context))
 
 
-# --------------------------------------------------------------------------- loading
-
-
 def fill_missing_config(config: Any, reference_class: str) -> list[str]:
-    """Give ``config`` every attribute of ``transformers.<reference_class>()`` that it lacks.
+    """Give ``config`` every attribute of ``transformers.<reference_class>()`` that it lacks; returns their names.
 
-    Hub code written for an older transformers (MERT's ``MERTConfig``) misses attributes that
-    newer versions of the base modules read (e.g. ``conv_pos_batch_norm`` since 4.48), and
-    fails at construction. The reference class's defaults are the values those older
-    versions behaved as. Returns the names that were filled.
+    Hub code written for an older transformers (MERT's) lacks attributes that newer base modules read and fails at
+    construction; the reference class's defaults are the values those older versions behaved as.
     """
     import transformers
 
@@ -121,21 +88,14 @@ def load_feature_extractor(weights_dir: Path, sample_rate: int) -> Any:
     if (weights_dir / PREPROCESSOR_FILE).is_file():
         fe = Wav2Vec2FeatureExtractor.from_pretrained(str(weights_dir), local_files_only=True)
     else:
-        log.warning(
-            "%s has no %s; using a standard Wav2Vec2FeatureExtractor (zero mean / unit variance per track)",
-            weights_dir,
-            PREPROCESSOR_FILE,
-        )
+        log.warning("%s has no %s; using a standard Wav2Vec2FeatureExtractor (zero mean / unit variance per track)",
+                    weights_dir, PREPROCESSOR_FILE)
         fe = Wav2Vec2FeatureExtractor(
             feature_size=1, sampling_rate=sample_rate, padding_value=0.0, do_normalize=True, return_attention_mask=True
         )
     if fe.sampling_rate != sample_rate:
-        log.warning(
-            "%s declares sampling_rate %s; audio is fed at %s Hz as this encoder specifies",
-            weights_dir,
-            fe.sampling_rate,
-            sample_rate,
-        )
+        log.warning("%s declares sampling_rate %s; audio is fed at %s Hz as this encoder specifies",
+                    weights_dir, fe.sampling_rate, sample_rate)
         fe.sampling_rate = sample_rate
     return fe
 
@@ -168,13 +128,9 @@ class HfAudioModel:
 
 def supports_padded_batches(config: Any) -> bool:
     """Whether zero-padding + attention mask leaves each track's output unchanged (see module doc)."""
-    if getattr(config, "model_type", "") == "data2vec-audio":
-        return False
-    if getattr(config, "feat_extract_norm", "layer") != "layer":
-        return False
-    if getattr(config, "conv_pos_batch_norm", False):
-        return False
-    return True
+    return (getattr(config, "model_type", "") != "data2vec-audio"
+            and getattr(config, "feat_extract_norm", "layer") == "layer"
+            and not getattr(config, "conv_pos_batch_norm", False))
 
 
 def load_hf_audio_model(
@@ -225,9 +181,6 @@ def load_hf_audio_model(
     )
 
 
-# --------------------------------------------------------------------------- inference
-
-
 def embed_mean_pooled(
     bundle: HfAudioModel, waveforms: Sequence[np.ndarray], batch_size: int, max_samples: int | None = None
 ) -> np.ndarray:
@@ -239,13 +192,8 @@ def embed_mean_pooled(
     out = np.zeros((len(waves), bundle.hidden_size), dtype=np.float32)
     lengths = [w.size for w in waves]
     for batch in length_batches(lengths, batch_size, same_length=not bundle.padded_batches):
-        inputs = bundle.feature_extractor(
-            [waves[i] for i in batch],
-            sampling_rate=bundle.sample_rate,
-            padding=True,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        inputs = bundle.feature_extractor([waves[i] for i in batch], sampling_rate=bundle.sample_rate, padding=True,
+                                          return_attention_mask=True, return_tensors="pt")
         values = inputs["input_values"].to(bundle.device, dtype=torch.float32)
         mask = inputs["attention_mask"].to(bundle.device)
         with torch.inference_mode():
@@ -255,9 +203,6 @@ def embed_mean_pooled(
     if not np.all(np.isfinite(out)):
         raise EncoderError(f"{name}: non-finite embedding (check the audio and the weights)")
     return out
-
-
-# --------------------------------------------------------------------------- encoder base
 
 
 class HfMeanPoolEncoder(AudioEncoder):
@@ -277,25 +222,13 @@ class HfMeanPoolEncoder(AudioEncoder):
     def load(self) -> None:
         self.weights_dir = resolve_weights_dir(self.context, self.name, self.repo_id)
         self._bundle = load_hf_audio_model(
-            self.weights_dir,
-            device=self.context.device,
-            sample_rate=self.sample_rate,
-            model_class=self.model_class,
-            trust_remote_code=self.trust_remote_code,
-            config_defaults=self.config_defaults,
-            batching=self.batching,
-        )
+            self.weights_dir, device=self.context.device, sample_rate=self.sample_rate, model_class=self.model_class,
+            trust_remote_code=self.trust_remote_code, config_defaults=self.config_defaults, batching=self.batching)
         if self._bundle.hidden_size != self.dim:
             # Another checkpoint of the family (e.g. MERT-v1-95M) or a test model: this instance
             # reports the dimension it really produces (describe() and shape checks follow it).
-            log.warning(
-                "%s: the model in %s has hidden size %d, not the expected %d; using %d",
-                self.name,
-                self.weights_dir,
-                self._bundle.hidden_size,
-                type(self).dim,
-                self._bundle.hidden_size,
-            )
+            log.warning("%s: the model in %s has hidden size %d, not the expected %d; using %d", self.name,
+                        self.weights_dir, self._bundle.hidden_size, type(self).dim, self._bundle.hidden_size)
             self.dim = self._bundle.hidden_size  # type: ignore[misc]  # instance override of the ClassVar
 
     def embed(self, waveforms: list[np.ndarray]) -> np.ndarray:

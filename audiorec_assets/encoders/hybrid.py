@@ -1,22 +1,9 @@
 """Hybrid vectors: an encoder's audio vectors side by side with standardised track metadata (pure numpy/pandas).
 
-``hybrid_<encoder>`` is ``[audio_weight · A, metadata_weight · M]`` where ``A`` is the encoder's stored
-vectors and ``M`` the metadata features of ``tracks.csv``, each block first divided by its mean row norm
-(so each has mean row norm 1 and the weights mean what they say: equal weights, equal say in a dot product).
-
-The metadata features use the metadata alone, never the listening data:
-
-* numeric columns (every present value a number) are z-scored; a missing value gets the mean (0) and the
-  column gets a 0/1 "missing" indicator beside it;
-* ISO dates (``2019-03-01``) become days, then as numeric;
-* any other column, and a column named like an id code (``artist_id``, ``album_idx``), is categorical:
-  one-hot over the ``max_categories`` most frequent values held by at least two tracks; rarer values are
-  pooled into ``(other)``, missing ones into ``(missing)``;
-* left out, with the reason in the report: a column with no value, a constant one, per-track identifiers
-  or free text (nearly every value distinct), paths and URLs.
-
-Missing = an empty cell, whitespace, or one of ``nan``, ``n/a``, ``null``, ``<na>``, ``#n/a`` (any case); in a
-numeric or date column also ``na`` and ``none`` (elsewhere they may be a value: "percussion: none").
+``hybrid_<encoder>`` is ``[audio_weight · A, metadata_weight · M]``, each block first divided by its mean row norm;
+how each metadata column becomes features (from the metadata alone, never the listening data): docs/encoders.md,
+"Hybrid vectors". Missing = a blank cell or one of :data:`MISSING_TOKENS` (any case); in a numeric or date column
+also :data:`NUMERIC_MISSING_TOKENS`.
 """
 
 from __future__ import annotations

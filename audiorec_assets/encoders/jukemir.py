@@ -1,17 +1,10 @@
 """JukeMIR: OpenAI Jukebox 5B's top prior, layer 36, via ``jukemirlib``; mean over time → 4800-d.
 
-As in the study (and JukeMIR, Castellon et al. 2021): 44.1 kHz mono, the first 24 s,
-peak-normalised like ``jukemirlib.load_audio`` (:func:`peak_normalize`), then
-``jukemirlib.extract(audio=..., layers=[36])`` gives layer 36's activations, one 4800-d
-vector per VQ-VAE token (≈ 345 per second), averaged over time (:func:`pool_layer`, the
-same as jukemirlib's ``meanpool=True``).
-
-Needs ``jukemirlib`` (not on PyPI; it pulls Jukebox and accelerate):
-install ``jukemirlib`` from its source repository (GitHub ``rodrigo-castellon/jukemirlib``), and in practice a
-GPU with ≥ 13 GB of memory (on CPU, one track takes minutes). Weights: the Jukebox 5B
-checkpoints ``vqvae.pth.tar`` and ``prior_level_2.pth.tar`` in ``<models_dir>/jukemir/``,
-which is handed to jukemirlib as its ``CACHE_DIR`` (jukemirlib would otherwise download
-them, ≈ 10 GB, to ``~/.cache/jukemirlib`` on first use: copy them from there).
+As in the study (and JukeMIR, Castellon et al. 2021): 44.1 kHz mono, the first 24 s, peak-normalised like
+``jukemirlib.load_audio``, then ``jukemirlib.extract(audio=..., layers=[36])``: one 4800-d vector per VQ-VAE token
+(≈ 345 per second), averaged over time (as jukemirlib's ``meanpool=True``). Install: docs/encoders.md; on CPU one
+track takes minutes. ``<models_dir>/jukemir/`` is handed to jukemirlib as its ``CACHE_DIR`` (it would otherwise
+download the ≈ 10 GB of weights to ``~/.cache/jukemirlib`` on first use: copy them from there).
 """
 
 from __future__ import annotations
@@ -31,7 +24,8 @@ CLIP_SECONDS = 24.0
 LAYER = 36
 DIM = 4800
 WEIGHT_FILES: tuple[str, ...] = ("vqvae.pth.tar", "prior_level_2.pth.tar")
-INSTALL_HINT = "install jukemirlib from its source repository (GitHub rodrigo-castellon/jukemirlib), e.g. pip install <clone>"
+INSTALL_HINT = ("install jukemirlib from its source repository (GitHub rodrigo-castellon/jukemirlib), "
+                "e.g. pip install <clone>")
 
 
 def peak_normalize(waveform: np.ndarray) -> np.ndarray:
@@ -52,15 +46,11 @@ def pool_layer(acts: Mapping[int, Any] | np.ndarray, layer: int = LAYER) -> np.n
             raise EncoderError(f"jukemir: jukemirlib returned layers {sorted(acts)}, not {layer}")
         acts = acts[layer]
     a = np.asarray(acts, dtype=np.float64)
-    if a.ndim == 1:
-        pooled = a
-    elif a.ndim == 2:
-        if a.shape[0] == 0:
-            raise EncoderError("jukemir: no frames to pool")
-        pooled = a.mean(axis=0)
-    else:
+    if a.ndim == 2 and a.shape[0] == 0:
+        raise EncoderError("jukemir: no frames to pool")
+    if a.ndim not in (1, 2):
         raise EncoderError(f"jukemir: expected (time, dim) activations, got shape {a.shape}")
-    return pooled.astype(np.float32)
+    return (a if a.ndim == 1 else a.mean(axis=0)).astype(np.float32)
 
 
 def missing_requirements(model_dir: Path) -> list[str]:
@@ -69,11 +59,9 @@ def missing_requirements(model_dir: Path) -> list[str]:
         problems.append(f"the package jukemirlib is not installed: `{INSTALL_HINT}` (GPU with >= 13 GB advised)")
     missing = [f for f in WEIGHT_FILES if not (model_dir / f).is_file()]
     if missing:
-        problems.append(
-            f"missing {', '.join(missing)} in {model_dir}: the Jukebox 5B checkpoints that jukemirlib caches in "
-            f"~/.cache/jukemirlib on first use (run `jukemirlib.extract` once on a machine with internet, then copy "
-            f"both files there)"
-        )
+        problems.append(f"missing {', '.join(missing)} in {model_dir}: the Jukebox 5B checkpoints that jukemirlib "
+                        "caches in ~/.cache/jukemirlib on first use (run `jukemirlib.extract` once on a machine with "
+                        "internet, then copy both files there)")
     return problems
 
 

@@ -1,19 +1,10 @@
-"""MERT-v1-330M (``m-a-p/MERT-v1-330M``): last hidden state, mean over time → 1024-d.
+"""MERT-v1-330M (``m-a-p/MERT-v1-330M``): as in the study, 24 kHz, the first 30 s, the snapshot's feature extractor,
+last hidden state (75 Hz) averaged over the valid frames → 1024-d. Install: docs/encoders.md.
 
-As in the study: 24 kHz mono, the first 30 s, the snapshot's ``Wav2Vec2FeatureExtractor``
-(zero mean / unit variance per track), the last layer's hidden states averaged over the
-valid frames (75 Hz).
-
-MERT's modelling code is not part of transformers: it lives in the model's hub repository
-(``configuration_MERT.py`` → ``MERTConfig``, ``modeling_MERT.py`` → ``MERTModel``, a HuBERT
-subclass whose forward returns ``last_hidden_state``), named by config.json's ``auto_map``.
-It is loaded from the local snapshot with ``AutoModel.from_pretrained(dir,
-trust_remote_code=True, local_files_only=True)``, so only files already on disk run.
-The hub code predates transformers 4.48 and lacks config attributes newer HuBERT modules
-read (``conv_pos_batch_norm``); they are filled with ``HubertConfig``'s defaults.
-
-Weights: ``<models_dir>/mert/`` (a full snapshot: config.json, configuration_MERT.py,
-modeling_MERT.py, the weights, preprocessor_config.json), else the Hugging Face cache.
+MERT's modelling code (``MERTModel``, a HuBERT subclass) is not part of transformers but ships in the snapshot
+(config.json's ``auto_map``): ``trust_remote_code`` with ``local_files_only``, so only files already on disk run.
+It predates transformers 4.48 and lacks config attributes newer HuBERT modules read (``conv_pos_batch_norm``);
+they are filled with ``HubertConfig``'s defaults.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """MFCC + spectral statistics: a weight-free, always-offline 104-d baseline, standardised over the catalogue.
 
-Every feature is computed once per track over all frames (one librosa call per feature,
-one shared STFT), then summarised by mean / std over frames (:func:`mfcc_features`, the
-per-track "raw" vector). The stored ``mfcc`` vectors are these features **standardised per
-feature over the catalogue** (:func:`standardise_features`, the encoder's ``finalize``): each
-of the 104 columns z-scored across all tracks, a column with no spread set to 0. Raw vectors
-are unfit for cosine: their units differ between blocks (MFCC c0 ≈ −440, tempo ≈ 100,
-flatness below 1), so one direction (c0 and tempo) held 94 % of their energy: effective
-rank 1.1 of 104. Layout of the vector (``FEATURE_LAYOUT`` holds the same table):
+Each feature is computed over all frames (one shared STFT) and summarised by mean / std over frames
+(:func:`mfcc_features`, the "raw" vector). The stored vectors are **standardised per feature over the
+catalogue** (the encoder's ``finalize``), as raw vectors are unfit for cosine: their units differ (MFCC c0 ≈ −440,
+tempo ≈ 100, flatness below 1), so one direction (c0 and tempo) held 94 % of their energy (effective rank 1.1).
+Layout of the vector (``FEATURE_LAYOUT`` holds the same table):
 
 ========== ======================================================================
 index      content
@@ -30,15 +27,9 @@ index      content
            divided by its lag-0 value (0 = no periodicity, 1 = perfectly periodic)
 ========== ======================================================================
 
-Frames: 22 050 Hz, ``n_fft`` 2048, hop 512 (≈ 23 ms), centred. The units above are those
-of the raw vector; after standardisation every column is in standard deviations of the
-catalogue. Standardising needs every track, so it runs after the whole catalogue is encoded
-(:func:`audiorec_assets.encoders.run.encode_catalogue`), and incremental runs reuse the stored
-raw vectors, never standardised ones: adding or changing tracks re-standardises everything.
-
-Silence, clicks and very short clips give finite numbers: every ratio is guarded and the
-result passes through ``nan_to_num``. A clip shorter than one frame (2048 samples, 93 ms)
-is zero-padded to one frame. An empty waveform raises :class:`EncoderError`.
+Frames: 22 050 Hz, ``n_fft`` 2048, hop 512 (≈ 23 ms), centred; units are those of the raw vector. Silence, clicks
+and very short clips give finite numbers (ratios guarded, ``nan_to_num``); a clip shorter than one frame is
+zero-padded to one frame; an empty waveform raises :class:`EncoderError`.
 """
 
 from __future__ import annotations
@@ -47,9 +38,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from audiorec_assets.encoders.standardize import zscore_columns
-
 from audiorec_assets.encoders.base import AudioEncoder, EncoderError
+from audiorec_assets.encoders.standardize import zscore_columns
 
 SAMPLE_RATE = 22050
 N_FFT = 2048
@@ -58,23 +48,13 @@ N_MELS = 128
 N_MFCC = 20
 MAX_BPM = 240.0
 
-FEATURE_LAYOUT: tuple[tuple[str, int, int], ...] = (
-    ("mfcc_mean", 0, 20),
-    ("mfcc_std", 20, 40),
-    ("delta_mfcc_mean", 40, 60),
-    ("delta_mfcc_std", 60, 80),
-    ("centroid_khz_mean_std", 80, 82),
-    ("bandwidth_khz_mean_std", 82, 84),
-    ("rolloff_khz_mean_std", 84, 86),
-    ("flatness_mean_std", 86, 88),
-    ("contrast_mean", 88, 95),
-    ("zcr_mean_std", 95, 97),
-    ("rms_mean_std", 97, 99),
-    ("low_energy_ratio", 99, 100),
-    ("onset_strength_mean_std", 100, 102),
-    ("tempo_bpm", 102, 103),
+FEATURE_LAYOUT: tuple[tuple[str, int, int], ...] = (  # (name, start, stop): the module docstring's table
+    ("mfcc_mean", 0, 20), ("mfcc_std", 20, 40), ("delta_mfcc_mean", 40, 60), ("delta_mfcc_std", 60, 80),
+    ("centroid_khz_mean_std", 80, 82), ("bandwidth_khz_mean_std", 82, 84), ("rolloff_khz_mean_std", 84, 86),
+    ("flatness_mean_std", 86, 88), ("contrast_mean", 88, 95), ("zcr_mean_std", 95, 97), ("rms_mean_std", 97, 99),
+    ("low_energy_ratio", 99, 100), ("onset_strength_mean_std", 100, 102), ("tempo_bpm", 102, 103),
     ("pulse_clarity", 103, 104),
-)
+)  # fmt: skip
 DIM = FEATURE_LAYOUT[-1][2]
 
 
@@ -143,21 +123,9 @@ def mfcc_features(waveform: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
     onset_env = librosa.onset.onset_strength(S=log_mel, sr=sr, hop_length=HOP)
     tempo, clarity = _tempo_and_clarity(onset_env, sr, HOP)
 
-    parts = [
-        *_mean_std(mfcc),
-        *_mean_std(delta),
-        *_mean_std(centroid),
-        *_mean_std(bandwidth),
-        *_mean_std(rolloff),
-        *_mean_std(flatness),
-        contrast.mean(axis=-1),
-        *_mean_std(zcr),
-        *_mean_std(rms),
-        low_energy,
-        *_mean_std(onset_env),
-        tempo,
-        clarity,
-    ]
+    parts = [*_mean_std(mfcc), *_mean_std(delta), *_mean_std(centroid), *_mean_std(bandwidth), *_mean_std(rolloff),
+             *_mean_std(flatness), contrast.mean(axis=-1), *_mean_std(zcr), *_mean_std(rms), low_energy,
+             *_mean_std(onset_env), tempo, clarity]  # in FEATURE_LAYOUT order
     vec = np.concatenate([np.atleast_1d(np.asarray(p, dtype=np.float64)) for p in parts])
     if vec.shape != (DIM,):  # pragma: no cover - layout bug guard
         raise AssertionError(f"mfcc layout produced {vec.shape}, expected ({DIM},)")
@@ -165,12 +133,8 @@ def mfcc_features(waveform: np.ndarray, sr: int = SAMPLE_RATE) -> np.ndarray:
 
 
 class MfccEncoder(AudioEncoder):
-    """Hand-crafted baseline: 20 MFCCs (+Δ) and spectral/rhythm statistics, mean/std over frames → 104-d,
-    each feature standardised over the catalogue.
-
-    ``embed`` returns the raw per-track features; ``finalize`` standardises the whole catalogue's
-    matrix (:func:`standardise_features`). Needs no weights and no network; ≥ 200× real time on
-    two CPU cores.
+    """Hand-crafted baseline (module docstring): ``embed`` returns the raw per-track features, ``finalize``
+    standardises the whole catalogue's matrix. Needs no weights and no network; ≥ 200× real time on two CPU cores.
     """
 
     name: ClassVar[str] = "mfcc"

@@ -1,21 +1,9 @@
-"""Music2Vec (``m-a-p/music2vec-v1``, a data2vec-audio model): last hidden state, mean over time → 768-d.
+"""Music2Vec (``m-a-p/music2vec-v1``, transformers' ``Data2VecAudioModel``): 16 kHz, the first 30 s, zero mean /
+unit variance per track, last hidden state (50 Hz) averaged over the valid frames → 768-d. Install: docs/encoders.md.
 
-The model is transformers' own ``Data2VecAudioModel`` (no hub code). It was pre-trained on
-16 kHz audio, and that is what this encoder feeds it, the first 30 s, normalised to zero
-mean / unit variance per track (the snapshot's feature extractor if it has one, else the
-standard ``Wav2Vec2FeatureExtractor`` of data2vec-audio). The last hidden state (50 Hz) is
-averaged over the valid frames.
-
-Discrepancy with the study: the authors' extraction code fed Music2Vec 24 kHz audio (the
-rate it used for MERT), i.e. audio played 1.5× too slow from the model's point of view.
-audiorec uses the model's correct 16 kHz, so its Music2Vec vectors are not bit-comparable
-with the paper's.
-
-data2vec-audio's five stacked positional convolutions see padded frames, so padded
-batches would change a track's vector: tracks are only batched with tracks of exactly the
-same length (with 30-s clips, nearly all of them).
-
-Weights: ``<models_dir>/music2vec/`` (config.json + weights), else the Hugging Face cache.
+Discrepancy with the study: the authors' code fed Music2Vec 24 kHz audio (the rate it used for MERT), i.e. 1.5× too
+slow for the model; audiorec feeds its correct 16 kHz, so these vectors are not bit-comparable with the paper's.
+Batches hold only tracks of equal length: the model's positional convs see padded frames (``hf.py``).
 """
 
 from __future__ import annotations

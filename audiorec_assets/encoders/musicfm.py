@@ -1,26 +1,12 @@
-"""MusicFM 25 Hz (Won et al., 2024), FMA checkpoint, layer 12 → a 750-step time profile.
+"""MusicFM 25 Hz (Won et al., 2024), FMA checkpoint, layer 12 → a 750-step time profile. Install: docs/encoders.md.
 
-As in the study's code: 24 kHz mono, the first 30 s, ``MusicFM25Hz.get_latent(wav,
-layer_ix=12)`` gives layer 12's hidden states ``(time, 1024)`` at 25 Hz, and the pooling
-averages over the **1024 channels**, not over time (MusicFM's README writes
-``emb.mean(-1)`` for "sequence-level" pooling, which on a ``(batch, time, channel)`` tensor
-averages channels). The item vector is therefore a time profile, one value per 40 ms:
-30 s × 25 Hz = 750 steps (:func:`time_profile`). Clips shorter than 30 s give fewer steps
-and are zero-padded at the end to exactly 750 (so step ``i`` is always time ``i / 25`` s);
-longer outputs are cut to 750. Clips under 1 s are zero-padded to 1 s before the model.
-
-MusicFM has no attention mask: tracks are batched only with tracks of exactly the same
-length (no padding inside the model).
-
-Needs MusicFM's code (not on PyPI), ``einops`` and ``torchaudio`` (the version matching
-torch): either a clone of MusicFM (GitHub ``minzwon/musicfm``) at
-``<models_dir>/musicfm/musicfm/`` (so that ``musicfm.model.musicfm_25hz`` imports with
-``<models_dir>/musicfm`` on ``sys.path``), or the clone's parent folder already on
-``PYTHONPATH``. Weights in ``<models_dir>/musicfm/``: ``pretrained_fma.pt`` and
-``fma_stats.json`` from the Hugging Face repo ``minzwon/MusicFM``. ``MusicFM25Hz`` also
-reads the config of ``facebook/wav2vec2-conformer-rope-large-960h-ft`` from the hub: put its
-``config.json`` in ``<models_dir>/musicfm/wav2vec2-conformer-rope-large-960h-ft/`` (or have
-it in the Hugging Face cache); the load redirects that lookup there, offline.
+As in the study's code: 24 kHz mono, the first 30 s, ``MusicFM25Hz.get_latent(wav, layer_ix=12)`` gives
+``(time, 1024)`` at 25 Hz, and the pooling averages over the **1024 channels**, not over time (MusicFM's README
+writes ``emb.mean(-1)`` for "sequence-level" pooling, which on ``(batch, time, channel)`` averages channels): a time
+profile, one value per 40 ms. Shorter outputs are zero-padded at the end to exactly 750 steps (step ``i`` is always
+time ``i / 25`` s), longer ones cut; clips under 1 s are zero-padded to 1 s before the model. MusicFM has no
+attention mask: batches hold only tracks of equal length. ``MusicFM25Hz`` reads the conformer's config from the
+hub; the load redirects that lookup to a local ``config.json``, offline.
 """
 
 from __future__ import annotations
@@ -54,9 +40,6 @@ CODE_REPO = "<the MusicFM repository (GitHub minzwon/musicfm)>"
 REQUIRED_PACKAGES: tuple[str, ...] = ("einops", "torchaudio")  # imported by MusicFM's code
 
 
-# --------------------------------------------------------------------------- pure functions
-
-
 def channel_mean(hidden: np.ndarray) -> np.ndarray:
     """``(time, channels)`` (or ``(1, time, channels)``) hidden states → ``(time,)`` mean over channels."""
     h = np.asarray(hidden, dtype=np.float64)
@@ -78,9 +61,6 @@ def fit_length(profile: np.ndarray, steps: int = PROFILE_STEPS) -> np.ndarray:
 def time_profile(hidden: np.ndarray, steps: int = PROFILE_STEPS) -> np.ndarray:
     """The study's MusicFM pooling: mean over channels, then exactly ``steps`` time steps."""
     return fit_length(channel_mean(hidden), steps)
-
-
-# --------------------------------------------------------------------------- loading
 
 
 def conformer_config_dir(model_dir: Path) -> Path | None:
@@ -108,27 +88,21 @@ def code_available(model_dir: Path) -> bool:
 def missing_requirements(model_dir: Path) -> list[str]:
     problems = []
     if not code_available(model_dir):
-        problems.append(
-            f"MusicFM's code is missing: `git clone {CODE_REPO} {model_dir / 'musicfm'}` "
-            f"(or put the clone's parent folder on PYTHONPATH)"
-        )
+        problems.append(f"MusicFM's code is missing: `git clone {CODE_REPO} {model_dir / 'musicfm'}` "
+                        f"(or put the clone's parent folder on PYTHONPATH)")
     missing_pkgs = [m for m in REQUIRED_PACKAGES if find_spec(m) is None]
     if missing_pkgs:
-        problems.append(
-            f"missing Python packages: `pip install {' '.join(missing_pkgs)}` (torchaudio matching your torch)"
-        )
+        problems.append(f"missing Python packages: `pip install {' '.join(missing_pkgs)}` "
+                        "(torchaudio matching your torch)")
     missing = [f for f in WEIGHT_FILES if not (model_dir / f).is_file()]
     if missing:
-        problems.append(
-            f"missing {', '.join(missing)} in {model_dir}: download them from the Hugging Face repo {HF_REPO} "
-            f"(`huggingface-cli download {HF_REPO} {' '.join(WEIGHT_FILES)} --local-dir {model_dir}` on a machine "
-            f"with access)"
-        )
+        problems.append(f"missing {', '.join(missing)} in {model_dir}: download them from the Hugging Face repo "
+                        f"{HF_REPO} (`huggingface-cli download {HF_REPO} {' '.join(WEIGHT_FILES)} --local-dir "
+                        f"{model_dir}` on a machine with access)")
     if conformer_config_dir(model_dir) is None:
-        problems.append(
-            f"missing the conformer config: put config.json of {CONFORMER_REPO} in {model_dir / CONFORMER_DIR} "
-            f"(`huggingface-cli download {CONFORMER_REPO} config.json --local-dir {model_dir / CONFORMER_DIR}`)"
-        )
+        conformer = model_dir / CONFORMER_DIR
+        problems.append(f"missing the conformer config: put config.json of {CONFORMER_REPO} in {conformer} "
+                        f"(`huggingface-cli download {CONFORMER_REPO} config.json --local-dir {conformer}`)")
     return problems
 
 

@@ -1,13 +1,9 @@
-"""Encode a catalogue incrementally: only new or changed audio (by content hash) is re-encoded.
+"""Encode a catalogue incrementally: only new or changed audio (by content hash) is re-encoded (docs/encoders.md).
 
-Pure functions over an :class:`AudioEncoder`; the Dagster asset calls :func:`encode_catalogue`.
-
-Catalogue-level step: an encoder may define ``finalize(raw) -> vectors``, a transform of the whole
-``(tracks, dim)`` matrix of per-track ("raw") vectors that needs every track at once (``mfcc``
-z-scores each feature over the catalogue). :func:`encode_catalogue` applies it after all tracks are
-encoded. Reuse is always of raw vectors: for such an encoder the index keeps the raw vectors
-(:func:`index_frame` ``raw_vectors``, column ``raw_vector``), and when an index lacks them nothing
-is reused, since ``<encoder>.npy`` then holds only finalized ones.
+An encoder may define ``finalize(raw) -> vectors``, a transform of the whole ``(tracks, dim)`` matrix of per-track
+("raw") vectors (``mfcc`` z-scores each feature over the catalogue), applied after all tracks are encoded. Reuse is
+always of raw vectors: for such an encoder the index keeps them (column ``raw_vector``); an index without them
+reuses nothing, since ``<encoder>.npy`` then holds only finalized ones.
 """
 
 from __future__ import annotations
@@ -63,11 +59,6 @@ def encoder_signature(encoder: AudioEncoder) -> str:
     return json.dumps(encoder.describe(), sort_keys=True)
 
 
-def finalize_hook(encoder: AudioEncoder) -> Finalize | None:
-    """The encoder's catalogue-level ``finalize``, or None when it has none."""
-    return getattr(encoder, "finalize", None)
-
-
 def encode_catalogue(
     encoder: AudioEncoder,
     audio_paths: list[Path],
@@ -78,18 +69,15 @@ def encode_catalogue(
     """Vectors for ``audio_paths`` (row i ↔ path i), reusing ``previous`` rows whose content hash matches.
 
     ``on_error="fail"`` raises :class:`EncoderError` naming the file; ``"skip"`` lists the track in
-    ``report.skipped`` and fills its row with the mean of the encoded rows (never zeros), so that
-    every track keeps a row.
+    ``report.skipped`` and fills its row with the mean of the encoded rows (never zeros).
 
-    An encoder with a ``finalize`` hook (module docstring) gets it applied to the raw vectors of
-    the encoded tracks, all at once; the raw vectors come back in ``report.raw_vectors``, and only
-    raw vectors stored in ``previous.raw_vectors`` are reused. The transform sees only the encoded
-    tracks; a skipped track then gets the finalized row nearest to their mean (the most typical
+    With ``finalize`` (module docstring) the raw vectors come back in ``report.raw_vectors``. The transform sees
+    only the encoded tracks; a skipped track gets the finalized row nearest to their mean (the most typical
     track), since the mean itself is the origin after a centring transform (no direction for cosine).
     """
     started = time.perf_counter()
     report = EncodeReport()
-    finalize = finalize_hook(encoder)
+    finalize: Finalize | None = getattr(encoder, "finalize", None)
     hashes = [file_hash(p) for p in audio_paths]  # SHA-1 of the bytes: a changed file is re-encoded, a renamed one not
     raw = np.full((len(audio_paths), encoder.dim), np.nan, dtype=np.float32)
     reusable: dict[str, int] = {}
@@ -218,9 +206,7 @@ def _fail_or_skip(path: Path, err: Exception, on_error: str, report: EncodeRepor
 def index_frame(track_ids: list[str], hashes: list[str], vectors: np.ndarray, skipped_ids: list[str],
                 signature: str, raw_vectors: np.ndarray | None = None) -> pd.DataFrame:
     """What :func:`load_previous` needs next time; ``vectors_sha1`` ties the index to its vectors file.
-
-    ``raw_vectors`` (``EncodeReport.raw_vectors``: an encoder with ``finalize``) are kept in the
-    column ``raw_vector``, one float32 list per track, for reuse.
+    ``raw_vectors`` (``EncodeReport.raw_vectors``) are kept in the column ``raw_vector``, one float32 list per track.
     """
     skipped = set(skipped_ids)
     frame = pd.DataFrame({"track_id": track_ids, "content_hash": hashes,
@@ -256,12 +242,8 @@ def load_previous(vectors_path: Path, index_path: Path) -> PreviousEmbeddings | 
 def vector_stats(vectors: np.ndarray) -> dict[str, float]:
     """Norm statistics for metadata and checks."""
     norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
-    return {
-        "norm_min": float(norms.min()),
-        "norm_mean": float(norms.mean()),
-        "norm_max": float(norms.max()),
-        "mean_abs_std_across_tracks": float(vectors.std(axis=0).mean()),
-    }
+    return {"norm_min": float(norms.min()), "norm_mean": float(norms.mean()), "norm_max": float(norms.max()),
+            "mean_abs_std_across_tracks": float(vectors.std(axis=0).mean())}
 
 
 def embedding_problems(vectors: np.ndarray, n_tracks: int, no_audio: bool = False) -> list[str]:

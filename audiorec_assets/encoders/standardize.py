@@ -1,8 +1,5 @@
-"""Z-scoring of item vectors over the catalogue (pure numpy).
-
-Used inside the ``mfcc`` encoder (its features have unrelated units) and, for any encoder, by the
-setting ``encode.standardize`` before the recommenders see the vectors.
-"""
+"""Z-scoring of item vectors over the catalogue (pure numpy): the ``mfcc`` encoder's ``finalize`` and the setting
+``encode.standardize``."""
 
 from __future__ import annotations
 

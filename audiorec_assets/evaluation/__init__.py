@@ -1,6 +1,4 @@
-"""Evaluation: per-user ranking metrics with CIs (over users and seeds for a cell of several seeds: ``seed_intervals``),
-paired significance tests, plots.
-
+"""Evaluation: per-user ranking metrics with CIs, paired significance tests, tables and plots.
 Light imports only (numpy, pandas); scipy and matplotlib load inside the functions that need them.
 """
 

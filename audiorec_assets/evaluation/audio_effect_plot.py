@@ -1,10 +1,6 @@
 """What audio adds: each audio encoder next to its own shuffled twin, on warm (``test``) and cold (``test_cold``)
-tracks, per recommender (PNG bytes for Dagster metadata or a file).
-
-The shuffled twin keeps an encoder's vectors but permutes them across tracks, so the gap between the two is what
-the audio itself contributes. The study's expectation is audio ≈ shuffled on warm tracks under sequence models and
-audio ≫ shuffled on cold tracks; this figure puts the two splits side by side to show whether that holds.
-:func:`audio_effect_rows` gives the plotted numbers (pure pandas, tested), :func:`audio_effect_png` draws them.
+tracks, per recommender (docs/statistics.md, "Paired comparisons"). The study expects audio ≈ shuffled on warm
+tracks under sequence models and audio ≫ shuffled on cold tracks; the figure shows whether that holds.
 """
 
 from __future__ import annotations
@@ -51,12 +47,10 @@ def audio_effect_rows(metrics: pd.DataFrame, k: int, shuffled_base: str | None,
     """The figure's numbers: one row per split × recommender × audio encoder that has a shuffled twin
     (:func:`~audiorec_assets.evaluation.tables.shuffled_twin`) among that recommender's cells on that split.
 
-    ``value``/``ci_low``/``ci_high``/``n_users`` are the encoder's ``metric``@``k`` and its 95 % interval as stored in
-    ``audiorec.metrics``; ``twin_*`` the same for its twin. ``p_holm`` and ``verdict`` come from ``verdicts``
-    (:func:`twin_verdicts` of the comparison tables: the paired NDCG test vs the twin, Holm-corrected), matched on
-    split, cell and twin; NaN / "not tested" where no comparison table tested the pair. Encoders without a twin,
-    the twins themselves and the no-audio cells are left out; a split without rows has no rows here.
-    Ordered by split (as given), recommender (knn, shallow, bert4rec, then by name), encoder.
+    ``value``/``ci_low``/``ci_high``/``n_users``: the encoder's ``metric``@``k`` as stored in ``audiorec.metrics``;
+    ``twin_*`` the same for its twin. ``p_holm`` and ``verdict`` come from ``verdicts`` (:func:`twin_verdicts`),
+    matched on split, cell and twin; NaN / "not tested" where no comparison table tested the pair. Ordered by
+    split (as given), recommender (knn, shallow, bert4rec, then by name), encoder.
     """
     rows = metrics[(metrics["metric"] == metric) & (metrics["k"] == k) & metrics["split"].isin(splits)]
     cells = rows.drop_duplicates(["split", "encoder", "recommender"], keep="last").set_index(

@@ -1,28 +1,10 @@
-"""Top-K ranking metrics, per user and vectorised over users (definitions: docs/statistics.md).
+"""Top-K ranking metrics, per user and vectorised over users, and their 95 % intervals (definitions:
+docs/statistics.md, "Metrics" and "Confidence intervals"; Precision@K divides by K, not the list length).
 
-Binary relevance; ``relevant`` = the user's distinct items in the evaluated split.
-
-* HitRate@K   = 1 if any of the top K is relevant, else 0
-* Recall@K    = hits@K / |relevant|
-* Precision@K = hits@K / K             (K, not the list length: a short list is penalised)
-* MRR@K       = 1 / rank of the first hit within the top K, 0 if none
-* NDCG@K      = Σ_hits 1/log2(rank+1) ÷ Σ_{i=1..min(|relevant|,K)} 1/log2(i+1)
-
-A user without recommendations (a row of -1) scores 0 on every metric; so does a user
-with no relevant items (the metrics are undefined there; callers evaluate only the users
-of a split, ``InteractionData.eval_users``).
-
-95 % confidence intervals in :func:`summarise` (deterministic, no seed; n = the users of the split):
-
-* HitRate: the **Wilson score interval** of a proportion, p = the mean over users,
-  ``(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)`` with z = 1.96
-  (:func:`wilson_interval`). It never leaves [0, 1] and keeps a nonzero width at p = 0 or 1,
-  where the normal interval collapses to a point (or, near the ends, spills past them). With
-  per-user values averaged over seeds (fractions, not 0/1) it is still the interval of that mean
-  proportion.
-* Recall, Precision, NDCG, MRR: the normal approximation ``mean ± 1.96 · sd / √n`` (sample sd,
-  ddof=1); with the thousands of users of a split the sampling distribution of a mean is close
-  to normal. NaN bounds with fewer than two users.
+A user without recommendations (a row of -1) scores 0 on every metric; so does a user with no relevant items (the
+metrics are undefined there; callers evaluate only the users of a split, ``InteractionData.eval_users``).
+HitRate's Wilson interval stays the interval of the mean proportion with per-user values averaged over seeds
+(fractions, not 0/1); the normal interval of the other metrics has NaN bounds with fewer than two users.
 """
 
 from __future__ import annotations
@@ -123,10 +105,8 @@ def _check_distinct(rec: np.ndarray, valid: np.ndarray) -> None:
 
 
 def metrics_from_hits(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int]) -> PerUser:
-    """All metrics of :data:`METRICS` at every K from a hit matrix (see module docstring).
-
-    K may exceed the list length: positions past the end are misses.
-    """
+    """All metrics of :data:`METRICS` at every K from a hit matrix; K may exceed the list length (positions past
+    the end are misses)."""
     n_rows, n_cols = hits.shape
     ks = [int(k) for k in ks]
     if any(k < 1 for k in ks):
@@ -174,9 +154,8 @@ def per_user_metrics(
 def wilson_interval(p: float, n: int, z: float = Z_95) -> tuple[float, float]:
     """Wilson score interval for a proportion ``p`` observed on ``n`` trials (NaN bounds when n < 1).
 
-    ``centre = (p + z²/2n) / (1 + z²/n)``, ``half = z / (1 + z²/n) · √(p(1−p)/n + z²/4n²)``; the
-    bounds are clipped to [0, 1] and to ``p`` against rounding only (mathematically ``low <= p <= high``
-    inside [0, 1]; at p = 1 the upper bound is 1 exactly, not 0.9999999999999999).
+    The bounds are clipped to [0, 1] and to ``p`` against rounding only (mathematically ``low <= p <= high`` inside
+    [0, 1]; at p = 1 the upper bound is 1 exactly, not 0.9999999999999999).
     """
     if n < 1 or not np.isfinite(p):
         return float("nan"), float("nan")

@@ -95,13 +95,9 @@ def reference_label(recommender: str) -> str:
 
 def hitrate_plot_png(metrics_df: pd.DataFrame, k: int = 50, split: str | None = "test",
                      metric: str = "hitrate") -> bytes:
-    """Grouped bar chart of ``metric``@``k`` (HitRate by default) on ``split``: audio encoders on x, one bar per
-    recommender, 95 % CI whiskers; the reference cells (encoder ``none``: popularity, als, shallow/bert4rec on
-    item ids) as dashed horizontal lines labelled with their recommender, with their CI as a faint band.
-
-    ``metrics_df`` has the columns of ``audiorec.metrics`` (encoder, recommender, split,
-    metric, k, value, ci_low, ci_high). Missing CIs draw no whisker; with no matching rows
-    the PNG says so instead of failing.
+    """Grouped bar chart of ``metric``@``k`` on ``split`` from ``audiorec.metrics`` rows: audio encoders on x, one bar
+    per recommender, 95 % CI whiskers (none where a CI is missing); the reference cells (encoder ``none``) as dashed
+    horizontal lines labelled with their recommender, their CI as a faint band. No matching rows: the PNG says so.
     """
     import matplotlib
 

@@ -1,11 +1,8 @@
 """The evaluation protocol of one encoder × recommender cell: which splits, which candidates, which users.
 
-Warm splits (``val``, ``test``): candidates = the train vocabulary; every recommender takes part.
-Cold split (``test_cold``): candidates = the tracks without train plays; only models that can
-score a track from its audio alone (``Recommender.scores_unseen_items``) take part. Several
-seeds of one cell: ``value`` is the seed mean, ``seed_sd`` the spread of the cell's mean across
-seeds, the confidence interval is over users and seeds (``seed_intervals.py``), and the per-user
-values (``user_metrics``, what the paired tests read) are averaged over seeds.
+Warm splits (``val``, ``test``): candidates = the train vocabulary; every recommender takes part. Cold split
+(``test_cold``): candidates = the tracks without train plays; only models that can score a track from its audio
+alone (``Recommender.scores_unseen_items``) take part. Several seeds: docs/statistics.md, "Seeds".
 """
 
 from __future__ import annotations

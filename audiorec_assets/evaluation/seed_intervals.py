@@ -1,28 +1,10 @@
-"""The 95 % interval of a cell trained under several seeds: over users *and* seeds (docs/statistics.md, "Seeds").
+"""The 95 % interval of a cell trained under several seeds: over users *and* seeds (docs/statistics.md, "Seeds", has
+the model, the formulas and why not a two-level bootstrap; ``audiorec_assets_tests/test_seed_intervals.py`` checks
+the coverage by simulation).
 
-A cell run under S seeds gives a users × seeds matrix ``X`` of per-user values. Its estimate is the mean of
-``X`` (= the mean over seeds of the cell means = the mean over users of the seed-averaged values). Read as a
-crossed random-effects model, ``X[u, s] = μ + a_u + b_s + e_us`` (user, seed, user × seed), that mean varies by
-
-    Var = σ_a²/n + σ_b²/S + σ_e²/(nS)
-
-The users-only interval of the seed-averaged values (:func:`~audiorec_assets.evaluation.metrics.confidence_interval`)
-covers ``σ_a²/n + σ_e²/(nS)``, but not the seeds' shared part ``σ_b²/S``: a seed that trains a better model for
-every user. This module adds it, by the ANOVA (method-of-moments) estimate
-
-    v_seed = max(0, MS_seeds − MS_resid) / (nS)
-
-with ``MS_seeds = n · var(seed means)`` (S − 1 degrees of freedom) and ``MS_resid`` the residual mean square of the
-two-way table. Each half of the users-only interval (Wilson's is asymmetric) becomes
-``q · √((half / z)² + v_seed)``; ``q`` is Student's t quantile at the Welch–Satterthwaite degrees of freedom
-``(v_users + v_seed)² / (v_seed² / (S − 1))``, the users' part counted as exactly known, as in a one-seed cell (so
-``q = z`` when ``v_seed = 0``, and with 3 seeds and a dominant seed part ``q`` goes up to t(2) = 4.30: three seeds
-tell little about a seed effect). HitRate's interval stays inside [0, 1].
-
-Why not a two-level bootstrap (resample users, resample seeds: Owen's "pigeonhole" bootstrap): with three seeds it
-has ten distinct seed draws, underestimates the seed part by (S − 1)/S and over-counts the user × seed term ``σ_e²``;
-the formula above is exactly the users' interval where the seeds agree, deterministic, and checked by simulation
-(``audiorec_assets_tests/test_seed_intervals.py``).
+A users × seeds matrix ``X`` of per-user values, read as ``X[u, s] = μ + a_u + b_s + e_us``: the users-only interval
+of the seed-averaged values misses the seeds' shared part ``σ_b²/S``, estimated by two-way ANOVA as ``v_seed`` and
+added to each half of that interval, with Student's t at the Welch–Satterthwaite degrees of freedom.
 """
 
 from __future__ import annotations
@@ -53,8 +35,8 @@ def users_seeds_interval(values: np.ndarray, method: str = "normal") -> tuple[fl
     """Mean of ``values`` (users × seeds) and its 95 % interval over users and seeds (module docstring).
 
     ``method``: the users' interval of the seed-averaged values, ``"normal"`` or ``"wilson"`` (as
-    :func:`~audiorec_assets.evaluation.metrics.confidence_interval`). With one seed, or seeds that agree up to
-    user × seed noise (``v_seed = 0``), it is exactly that users' interval.
+    :func:`~audiorec_assets.evaluation.metrics.confidence_interval`); exactly that interval when ``v_seed = 0``.
+    Each half (Wilson's is asymmetric) becomes ``q · √((half / z)² + v_seed)``, the users' part counted as known.
     """
     values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
@@ -80,11 +62,9 @@ def users_seeds_interval(values: np.ndarray, method: str = "normal") -> tuple[fl
 def summarise_seeds(by_seed: Sequence[Mapping[tuple[str, int], np.ndarray]]) -> tuple[pd.DataFrame, PerUser]:
     """``(summary, mean_per_user)`` of one split of a cell from each seed's per-user values.
 
-    summary: the columns of :func:`~audiorec_assets.evaluation.metrics.summarise` over the seed-averaged per-user
-    values (``value`` = the seed mean), with ``ci_low, ci_high`` the interval over users and seeds when there are
-    several seeds (:func:`users_seeds_interval`; one seed: exactly ``summarise``'s), ``n_seeds`` and ``seed_sd``
-    (the sample sd of the cell's mean across seeds, NaN with one seed). mean_per_user: the seed-averaged values
-    (what ``user_metrics`` stores and the paired tests read).
+    summary: :func:`~audiorec_assets.evaluation.metrics.summarise` of the seed-averaged per-user values, with the
+    interval over users and seeds when there are several seeds, ``n_seeds`` and ``seed_sd`` (sample sd of the cell's
+    mean across seeds, NaN with one seed). mean_per_user: the seed-averaged values (``user_metrics``).
     """
     if not by_seed:
         raise ValueError("no seeds to summarise")

@@ -1,9 +1,5 @@
-"""Paired comparison of two systems scored on the same users (per-user metric arrays).
-
-The test is a seeded paired bootstrap over users, with Holm's step-down correction for
-families of comparisons. :func:`paired_family` runs the bootstrap on every pair of a family
-and Holm-corrects the family's p-values together (the tables for people name the families:
-``audiorec_assets/evaluation/tables.py``).
+"""Paired comparison of two systems scored on the same users: a seeded paired bootstrap over users, Holm-corrected
+within a family of comparisons (the families: docs/statistics.md, "Paired comparisons").
 """
 
 from __future__ import annotations
@@ -43,11 +39,8 @@ def _paired_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def bootstrap_means(d: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
-    """Means of ``n_resamples`` resamples (with replacement, size ``len(d)``) of ``d``.
-
-    Drawn in blocks of resamples so memory stays bounded; the draws depend only on
-    ``seed``, ``len(d)`` and ``n_resamples`` (the block size is a function of those).
-    """
+    """Means of ``n_resamples`` resamples (with replacement, size ``len(d)``) of ``d``, drawn in blocks so memory
+    stays bounded; the draws depend only on ``seed``, ``len(d)`` and ``n_resamples`` (so does the block size)."""
     n = len(d)
     rng = np.random.default_rng(seed)
     block = max(1, _MAX_BLOCK_ENTRIES // max(n, 1))
@@ -84,17 +77,13 @@ def paired_bootstrap(
     tol = 1e-12 * max(1.0, abs(mean))
     extreme = np.count_nonzero(np.abs(boot - mean) >= abs(mean) - tol)
     p = (1 + extreme) / (n_resamples + 1)
-    return PairedResult(
-        mean_diff=mean, ci_low=float(low), ci_high=float(high), p_value=float(min(1.0, p)),
-        n=n, n_resamples=n_resamples, confidence=confidence,
-    )
+    return PairedResult(mean_diff=mean, ci_low=float(low), ci_high=float(high), p_value=float(min(1.0, p)), n=n,
+                        n_resamples=n_resamples, confidence=confidence)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
-    """Holm–Bonferroni adjusted p-values (same order as given), for a family of comparisons.
-
-    NaN entries (comparisons that could not be made) stay NaN and do not count towards the family size.
-    """
+    """Holm–Bonferroni adjusted p-values (same order as given), for a family of comparisons; NaN entries
+    (comparisons that could not be made) stay NaN and do not count towards the family size."""
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(len(p), np.nan)
     tested = ~np.isnan(p)
@@ -117,9 +106,8 @@ def paired_family(pairs: Sequence[tuple[np.ndarray, np.ndarray] | None], n_resam
                   confidence: float = 0.95) -> pd.DataFrame:
     """The paired bootstrap of ``a − b`` for every pair of one family, p-values Holm-corrected across it.
 
-    One row per pair, in order, with :data:`FAMILY_COLUMNS`. A pair that is ``None`` or has no
-    users is not a comparison: NaN row (``n_paired`` 0), outside the Holm family. Every pair is
-    resampled with the same ``seed``, so a table is reproducible row by row.
+    One row per pair, in order, with :data:`FAMILY_COLUMNS`. A pair that is ``None`` or has no users is not a
+    comparison: NaN row (``n_paired`` 0), outside the Holm family. Every pair is resampled with the same ``seed``.
     """
     rows = []
     for pair in pairs:

@@ -1,20 +1,8 @@
 """Tables for people: the leaderboard and the study's comparison tables (pure pandas).
 
-Every table is at one K (``settings.headline_k``) and one split. Cells are (encoder, recommender)
-pairs; the cells of encoder ``none`` (no audio: ``popularity``, ``als``, and ``shallow``/``bert4rec``
-on learned item ids) are the **references**: flagged ``reference = True`` and compared with, never
-counted as an encoder.
-
-Paired statistics (:func:`audiorec_assets.evaluation.significance.paired_family`): per-user values
-of the significance metric (NDCG@K by default) of two cells on the users present in both; mean
-difference ``a − b``, 95 % percentile-bootstrap CI, bootstrap p, Holm-corrected within a family.
-The HitRate@K difference on the same users is reported beside it. The families:
-
-* per recommender (:func:`comparison`, :func:`comparison_cold`): each encoder vs its shuffled twin
-  (:func:`shuffled_twin`); each encoder vs the best encoder of that recommender; each encoder vs the
-  best reference cell;
-* per encoder (:func:`comparison_recommenders`): the recommenders against each other, the pairs of
-  :data:`RECOMMENDER_PAIRS` (the paper's ordering BERT4Rec ≥ Shallow ≥ KNN).
+Every table is at one K (``settings.headline_k``) and one split. Cells are (encoder, recommender) pairs; the cells
+of encoder ``none`` (no audio) are the **references**: flagged ``reference = True`` and compared with, never counted
+as an encoder. The paired statistics and their families: docs/statistics.md, "Paired comparisons".
 """
 
 from __future__ import annotations
@@ -113,14 +101,9 @@ def shuffled_twin(encoder: str, encoders: Iterable[str], shuffled_base: str | No
 
 def leaderboard(metrics: pd.DataFrame, k: int = 50, split: str = "test", cells: Sequence[Cell] | None = None,
                 missing: bool = False) -> pd.DataFrame:
-    """One row per cell with the ``split`` metrics @k as columns, best first (HitRate, then NDCG).
-
-    ``cells`` (e.g. :func:`audiorec_assets.study.study_cells`) limits the rows to those cells; with
-    ``missing`` a cell without rows for ``split`` is still listed (NaN metrics, last). Columns
-    :data:`CELL_COLUMNS`: ``hitrate_ci_low/high`` = Wilson interval from the HitRate and ``n_users``
-    (whatever interval the metrics rows hold) for a one-seed cell, the metrics rows' interval over users
-    and seeds for a cell of several seeds; ``n_seeds`` (1 for rows written before seeds were recorded) and
-    the across-seed sd of HitRate and NDCG (NaN with one seed). ``hitrate``/``ndcg``: the seed mean.
+    """One row per cell with the ``split`` metrics @k as columns (:data:`CELL_COLUMNS`), best first (HitRate, then
+    NDCG); ``cells`` (e.g. :func:`audiorec_assets.study.study_cells`) limits the rows to those cells, and with
+    ``missing`` a cell without rows for ``split`` is still listed (NaN metrics, last). Metrics are seed means.
     """
     index = ["encoder", "recommender"]
     rows = metrics[(metrics["split"] == split) & (metrics["k"] == k)]
@@ -142,8 +125,7 @@ def leaderboard(metrics: pd.DataFrame, k: int = 50, split: str = "test", cells: 
         table = pd.DataFrame(list(dict.fromkeys(map(tuple, cells))), columns=index).merge(table, on=index, how="left")
     table["reference"] = table["encoder"].map(is_reference).astype(bool)
     table["k"] = int(k)
-    # rows written before seeds were recorded come from one seed
-    n_seeds = pd.to_numeric(table["n_seeds"], errors="coerce")
+    n_seeds = pd.to_numeric(table["n_seeds"], errors="coerce")  # rows written before seeds were recorded: one seed
     table["n_seeds"] = n_seeds.where(table["n_users"].isna(), n_seeds.fillna(1))
     # one seed: Wilson from the HitRate and n_users, whatever interval the row holds; several seeds: the row's
     # interval over users and seeds (evaluation/seed_intervals.py)
@@ -185,12 +167,9 @@ def _mean_paired_diff(wide: pd.DataFrame, a: Cell, b: Cell) -> float:
 
 def compare_cells(sig: pd.DataFrame, hit: pd.DataFrame, pairs: Sequence[tuple[Cell, Cell] | None], name: str,
                   metric: str = SIGNIFICANCE_METRIC, seed: int = 0, n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
-    """One family of paired comparisons ``a − b`` (one row per pair, None = not compared), Holm within it.
-
-    ``sig``/``hit``: :func:`user_values` of the significance metric and of HitRate. Columns
-    ``{metric}_diff_vs_{name}``, ``vs_{name}_ci_low``, ``vs_{name}_ci_high``, ``vs_{name}_p_holm`` and
-    ``hitrate_diff_vs_{name}`` (mean paired HitRate difference on the users both cells have).
-    """
+    """One family of paired comparisons ``a − b`` (one row per pair, None = not compared), Holm within it, in the
+    columns of :func:`_family_columns`. ``sig``/``hit``: :func:`user_values` of the significance metric and of
+    HitRate (the mean paired HitRate difference on the users both cells have)."""
     family = paired_family([None if p is None else _paired(sig, *p) for p in pairs], n_resamples=n_resamples, seed=seed)
     values = [family[c].to_numpy() for c in ("mean_diff", "ci_low", "ci_high", "p_holm")]
     values.append([np.nan if p is None else _mean_paired_diff(hit, *p) for p in pairs])
@@ -217,17 +196,12 @@ def _best(board: pd.DataFrame, metric: str) -> int | None:
 def comparison(metrics: pd.DataFrame, user_metrics: pd.DataFrame, recommender: str, k: int = 50, seed: int = 0,
                split: str = "test", shuffled_base: str | None = None, metric: str = SIGNIFICANCE_METRIC,
                n_resamples: int = N_RESAMPLES) -> pd.DataFrame:
-    """The study's table for one recommender: its audio encoders as rows (best first by ``metric``@k), then
-    the reference cells (encoder ``none``, ``reference`` = True), metrics @k on ``split`` as columns.
+    """The study's table for one recommender: its audio encoders as rows (best first by ``metric``@k), then the
+    reference cells, metrics @k on ``split`` as columns; empty when the recommender has no rows on an audio encoder.
 
-    Three paired families, each Holm-corrected over the encoder rows of this table:
-
-    * ``vs_twin``: each encoder vs its shuffled twin (column ``twin``; :func:`shuffled_twin`);
-    * ``vs_best``: each encoder vs the best encoder (``best`` = True, its diff 0);
-    * ``vs_reference``: each encoder vs the best reference cell by ``metric`` (its diff 0; the
-      other reference rows are not compared).
-
-    Empty when the recommender has no rows on an audio encoder.
+    Three paired families, each Holm-corrected over the encoder rows: ``vs_twin`` (column ``twin``), ``vs_best``
+    (``best`` = True, its diff 0) and ``vs_reference`` (the best reference cell by ``metric``, its diff 0; the other
+    reference rows are not compared).
     """
     cells = metrics[(metrics["split"] == split) & (metrics["k"] == k)]
     audio = leaderboard(cells[(cells["recommender"] == recommender) & (cells["encoder"] != NO_AUDIO)], k=k, split=split)
@@ -245,14 +219,10 @@ def comparison(metrics: pd.DataFrame, user_metrics: pd.DataFrame, recommender: s
     best_i, ref_i = _best(audio, metric), _best(refs, metric)
     best = cell[best_i] if best_i is not None else None
     best_ref = (refs.at[ref_i, "encoder"], refs.at[ref_i, "recommender"]) if ref_i is not None else None
-    parts = [
-        compare_cells(sig, hit, [(c, (t, recommender)) if t else None for c, t in zip(cell, twins)], "twin",
-                      metric, seed, n_resamples),
-        compare_cells(sig, hit, [(c, best) if best and c != best else None for c in cell], "best",
-                      metric, seed, n_resamples),
-        compare_cells(sig, hit, [(c, best_ref) if best_ref else None for c in cell], "reference",
-                      metric, seed, n_resamples),
-    ]
+    families = {"twin": [(c, (t, recommender)) if t else None for c, t in zip(cell, twins)],
+                "best": [(c, best) if best and c != best else None for c in cell],
+                "reference": [(c, best_ref) if best_ref else None for c in cell]}
+    parts = [compare_cells(sig, hit, pairs, name, metric, seed, n_resamples) for name, pairs in families.items()]
     audio = pd.concat([audio, *parts], axis=1)
     audio["twin"] = twins
     audio["best"] = [c == best for c in cell]

@@ -1,13 +1,9 @@
 """Encoders from the ``musicnn`` package: PyTorch ports of its MusiCNN and VGG taggers on their TF checkpoints.
 
-* ``musicnn`` (MSD_musicnn) and ``musicnn_mtt`` (MTT_musicnn): mean over 3-s patches of the 200-d
-  penultimate layer, the layer the study uses for MSD_musicnn (``../shared/SEED_NOTES.md``);
-* ``vgg_msd`` (MSD_vgg) and ``vgg_mtt`` (MTT_vgg): mean over 3-s patches of the 256-d flattened
-  ``pool5``, the input of VGG's output layer (its analogue of the penultimate layer; see ``vgg``).
-
-No TensorFlow: ``tf_checkpoint`` reads the checkpoint files, ``model`` and ``vgg`` rebuild the networks,
-``weights`` finds (or, on first use, fetches) the checkpoints, ``preprocess`` makes the
-log-mel patches. torch and librosa are imported only when the encoder loads or embeds.
+MusiCNN's 200-d penultimate layer is the one the study uses for MSD_musicnn (``../shared/SEED_NOTES.md``); VGG's
+flattened ``pool5`` is audiorec's choice (``vgg``). No TensorFlow: ``tf_checkpoint`` reads the checkpoints, ``model``
+and ``vgg`` rebuild the networks, ``weights`` finds or fetches the checkpoints, ``preprocess`` makes the log-mel
+patches. torch and librosa are imported only when the encoder loads or embeds.
 """
 
 from __future__ import annotations
@@ -30,7 +26,7 @@ __all__ = [
 
 
 def load_pretrained_vgg(model: str = "MSD_vgg", context: EncoderContext | None = None) -> Vgg:
-    """The pretrained ``MSD_vgg`` or ``MTT_vgg`` network, in eval mode on ``context.device`` (see ``load_pretrained``)."""
+    """The pretrained ``MSD_vgg`` or ``MTT_vgg`` network, in eval mode on ``context.device``, as ``load_pretrained``."""
     from audiorec_assets.encoders.musicnn.vgg import MODELS, load_vgg
     from audiorec_assets.encoders.musicnn.weights import locate_checkpoint
 
@@ -41,11 +37,8 @@ def load_pretrained_vgg(model: str = "MSD_vgg", context: EncoderContext | None =
 
 
 def load_pretrained(model: str = "MSD_musicnn", context: EncoderContext | None = None) -> Musicnn:
-    """The pretrained ``MSD_musicnn`` or ``MTT_musicnn`` network, in eval mode on ``context.device``.
-
-    Weights are located (and downloaded on first use) as described in ``weights``; raises
-    :class:`~audiorec_assets.encoders.base.WeightsNotFoundError` when they cannot be had.
-    """
+    """The pretrained ``MSD_musicnn`` or ``MTT_musicnn`` network, in eval mode on ``context.device``; the weights
+    are located (or downloaded on first use) by ``weights``, else ``WeightsNotFoundError`` is raised."""
     from audiorec_assets.encoders.musicnn.model import load_musicnn
     from audiorec_assets.encoders.musicnn.weights import locate_checkpoint
 
@@ -63,11 +56,9 @@ def musicnn_outputs(network: Musicnn, mel_batch: np.ndarray, max_patches: int = 
 class MusicnnEncoder(AudioEncoder):
     """Track embedding = mean over 3-s patches of MusiCNN's 200-d penultimate layer (MSD model).
 
-    The whole track is used (``clip_seconds=None``), cut into non-overlapping 187-frame
-    (3-s) log-mel patches; like upstream, the incomplete last patch is dropped. A track
-    shorter than 3 s is zero-padded (silence) to one patch, where upstream would fail.
-    Patches of all tracks in a call go through the network together, at most
-    :func:`patches_per_forward` at a time.
+    The whole track, cut into non-overlapping 187-frame (3-s) log-mel patches; like upstream, the incomplete last
+    patch is dropped; a track under 3 s is padded with silence to one patch, where upstream would fail. Patches of
+    all tracks in a call go through the network together, at most :func:`patches_per_forward` at a time.
     """
 
     name: ClassVar[str] = "musicnn"
@@ -133,12 +124,8 @@ class MusicnnMttEncoder(MusicnnEncoder):
 
 
 class VggEncoder(AudioEncoder):
-    """Track embedding = mean over 3-s patches of a musicnn-package VGG's flattened ``pool5`` (256-d).
-
-    Same input as ``musicnn`` (whole track, non-overlapping 187-frame log-mel patches, the incomplete
-    tail dropped, a track under 3 s padded with silence to one patch). ``pool5`` is the input of VGG's
-    output layer, the analogue of MusiCNN's penultimate layer; audiorec's choice, stated in ``vgg``.
-    """
+    """Track embedding = mean over 3-s patches of a musicnn-package VGG's flattened ``pool5`` (256-d), the input of
+    its output layer (audiorec's choice: ``vgg``). Same input and batching as :class:`MusicnnEncoder`."""
 
     dim: ClassVar[int] = 256
     sample_rate: ClassVar[int] = 16000

@@ -20,6 +20,7 @@ Dropout is the identity at inference, so it is left out. TF batch norm's default
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,21 +127,13 @@ class Musicnn(nn.Module):
         timbral_filters, temporal_filters = int(1.6 * 128), int(1.6 * 32)  # upstream num_filt=1.6
         self.input_bn = nn.BatchNorm2d(1, eps=TF_BN_EPSILON)
         # Order matters: it is the order upstream creates (and so numbers) the TF variables.
-        self.frontend = nn.ModuleList(
-            [
-                _FrontendBranch(timbral_filters, 7, int(0.4 * N_MELS), (3, 3)),
-                _FrontendBranch(timbral_filters, 7, int(0.7 * N_MELS), (3, 3)),
-                *(_FrontendBranch(temporal_filters, k, 1, _tf_same_pad(k)) for k in (128, 64, 32)),
-            ]
-        )
+        self.frontend = nn.ModuleList([
+            *(_FrontendBranch(timbral_filters, 7, int(share * N_MELS), (3, 3)) for share in (0.4, 0.7)),
+            *(_FrontendBranch(temporal_filters, k, 1, _tf_same_pad(k)) for k in (128, 64, 32)),
+        ])
         frontend_channels = 2 * timbral_filters + 3 * temporal_filters  # 561
         self.midend = nn.ModuleList(
-            [
-                _MidendLayer(frontend_channels, midend_filters),
-                _MidendLayer(midend_filters, midend_filters),
-                _MidendLayer(midend_filters, midend_filters),
-            ]
-        )
+            [_MidendLayer(frontend_channels if i == 0 else midend_filters, midend_filters) for i in range(3)])
         self.pooled_channels = frontend_channels + 3 * midend_filters  # 753
         self.pool_bn = _bn(2 * self.pooled_channels)
         self.dense = nn.Linear(2 * self.pooled_channels, backend_units)
@@ -161,29 +154,17 @@ class Musicnn(nn.Module):
         pooled = torch.stack([max_pool, mean_pool], dim=2).flatten(1)
         penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(pooled))))
         logits = self.logits(penultimate)
-        return {
-            "logits": logits,
-            "taggram": torch.sigmoid(logits),
-            "penultimate": penultimate,
-            "mean_pool": mean_pool,
-            "max_pool": max_pool,
-        }
+        return {"logits": logits, "taggram": torch.sigmoid(logits), "penultimate": penultimate, "mean_pool": mean_pool,
+                "max_pool": max_pool}
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         """mel: (batch, frames, 96) → penultimate features (batch, 200)."""
         return self.forward_all(mel)["penultimate"]
 
 
-# --------------------------------------------------------------------------- TF → torch weights
-
-
 def _tf_bn(name: str) -> dict[str, tuple[str, str]]:
-    return {
-        "weight": (f"{name}/gamma", "vector"),
-        "bias": (f"{name}/beta", "vector"),
-        "running_mean": (f"{name}/moving_mean", "vector"),
-        "running_var": (f"{name}/moving_variance", "vector"),
-    }
+    torch_to_tf = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
+    return {key: (f"{name}/{tf_name}", "vector") for key, tf_name in torch_to_tf.items()}
 
 
 def tf_variable_map() -> dict[str, tuple[str, str]]:
@@ -229,38 +210,28 @@ def _convert(value: np.ndarray, kind: str) -> np.ndarray:
     return value
 
 
-def state_dict_from_tf(tensors: dict[str, np.ndarray], source: str) -> dict[str, torch.Tensor]:
-    """Build a :class:`Musicnn` state dict from checkpoint tensors; ``source`` names the file for errors."""
-    state: dict[str, torch.Tensor] = {}
-    for key, (tf_name, kind) in tf_variable_map().items():
-        if tf_name not in tensors:
-            raise ValueError(f"{source}: checkpoint lacks variable {tf_name!r}; is it a musicnn checkpoint?")
-        state[key] = torch.from_numpy(np.ascontiguousarray(_convert(tensors[tf_name], kind), dtype=np.float32))
-    return state
-
-
 def load_musicnn(checkpoint_prefix: Path | str, device: str = "cpu") -> Musicnn:
     """A :class:`Musicnn` in eval mode on ``device`` with the weights of a TF checkpoint prefix.
 
     Raises ``ValueError`` naming the checkpoint when a variable is missing or has the wrong shape.
     """
-    names = sorted({tf_name for tf_name, _ in tf_variable_map().values()})
-    tensors = read_checkpoint(checkpoint_prefix, names=names)
-    num_classes = tensors["dense_1/kernel"].shape[1]
-    model = Musicnn(num_classes=num_classes)
-    state = state_dict_from_tf(tensors, f"{checkpoint_prefix}.index")
-    names = {key: tf_name for key, (tf_name, _) in tf_variable_map().items()}
-    return load_converted(model, state, names, f"{checkpoint_prefix}.index", device)
+    mapping = tf_variable_map()
+    tensors = read_checkpoint(checkpoint_prefix, names=sorted({tf_name for tf_name, _ in mapping.values()}))
+    model = Musicnn(num_classes=tensors["dense_1/kernel"].shape[1])
+    return load_converted(model, tensors, mapping, _convert, f"{checkpoint_prefix}.index", device)
 
 
-def load_converted(model: nn.Module, state: dict[str, torch.Tensor], tf_names: dict[str, str], source: str,
-                   device: str) -> nn.Module:
-    """``model`` with the converted TF ``state`` loaded, in eval mode on ``device``; a variable of the wrong shape or
-    a parameter without a TF counterpart is a ``ValueError`` naming ``source`` (shared by MusiCNN and VGG)."""
+def load_converted(model: nn.Module, tensors: dict[str, np.ndarray], mapping: dict[str, tuple[str, str]],
+                   convert: Callable[[np.ndarray, str], np.ndarray], source: str, device: str) -> nn.Module:
+    """``model`` with the TF ``tensors`` loaded as ``mapping`` (torch key → (TF name, kind)) and ``convert`` say, in
+    eval mode on ``device``; a variable of the wrong shape or a parameter without a TF counterpart is a
+    ``ValueError`` naming ``source`` (shared by MusiCNN and VGG)."""
+    state = {key: torch.from_numpy(np.ascontiguousarray(convert(tensors[tf_name], kind), dtype=np.float32))
+             for key, (tf_name, kind) in mapping.items()}
     expected = model.state_dict()
     for key, value in state.items():
         if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{source}: {tf_names[key]} has shape {tuple(value.shape)} after conversion, "
+            raise ValueError(f"{source}: {mapping[key][0]} has shape {tuple(value.shape)} after conversion, "
                              f"expected {tuple(expected[key].shape)}")
     # strict=False only because BatchNorm's num_batches_tracked has no TF counterpart.
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -270,21 +241,23 @@ def load_converted(model: nn.Module, state: dict[str, torch.Tensor], tf_names: d
 
 
 @torch.inference_mode()
-def run_musicnn(model: Musicnn, mel_batch: np.ndarray, max_patches: int = 32) -> MusicnnOutputs:
-    """Outputs of ``model`` for log-mel patches ``(patches, 187, 96)``, ``max_patches`` per forward pass."""
+def forward_in_chunks(model: nn.Module, mel_batch: np.ndarray, max_patches: int,
+                      widths: dict[str, int]) -> dict[str, np.ndarray]:
+    """``model.forward_all`` of log-mel patches ``(patches, 187, 96)``, ``max_patches`` per forward pass: the outputs
+    named in ``widths``, each concatenated over the patches (``(0, widths[key])`` float32 without patches)."""
     device = next(model.parameters()).device
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("taggram", "penultimate", "mean_pool", "max_pool")}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in widths}
     for start in range(0, len(mel_batch), max_patches):
         chunk = torch.from_numpy(np.ascontiguousarray(mel_batch[start : start + max_patches], dtype=np.float32))
         out = model.forward_all(chunk.to(device))
         for key, values in parts.items():
             values.append(out[key].float().cpu().numpy())
-    empty = {"taggram": model.logits.out_features, "penultimate": model.dense.out_features}
-    return MusicnnOutputs(
-        **{
-            key: np.concatenate(values)
-            if values
-            else np.zeros((0, empty.get(key, model.pooled_channels)), np.float32)
-            for key, values in parts.items()
-        }
-    )
+    return {k: np.concatenate(v) if v else np.zeros((0, widths[k]), np.float32) for k, v in parts.items()}
+
+
+def run_musicnn(model: Musicnn, mel_batch: np.ndarray, max_patches: int = 32) -> MusicnnOutputs:
+    """Outputs of ``model`` for log-mel patches ``(patches, 187, 96)``, ``max_patches`` per forward pass."""
+    pooled = model.pooled_channels
+    widths = {"taggram": model.logits.out_features, "penultimate": model.dense.out_features, "mean_pool": pooled,
+              "max_pool": pooled}
+    return MusicnnOutputs(**forward_in_chunks(model, mel_batch, max_patches, widths))

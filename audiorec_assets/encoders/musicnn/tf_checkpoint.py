@@ -61,9 +61,6 @@ class BundleEntry:
     sliced: bool
 
 
-# --------------------------------------------------------------------------- varints, protobuf
-
-
 def _read_varint(buf: bytes, pos: int, where: str) -> tuple[int, int]:
     """Decode a base-128 varint at ``pos``; returns (value, position after it)."""
     result = shift = 0
@@ -159,16 +156,8 @@ def _decode_entry(name: str, buf: bytes, where: str) -> BundleEntry:
 
 def _decode_header(buf: bytes, where: str) -> tuple[int, int]:
     """``BundleHeaderProto``: num_shards=1, endianness=2 (0 little, 1 big). Returns both."""
-    num_shards, endianness = 1, 0
-    for number, _, value in _proto_fields(buf, f"{where} (header)"):
-        if number == 1:
-            num_shards = value  # type: ignore[assignment]
-        elif number == 2:
-            endianness = value  # type: ignore[assignment]
-    return num_shards, endianness
-
-
-# --------------------------------------------------------------------------- crc32c, snappy
+    fields = {number: value for number, _, value in _proto_fields(buf, f"{where} (header)")}
+    return fields.get(1, 1), fields.get(2, 0)  # type: ignore[return-value]
 
 
 def _make_crc32c_table() -> list[int]:
@@ -239,9 +228,6 @@ def snappy_decompress(data: bytes, where: str = "snappy block") -> bytes:
     return bytes(out)
 
 
-# --------------------------------------------------------------------------- SSTable
-
-
 def _read_block(table: bytes, offset: int, size: int, where: str) -> bytes:
     """Return the uncompressed contents of the block at (offset, size), checking its crc."""
     end = offset + size
@@ -309,9 +295,6 @@ def read_sstable(path: Path) -> list[tuple[bytes, bytes]]:
         offset, size, _ = _read_block_handle(handle, 0, where)
         entries.extend(_block_entries(_read_block(table, offset, size, where), where))
     return entries
-
-
-# --------------------------------------------------------------------------- tensor bundle
 
 
 def read_index(prefix: Path | str) -> tuple[int, dict[str, BundleEntry]]:

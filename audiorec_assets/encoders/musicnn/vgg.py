@@ -10,12 +10,9 @@ Mirrors ``vgg(x, is_training, num_classes, num_filters=128)`` of the upstream mo
   187×96 → 92×48 → 46×24 → 23×12 → 11×6 → 2×1;
 * ``pool5`` flattened in TF's (time, mel, channel) order → 256 → dense 50 (logits; sigmoid = taggram).
 
-Embedding layer: VGG has no hidden dense layer, so the analogue of MusiCNN's penultimate layer (the input
-of the output layer) is the flattened ``pool5``, 256-d; upstream's extractor exposes the same tensor as
-``features['pool5']`` (shape ``(patches, 2, 128)``, here flattened time-major). Neither the study nor the
-musicnn authors pick a VGG embedding layer, so this is audiorec's choice.
-
-Dropout is the identity at inference and is left out. TF batch norm's default epsilon is 1e-3.
+Embedding layer (audiorec's choice: neither the study nor the musicnn authors pick one): VGG has no hidden dense
+layer, so the analogue of MusiCNN's penultimate layer is the flattened ``pool5`` (256-d), upstream's extractor's
+``features['pool5']`` (``(patches, 2, 128)``, here flattened time-major). Dropout (identity at inference) is left out.
 """
 
 from __future__ import annotations
@@ -28,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiorec_assets.encoders.musicnn.model import load_converted
+from audiorec_assets.encoders.musicnn.model import _tf_bn, forward_in_chunks, load_converted
 from audiorec_assets.encoders.musicnn.tf_checkpoint import read_checkpoint
 
-TF_BN_EPSILON = 1e-3
+TF_BN_EPSILON = 1e-3  # TF batch norm's default
 VGG_FILTERS = 128  # upstream define_model: vgg(x, is_training, num_classes, 128) for MSD_vgg and MTT_vgg
 # (pool size, stride) per block, (time, mel); TF max_pooling2d with the default 'valid' padding.
 POOLS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
@@ -93,27 +90,17 @@ class Vgg(nn.Module):
         return self.forward_all(mel)["pool5"]
 
 
-# --------------------------------------------------------------------------- TF → torch weights
-
-
 def tf_variable_map() -> dict[str, tuple[str, str]]:
     """torch state-dict key → (TF variable name, how to convert it).
 
     Upstream names the convs ``1CNN`` … ``5CNN``; batch norms are auto-numbered in creation order
     (input, then one per block); the output layer is ``dense``.
     """
-    mapping: dict[str, tuple[str, str]] = {}
-
-    def bn(prefix: str, name: str) -> None:
-        for torch_name, tf_name in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-                                    ("running_var", "moving_variance")):
-            mapping[f"{prefix}.{torch_name}"] = (f"{name}/{tf_name}", "vector")
-
-    bn("input_bn", "batch_normalization")
+    mapping = {f"input_bn.{k}": v for k, v in _tf_bn("batch_normalization").items()}
     for i in range(len(POOLS)):
         mapping[f"blocks.{i}.conv.weight"] = (f"{i + 1}CNN/kernel", "conv2d")
         mapping[f"blocks.{i}.conv.bias"] = (f"{i + 1}CNN/bias", "vector")
-        bn(f"blocks.{i}.bn", f"batch_normalization_{i + 1}")
+        mapping.update({f"blocks.{i}.bn.{k}": v for k, v in _tf_bn(f"batch_normalization_{i + 1}").items()})
     mapping["logits.weight"] = ("dense/kernel", "dense")
     mapping["logits.bias"] = ("dense/bias", "vector")
     return mapping
@@ -139,24 +126,10 @@ def load_vgg(checkpoint_prefix: Path | str, device: str = "cpu") -> Vgg:
     except ValueError as err:
         raise ValueError(f"{checkpoint_prefix}.index: not a musicnn VGG checkpoint ({err})") from err
     model = Vgg(num_classes=tensors["dense/kernel"].shape[1])
-    state = {key: torch.from_numpy(np.ascontiguousarray(_convert(tensors[tf_name], kind), dtype=np.float32))
-             for key, (tf_name, kind) in mapping.items()}
-    names = {key: tf_name for key, (tf_name, _) in mapping.items()}
-    return load_converted(model, state, names, f"{checkpoint_prefix}.index", device)
+    return load_converted(model, tensors, mapping, _convert, f"{checkpoint_prefix}.index", device)
 
 
-@torch.inference_mode()
 def run_vgg(model: Vgg, mel_batch: np.ndarray, max_patches: int = 16) -> VggOutputs:
     """Outputs of ``model`` for log-mel patches ``(patches, 187, 96)``, ``max_patches`` per forward pass."""
-    device = next(model.parameters()).device
-    taggram: list[np.ndarray] = []
-    pool5: list[np.ndarray] = []
-    for start in range(0, len(mel_batch), max_patches):
-        chunk = torch.from_numpy(np.ascontiguousarray(mel_batch[start : start + max_patches], dtype=np.float32))
-        out = model.forward_all(chunk.to(device))
-        taggram.append(out["taggram"].float().cpu().numpy())
-        pool5.append(out["pool5"].float().cpu().numpy())
-    if not taggram:
-        return VggOutputs(np.zeros((0, model.logits.out_features), np.float32),
-                          np.zeros((0, model.logits.in_features), np.float32))
-    return VggOutputs(np.concatenate(taggram), np.concatenate(pool5))
+    widths = {"taggram": model.logits.out_features, "pool5": model.logits.in_features}
+    return VggOutputs(**forward_in_chunks(model, mel_batch, max_patches, widths))

@@ -1,17 +1,6 @@
-"""Find the pretrained checkpoints of the ``musicnn`` package, fetching them on first use.
-
-The trained MusiCNN and VGG weights (MSD_musicnn, MTT_musicnn, MSD_vgg, MTT_vgg) ship inside
-the ``musicnn`` 0.1.0 distribution (TF1 checkpoints under ``musicnn/<MODEL>/``), whose code
-needs TensorFlow 1 and an old numpy, so it is not a dependency. Like spaCy's model download,
-on first use we run ``pip download`` for that exact version and copy only the checkpoint
-files into the model cache:
-
-    <models_dir>/musicnn/<MODEL>/.index
-    <models_dir>/musicnn/<MODEL>/.data-00000-of-00001
-
-``<models_dir>`` is ``EncoderContext.resolved_models_dir()``: the ``encode.models_dir``
-setting, else ``$AUDIOREC_MODELS``, else the user cache. ``AUDIOREC_OFFLINE=1`` disables
-the download (then missing weights raise :class:`WeightsNotFoundError`).
+"""Find the pretrained checkpoints of the ``musicnn`` package, fetching them on first use (``pip download`` of that
+exact version, like spaCy's model download, copying only the checkpoint files into
+``<models_dir>/musicnn/<MODEL>/``); why and the offline setup: docs/encoders.md, "MusiCNN and VGG weights".
 """
 
 from __future__ import annotations
@@ -46,21 +35,15 @@ def checkpoint_dir(models_dir: Path, model: str) -> Path:
 
 
 def candidate_dirs(models_dir: Path, model: str) -> list[Path]:
-    """Folders searched for ``model``'s checkpoint, in order.
-
-    Besides the canonical layout, accept ``<models_dir>/<MODEL>`` and an unzipped wheel
-    (``<models_dir>/musicnn/musicnn/<MODEL>``), so that a hand-made copy just works.
-    """
+    """Folders searched for ``model``'s checkpoint, in order: the canonical layout, ``<models_dir>/<MODEL>`` and an
+    unzipped wheel (``<models_dir>/musicnn/musicnn/<MODEL>``), so that a hand-made copy just works."""
     root = Path(models_dir)
     return [checkpoint_dir(root, model), root / model, root / "musicnn" / "musicnn" / model]
 
 
 def checkpoint_prefix_in(folder: Path) -> str | None:
-    """The checkpoint prefix in ``folder`` (``folder/`` for upstream's dot-files), or None if incomplete.
-
-    A folder holds a checkpoint when it has exactly one ``*.index`` file and the matching
-    single-shard ``.data-00000-of-00001`` file.
-    """
+    """The checkpoint prefix in ``folder`` (``folder/`` for upstream's dot-files), or None if incomplete: a checkpoint
+    is exactly one ``*.index`` file and the matching single-shard ``.data-00000-of-00001`` file."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -106,12 +89,9 @@ def missing_weights_message(models_dir: Path, model: str, reason: str) -> str:
 
 
 def locate_checkpoint(model: str, models_dir: Path, allow_download: bool | None = None) -> str:
-    """The checkpoint prefix of ``model`` (one of :data:`AVAILABLE_CHECKPOINTS`) under ``models_dir``.
-
-    Looks in ``models_dir`` (see :func:`candidate_dirs`); if absent and downloads are
-    allowed (``allow_download``, default: unless ``$AUDIOREC_OFFLINE``), installs the
-    checkpoints from the ``musicnn`` package into ``models_dir/musicnn/`` first.
-    Raises :class:`WeightsNotFoundError` (:class:`WeightsDownloadError` when pip failed).
+    """The checkpoint prefix of ``model`` (one of :data:`AVAILABLE_CHECKPOINTS`) under ``models_dir``
+    (:func:`candidate_dirs`), installed there first if absent and downloads are allowed (``allow_download``, default:
+    unless ``$AUDIOREC_OFFLINE``). Raises :class:`WeightsNotFoundError` (:class:`WeightsDownloadError`: pip failed).
     """
     if model not in AVAILABLE_CHECKPOINTS:
         raise ValueError(f"Unknown musicnn-package checkpoint {model!r}; known: {list(AVAILABLE_CHECKPOINTS)}")
@@ -134,9 +114,9 @@ def locate_checkpoint(model: str, models_dir: Path, allow_download: bool | None 
 def install_checkpoints(models_dir: Path) -> list[Path]:
     """Download the ``musicnn`` package and install its checkpoints under ``models_dir/musicnn/``.
 
-    Each checkpoint folder appears atomically (extracted to a temporary sibling, then
-    renamed), so a crash or a concurrent run never leaves a half-written checkpoint. Folders
-    already complete are kept. Returns the checkpoint folders now present.
+    Each checkpoint folder appears atomically (extracted to a temporary sibling, then renamed), so a crash or a
+    concurrent run never leaves a half-written checkpoint. Folders already complete are kept. Returns the checkpoint
+    folders now present.
     """
     root = Path(models_dir) / "musicnn"
     try:
@@ -191,11 +171,8 @@ def _archive_members(archive: Path) -> dict[str, tuple[str, str]]:
 
 
 def _extract_checkpoints(archive: Path, dest: Path) -> dict[str, Path]:
-    """Copy only the checkpoint files out of ``archive`` into ``dest/<MODEL>/``; returns model → folder.
-
-    Output paths are built from the known model and file names, never from member paths,
-    so the archive cannot write elsewhere.
-    """
+    """Copy only the checkpoint files out of ``archive`` into ``dest/<MODEL>/``; returns model → folder. Output paths
+    are built from the known model and file names, never from member paths, so the archive cannot write elsewhere."""
     members = _archive_members(archive)
     try:
         if archive.name.endswith(".tar.gz"):
