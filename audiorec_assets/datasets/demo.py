@@ -1,33 +1,15 @@
 """The bundled demo data set: a synthetic catalogue with audible attributes and a listening log.
 
-``generate_demo(raw_dir)`` writes the "own catalogue" layout (docs/lake.md, "Input layouts")::
-
-    raw_dir/audio/<track_id>.flac   22050 Hz mono, 10-20 s, synthesised with numpy
-    raw_dir/tracks.csv              track_id, artist, album, title, style, ... (generative attributes)
-    raw_dir/listens.csv             user_id, track_id, timestamp (YYYY-MM-DD HH:MM:SS), sorted by time
-    raw_dir/listens.synthetic.json  the marker that flags listens.csv synthetic (``data/synthetic.py``)
-    raw_dir/DEMO.md                 what generated the folder, with the seed
-
-Only ``audiorec demo`` writes it (:func:`write_demo_if_empty`, into a ``raw/`` without data); no asset does.
-
-Everything is drawn from one ``np.random.default_rng(seed)``: the same seed gives
-byte-identical CSV files and sample-identical audio. The model lives in three modules:
-
-* ``demo_catalogue`` — styles, artists, albums, tracks; each track has continuous audible
-  attributes (tempo, brightness, register, rhythm density, a timbre mix) that vary within
-  albums, and about 12 % of the tracks are released inside the log's last month;
-* ``demo_audio`` — the synthesiser that renders those attributes;
-* ``demo_listens`` — users whose taste is a point in attribute space plus style weights;
-  album-order sessions, skips, replays, radio picks and new releases all follow how a track
-  sounds relative to the taste, with popularity and artist affinity on top.
-
-So audio similarity carries signal within a style as well as across styles, album order
-carries signal, the cold-start test has new tracks with listeners, and popularity is a
-reasonable, but not the best, baseline.
+``generate_demo(raw_dir)`` writes the "own catalogue" layout (docs/lake.md, "Input layouts"): ``audio/*.flac``
+(22050 Hz mono), ``tracks.csv``, ``listens.csv`` (sorted by time), its synthetic marker and ``DEMO.md``. Only
+``audiorec demo`` writes it (:func:`write_demo_if_empty`); no asset does. The generative model
+(:mod:`.demo_catalogue`, :mod:`.demo_audio`, :mod:`.demo_listens`): docs/datasets.md, "The demo data set".
 """
 
 from __future__ import annotations
 
+import shutil
+import textwrap
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
@@ -36,39 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audiorec_assets.data.sources import ONION_LOG, OWN_LOGS, holds_data
 from audiorec_assets.data.synthetic import SYNTHETIC_MARKER
 from audiorec_assets.datasets.demo_audio import SAMPLE_RATE, VOICES, TrackSound, synthesize, write_audio_files
-from audiorec_assets.datasets.demo_catalogue import (
-    ATTRIBUTES,
-    NEW_RELEASE_SHARE,
-    STYLES,
-    attribute_matrix,
-    build_catalogue,
-    style_mix,
-    track_sound,
-)
-from audiorec_assets.datasets.demo_listens import simulate_listens
+from audiorec_assets.datasets.demo_catalogue import (ATTRIBUTES, NEW_RELEASE_SHARE, STYLES, attribute_matrix,
+                                                     build_catalogue, style_mix, track_sound)
+from audiorec_assets.datasets.demo_listens import CHART_SHARE, RADIO_SHARE, simulate_listens
 from audiorec_assets.datasets.marker import describe_log, write_marker
+from audiorec_assets.lakeio import atomic_dir, process_staging
 
-__all__ = [
-    "ATTRIBUTES",
-    "DEMO_NOTE",
-    "SAMPLE_RATE",
-    "STYLES",
-    "VOICES",
-    "DemoModel",
-    "DemoSummary",
-    "TrackSound",
-    "attribute_matrix",
-    "build_catalogue",
-    "demo_model",
-    "generate_demo",
-    "simulate_listens",
-    "style_mix",
-    "synthesize",
-    "track_sound",
-    "write_demo_if_empty",
-]
+__all__ = ["ATTRIBUTES", "DEMO_NOTE", "SAMPLE_RATE", "STYLES", "VOICES", "DemoModel", "DemoSummary", "TrackSound",
+           "attribute_matrix", "build_catalogue", "demo_model", "generate_demo", "simulate_listens", "style_mix",
+           "synthesize", "track_sound", "write_demo_if_empty"]
 
 DEMO_NOTE = "DEMO.md"
 DEMO_LOG = "listens.csv"
@@ -103,9 +64,6 @@ class DemoModel:
     listens: pd.DataFrame
 
 
-# ----------------------------------------------------------------------------- public entry
-
-
 @dataclass(frozen=True)
 class DemoShape:
     """The sizes and span of a demo data set (keyword arguments of :func:`demo_model` / :func:`generate_demo`)."""
@@ -128,10 +86,8 @@ class DemoShape:
 
 
 def demo_model(seed: int = 0, **shape: object) -> tuple[DemoModel, np.random.Generator]:
-    """The catalogue, tastes and log of :func:`generate_demo` (no files), and the audio's generator.
-
-    ``shape``: the fields of :class:`DemoShape` (n_tracks, n_users, start, end, sessions_per_user, min_seconds,
-    max_seconds)."""
+    """The catalogue, tastes and log of :func:`generate_demo` (no files; ``shape``: the fields of
+    :class:`DemoShape`), and the audio's generator."""
     size = DemoShape(**shape)  # type: ignore[arg-type]
     root = np.random.default_rng(seed)
     catalogue_rng, audio_rng, listener_rng = root.spawn(3)
@@ -144,11 +100,10 @@ def demo_model(seed: int = 0, **shape: object) -> tuple[DemoModel, np.random.Gen
 def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **shape: object) -> DemoSummary:
     """Write the demo data set to ``raw_dir`` and return what was written (``shape``: see :class:`DemoShape`).
 
-    Deterministic in ``seed`` (the audio flag does not change the CSV files: the catalogue,
-    the audio and the listeners draw from separate children of the one seeded generator).
-    Refuses (``FileExistsError``) to write into a folder holding a listening log that it
-    did not generate; a previous demo in ``raw_dir`` is replaced. The log's :data:`SYNTHETIC_MARKER`
-    is written before the log, so the log is never there unflagged.
+    Deterministic in ``seed``: byte-identical CSV files, sample-identical audio; the audio flag does not change the
+    CSV files (the catalogue, the audio and the listeners draw from separate children of the one seeded
+    generator). Refuses (``FileExistsError``) a folder holding a listening log it did not generate; replaces a
+    previous demo. The :data:`SYNTHETIC_MARKER` is written before the log, so the log is never there unflagged.
     """
     t0 = time.perf_counter()
     size = DemoShape(**shape)  # type: ignore[arg-type]
@@ -159,8 +114,7 @@ def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **s
     if write_audio:
         sounds = [track_sound(row) for row in tracks.itertuples(index=False)]
         write_audio_files(audio_rng, sounds, [raw_dir / "audio" / f"{t}.flac" for t in tracks["track_id"]])
-    public = tracks.drop(columns=_PRIVATE_COLUMNS)
-    public.to_csv(raw_dir / "tracks.csv", index=False, lineterminator="\n")
+    tracks.drop(columns=_PRIVATE_COLUMNS).to_csv(raw_dir / "tracks.csv", index=False, lineterminator="\n")
     out = listens.assign(timestamp=listens["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S"))
     payload = out[["user_id", "track_id", "timestamp"]].to_csv(index=False, lineterminator="\n").encode("utf-8")
     write_marker(raw_dir / SYNTHETIC_MARKER, _marker(seed, size, payload))
@@ -168,17 +122,11 @@ def generate_demo(raw_dir: Path, seed: int = 0, *, write_audio: bool = True, **s
     (raw_dir / DEMO_NOTE).write_text(_demo_note(seed, tracks, size.n_users, len(listens), size.start, size.end))
 
     return DemoSummary(
-        raw_dir=raw_dir,
-        seed=seed,
-        n_tracks=len(tracks),
-        n_albums=int(tracks["album_idx"].nunique()),
-        n_artists=int(tracks["artist_idx"].nunique()),
-        n_users=int(listens["user_id"].nunique()),
-        n_events=len(listens),
-        n_new_release_tracks=int(tracks["new_release"].sum()),
+        raw_dir=raw_dir, seed=seed, n_tracks=len(tracks), n_albums=int(tracks["album_idx"].nunique()),
+        n_artists=int(tracks["artist_idx"].nunique()), n_users=int(listens["user_id"].nunique()),
+        n_events=len(listens), n_new_release_tracks=int(tracks["new_release"].sum()),
         first_listen=listens["timestamp"].iloc[0].to_pydatetime(),
-        last_listen=listens["timestamp"].iloc[-1].to_pydatetime(),
-        seconds=time.perf_counter() - t0,
+        last_listen=listens["timestamp"].iloc[-1].to_pydatetime(), seconds=time.perf_counter() - t0,
     )
 
 
@@ -189,11 +137,6 @@ def write_demo_if_empty(raw_dir: Path, staging: Path, seed: int = 0, **shape: ob
     The demo is generated in a temporary folder under ``staging`` (a lake's ``tmp/staging/``), with copies of the
     hidden files, and swapped in for ``raw_dir`` in one step: an interrupted generation never leaves a half-written
     ``raw/``."""
-    import shutil
-
-    from audiorec_assets.data.sources import holds_data
-    from audiorec_assets.lakeio import atomic_dir, process_staging
-
     if holds_data(raw_dir):
         return None
     with atomic_dir(raw_dir, staging=process_staging(staging)) as folder:
@@ -222,8 +165,6 @@ def _marker(seed: int, size: DemoShape, payload: bytes) -> dict:
 
 def _prepare_dir(raw_dir: Path) -> None:
     """Create ``raw_dir``; clear an older demo; never overwrite someone's own data."""
-    from audiorec_assets.data.sources import ONION_LOG, OWN_LOGS
-
     raw_dir.mkdir(parents=True, exist_ok=True)
     logs = [raw_dir / n for n in (*OWN_LOGS, ONION_LOG, ONION_LOG + ".bz2") if (raw_dir / n).exists()]
     if logs and not (raw_dir / DEMO_NOTE).exists():
@@ -239,42 +180,34 @@ def _prepare_dir(raw_dir: Path) -> None:
 
 
 def _demo_note(seed: int, tracks: pd.DataFrame, n_users: int, n_events: int, start: date, end: date) -> str:
-    import textwrap
-
-    from audiorec_assets.datasets import demo_listens as dl
-
     def para(text: str) -> str:
         return textwrap.fill(text, width=88, subsequent_indent="  ", break_on_hyphens=False)
 
     n_new = int(tracks["new_release"].sum())
     new_albums = tracks.loc[tracks["new_release"], "album"].nunique()
-    items = [
-        "Styles: " + ", ".join(f"{s.name} ({s.voice})" for s in STYLES) + ". A style fixes the voice "
-        "(harmonic profile, noise or FM), a drum pattern, a usual mode and the centre of the "
-        "continuous attributes.",
-        "Every track has continuous audible attributes that the synthesiser renders: tempo "
-        "(`tempo_bpm`, with a pulse on every beat), brightness (`brightness`: spectral tilt, "
-        "noise band, FM index and a low-pass), register (`root_midi`, `key`), rhythm density "
-        "(a note rate: `notes_per_beat` x tempo) and a timbre mix (a share `blend` of the voice "
-        "of `blend_style`). Artists vary around their style, albums around their artist, and "
+    items = [  # wrapped by para(): the source's line breaks are not the note's
+        "Styles: " + ", ".join(f"{s.name} ({s.voice})" for s in STYLES) + ". A style fixes the voice (harmonic "
+        "profile, noise or FM), a drum pattern, a usual mode and the centre of the continuous attributes.",
+        "Every track has continuous audible attributes that the synthesiser renders: tempo (`tempo_bpm`, with a pulse "
+        "on every beat), brightness (`brightness`: spectral tilt, noise band, FM index and a low-pass), register "
+        "(`root_midi`, `key`), rhythm density (a note rate: `notes_per_beat` x tempo) and a timbre mix (a share "
+        "`blend` of the voice of `blend_style`). Artists vary around their style, albums around their artist, and "
         "tracks around their album, so tracks of one album are related but not alike.",
-        f"Albums (3-6 tracks) have release dates; {n_new} tracks on {new_albums} albums "
-        f"(`new_release`, about {NEW_RELEASE_SHARE:.0%}) come out inside the last month, the "
-        "evaluation window of the derived split, so they have no training plays (cold start). "
-        "`popularity` is the latent popularity (Zipf-like over a style's albums).",
-        "A user's taste is a point in the attribute space (near their 1-2 favourite styles, "
-        "plus a personal offset, drifting slightly), a tolerance, and style weights matched "
-        "against each track's timbre mix; a track's appeal is how close it sounds to that "
-        "point times the style match. Users also have a lognormal activity level (growing "
-        "over the log), an exploration rate, favourite artists (which the audio does not "
-        "show) and a join date. The tastes are not written here: "
-        "`audiorec_assets.datasets.demo.demo_model(seed)` (same sizes) regenerates them.",
-        "A session picks a style, then a new album (popularity x artist affinity x appeal, "
-        "boosted while fresh) or a known one (own plays, resuming where they stopped), and "
-        "walks it in album order, sometimes into the artist's next album; tracks that appeal "
-        "less are skipped more often (skips are not logged); at each step a radio pick may "
-        f"come in instead ({dl.RADIO_SHARE:.0%} of the steps: mostly an appealing track, "
-        f"{dl.CHART_SHARE:.0%} of them a chart hit).",
+        f"Albums (3-6 tracks) have release dates; {n_new} tracks on {new_albums} albums (`new_release`, about "
+        f"{NEW_RELEASE_SHARE:.0%}) come out inside the last month, the evaluation window of the derived split, so "
+        "they have no training plays (cold start). `popularity` is the latent popularity (Zipf-like over a style's "
+        "albums).",
+        "A user's taste is a point in the attribute space (near their 1-2 favourite styles, plus a personal offset, "
+        "drifting slightly), a tolerance, and style weights matched against each track's timbre mix; a track's "
+        "appeal is how close it sounds to that point times the style match. Users also have a lognormal activity "
+        "level (growing over the log), an exploration rate, favourite artists (which the audio does not show) and a "
+        "join date. The tastes are not written here: `audiorec_assets.datasets.demo.demo_model(seed)` (same sizes) "
+        "regenerates them.",
+        "A session picks a style, then a new album (popularity x artist affinity x appeal, boosted while fresh) or a "
+        "known one (own plays, resuming where they stopped), and walks it in album order, sometimes into the "
+        "artist's next album; tracks that appeal less are skipped more often (skips are not logged); at each step a "
+        f"radio pick may come in instead ({RADIO_SHARE:.0%} of the steps: mostly an appealing track, "
+        f"{CHART_SHARE:.0%} of them a chart hit).",
     ]
     model = "\n".join(para("- " + item) for item in items)
     return f"""# Demo data (generated)

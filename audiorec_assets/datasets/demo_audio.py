@@ -1,18 +1,8 @@
 """The demo's synthesiser: numpy waveforms that render a track's audible attributes.
 
-:func:`synthesize` turns a :class:`TrackSound` (timbre, tempo, register, brightness, rhythm
-density, a second timbre blended in, percussion) into a mono float32 waveform. Every
-continuous attribute changes the sound an encoder hears:
-
-* ``tempo_bpm``       — the beat length (note onsets, percussion loop);
-* ``root_midi``       — the key's root: the register every voice plays in;
-* ``brightness``      — spectral tilt of the harmonic tables (harmonic k ∝ k**-tilt), the
-  noise band, the FM index, and a global low-pass from ~1 kHz (dark) to off (bright);
-* ``notes_per_beat``  — rhythm density: note (or chord) length;
-* ``blend_voice`` / ``blend`` — a second timbre mixed in at that share (timbre mix);
-* ``percussion`` / ``percussion_level`` — the style's drum pattern and its level.
-
-Loudness is normalised, so attributes and timbres differ in colour, not level.
+:func:`synthesize` turns a :class:`TrackSound` into a mono float32 waveform in which every continuous attribute
+changes what an encoder hears (docs/datasets.md, "The demo data set"). Loudness is normalised, so attributes and
+timbres differ in colour, not level.
 """
 
 from __future__ import annotations
@@ -74,9 +64,8 @@ def write_audio_files(rng: np.random.Generator, sounds: list[TrackSound], paths:
 def synthesize(rng: np.random.Generator, sound: TrackSound, sr: int = SAMPLE_RATE) -> np.ndarray:
     """A mono float32 waveform of ``sound.seconds`` seconds, peak below 1, fades at both ends.
 
-    The track's material is a phrase of whole bars, at least :data:`PHRASE_SECONDS` long,
-    played on repeat (each repeat cross-faded into the next) for the rest of the track, as a
-    loop-based piece would; a faint noise floor keeps the repeats from being bit-identical.
+    The track's material is a phrase of whole bars, at least :data:`PHRASE_SECONDS` long, played on repeat (each
+    repeat cross-faded into the next), as a loop-based piece would; a faint noise floor keeps the repeats apart.
     """
     n = int(round(sound.seconds * sr))
     beat = int(round(60.0 / sound.tempo_bpm * sr))
@@ -135,9 +124,6 @@ def _unit_rms(y: np.ndarray) -> np.ndarray:
 def _note_len(s: TrackSound, beat: int, sr: int) -> int:
     """Samples per note at the track's rhythm density (at least 60 ms)."""
     return max(int(0.06 * sr), int(beat / s.notes_per_beat))
-
-
-# -- building blocks (all vectorised over samples)
 
 
 def _scale(sound: TrackSound, pentatonic: bool = False) -> tuple[int, ...]:
@@ -205,10 +191,8 @@ def _osc(table: np.ndarray, phase: np.ndarray) -> np.ndarray:
 def _env(
     note: int, n: int, sr: int, attack: float, decay: float, release: float = 0.01, hold: float = 1.0
 ) -> np.ndarray:
-    """Per-note attack / exponential decay / release envelope, over ``n`` samples of equal notes.
-
-    The note sounds for ``hold`` of its length (gated notes), ``decay=np.inf`` sustains.
-    """
+    """Per-note attack / exponential decay / release envelope, over ``n`` samples of equal notes; the note sounds
+    for ``hold`` of its length (gated notes), ``decay=np.inf`` sustains."""
     tau = np.arange(note)
     t = tau / sr
     rise = np.minimum(1.0, t / attack)
@@ -229,9 +213,6 @@ def _chord_roots(rng: np.random.Generator, n_bars: int) -> np.ndarray:
     """Scale degrees of chord roots, one per bar, from a few common progressions."""
     progressions = np.array([[0, 5, 3, 4], [0, 3, 4, 3], [0, 4, 5, 3], [5, 3, 0, 4]])
     return np.tile(progressions[rng.integers(len(progressions))], -(-n_bars // 4))[:n_bars]
-
-
-# -- the timbres
 
 
 def _pad(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -> np.ndarray:
@@ -347,16 +328,8 @@ def _bass(rng: np.random.Generator, s: TrackSound, n: int, beat: int, sr: int) -
     return _butter(y, 400.0 * 2.0 ** (0.5 * s.brightness), sr).astype(np.float32)
 
 
-VOICES = {
-    "pad": _pad,
-    "saw": _saw,
-    "square": _square,
-    "pluck": _pluck,
-    "noise": _noise,
-    "bell": _bell,
-    "organ": _organ,
-    "bass": _bass,
-}
+VOICES = {"pad": _pad, "saw": _saw, "square": _square, "pluck": _pluck, "noise": _noise, "bell": _bell,
+          "organ": _organ, "bass": _bass}
 
 
 def _percussion(rng: np.random.Generator, pattern: str, n: int, beat: int, sr: int) -> np.ndarray:

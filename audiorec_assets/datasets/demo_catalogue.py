@@ -1,27 +1,9 @@
 """The demo catalogue: styles, artists, albums and tracks with continuous audible attributes.
 
-Every track has four continuous attributes, held in *z units* (:data:`ATTRIBUTES`), which the
-synthesiser renders (``demo_audio``) and listeners' tastes are defined over
-(``demo_listens``):
-
-=========== ============================ =====================================
-attribute   rendered as (tracks.csv)     z → value
-=========== ============================ =====================================
-tempo       ``tempo_bpm``                100 · 2^(0.4 z) bpm
-brightness  ``brightness``               spectral tilt, noise band, low-pass
-register    ``root_midi`` (+ ``key``)    round(54 + 7 z)
-density     ``notes_per_beat``           2 · 2^z notes per second
-=========== ============================ =====================================
-
-and a timbre mix: its style's voice with a share ``blend`` (0–0.5) of a second style's
-voice (``blend_style``). A style sets the voice, a drum pattern, a usual mode and the
-centre of the attributes; artists vary around their style's centre, albums around their
-artist's, tracks around their album's (within-album spread ≈ 0.45 z per attribute, about
-±20 % tempo, ±3 semitones), so two tracks of an album sound related but not alike.
-
-Albums are released over the years before and during the log; about 12 % of the tracks
-are on albums released inside the last month of the log (``new_release``): the evaluation
-window of the derived split, so those tracks have no training plays (the cold-start test).
+Every track has four attributes in *z units* (:data:`ATTRIBUTES`; the scales below turn them into tracks.csv
+columns), which the synthesiser renders (:mod:`.demo_audio`) and listeners' tastes are defined over
+(:mod:`.demo_listens`), and a timbre mix (a share ``blend`` of a second style's voice). Artists vary around their
+style, albums around their artist, tracks around their album (docs/datasets.md, "The demo data set").
 """
 
 from __future__ import annotations
@@ -72,9 +54,6 @@ STYLES: tuple[Style, ...] = (
 STYLE_INDEX = {s.name: i for i, s in enumerate(STYLES)}
 
 
-# ----------------------------------------------------------------------------- attribute scales
-
-
 def tempo_bpm(z: np.ndarray) -> np.ndarray:
     return np.round(100.0 * 2.0 ** (0.4 * np.asarray(z)), 1)
 
@@ -89,11 +68,8 @@ def notes_per_beat(z: np.ndarray, bpm: np.ndarray) -> np.ndarray:
 
 
 def attribute_matrix(tracks: pd.DataFrame) -> np.ndarray:
-    """``(n_tracks, 4)`` z units of the attributes as rendered, from the public tracks.csv columns.
-
-    The inverse of the scales above (register from the rounded ``root_midi``), so it is
-    what the audio holds, and what listeners' tastes are measured against.
-    """
+    """``(n_tracks, 4)`` z units of the attributes as rendered, from the public tracks.csv columns: the inverse of
+    the scales above (register from the rounded ``root_midi``), what listeners' tastes are measured against."""
     return np.column_stack(
         [
             np.log2(tracks["tempo_bpm"].to_numpy(dtype=float) / 100.0) / 0.4,
@@ -121,22 +97,12 @@ def track_sound(row) -> TrackSound:
     style = STYLES[STYLE_INDEX[row.style]]
     blend_style = row.blend_style if isinstance(row.blend_style, str) else ""
     return TrackSound(
-        seconds=float(row.duration_s),
-        tempo_bpm=float(row.tempo_bpm),
-        root_midi=int(row.root_midi),
-        mode=row.mode,
-        brightness=float(row.brightness),
-        notes_per_beat=float(row.notes_per_beat),
-        voice=style.voice,
-        percussion=style.percussion,
-        percussion_level=float(row.percussion_level),
+        seconds=float(row.duration_s), tempo_bpm=float(row.tempo_bpm), root_midi=int(row.root_midi), mode=row.mode,
+        brightness=float(row.brightness), notes_per_beat=float(row.notes_per_beat), voice=style.voice,
+        percussion=style.percussion, percussion_level=float(row.percussion_level),
         blend_voice=STYLES[STYLE_INDEX[blend_style]].voice if blend_style else "",
-        blend=float(row.blend) if blend_style else 0.0,
-        decay=float(row.decay),
+        blend=float(row.blend) if blend_style else 0.0, decay=float(row.decay),
     )
-
-
-# ----------------------------------------------------------------------------- the catalogue
 
 
 def build_catalogue(
@@ -144,13 +110,9 @@ def build_catalogue(
 ) -> pd.DataFrame:
     """One row per track, in artist → album (release order) → track order; ids ``t0001``….
 
-    Artists get a style round-robin over a shuffled style list (so even a tiny catalogue
-    covers several styles), a centre around the style's, a usual mode, a touch (note decay,
-    drum level) and, for 60 % of them, a second style whose voice they blend in; albums have
-    3-6 tracks; tracks vary around their album. About half the albums predate ``start``,
-    the rest come out before the last 75 days, and :data:`NEW_RELEASE_SHARE` of the tracks
-    are on artists' latest albums moved into the last month (``new_release``). Popularity is
-    Zipf-like over the albums of a style.
+    Artists get a style round-robin over a shuffled style list (so even a tiny catalogue covers several styles);
+    about half the albums predate ``start``, the rest come out before the last 75 days, and
+    :data:`NEW_RELEASE_SHARE` of the tracks are on artists' latest albums moved into the last month.
     """
     style_order = rng.permutation(len(STYLES))
     last_release = end - timedelta(days=_LAST_REGULAR_RELEASE_DAYS)
@@ -182,30 +144,16 @@ def build_catalogue(
                     break
                 z = np.clip(album_z + rng.normal(0.0, TRACK_SD, len(ATTRIBUTES)), _Z_LIMITS[:, 0], _Z_LIMITS[:, 1])
                 blend = float(np.clip(album_blend + rng.normal(0.0, 0.08), 0.0, 0.5)) if blend_style else 0.0
-                rows.append(
-                    dict(
-                        artist=artist,
-                        album=album,
-                        title=_track_title(rng),
-                        style=style.name,
-                        track_number=number,
-                        release_date=release.isoformat(),
-                        duration_s=round(float(rng.uniform(min_seconds, max_seconds)), 2),
-                        tempo_bpm=float(tempo_bpm(z[0])),
-                        brightness=round(float(z[1]), 3),
-                        root_midi=int(root_midi(z[2])),
-                        notes_per_beat=float(notes_per_beat(z[3], tempo_bpm(z[0]))),
-                        mode=mode,
-                        timbre=style.voice,
-                        blend_style=blend_style,
-                        blend=round(blend, 3),
-                        percussion=style.percussion or "none",
-                        percussion_level=round(float(percussion_level), 3),
-                        decay=round(decay, 3),
-                        artist_idx=artist_idx,
-                        album_idx=album_idx,
-                    )
-                )
+                rows.append(dict(  # in tracks.csv's column order
+                    artist=artist, album=album, title=_track_title(rng), style=style.name, track_number=number,
+                    release_date=release.isoformat(),
+                    duration_s=round(float(rng.uniform(min_seconds, max_seconds)), 2),
+                    tempo_bpm=float(tempo_bpm(z[0])), brightness=round(float(z[1]), 3),
+                    root_midi=int(root_midi(z[2])), notes_per_beat=float(notes_per_beat(z[3], tempo_bpm(z[0]))),
+                    mode=mode, timbre=style.voice, blend_style=blend_style, blend=round(blend, 3),
+                    percussion=style.percussion or "none", percussion_level=round(float(percussion_level), 3),
+                    decay=round(decay, 3), artist_idx=artist_idx, album_idx=album_idx,
+                ))
             album_idx += 1
         artist_idx += 1
     tracks = pd.DataFrame(rows)
@@ -226,9 +174,8 @@ def _release_date(rng: np.random.Generator, start: date, last_release: date) -> 
 def _move_new_releases(rng: np.random.Generator, tracks: pd.DataFrame, end: date) -> np.ndarray:
     """Move the latest albums of some artists into the last month (in place); returns the flag per track.
 
-    Artists are taken in a random order that cycles through the styles, so the new albums
-    spread over styles; their latest album moves until :data:`NEW_RELEASE_SHARE` of the tracks
-    are new. A catalogue of fewer than four albums gets none (it must keep training tracks).
+    Artists are taken in a random order that cycles through the styles, so the new albums spread over styles.
+    A catalogue of fewer than four albums gets none (it must keep training tracks).
     """
     flag = np.zeros(len(tracks), dtype=bool)
     n_albums = int(tracks["album_idx"].nunique())

@@ -1,19 +1,9 @@
 """The demo's listeners: tastes over audible attributes, sessions that play albums in order.
 
-A user's taste has two parts:
-
-* **styles** — a sparse distribution over the styles (1-2 favourites carry ~94 %, drifting a
-  little over the log) that is matched against each track's timbre mix (``style_mix``);
-* **attributes** — an ideal point ``mu`` in the four-dimensional attribute space of
-  ``demo_catalogue`` (tempo, brightness, register, density; near the favourite styles'
-  centre plus a personal offset, drifting a little) and a tolerance ``width``: a track's
-  *fit* is ``exp(-|a - mu|² / (2 width²))``.
-
-A track's *appeal* to the user is fit × style match. It weighs every choice: which album a
-session picks in a style (with popularity, the user's affinity to the artist — which the
-audio does not show — and a boost for fresh releases), which tracks of an album the user
-lets play and which are skipped (skips are not logged), and the radio picks. So within a
-style, the tracks a user plays are the ones that sound like their taste.
+A user's taste is style weights (matched against each track's timbre mix) and an ideal point ``mu`` in the
+attribute space with a tolerance ``width``. A track's *appeal* (fit × style match: :meth:`_User.appeal`) weighs every
+choice: the album a session picks, which of its tracks play or are skipped (unlogged), the radio picks
+(docs/datasets.md, "The demo data set").
 """
 
 from __future__ import annotations
@@ -25,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from audiorec_assets.datasets.demo_catalogue import ATTRIBUTES, STYLE_INDEX, STYLES, attribute_matrix, style_mix
+from audiorec_assets.datasets.marker import sorted_log, user_ids
 
 _SECONDS_PER_DAY = 86_400
 OTHER_STYLES_SHARE = 0.06  # of the style taste, spread over all styles (the rest on 1-2 favourites)
@@ -73,19 +64,11 @@ def _index_catalogue(tracks: pd.DataFrame, start: date) -> _Catalogue:
     same_artist_next = album_artist[1:] == album_artist[:-1]  # albums are numbered in release order per artist
     next_album[:-1][same_artist_next] = np.arange(1, n_albums)[same_artist_next]
     return _Catalogue(
-        album_tracks=album_tracks,
-        album_of=album_idx,
-        album_size=np.bincount(album_idx, minlength=n_albums),
-        album_style=album_style,
-        album_release=album_release,
-        album_weight=album_weight,
-        album_artist=album_artist,
-        next_album=next_album,
-        style_albums=[np.flatnonzero(album_style == s) for s in range(len(STYLES))],
-        track_popularity=tracks["popularity"].to_numpy(),
-        track_release=album_release[album_idx],
-        attributes=attribute_matrix(tracks),
-        mix=style_mix(tracks),
+        album_tracks=album_tracks, album_of=album_idx, album_size=np.bincount(album_idx, minlength=n_albums),
+        album_style=album_style, album_release=album_release, album_weight=album_weight, album_artist=album_artist,
+        next_album=next_album, style_albums=[np.flatnonzero(album_style == s) for s in range(len(STYLES))],
+        track_popularity=tracks["popularity"].to_numpy(), track_release=album_release[album_idx],
+        attributes=attribute_matrix(tracks), mix=style_mix(tracks),
     )
 
 
@@ -114,20 +97,15 @@ class _User:
 def simulate_listens(
     rng: np.random.Generator, tracks: pd.DataFrame, n_users: int, start: date, end: date, sessions_per_user: float
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The listening log (user_id, track_id, timestamp, sorted by time) and the users' tastes.
-
-    The second frame has one row per user: ``user_id``, ``favourite_styles``, the ideal point
-    at the start and the end of the log (``mu_<attribute>``, ``mu_<attribute>_end``), the
-    style weights (``taste_<style>``, ``taste_<style>_end``), ``width``, ``explore`` and
-    ``sessions``.
-    """
+    """The listening log (user_id, track_id, timestamp, sorted by time) and the users' tastes (one row per user:
+    the ideal point and style weights at the start and the end of the log, ``width``, ``explore``, ...)."""
     cat = _index_catalogue(tracks, start)
     period = (end - start).days * _SECONDS_PER_DAY
     style_appeal = rng.dirichlet(np.full(len(STYLES), 2.0))  # some styles have more fans
     present = np.array([len(a) > 0 for a in cat.style_albums], dtype=float)
     centres = np.array([s.centre for s in STYLES])
     n_artists = int(cat.album_artist.max()) + 1
-    width = max(4, len(str(n_users)))
+    ids = user_ids(n_users)
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     stamps: list[np.ndarray] = []
@@ -173,7 +151,7 @@ def simulate_listens(
         stamps.append(np.floor(np.asarray(when)[keep]).astype(np.int64))
         profiles.append(
             {
-                "user_id": f"u{u + 1:0{width}d}",
+                "user_id": ids[u],
                 "favourite_styles": " ".join(STYLES[s].name for s in favourites if taste_start[s] > 0.2),
                 **{f"mu_{a}": round(float(v), 4) for a, v in zip(ATTRIBUTES, user.mu_start)},
                 **{f"mu_{a}_end": round(float(v), 4) for a, v in zip(ATTRIBUTES, user.mu_end)},
@@ -184,18 +162,7 @@ def simulate_listens(
                 "sessions": n_sessions,
             }
         )
-    user_idx = np.concatenate(users)
-    item = np.concatenate(items)
-    stamp = np.concatenate(stamps)
-    order = np.lexsort((np.arange(len(user_idx)), user_idx, stamp))  # by time; ties keep the session's order
-    user_idx, item, stamp = user_idx[order], item[order], stamp[order]
-    listens = pd.DataFrame(
-        {
-            "user_id": [f"u{i + 1:0{width}d}" for i in user_idx],
-            "track_id": tracks["track_id"].to_numpy()[item],
-            "timestamp": pd.Timestamp(start) + pd.to_timedelta(stamp, unit="s"),
-        }
-    )
+    listens = sorted_log(ids, tracks["track_id"].to_numpy(), users, items, stamps, start)
     return listens, pd.DataFrame(profiles)
 
 
@@ -223,13 +190,9 @@ def _session_starts(rng: np.random.Generator, n: int, joined: float, period: flo
 def _session(rng: np.random.Generator, cat: _Catalogue, user: _User, now: float, frac: float) -> list[int]:
     """Track indices of one listening session.
 
-    Pick a style from the taste, then an album of it: with probability ``explore`` one the
-    user has not met yet (popularity × artist affinity × the album's mean appeal × a boost
-    for fresh releases), else one they know (weighted by their plays and its appeal), often
-    resuming at the first track they have not met. Walk the album in order (mean ~5 plays),
-    sometimes on into the artist's next album; a track plays with a probability that grows
-    with its appeal relative to the album's best (the others are skipped, unlogged); a
-    share of the steps are radio picks instead (:func:`_radio_track`).
+    A style from the taste, then an album of it: with probability ``explore`` one the user has not met yet, else
+    one they know (often resuming at the first track they have not met). The album is walked in order (mean ~5
+    plays), sometimes on into the artist's next album; :data:`RADIO_SHARE` of the steps are radio picks instead.
     """
     taste, appeal = user.appeal(cat, frac)
     released_album = cat.album_release <= now
@@ -287,11 +250,8 @@ def _session(rng: np.random.Generator, cat: _Catalogue, user: _User, now: float,
 
 
 def _radio_track(rng: np.random.Generator, cat: _Catalogue, appeal: np.ndarray, now: float) -> int:
-    """A released track slipped into a session (radio / shuffle).
-
-    :data:`CHART_SHARE` a chart hit (popularity², any style: what makes popularity a fair
-    baseline), otherwise a track that appeals to the user (popularity**POPULARITY_POWER × appeal).
-    """
+    """A released track slipped into a session (radio / shuffle): :data:`CHART_SHARE` a chart hit (popularity², any
+    style: what makes popularity a fair baseline), else a track that appeals to the user."""
     released = cat.track_release <= now
     if rng.random() < CHART_SHARE:
         w = cat.track_popularity**2 * released

@@ -3,19 +3,17 @@ that has none."""
 
 from __future__ import annotations
 
-from audiorec_assets.settings import LakePaths
+from importlib import resources
+
+from audiorec_assets.data.sources import holds_data
+from audiorec_assets.lakeio import atomic_path, process_staging
+from audiorec_assets.settings import SETTINGS_FILE, LakePaths
 
 
 def write_demo_settings(lake: LakePaths, dataset: str = "demo") -> bool:
     """Write the settings of ``dataset`` (``demo``, ``classical``) as ``<lake>/experiment.yaml`` when its data will
     be generated (``raw/`` empty) and the lake has no settings yet; never overwrites a user's file. Returns whether
     it wrote."""
-    from importlib import resources
-
-    from audiorec_assets.data.sources import holds_data
-    from audiorec_assets.lakeio import atomic_path, process_staging
-    from audiorec_assets.settings import SETTINGS_FILE
-
     target = lake.root / SETTINGS_FILE
     if target.exists() or holds_data(lake.raw):
         return False

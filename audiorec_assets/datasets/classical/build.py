@@ -1,12 +1,8 @@
 """Build the classical catalogue into a lake's ``raw/`` folder: :func:`build_classical_raw`.
 
-For every selected work (:mod:`.catalogue`): the opening excerpt as MIDI (a killable music21 worker,
-:mod:`.worker`, under ``parse_timeout_s``), then the clip (FluidSynth, under ``render_timeout_s``).
-Both are cached under ``cache_dir``, keyed by what makes them (the score, the settings, the music21 /
-FluidSynth / soundfont versions), so a second build renders nothing (:mod:`.cache`).
-
-A work that fails or runs out of time is skipped and reported with the reason; the others are published
-into ``raw/`` together at the end (:mod:`.publish`: the files, and which ``raw/`` folders are refused).
+Per selected work: the excerpt as MIDI (a killable music21 worker, under ``parse_timeout_s``), then the clip
+(FluidSynth, under ``render_timeout_s``), both cached (:mod:`.cache`). A work that fails or runs out of time is
+skipped with its reason; the others are published into ``raw/`` together at the end (:mod:`.publish`).
 """
 
 from __future__ import annotations
@@ -18,18 +14,13 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from audiorec_assets.datasets.classical.cache import cached_selection, clip_path, excerpt_paths, read_json, write_text
 from audiorec_assets.datasets.classical.publish import Outcome, SkippedWork, check_collisions, owned_by_builder, publish
-from audiorec_assets.datasets.classical.render import (
-    SAMPLE_RATE,
-    Renderer,
-    RenderError,
-    RenderTimeout,
-    find_renderer,
-    render_clip,
-)
+from audiorec_assets.datasets.classical.render import (SAMPLE_RATE, Renderer, RenderError, RenderTimeout, find_renderer,
+                                                       render_clip)
 from audiorec_assets.datasets.classical.worker import ExcerptWorker, WorkerDied, WorkerStartError, WorkerTimeout
 from audiorec_assets.datasets.classical.works import ClassicalError, WorkSpec
 
@@ -60,25 +51,20 @@ class ClassicalReport:
         return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- the entry point
-
 def build_classical_raw(raw_dir: Path, cache_dir: Path, *, n_works: int = 300, excerpt_s: float = 30.0,
                         jobs: int = 2, parse_timeout_s: float = 120.0, render_timeout_s: float = 60.0,
                         progress: Progress | None = None, works: list[WorkSpec] | None = None,
                         max_per_composer: int = 30, key_timeout_s: float = 15.0,
                         fluidsynth: str | Path | None = None, soundfont: str | Path | None = None,
                         sample_rate: int = SAMPLE_RATE) -> ClassicalReport:
-    """Render ~``n_works`` works of the music21 corpus into ``raw_dir`` (``raw/audio/<track_id>.flac`` +
-    ``raw/tracks.csv``; see :mod:`.publish`) and return the report.
+    """Render ~``n_works`` works of the music21 corpus into ``raw_dir`` (see :mod:`.publish`); return the report.
 
-    ``works``: render these instead of the corpus selection (tests, a user's own score files: see
-    :func:`~.works.file_work`). ``jobs``: works in flight at once (one music21 worker process each).
-    ``parse_timeout_s``: per work, for parsing, cutting and writing the excerpt (the worker is killed after
-    it); ``render_timeout_s``: per work, for FluidSynth. ``progress(done, total, message)`` is called after
-    each work (from the build's threads, one call at a time). Raises :class:`ClassicalError` (one line) when
-    FluidSynth, the soundfont or music21 is missing and :class:`ForeignRawError` when ``raw_dir`` holds
-    another catalogue; a work that fails is skipped and listed in the report, never raised. When no work
-    renders at all, nothing is written (the report says why)."""
+    ``works``: render these instead of the corpus selection (e.g. :func:`~.works.file_work`). ``jobs``: works in
+    flight at once (one music21 worker process each). ``parse_timeout_s`` (parse, cut, write the excerpt; the
+    worker is killed after it) and ``render_timeout_s`` are per work. ``progress(done, total, message)`` is called
+    after each work (from the build's threads, one call at a time). Raises :class:`ClassicalError` (one line) when
+    FluidSynth, the soundfont or music21 is missing and :class:`ForeignRawError` when ``raw_dir`` holds another
+    catalogue; a work that fails is skipped and listed in the report. When no work renders, nothing is written."""
     started = time.perf_counter()
     raw_dir, cache_dir = Path(raw_dir), Path(cache_dir)
     if excerpt_s <= 0 or jobs < 1 or parse_timeout_s <= 0 or render_timeout_s <= 0:
@@ -113,16 +99,12 @@ def build_classical_raw(raw_dir: Path, cache_dir: Path, *, n_works: int = 300, e
 
 
 def _music21_version() -> str:
-    from importlib import metadata
-
     try:
         return metadata.version("music21")
     except metadata.PackageNotFoundError:
         raise ClassicalError("music21 is not installed: the classical catalogue reads the music21 corpus; "
                              "pip install 'audiorec[classical]'.") from None
 
-
-# ----------------------------------------------------------------------------- excerpts and clips
 
 @dataclass
 class _Context:

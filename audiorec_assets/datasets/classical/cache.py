@@ -1,7 +1,5 @@
-"""The build's cache: what each excerpt, clip and selection is keyed by, and where it lies under ``cache_dir``.
-
-Each is keyed by what makes it (the score, the settings, the music21 / FluidSynth / soundfont versions),
-so a second build renders nothing::
+"""The build's cache: each excerpt, clip and selection is keyed by what makes it (the score, the settings, the
+music21 / FluidSynth / soundfont versions), so a second build renders nothing::
 
     <cache>/excerpts/<track_id>.<key>.mid|.json   the excerpt and what the score says (or why it failed)
     <cache>/audio/<track_id>.<key>.flac           the finished clip
@@ -13,12 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
 
 from audiorec_assets.datasets.classical.instruments import SCORINGS
 from audiorec_assets.datasets.classical.render import Renderer
 from audiorec_assets.datasets.classical.works import WorkSpec
+from audiorec_assets.fingerprints import file_hash
+from audiorec_assets.lakeio import atomic_path
 
 EXCERPT_VERSION = 2  # bump when the same score and settings give another excerpt
 AUDIO_VERSION = 1  # bump when the same excerpt and settings give another clip
@@ -26,8 +28,6 @@ AUDIO_VERSION = 1  # bump when the same excerpt and settings give another clip
 
 def default_cache_dir() -> Path:
     """A cache folder outside any lake: ``$XDG_CACHE_HOME/audiorec/classical`` (else ``~/.cache/...``)."""
-    import os
-
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "audiorec" / "classical"
 
@@ -37,14 +37,12 @@ def cached_selection(cache_dir: Path, n_works: int, max_per_composer: int, music
     from audiorec_assets.datasets.classical import bundle, catalogue, collection_works, collections, works
 
     modules = (bundle, catalogue, collection_works, collections, works)
-    code = [file_sha1(Path(module.__file__)) for module in modules]  # a changed catalogue selects anew
+    code = [file_hash(Path(module.__file__)) for module in modules]  # a changed catalogue selects anew
     key = digest({"n": n_works, "cap": max_per_composer, "music21": music21_version, "code": code})
     path = cache_dir / "selection" / f"{key}.json"
     if path.exists():
-        try:
+        with suppress(ValueError, TypeError):  # an older or damaged file: select again
             return [WorkSpec(**w) for w in json.loads(path.read_text(encoding="utf-8"))]
-        except (ValueError, TypeError):
-            pass  # an older or damaged file: select again
     specs = catalogue.select_works(n_works, max_per_composer)
     write_text(path, json.dumps([s.to_json() for s in specs], ensure_ascii=False, indent=1))
     return specs
@@ -65,29 +63,19 @@ def _excerpt_identity(spec: WorkSpec, excerpt_s: float, music21_version: str) ->
                 "excerpt_s": excerpt_s, "music21": music21_version, "v": EXCERPT_VERSION}
     if spec.source == "file":
         path = Path(spec.path)
-        identity["sha1"] = file_sha1(path) if path.is_file() else "missing"
+        identity["sha1"] = file_hash(path) if path.is_file() else "missing"
     return identity
 
 
 def clip_path(cache_dir: Path, spec: WorkSpec, midi_path: Path, excerpt_s: float, renderer: Renderer) -> Path:
     """Where the clip rendered from the excerpt ``midi_path`` is cached (keyed by the MIDI file's bytes)."""
-    key = digest({"midi": file_sha1(midi_path), "excerpt_s": excerpt_s, "renderer": renderer.identity(),
+    key = digest({"midi": file_hash(midi_path), "excerpt_s": excerpt_s, "renderer": renderer.identity(),
                   "v": AUDIO_VERSION})
     return cache_dir / "audio" / f"{spec.track_id}.{key}.flac"
 
 
-# ----------------------------------------------------------------------------- small helpers
-
 def digest(obj: object) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
-
-
-def file_sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_json(path: Path):
@@ -98,7 +86,5 @@ def read_json(path: Path):
 
 
 def write_text(path: Path, text: str) -> None:
-    from audiorec_assets.lakeio import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

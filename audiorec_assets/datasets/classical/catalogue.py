@@ -1,10 +1,5 @@
 """Which works of the installed music21 corpus the classical catalogue renders: every work its collections
-know (:mod:`.collections`), and a selection of them.
-
-:func:`select_works` picks a deterministic, varied subset: round-robin over the collections (whole works
-at a time, movements in order), each collection's works in a fixed pseudo-random order (a hash of the work
-id), and at most ``max_per_composer`` tracks per composer (for traditional music: half that per
-collection), so no composer or collection dominates; a larger ``n_works`` keeps every work a smaller one picked.
+know (:mod:`.collections`), and :func:`select_works`, a deterministic, varied selection of them.
 """
 
 from __future__ import annotations
@@ -50,8 +45,11 @@ def _tail(path: str, number: int | None) -> str:
 
 def select_works(n_works: int = 300, max_per_composer: int = 30,
                  candidates: dict[str, list[WorkSpec]] | None = None) -> list[WorkSpec]:
-    """A deterministic, varied selection of ``n_works`` tracks (fewer if the corpus runs out): see the module
-    docstring. Returned in selection order."""
+    """A deterministic, varied selection of ``n_works`` tracks (fewer if the corpus runs out), in selection order:
+    round-robin over the collections (whole works at a time, movements in order), each collection's works in a
+    fixed pseudo-random order (a hash of the work id), at most ``max_per_composer`` tracks per composer (a folk
+    collection: its ``cap_share`` of that), so none dominates; a larger ``n_works`` keeps every work a smaller one
+    picked."""
     if n_works < 1 or max_per_composer < 1:
         raise ValueError("n_works and max_per_composer must be positive")
     candidates = candidate_works() if candidates is None else candidates

@@ -1,14 +1,10 @@
 """Which collections of the music21 corpus the classical catalogue renders, and what is known about them.
 
-The corpus's own metadata (its metadata bundle, read without parsing a score: :mod:`.bundle`) names the
-files, the tunes of multi-tune ABC files, titles, regions and part counts, but its composer and title fields
-are uneven (a Monteverdi madrigal's title sits in its composer field, most quartet movements are titled by
-file name). So each *collection* below fixes what is known about a group of files — composer, era, form, how
-its parts are rendered — and reads titles from the bundle where the bundle has them (:mod:`.collection_works`
-for the collections of many files; the table :data:`_SINGLES` for single works). What is not known stays empty.
-
-Eras are the usual style periods (Medieval, Renaissance, Baroque, Classical, Romantic, Modern) of the
-composer's (or, where a composer spans two, the work's) style; folk collections are ``Traditional``.
+The corpus's metadata bundle (:mod:`.bundle`) names files, tunes, titles, regions and part counts, but its composer
+and title fields are uneven (a Monteverdi madrigal's title sits in its composer field, most quartet movements are
+titled by file name). So each *collection* fixes what is known about a group of files — composer, era, form,
+scoring — and reads titles from the bundle where it has them. What is not known stays empty. Eras are the style
+periods of the composer's (or, where a composer spans two, the work's) style; folk collections are ``Traditional``.
 """
 
 from __future__ import annotations
@@ -18,16 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from audiorec_assets.datasets.classical.bundle import Entry
-from audiorec_assets.datasets.classical.collection_works import (
-    BACH,
-    bach_chorales,
-    folk,
-    josquin,
-    monteverdi,
-    palestrina,
-    quartets,
-    trecento,
-)
+from audiorec_assets.datasets.classical.collection_works import (BACH, bach_chorales, folk, josquin, monteverdi,
+                                                                 palestrina, quartets, trecento)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,13 @@
 """The measures of a score that cover its first seconds, at the score's tempo (runs in the worker process).
 
-The tempo is the score's metronome marks, as ``(offset, qpm)`` segments from the start (the work's
-``default_qpm`` where no mark opens its first measure): :func:`_quarters_at` and :func:`_seconds_at`
-turn seconds into quarter notes and back. :func:`_cut` keeps the measures that start before the excerpt's
-end, per part; :func:`_write_tempo_map` writes the segments the cut was computed from into the excerpt.
-Repeats: a short piece's written repeats can be expanded first (:func:`_has_repeats`), a folk tune played
-through again (:func:`_played_again`), and the repeat signs left inside an excerpt are removed
-(:func:`_strip_repeats`: it is played as cut).
+The tempo is the score's metronome marks as ``(offset, qpm)`` segments from the start (the work's ``default_qpm``
+where no mark opens its first measure). A short piece's repeats can be expanded or a folk tune played again before
+the cut; repeat signs left inside an excerpt are removed (it is played as cut).
 """
 
 from __future__ import annotations
+
+import copy
 
 
 def _tempo_marks(score) -> list[tuple[float, float, bool]]:
@@ -39,8 +37,6 @@ def _tempo_segments(score, default_qpm: float):
 
 def _played_again(score, passes: int):
     """The score's measures ``passes`` times in a row (each part; a pickup bar comes again after the last)."""
-    import copy
-
     from music21 import stream
 
     out = stream.Score()
@@ -88,8 +84,6 @@ def _strip_repeats(excerpt) -> None:
 def _unshare_marks(excerpt) -> None:
     """Give every time/key signature and tempo mark its own object: expanded repeats can leave one object in
     two measures, and music21's MIDI writer refuses to put it in its conductor track twice."""
-    import copy
-
     from music21 import key, meter, tempo
 
     classes = (meter.TimeSignature, key.KeySignature, tempo.MetronomeMark)
@@ -113,8 +107,7 @@ def _first_measure_end(part) -> float:
 def _quarters_at(segments: list[tuple[float, float]], seconds: float) -> float:
     """The offset (quarter notes) reached after ``seconds`` at the tempo ``segments`` (offset, qpm) give."""
     elapsed = 0.0
-    for i, (start, qpm) in enumerate(segments):
-        end = segments[i + 1][0] if i + 1 < len(segments) else float("inf")
+    for (start, qpm), (end, _) in zip(segments, [*segments[1:], (float("inf"), 0.0)]):
         span = (end - start) * 60.0 / qpm
         if elapsed + span >= seconds:
             return start + (seconds - elapsed) * qpm / 60.0
@@ -124,8 +117,7 @@ def _quarters_at(segments: list[tuple[float, float]], seconds: float) -> float:
 
 def _seconds_at(segments: list[tuple[float, float]], offset: float) -> float:
     elapsed = 0.0
-    for i, (start, qpm) in enumerate(segments):
-        end = segments[i + 1][0] if i + 1 < len(segments) else float("inf")
+    for (start, qpm), (end, _) in zip(segments, [*segments[1:], (float("inf"), 0.0)]):
         if offset <= end:
             return elapsed + (offset - start) * 60.0 / qpm
         elapsed += (end - start) * 60.0 / qpm
@@ -158,8 +150,6 @@ def _cut(score, end_ql: float):
 
 def _cut_by_offset(part, end_ql: float):
     """A part of the elements that start before ``end_ql`` (for parts without measures)."""
-    import copy
-
     from music21 import stream
 
     flat = part.flatten()

@@ -1,34 +1,18 @@
 """Score → the MIDI file of its opening excerpt, plus what the score says (runs in the worker process).
 
-:func:`prepare_excerpt` parses one score with music21, drops unpitched percussion (and empty parts),
-finds the measures that cover the first ``excerpt_s`` seconds at the score's tempo (its metronome marks;
-the work's ``default_qpm`` where it marks none: :mod:`.cut`) and writes only those measures as MIDI, with
-one GM program and one channel per part (:mod:`.instruments`; never channel 10). Repeat signs inside the
-excerpt are played as written once; a piece shorter than the excerpt plays its written repeats, and a
-folk tune (``loop_to_fill``) that is still shorter is played through again, as at a session. It
-returns what the score gives: part count, opening tempo, key (given in ABC and Humdrum files, else
-estimated: :mod:`.keys`).
-
-Heavy and possibly slow (a large MusicXML file takes tens of seconds to parse): the build runs it in a
-worker process it can kill (:mod:`.worker`).
+Heavy and possibly slow (a large MusicXML file takes tens of seconds to parse): the build runs it in a worker
+process it can kill (:mod:`.worker`).
 """
 
 from __future__ import annotations
 
 import math
+from contextlib import suppress
 from pathlib import Path
 
-from audiorec_assets.datasets.classical.cut import (  # the package's own helpers (tests import some from here)
-    _cut,
-    _has_repeats,
-    _played_again,
-    _quarters_at,
-    _seconds_at,
-    _strip_repeats,
-    _tempo_segments,
-    _unshare_marks,
-    _write_tempo_map,
-)
+# the package's own helpers (tests import some from here)
+from audiorec_assets.datasets.classical.cut import (_cut, _has_repeats, _played_again, _quarters_at, _seconds_at,
+                                                    _strip_repeats, _tempo_segments, _unshare_marks, _write_tempo_map)
 from audiorec_assets.datasets.classical.instruments import SCORINGS, assign_channels, part_programs
 from audiorec_assets.datasets.classical.keys import estimated_key, given_key
 from audiorec_assets.lakeio import atomic_path
@@ -60,12 +44,12 @@ def prepare_excerpt(spec: dict, excerpt_s: float, midi_path: str, key_timeout_s:
     opening, segments = _tempo_segments(score, default_qpm)
     repeats_played = False
     if _seconds_at(segments, float(score.highestTime)) < excerpt_s and _has_repeats(score):
-        try:  # a short tune with repeats: play them, as a performance would, rather than pad with silence
+        # a short tune with repeats: play them, as a performance would, rather than pad with silence (badly formed
+        # repeats: the tune as written)
+        with suppress(Exception):
             score = score.expandRepeats()
             opening, segments = _tempo_segments(score, default_qpm)
             repeats_played = True
-        except Exception:  # badly formed repeats: the tune as written
-            pass
     passes = 1
     tune_s = _seconds_at(segments, float(score.highestTime))
     if spec.get("loop_to_fill") and 0 < tune_s < excerpt_s:
@@ -98,25 +82,13 @@ def prepare_excerpt(spec: dict, excerpt_s: float, midi_path: str, key_timeout_s:
     if opening is not None and not (opening[2] and abs(opening[1] - NOTATION_DEFAULT_QPM) < 1e-6):
         tempo_bpm = round(opening[1], 1)
     return {
-        "n_parts": len(parts),
-        "part_names": [n[0] or n[1] for n in names],
-        "programs": programs,
-        "channels": channels,
-        "tempo_bpm": tempo_bpm,
-        "render_qpm": round(start_qpm, 2),
-        "key": key_text,
-        "key_source": key_source,
-        "first_measure": first_number,
-        "last_measure": last_number,
+        "n_parts": len(parts), "part_names": [n[0] or n[1] for n in names], "programs": programs,
+        "channels": channels, "tempo_bpm": tempo_bpm, "render_qpm": round(start_qpm, 2), "key": key_text,
+        "key_source": key_source, "first_measure": first_number, "last_measure": last_number,
         "excerpt_music_s": round(music_s, 2),  # when the MIDI's last note ends
-        "bars": bars,
-        "passes": passes,
-        "repeats_played": repeats_played,
-        "score_title": _score_title(score),
+        "bars": bars, "passes": passes, "repeats_played": repeats_played, "score_title": _score_title(score),
     }
 
-
-# ----------------------------------------------------------------------------- parsing
 
 def _load(spec: dict):
     from music21 import converter, corpus, stream
@@ -180,8 +152,6 @@ def _score_title(score) -> str:
             return " ".join(str(value).split())
     return ""
 
-
-# ----------------------------------------------------------------------------- MIDI
 
 def _write_midi(excerpt, programs: list[int], channels: list[int], path: Path) -> float:
     """The excerpt as a MIDI file: track i + 1 = part i, on ``channels[i]`` with ``programs[i]`` from the start

@@ -1,10 +1,7 @@
 """General MIDI programs per part: what each voice of a score is rendered with.
 
-A :class:`Scoring` gives the programs of a collection by part position (the last one repeats) and, for
-mixed scorings (songs, trios, a concertino), lets a part named after an instrument ("Violin", "Piano",
-"Voice", "Soprano", ...) get that instrument instead. Programs are 0-based GM numbers (0 = Acoustic
-Grand Piano). Percussion never sounds: parts of unpitched percussion are dropped before rendering
-(:mod:`.excerpt`), and :data:`MIDI_CHANNELS` leaves out channel 10, the GM drum channel.
+Programs are 0-based GM numbers (0 = Acoustic Grand Piano). Percussion never sounds: parts of unpitched
+percussion are dropped before rendering (:mod:`.excerpt`), and :data:`MIDI_CHANNELS` leaves out channel 10.
 """
 
 from __future__ import annotations
@@ -15,30 +12,10 @@ from dataclasses import dataclass
 
 # GM program numbers (0-based) used here, with their GM names (tracks.csv lists the names)
 GM_PROGRAMS: dict[int, str] = {
-    0: "Acoustic Grand Piano",
-    6: "Harpsichord",
-    19: "Church Organ",
-    24: "Acoustic Guitar (nylon)",
-    40: "Violin",
-    41: "Viola",
-    42: "Cello",
-    43: "Contrabass",
-    46: "Orchestral Harp",
-    47: "Timpani",
-    48: "String Ensemble 1",
-    52: "Choir Aahs",
-    53: "Voice Oohs",
-    56: "Trumpet",
-    57: "Trombone",
-    60: "French Horn",
-    68: "Oboe",
-    70: "Bassoon",
-    71: "Clarinet",
-    72: "Piccolo",
-    73: "Flute",
-    74: "Recorder",
-    109: "Bagpipe",
-    110: "Fiddle",
+    0: "Acoustic Grand Piano", 6: "Harpsichord", 19: "Church Organ", 24: "Acoustic Guitar (nylon)", 40: "Violin",
+    41: "Viola", 42: "Cello", 43: "Contrabass", 46: "Orchestral Harp", 47: "Timpani", 48: "String Ensemble 1",
+    52: "Choir Aahs", 53: "Voice Oohs", 56: "Trumpet", 57: "Trombone", 60: "French Horn", 68: "Oboe", 70: "Bassoon",
+    71: "Clarinet", 72: "Piccolo", 73: "Flute", 74: "Recorder", 109: "Bagpipe", 110: "Fiddle",
 }
 
 # 1-based MIDI channels (music21's numbering) a part may use: channel 10 is GM percussion
@@ -117,11 +94,7 @@ _NAME_RULES: tuple[tuple[str, int], ...] = (
 
 def classify(name: str) -> int | None:
     """The GM program a part name stands for, :data:`VOICE` for a sung part, None when it names nothing."""
-    text = name.lower()
-    for pattern, program in _NAME_RULES:
-        if re.search(pattern, text):
-            return program
-    return None
+    return next((program for pattern, program in _NAME_RULES if re.search(pattern, name.lower())), None)
 
 
 def part_programs(scoring: Scoring, part_names: Sequence[str | Sequence[str]]) -> list[int]:
@@ -148,10 +121,7 @@ def assign_channels(programs: list[int]) -> list[int]:
     channels: list[int] = []
     by_program: dict[int, int] = {}
     for i, program in enumerate(programs):
-        if i < len(MIDI_CHANNELS):
-            channel = MIDI_CHANNELS[i]
-        else:
-            channel = by_program.get(program, MIDI_CHANNELS[-1])
+        channel = MIDI_CHANNELS[i] if i < len(MIDI_CHANNELS) else by_program.get(program, MIDI_CHANNELS[-1])
         by_program.setdefault(program, channel)
         channels.append(channel)
     return channels

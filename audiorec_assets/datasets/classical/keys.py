@@ -1,15 +1,12 @@
-"""The key of a score: as written, or estimated (runs in the worker process).
-
-Keys written in ABC (``K:``) and Humdrum (``*G:``) files are taken as given (:func:`given_key`); MusicXML
-files carry a mode that notation programs often fill in by default, so their key is estimated
-(:func:`estimated_key`: music21's ``analyze('key')`` on the excerpt, under a time limit: none when it
-runs out).
+"""The key of a score: as written in ABC (``K:``) and Humdrum (``*G:``) files; estimated for MusicXML, whose
+mode notation programs often fill in by default (runs in the worker process).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from contextlib import contextmanager
 
 GIVEN_KEY_FORMATS = (".abc", ".krn")
@@ -40,8 +37,6 @@ class _TimeUp(Exception):
 @contextmanager
 def _time_limit(seconds: float):
     """Raise :class:`_TimeUp` in the main thread after ``seconds`` (SIGALRM; no limit where there is none)."""
-    import threading
-
     if (seconds <= 0 or not hasattr(signal, "setitimer") or os.name != "posix"
             or threading.current_thread() is not threading.main_thread()):
         yield

@@ -1,17 +1,12 @@
-"""Publishing a build into a lake's ``raw/`` folder, and refusing a ``raw/`` folder that is not the builder's.
-
-The works a build kept are published into ``raw/`` together at the end, each file by an atomic rename from
-``<lake>/tmp/staging``::
+"""Publishing a build into a lake's ``raw/`` folder, each file by an atomic rename from ``<lake>/tmp/staging``::
 
     raw/audio/<track_id>.flac   mono 16-bit FLAC, 22 050 Hz, exactly ``excerpt_s`` seconds
     raw/tracks.csv              track_id, title, composer, era, form, instrumentation, key, tempo_bpm, ...
     raw/CLASSICAL.md            what was built, with which settings, and what was skipped
     raw/classical.json          the manifest: the files this builder owns
 
-Only files the manifest names are ever replaced or removed. A ``raw/`` folder holding anything else and
-no manifest (someone's own catalogue, the demo) is refused, and so is a manifest-owned folder where a new
-file would land on a file the builder did not write. Files beside the catalogue that it does not own
-(``listens.csv`` from ``audiorec mock-logs``) are left alone.
+Only files the manifest names are ever replaced or removed. A ``raw/`` folder holding anything else and no
+manifest is refused, and so is one where a new file would land on a file the builder did not write.
 """
 
 from __future__ import annotations
@@ -23,9 +18,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from audiorec_assets.datasets.classical.cache import read_json
 from audiorec_assets.datasets.classical.instruments import SCORINGS, program_names
 from audiorec_assets.datasets.classical.works import ClassicalError, WorkSpec
+from audiorec_assets.lakeio import atomic_path, process_staging, publish_lock
 
 MANIFEST = "classical.json"
 NOTE = "CLASSICAL.md"
@@ -96,8 +94,6 @@ def owned_by_builder(raw_dir: Path) -> dict | None:
 def publish(raw_dir: Path, kept: list[Outcome], skipped: list[SkippedWork], settings: dict,
             music21_version: str) -> list[str]:
     """Move the clips, tracks.csv, the note and the manifest into ``raw_dir``; return the files removed."""
-    from audiorec_assets.lakeio import atomic_path, process_staging, publish_lock
-
     staging_root = raw_dir.parent / "tmp" / "staging"
     raw_dir.mkdir(parents=True, exist_ok=True)
     with publish_lock(staging_root):
@@ -156,8 +152,6 @@ def _write_manifest(raw_dir: Path, staging: Path, state: str, files: list[str], 
                     skipped: list[SkippedWork], clips: dict[str, str] | None = None) -> None:
     """``classical.json``: the files the builder owns (``state`` "publishing" while it moves them in: they are
     the old and the new files then) and, once complete, the cached clip each audio file is a copy of."""
-    from audiorec_assets.lakeio import atomic_path
-
     manifest = {"generator": GENERATOR, "state": state, "written": datetime.now(timezone.utc).isoformat(),
                 "tracks": n_tracks, "files": files, "clips": clips or {}, "settings": settings,
                 "skipped": [asdict(s) for s in skipped]}
@@ -166,8 +160,6 @@ def _write_manifest(raw_dir: Path, staging: Path, state: str, files: list[str], 
 
 
 def _tracks_table(kept: list[Outcome], music21_version: str):
-    import pandas as pd
-
     rows = []
     for outcome in kept:
         spec, meta = outcome.spec, outcome.meta or {}
@@ -179,24 +171,14 @@ def _tracks_table(kept: list[Outcome], music21_version: str):
         elif meta.get("first_measure") is not None:
             measures = f"{meta['first_measure']}-{meta['last_measure']}"
         rows.append({
-            "track_id": spec.track_id,
-            "title": spec.title or meta.get("score_title", ""),
-            "composer": spec.composer,
-            "era": spec.era,
-            "form": spec.form,
-            "instrumentation": SCORINGS[spec.scoring].label,
-            "key": meta.get("key", ""),
-            "tempo_bpm": meta.get("tempo_bpm"),
-            "n_parts": meta.get("n_parts"),
-            "work": spec.work or spec.track_id,
-            "movement": spec.movement,
-            "collection": spec.collection,
+            "track_id": spec.track_id, "title": spec.title or meta.get("score_title", ""), "composer": spec.composer,
+            "era": spec.era, "form": spec.form, "instrumentation": SCORINGS[spec.scoring].label,
+            "key": meta.get("key", ""), "tempo_bpm": meta.get("tempo_bpm"), "n_parts": meta.get("n_parts"),
+            "work": spec.work or spec.track_id, "movement": spec.movement, "collection": spec.collection,
             "region": spec.region,
             "corpus_path": spec.provenance if spec.source == "corpus" else f"file:{spec.provenance}",
-            "key_source": meta.get("key_source", ""),
-            "render_qpm": meta.get("render_qpm"),
-            "gm_programs": program_names(meta.get("programs", [])),
-            "excerpt_measures": measures,
+            "key_source": meta.get("key_source", ""), "render_qpm": meta.get("render_qpm"),
+            "gm_programs": program_names(meta.get("programs", [])), "excerpt_measures": measures,
             "excerpt_music_s": meta.get("excerpt_music_s"),
         })
     table = pd.DataFrame(rows, columns=list(TRACK_COLUMNS))

@@ -1,10 +1,5 @@
-"""MIDI → a fixed-length, loudness-normalised mono clip, with FluidSynth and a General MIDI soundfont.
-
-:func:`find_renderer` checks for the ``fluidsynth`` program and a GM soundfont (Debian packages
-``fluidsynth`` and ``fluid-soundfont-gm``) and fails with one line naming them. :func:`render_clip` runs
-FluidSynth on one MIDI file (killed after ``timeout_s``) and :func:`finish_clip` turns its stereo output
-into the clip: mono, exactly ``excerpt_s`` seconds (cut with a short fade, or padded with silence),
-gated-RMS loudness at :data:`TARGET_DBFS` with the peak kept below full scale.
+"""MIDI → a fixed-length, loudness-normalised mono clip, with FluidSynth and a General MIDI soundfont (Debian
+packages ``fluidsynth`` and ``fluid-soundfont-gm``).
 """
 
 from __future__ import annotations
@@ -12,8 +7,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,21 +130,17 @@ def render_clip(renderer: Renderer, midi_path: Path, out_path: Path, excerpt_s: 
 def _run_killable(command: list[str], timeout_s: float) -> tuple[int | None, str]:
     """Run ``command`` in its own process group; (exit status, output), or (None, output) after killing the
     whole group at ``timeout_s`` (a wrapper script's children too, so no orphan keeps the pipes open)."""
-    import signal
-
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", start_new_session=(os.name == "posix"))
     try:
         output, _ = proc.communicate(timeout=timeout_s)
         return proc.returncode, output or ""
     except subprocess.TimeoutExpired:
-        try:
+        with suppress(ProcessLookupError):
             if os.name == "posix":
                 os.killpg(proc.pid, signal.SIGKILL)  # the group this call started (its id is the child's pid)
             else:
                 proc.kill()
-        except ProcessLookupError:
-            pass
         output, _ = proc.communicate()
         return None, output or ""
 

@@ -3,11 +3,8 @@
 ``python -m audiorec_assets.datasets.classical.worker`` reads one JSON request per line on stdin (the keyword
 arguments of :func:`~.excerpt.prepare_excerpt`) and answers one JSON line each on its stdout:
 ``{"ok": true, "meta": {...}}`` or ``{"ok": false, "error": "..."}``. Anything music21 prints goes to
-stderr (a log file of the build), never into the answers.
-
-:class:`ExcerptWorker` is the build's side: it starts the process once (music21's import takes a second
-or two, so one process serves many scores), waits for each answer at most ``timeout_s`` and kills the
-process when the time is up or it dies; the next request starts a fresh one.
+stderr (a log file of the build), never into the answers. One process serves many scores (music21's import
+takes a second or two); :class:`ExcerptWorker` kills it when an answer is late or it dies, and starts a fresh one.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ import re
 import subprocess
 import sys
 import threading
+from contextlib import suppress
 from pathlib import Path
 
 STARTUP_TIMEOUT_S = 180.0  # importing music21 on a busy machine
@@ -80,10 +78,8 @@ class ExcerptWorker:
     def kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            try:
+            with suppress(ProcessLookupError):
                 proc.kill()
-            except ProcessLookupError:
-                pass
             proc.wait()
 
     def _reap(self) -> str:

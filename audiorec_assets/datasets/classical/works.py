@@ -19,23 +19,16 @@ class ClassicalError(RuntimeError):
 
 @dataclass(frozen=True)
 class WorkSpec:
-    """A score (a file of the music21 corpus, or any file music21 reads) and its catalogue metadata.
-
-    ``path``: corpus-relative (``bach/bwv101.7.mxl``) when ``source == "corpus"``, else a file path.
-    ``number``: the tune of a multi-tune file (ABC opus), else None. ``merge_opus``: the file holds one
-    work's parts as separate tunes (the corpus's Josquin ABC files): merge them into one score.
-    ``scoring``: a key of :data:`~.instruments.SCORINGS`. ``default_qpm``: the tempo (quarter notes per
-    minute) rendered where the score marks none. ``loop_to_fill``: a piece shorter than the excerpt (after
-    its written repeats) is played through again, as a folk musician would; otherwise the clip ends in
-    silence. Metadata that is not known stays ``""`` / None."""
+    """A score (a file of the music21 corpus, or any file music21 reads) and its catalogue metadata (``""`` / None
+    where not known)."""
 
     track_id: str
-    path: str
+    path: str  # corpus-relative (bach/bwv101.7.mxl) when source == "corpus", else a file path
     title: str
-    scoring: str
+    scoring: str  # a key of instruments.SCORINGS
     source: str = "corpus"
-    number: int | None = None
-    merge_opus: bool = False
+    number: int | None = None  # the tune of a multi-tune file (ABC opus)
+    merge_opus: bool = False  # the file holds one work's parts as separate tunes (the corpus's Josquin ABC files)
     composer: str = ""
     era: str = ""
     form: str = ""
@@ -43,8 +36,9 @@ class WorkSpec:
     movement: int | None = None
     collection: str = ""
     region: str = ""
-    default_qpm: float = 100.0
-    loop_to_fill: bool = False  # a tune shorter than the excerpt is played again (folk tunes), not padded
+    default_qpm: float = 100.0  # the tempo (quarter notes per minute) rendered where the score marks none
+    # a piece shorter than the excerpt (after its written repeats) is played again (folk tunes), not padded with silence
+    loop_to_fill: bool = False
     group: str = field(default="", compare=False)  # the per-composer cap's key (composer, or the folk collection)
 
     def __post_init__(self) -> None:

@@ -15,43 +15,27 @@ MIN_SESSIONS_PER_MONTH = 0.5
 
 @dataclass(frozen=True)
 class MockLogConfig:
-    """How a mock log is drawn (docs/datasets.md, "Mock listening logs"). Every field has a default.
-
-    * ``users``, ``months`` (from ``start``; at least 2: the derived split evaluates the last month
-      and trains on the year before), ``seed``;
-    * ``taste_columns`` — metadata columns defining tastes; ``None``: those of
-      :data:`AUTO_TASTE_COLUMNS` present, ``()``: none (audio or random clusters only);
-    * ``values_per_taste`` — at most this many preferred values per taste column (each user draws 1..N);
-    * ``audio_clusters`` — clusters of the given vectors as one more taste (random clusters of
-      works/albums when there is no other taste); 0: none;
-    * ``taste_strength`` — share of picks that start from a preferred value;
-    * ``popularity_skew`` — Zipf exponent of popularity over works/albums (0: uniform);
-    * ``sessions_per_month`` (per user, mean; ``None``: :func:`default_sessions_per_month` of the
-      catalogue's size), ``session_length`` (plays, mean);
-    * ``repeat_prob`` — share of picks that replay a track the user played;
-    * ``late_share`` — share of tracks released in the log's last month (the cold tracks);
-      ``release_share`` — share released at other times inside the span;
-    * ``sequence_column`` — column whose tracks a session plays in order (work, album); ``None``:
-      the first of :data:`AUTO_SEQUENCE_COLUMNS` present, ``""``: none;
-    * ``min_train_sessions`` — sessions every user has inside the train window.
-    """
+    """How a mock log is drawn (docs/datasets.md, "Mock listening logs"). Every field has a default."""
 
     users: int = 200
-    months: int = 13
+    months: int = 13  # from start; at least 2: the derived split evaluates the last month, trains on the year before
     seed: int = 0
     start: date = date(2023, 1, 1)
+    # metadata columns defining tastes; None: those of AUTO_TASTE_COLUMNS present, (): none (audio or random clusters)
     taste_columns: tuple[str, ...] | None = None
-    values_per_taste: int = 2
+    values_per_taste: int = 2  # at most this many preferred values per taste column (each user draws 1..N)
+    # clusters of the given vectors as one more taste (random clusters of works/albums when there is no other); 0: none
     audio_clusters: int = 8
-    taste_strength: float = 0.8
-    popularity_skew: float = 1.0
-    sessions_per_month: float | None = None
-    session_length: float = 6.0
-    repeat_prob: float = 0.25
-    late_share: float = 0.12
-    release_share: float = 0.1
+    taste_strength: float = 0.8  # share of picks that start from a preferred value
+    popularity_skew: float = 1.0  # Zipf exponent of popularity over works/albums (0: uniform)
+    sessions_per_month: float | None = None  # per user, mean; None: default_sessions_per_month of the catalogue's size
+    session_length: float = 6.0  # plays, mean
+    repeat_prob: float = 0.25  # share of picks that replay a track the user played
+    late_share: float = 0.12  # share of tracks released in the log's last month (the cold tracks)
+    release_share: float = 0.1  # share released at other times inside the span
+    # column whose tracks a session plays in order (work, album); None: first of AUTO_SEQUENCE_COLUMNS there; "": none
     sequence_column: str | None = None
-    min_train_sessions: int = 3
+    min_train_sessions: int = 3  # sessions every user has inside the train window
 
     def __post_init__(self) -> None:
         if isinstance(self.start, str):
@@ -100,10 +84,8 @@ class MockLogConfig:
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready (dates as ISO text, tuples as lists)."""
-        out = asdict(self)
-        out["start"] = self.start.isoformat()
-        out["taste_columns"] = None if self.taste_columns is None else list(self.taste_columns)
-        return out
+        return {**asdict(self), "start": self.start.isoformat(),
+                "taste_columns": None if self.taste_columns is None else list(self.taste_columns)}
 
 
 def default_sessions_per_month(n_tracks: int) -> float:

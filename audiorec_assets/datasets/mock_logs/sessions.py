@@ -45,9 +45,9 @@ def draw_releases(rng: np.random.Generator, cat: CatalogueIndex, config: MockLog
                   period: float) -> tuple[np.ndarray, np.ndarray]:
     """(release time of each track in seconds since the start, -1 for out before the log; late flags).
 
-    Whole groups come out together. ``late_share`` of the tracks come out in the last month, at
-    least one group when the share is positive and there are two groups or more; ``release_share``
-    at random times between the first week and the last month. One group at least is out at the start.
+    Whole groups come out together. ``late_share`` of the tracks come out in the last month, at least one group when
+    the share is positive and there are two groups or more; ``release_share`` at random times between the first
+    week and the last month. One group at least is out at the start.
     """
     n, n_groups = len(cat.track_ids), len(cat.groups)
     sizes = np.array([len(g) for g in cat.groups])

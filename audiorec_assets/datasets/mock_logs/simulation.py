@@ -9,34 +9,23 @@ import numpy as np
 import pandas as pd
 
 from audiorec_assets.data.splits import EVAL_DAYS, TRAIN_DAYS
+from audiorec_assets.datasets.marker import sorted_log, user_ids
 from audiorec_assets.datasets.mock_logs.config import MockLogConfig, default_sessions_per_month
 from audiorec_assets.datasets.mock_logs.index import index_catalogue
-from audiorec_assets.datasets.mock_logs.sessions import (
-    DAY,
-    HISTORY_END_DAYS,
-    LATE_JOIN_SHARE,
-    User,
-    draw_popularity,
-    draw_releases,
-    play_sessions,
-    session_starts,
-)
+from audiorec_assets.datasets.mock_logs.sessions import (DAY, HISTORY_END_DAYS, LATE_JOIN_SHARE, User, draw_popularity,
+                                                         draw_releases, play_sessions, session_starts)
 from audiorec_assets.datasets.mock_logs.tastes import user_tastes
 
 
 @dataclass(frozen=True)
 class MockLog:
-    """A generated log and the truth behind it.
+    """A generated log and the truth behind it."""
 
-    ``listens``: user_id, track_id, timestamp (pandas timestamps), sorted by time. ``preferences``:
-    one row per user × taste × preferred value (``user_id, taste, value``; ``taste`` is a column of
-    the catalogue, ``audio_cluster`` or ``random_cluster``). ``tracks``: per catalogue track
-    ``track_id, release`` (NaT: out before the log), ``late``, ``popularity``, ``group`` (work / album
-    number) and ``taste:<taste>`` per taste (the track's value, ``""`` for none).
-    """
-
-    listens: pd.DataFrame
+    listens: pd.DataFrame  # user_id, track_id, timestamp (pandas timestamps), sorted by time
+    # user_id, taste (a column of the catalogue, audio_cluster or random_cluster), value: one row per preferred value
     preferences: pd.DataFrame
+    # per catalogue track: track_id, release (NaT: out before the log), late, popularity, group (work / album
+    # number) and taste:<taste> per taste (the track's value, "" for none)
     tracks: pd.DataFrame
     taste_columns: tuple[str, ...]
     sequence_column: str | None
@@ -46,9 +35,9 @@ def mock_model(tracks: pd.DataFrame, config: MockLogConfig | None = None,
                vectors: np.ndarray | None = None) -> MockLog:
     """The mock log of ``tracks`` (``track_id`` + metadata columns) and the truth behind it.
 
-    ``vectors``: optional item vectors, one row per row of ``tracks``; their k-means clusters become
-    one more taste. Same config, tracks (rows in the same order) and vectors: an identical log.
-    Raises :class:`ValueError` naming the setting or column at fault.
+    ``vectors``: optional item vectors, one row per row of ``tracks``; their k-means clusters become one more taste.
+    Same config, tracks (rows in the same order) and vectors: an identical log. Raises :class:`ValueError` naming
+    the setting or column at fault.
     """
     config = config or MockLogConfig()
     root = np.random.default_rng(config.seed)
@@ -66,15 +55,14 @@ def mock_model(tracks: pd.DataFrame, config: MockLogConfig | None = None,
     sessions_per_month = config.sessions_per_month or default_sessions_per_month(n)
     history_end = period - HISTORY_END_DAYS * DAY
     history_start = max(0.0, period - (EVAL_DAYS + TRAIN_DAYS - 5) * DAY)
-    user_width = max(4, len(str(config.users)))
-    user_ids = [f"u{u + 1:0{user_width}d}" for u in range(config.users)]
+    users = user_ids(config.users)
     value_weights = tastes.value_weights()
     tail_user = int(user_rng.integers(config.users))
     user_col: list[np.ndarray] = []
     item_col: list[np.ndarray] = []
     stamp_col: list[np.ndarray] = []
     preference_rows: list[tuple[str, str, str]] = []
-    for u, user_id in enumerate(user_ids):
+    for u, user_id in enumerate(users):
         taste_weights, preferred = user_tastes(user_rng, tastes, value_weights, config.values_per_taste, user_id)
         preference_rows += preferred
         user = User(taste_weights=taste_weights, plays=np.zeros(n, dtype=np.int64),
@@ -89,16 +77,7 @@ def mock_model(tracks: pd.DataFrame, config: MockLogConfig | None = None,
         item_col.append(items)
         stamp_col.append(stamps)
 
-    users = np.concatenate(user_col)
-    items = np.concatenate(item_col)
-    stamps = np.concatenate(stamp_col)
-    order = np.lexsort((np.arange(len(users)), users, stamps))  # by time; ties keep a user's order
-    users, items, stamps = users[order], items[order], stamps[order]
-    listens = pd.DataFrame({
-        "user_id": np.array(user_ids, dtype=object)[users],
-        "track_id": cat.track_ids[items],
-        "timestamp": start + pd.to_timedelta(stamps, unit="s"),
-    })
+    listens = sorted_log(users, cat.track_ids, user_col, item_col, stamp_col, config.start)
     truth = pd.DataFrame({
         "track_id": cat.track_ids,
         "release": [start + pd.Timedelta(seconds=float(r)) if r > 0 else pd.NaT for r in release],

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,8 @@ from audiorec_assets.datasets.marker import describe_log, write_marker
 from audiorec_assets.datasets.mock_logs.catalogue import read_catalogue
 from audiorec_assets.datasets.mock_logs.config import MockLogConfig
 from audiorec_assets.datasets.mock_logs.simulation import mock_model
+from audiorec_assets.fingerprints import array_digest
+from audiorec_assets.lakeio import atomic_path, process_staging
 
 MOCK_LOG_VERSION = 1  # bump when the same config and catalogue give another log
 MOCK_LOG_FILE = "listens.csv"
@@ -52,18 +55,13 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
                     staging: Path | None = None) -> MockLogReport:
     """Draw a mock log for the catalogue in ``raw_dir`` and write ``raw_dir/listens.csv`` with its marker.
 
-    The catalogue: the audio files in ``raw_dir/audio`` with the ``tracks.csv`` columns when there is
-    one (no ``tracks.csv``: tastes come from ``vectors`` or random clusters). ``vectors``: optional
-    item vectors in ``item_idx`` order (track ids sorted, as ``<lake>/embeddings/<encoder>.npy``).
-    Refuses (:class:`FileExistsError`) when ``raw_dir`` holds a listening log that is not the mock log
-    its :data:`SYNTHETIC_MARKER` describes; replaces an earlier mock log. Both files are written
-    atomically (temporaries in ``staging``, by default the lake's ``tmp/staging/``); the marker holds
-    the config, :data:`MOCK_LOG_VERSION` and the log's size and SHA-1, and no time, so the same
-    config writes the same bytes.
+    The catalogue: the audio files in ``raw_dir/audio`` with the ``tracks.csv`` columns when there is one (none:
+    tastes come from ``vectors`` or random clusters). ``vectors``: optional item vectors in ``item_idx`` order (track
+    ids sorted, as ``<lake>/embeddings/<encoder>.npy``). Refuses (:class:`FileExistsError`) a listening log that is
+    not the mock log its :data:`SYNTHETIC_MARKER` describes; replaces an earlier mock log. Both files are written
+    atomically (temporaries in ``staging``, by default the lake's ``tmp/staging/``); the marker holds no time, so
+    the same config writes the same bytes.
     """
-    from audiorec_assets.fingerprints import array_digest
-    from audiorec_assets.lakeio import atomic_path, process_staging
-
     started = time.perf_counter()
     config = config or MockLogConfig()
     raw_dir = Path(raw_dir)
@@ -107,21 +105,12 @@ def write_mock_logs(raw_dir: Path, config: MockLogConfig | None = None, vectors:
 
     cold, cold_played, warm_eval = _split_preview(listens, catalogue["track_id"])
     return MockLogReport(
-        log_path=raw_dir / MOCK_LOG_FILE,
-        marker_path=marker,
-        rows=len(listens),
-        users=int(listens["user_id"].nunique()),
-        catalogue_tracks=len(catalogue),
-        tracks_played=int(listens["track_id"].nunique()),
-        first_listen=listens["timestamp"].iloc[0].to_pydatetime(),
-        last_listen=listens["timestamp"].iloc[-1].to_pydatetime(),
-        cold_tracks=cold,
-        cold_tracks_played=cold_played,
-        warm_eval_pairs=warm_eval,
-        taste_columns=model.taste_columns,
-        sequence_column=model.sequence_column,
-        metadata_rows_without_audio=rows_without_audio,
-        seconds=round(time.perf_counter() - started, 2),
+        log_path=raw_dir / MOCK_LOG_FILE, marker_path=marker, rows=len(listens),
+        users=int(listens["user_id"].nunique()), catalogue_tracks=len(catalogue),
+        tracks_played=int(listens["track_id"].nunique()), first_listen=listens["timestamp"].iloc[0].to_pydatetime(),
+        last_listen=listens["timestamp"].iloc[-1].to_pydatetime(), cold_tracks=cold, cold_tracks_played=cold_played,
+        warm_eval_pairs=warm_eval, taste_columns=model.taste_columns, sequence_column=model.sequence_column,
+        metadata_rows_without_audio=rows_without_audio, seconds=round(time.perf_counter() - started, 2),
     )
 
 
@@ -133,10 +122,8 @@ def _refuse_real_logs(raw_dir: Path, marker: Path) -> dict | None:
         return None
     described = None
     if marker.exists():
-        try:
+        with suppress(ValueError):  # unreadable: it describes no log
             described = read_synthetic_marker(marker)
-        except ValueError:
-            pass  # unreadable: it describes no log
     demo = (raw_dir / "DEMO.md").exists()  # the demo's log is synthetic too (its marker says so), not a mock log
     for log in logs:
         if demo or log.name != MOCK_LOG_FILE or described is None or not marker_describes(described, log):
