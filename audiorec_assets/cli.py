@@ -27,10 +27,9 @@ QUERY_KINDS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, P
 
 
 def sql(lake_root: Path, query: str, busy_timeout_s: float = SQL_BUSY_TIMEOUT_S, fmt: str = "table") -> None:
-    """Print the result of ``query`` on the warehouse (as ``fmt``: :data:`audiorec_assets.queries.FORMATS`), read-only in fact: queries only, files read only under
-    ``<lake>/tables`` (what the views read), nothing written (but, once, the views an older audiorec wrote), no
-    extensions installed or loaded. Every error, and a warehouse busy for ``busy_timeout_s``, ends the command
-    with one line and a non-zero exit."""
+    """Print the result of ``query`` on the warehouse as ``fmt``, read-only in fact: queries only, files read only
+    under ``<lake>/tables``, nothing written (but, once, the views an older audiorec wrote), no extensions. Every
+    error, and a warehouse busy for ``busy_timeout_s``, ends the command with one line and a non-zero exit."""
     import duckdb
 
     from audiorec_assets.queries import render

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from audiorec_assets.settings import LAKE_ENV, LakePaths
+from audiorec_assets.settings import LAKE_ENV, LakePaths, default_lake
 
 DEVICE_ENV = "AUDIOREC_DEVICE"  # cpu | cuda | auto: the compute device of this deployment
 
@@ -16,18 +16,15 @@ DEVICE_ENV = "AUDIOREC_DEVICE"  # cpu | cuda | auto: the compute device of this 
 def _lake_resource(lake_root: Path | str | None):
     """The lake and device from the arguments, else from ``$AUDIOREC_LAKE`` / ``$AUDIOREC_DEVICE`` (``dg.EnvVar``:
     read when a run starts, shown as such in the UI), else ``./data_lake`` and the settings' device."""
-    from audiorec_assets.defs.resources import LakeResource
-
-    if lake_root is not None:
-        root: str | dg.EnvVar = str(LakePaths(lake_root).root)
-    else:
-        root = dg.EnvVar(LAKE_ENV) if os.environ.get(LAKE_ENV) else str(Path("data_lake").resolve())
-    device: str | dg.EnvVar = dg.EnvVar(DEVICE_ENV) if os.environ.get(DEVICE_ENV) else ""
     from dagster_duckdb import DuckDBResource
+
+    from audiorec_assets.defs.resources import LakeResource
 
     # the warehouse's path as the lake is now (the UI shows it); a lake moved later reads its own
     # warehouse.duckdb only after a reload
-    lake_now = LakePaths(lake_root) if lake_root is not None else LakePaths(os.environ.get(LAKE_ENV) or "data_lake")
+    lake_now = LakePaths(default_lake() if lake_root is None else lake_root)
+    root = dg.EnvVar(LAKE_ENV) if lake_root is None and os.environ.get(LAKE_ENV) else str(lake_now.root)
+    device = dg.EnvVar(DEVICE_ENV) if os.environ.get(DEVICE_ENV) else ""
     return LakeResource(root=root, device=device, warehouse=DuckDBResource(database=str(lake_now.warehouse)))
 
 

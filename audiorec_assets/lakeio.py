@@ -1,16 +1,12 @@
 """Atomic writes into the lake: a killed or failed run never leaves a half-written or stray file where a
-reader looks.
+reader looks (docs/lake.md, "Atomic writes and killed runs").
 
-Temporaries live in the staging area ``<lake>/tmp/staging/`` (same filesystem as the lake, outside every
-folder a view or a glob reads), never beside their target: ``proc-<pid>-<start>/`` holds one process's
-temporaries (:func:`process_staging`) and is swept once that process is gone (``<start>`` = its start time, so
-a reused pid does not keep a dead process's folder alive). ``publish.lock`` serialises publishers.
-
-A rename (``os.replace``) within one filesystem is atomic: a reader sees the old file or the new one. Several
-files that must change together are written into one fresh folder and published by pointing one symlink at it
-(:func:`publish_folder`): replacing a symlink is one rename too. Windows has no cheap symlinks; audiorec does not
-run its lake there.
-"""
+Temporaries live in the staging area ``<lake>/tmp/staging/`` (same filesystem as the lake, outside every folder a
+view or a glob reads), never beside their target: ``proc-<pid>-<start>/`` holds one process's temporaries
+(:func:`process_staging`) and is swept once that process is gone (``<start>``: its start time, so a reused pid
+does not keep a dead process's folder alive). ``publish.lock`` serialises publishers. A rename within one
+filesystem is atomic; files that must change together are written into one folder and published by pointing
+one symlink at it (:func:`publish_folder`), POSIX only."""
 
 from __future__ import annotations
 
@@ -28,8 +24,6 @@ import numpy as np
 
 PROC_PREFIX = "proc-"
 
-
-# --- who owns a temporary ---------------------------------------------------------------------------------
 
 def _start_token(pid: int) -> str | None:
     """The start time of process ``pid`` (Linux ``/proc``), or None where it cannot be read."""
@@ -61,8 +55,6 @@ def owner_alive(owner: str) -> bool:
     current = _start_token(pid)
     return current is None or token in ("0", current)
 
-
-# --- the staging area -------------------------------------------------------------------------------------
 
 _own_dirs: dict[tuple[str, int], Path] = {}
 
@@ -121,12 +113,9 @@ def _temporary(where: Path, name: str, suffix: str = "") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(target: Path, suffix: str = "", staging: Path | None = None) -> Iterator[Path]:
-    """Yield a temporary path; rename it onto ``target`` on success.
-
-    The temporary lives in ``staging`` (a :func:`process_staging` folder, for anything inside a folder that
-    readers glob), else beside ``target`` as a hidden file. On an exception it is removed and ``target`` is
-    untouched.
-    """
+    """Yield a temporary path; rename it onto ``target`` on success. The temporary lives in ``staging`` (a
+    :func:`process_staging` folder, for anything inside a folder that readers glob), else beside ``target`` as a
+    hidden file. On an exception it is removed and ``target`` is untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
     where = staging if staging is not None else target.parent
     where.mkdir(parents=True, exist_ok=True)
@@ -143,13 +132,10 @@ def atomic_path(target: Path, suffix: str = "", staging: Path | None = None) -> 
 
 @contextlib.contextmanager
 def atomic_dir(target: Path, staging: Path | None = None) -> Iterator[Path]:
-    """Yield a fresh temporary directory; swap it in for ``target`` on success.
-
-    The old folder is moved aside and the new one renamed in: two renames, so for microseconds ``target`` is
-    missing (a reader then finds no folder, never a half-written one). The temporary (and, after the swap, the
-    old folder) lives in ``staging`` when given, so a kill leaves nothing beside ``target``; a sweep removes it.
-    On an exception the temporary is removed and ``target`` is untouched.
-    """
+    """Yield a fresh temporary directory; swap it in for ``target`` on success: two renames, so for microseconds
+    ``target`` is missing (a reader then finds no folder, never a half-written one). The temporary (and, after the
+    swap, the old folder) lives in ``staging`` when given, so a kill leaves nothing beside ``target``; a sweep
+    removes it. On an exception the temporary is removed and ``target`` is untouched."""
     target.parent.mkdir(parents=True, exist_ok=True)
     where = staging if staging is not None else target.parent
     where.mkdir(parents=True, exist_ok=True)
@@ -189,8 +175,6 @@ def publish_lock(staging_root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-# --- folders published by one symlink ---------------------------------------------------------------------
-
 @contextlib.contextmanager
 def staged_dir(staging: Path, name: str) -> Iterator[Path]:
     """A fresh folder in ``staging`` (a :func:`process_staging` folder) for files that are published together;
@@ -211,15 +195,12 @@ def point_link(link: Path, version: Path) -> None:
 
 
 def publish_folder(folder: Path, link: Path, versions: Path, name: str, staging_root: Path) -> Path:
-    """Move the complete ``folder`` to ``versions/<name>`` and point ``link`` at it in one step; return the version.
-
-    ``link`` (e.g. ``tables/ingest``) is replaced by a symlink holding the relative path ``versions/<name>``, made
-    beside it under a temporary name and renamed onto it: a reader that follows ``link`` sees the whole previous
-    version or the whole new one, never a mix, never nothing. A version already present under ``name`` (the same
-    content published again) is kept and ``folder`` dropped. Afterwards every version but the new one and the one
-    ``link`` pointed at before is removed: a reader that resolved the link just before the switch can finish.
-    Everything happens under :func:`publish_lock`, so publishers never remove each other's new version.
-    """
+    """Move the complete ``folder`` to ``versions/<name>`` and point ``link`` (e.g. ``tables/ingest``) at it in one
+    rename (:func:`point_link`); return the version. A reader that follows ``link`` sees the whole previous version
+    or the whole new one, never a mix, never nothing. A version already present under ``name`` (the same content
+    published again) is kept and ``folder`` dropped. Afterwards every version but the new one and the one ``link``
+    pointed at before is removed: a reader that resolved the link just before the switch can finish. All under
+    :func:`publish_lock`, so publishers never remove each other's new version."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
         raise ValueError(f"version name {name!r}: letters, digits, _ . - only")
     versions.mkdir(parents=True, exist_ok=True)
@@ -245,8 +226,6 @@ def publish_folder(folder: Path, link: Path, versions: Path, name: str, staging_
                     entry.unlink(missing_ok=True)
     return version
 
-
-# --- leftovers of earlier versions ------------------------------------------------------------------------
 
 # hidden temporaries written beside their targets: `.<name>.<8 random chars>[<suffix>]` and `.<name>.old`
 _LEGACY_TEMP = re.compile(r"\..+\.([a-z0-9_]{8}(\.[A-Za-z0-9]+)?|old)")

@@ -1,11 +1,6 @@
-"""The live display of ``audiorec materialize``: steps done / total, the current step, its own progress
-(tracks encoded, epochs with the loss) and an ETA.
-
-It listens to the runs' events (:class:`audiorec_assets.defs.progress_log.RunEvent`) and takes a step's progress
-from the :class:`~audiorec_assets.progress.Progress` an event carries, never from a message's words. On a terminal
-it draws with ``rich`` (redrawn in place); otherwise (a pipe, a CI log) it prints a plain line when a step starts or
-ends and at most every :data:`PLAIN_EVERY_S` seconds inside a step.
-"""
+"""The live display of ``audiorec materialize``: steps done / total, the current step, its own progress (from the
+:class:`~audiorec_assets.progress.Progress` a run event carries) and an ETA. Drawn with ``rich`` on a terminal;
+elsewhere a plain line when a step starts or ends, and at most every :data:`PLAIN_EVERY_S` seconds within one."""
 
 from __future__ import annotations
 
@@ -58,8 +53,6 @@ class LiveProgress:
                               get_renderable=self._renderable)
             self._live.start()
 
-    # --- events ---------------------------------------------------------------------------------------------
-
     def start_run(self, label: str, n_steps: int, planned_steps: int) -> None:
         """A run of ``n_steps`` steps begins; ``planned_steps`` was counted for it in ``total_steps``."""
         self.state.total_steps += n_steps - planned_steps
@@ -97,8 +90,6 @@ class LiveProgress:
         if self._live is not None:
             self._live.stop()
             self._live = None
-
-    # --- drawing --------------------------------------------------------------------------------------------
 
     def _plain(self, line: str, force: bool = False) -> None:
         if self.use_rich:

@@ -1,14 +1,8 @@
-"""Progress inside long steps as data: a :class:`Progress` record (tracks encoded, epochs with their losses)
-that rides on the log record of the line a person reads in the UI's run log (no Dagster here).
-
-Why this channel: Python's ``logging`` carries any object beside a message (``extra``), and Dagster hands a
-step's records, extras included, to the run's loggers. So :func:`log_progress` logs the :meth:`~Progress.message`
-with the record attached, and ``audiorec materialize``'s logger (``defs/progress_log.py``) passes the record
-(:func:`progress_of`) to the live display, which reads fields, never wording: a message can be reworded freely.
-(A JSON payload in the message would be parsing again; an ``AssetObservation`` per epoch would fill the asset's
-history.) The training loop logs to its Python logger, which ``defs/progress_log.forwarded`` brings into the
-step's log; the encoders report through a callback that ``defs/audio_vectors.py`` turns into a record.
-"""
+"""Progress inside long steps as data: a :class:`Progress` record (tracks encoded, epochs with their losses) that
+rides on the log record of the line a person reads in the UI's run log (no Dagster here). Python's ``logging``
+carries any object beside a message (``extra``) and Dagster hands a step's records, extras included, to the run's
+loggers; so ``audiorec materialize``'s display reads fields, never wording (a JSON payload in the message would be
+parsing again; an ``AssetObservation`` per epoch would fill the asset's history)."""
 
 from __future__ import annotations
 
@@ -65,13 +59,10 @@ def eta_seconds(done_steps: int, total_steps: int, elapsed_done_s: float, inner:
                 inner_elapsed_s: float) -> float | None:
     """A rough time left: the current step's own rate for its remainder, and the mean time of the steps
     done so far for each step still to come. None until there is something to go by."""
-    left = 0.0
-    known = False
+    parts = []
     if inner is not None and inner.done > 0 and inner_elapsed_s > 0:
-        left += inner_elapsed_s / inner.done * (inner.total - inner.done)
-        known = True
+        parts.append(inner_elapsed_s / inner.done * (inner.total - inner.done))
     still = total_steps - done_steps - (1 if inner is not None else 0)
     if done_steps > 0 and still > 0:
-        left += elapsed_done_s / done_steps * still
-        known = True
-    return left if known and math.isfinite(left) else None
+        parts.append(elapsed_done_s / done_steps * still)
+    return sum(parts) if parts and math.isfinite(sum(parts)) else None

@@ -1,21 +1,13 @@
-"""Fail runs whose run worker process died without telling the instance (``kill -9``, the OOM
-killer, a reboot): otherwise they stay STARTING/STARTED forever, because Dagster's run
-monitoring has no worker health check with the DefaultRunLauncher.
+"""Fail runs whose run worker process died without telling the instance (``kill -9``, the OOM killer, a reboot):
+otherwise they stay STARTING/STARTED forever, because Dagster's run monitoring has no worker health check with
+the DefaultRunLauncher. Only Dagster's public API is used.
 
-Only Dagster's public API is used: ``DagsterInstance.get_run_records`` (with ``RunsFilter``),
-``DagsterInstance.all_logs`` and ``DagsterInstance.report_run_failed``.
-
-A run's worker is found from its event log: the run-level engine events carrying a ``pid``
-metadata entry ("Started process for run (pid: N)" from the DefaultRunLauncher's code server,
-"Executing steps in process (pid: N)" from the in-process executor, "… multiprocess executor:
-parent process (pid: N)"), else the pid of the process that logged RUN_START. The latest wins.
-The worker is dead when that pid no longer exists, is a zombie, or (Linux) now belongs to a
-process started after the event that recorded it (the pid was reused).
-
-Dagster does not record the host a run worker ran on. A run launched with :func:`host_tags`
-(tag ``audiorec/host``) is judged only on that host; a run without the tag is judged anywhere
-unless ``require_host_tag=True`` (use that when several machines share one DAGSTER_HOME).
-"""
+A run's worker is the latest pid its event log records: run-level engine events with a ``pid`` metadata entry (the
+launcher's "Started process for run", the in-process and multiprocess executors' own), else the process that
+logged RUN_START. It is dead when that pid no longer exists, is a zombie, or (Linux) now belongs to a process
+started after the event that recorded it. Dagster does not record a run's host: a run launched with
+:func:`host_tags` is judged only on that host; one without the tag anywhere, unless ``require_host_tag=True`` (for
+several machines sharing one DAGSTER_HOME)."""
 
 from __future__ import annotations
 
@@ -46,36 +38,25 @@ class _Worker:
 
 def _pid_of(entry) -> int | None:
     event = entry.dagster_event
-    if event is None:
-        return None
-    if event.event_type == dg.DagsterEventType.ENGINE_EVENT:
-        if event.step_key is not None:  # step-level: not the run worker
-            return None
-        value = (getattr(event.event_specific_data, "metadata", None) or {}).get("pid")
-        raw = getattr(value, "value", value)
-        try:
-            return int(str(raw))
-        except (TypeError, ValueError):
-            return None
-    if event.event_type == dg.DagsterEventType.RUN_START:
+    if event is not None and event.event_type == dg.DagsterEventType.RUN_START:
         return event.pid
-    return None
+    if event is None or event.event_type != dg.DagsterEventType.ENGINE_EVENT or event.step_key is not None:
+        return None  # a step-level engine event is not the run worker's
+    value = (getattr(event.event_specific_data, "metadata", None) or {}).get("pid")
+    try:
+        return int(str(getattr(value, "value", value)))
+    except (TypeError, ValueError):
+        return None
 
 
 def _run_worker(instance: dg.DagsterInstance, run_id: str) -> _Worker | None:
     """The latest run-level pid the run's event log records, or None."""
-    entries = instance.all_logs(run_id, of_type={dg.DagsterEventType.ENGINE_EVENT, dg.DagsterEventType.RUN_START})
-    engine = run_start = None
-    for entry in entries:
+    latest = {}  # event type → its latest worker
+    for entry in instance.all_logs(run_id, of_type={dg.DagsterEventType.ENGINE_EVENT, dg.DagsterEventType.RUN_START}):
         pid = _pid_of(entry)
-        if pid is None:
-            continue
-        worker = _Worker(pid, float(entry.timestamp))
-        if entry.dagster_event.event_type == dg.DagsterEventType.ENGINE_EVENT:
-            engine = worker
-        else:
-            run_start = worker
-    return engine or run_start
+        if pid is not None:
+            latest[entry.dagster_event.event_type] = _Worker(pid, float(entry.timestamp))
+    return latest.get(dg.DagsterEventType.ENGINE_EVENT) or latest.get(dg.DagsterEventType.RUN_START)
 
 
 def _linux_process(pid: int) -> tuple[str, float] | None:
@@ -122,13 +103,10 @@ def _when(timestamp: float) -> str:
 
 def fail_dead_runs(instance: dg.DagsterInstance, grace_s: float = 60.0, *, require_host_tag: bool = False,
                    now: float | None = None) -> list[str]:
-    """Mark failed every STARTING/STARTED run of ``instance`` whose run worker on this host is dead.
-
-    A run whose event log records no worker pid yet is left alone while younger than ``grace_s``
-    seconds (from its start, or its creation while STARTING), and failed after that. Runs tagged
-    with another host (:data:`HOST_TAG`) are left alone, and so are untagged runs when
-    ``require_host_tag``. Returns the ids of the runs marked failed.
-    """
+    """Mark failed every STARTING/STARTED run of ``instance`` whose run worker on this host is dead; return their ids.
+    A run whose event log records no worker pid yet is left alone while younger than ``grace_s`` seconds (from its
+    start, or its creation while STARTING), and failed after that. Runs tagged with another host (:data:`HOST_TAG`)
+    are left alone, and so are untagged runs when ``require_host_tag``."""
     now = time.time() if now is None else now
     host = socket.gethostname()
     failed: list[str] = []
@@ -142,8 +120,7 @@ def fail_dead_runs(instance: dg.DagsterInstance, grace_s: float = 60.0, *, requi
             created = record.create_timestamp
             if created.tzinfo is None:  # stored as UTC
                 created = created.replace(tzinfo=_dt.timezone.utc)
-            since = record.start_time or created.timestamp()
-            age = now - since
+            age = now - (record.start_time or created.timestamp())
             if age <= grace_s:
                 continue
             why = (f"it has been {run.status.value} for {age:.0f} s and no run worker process ever recorded "

@@ -97,9 +97,6 @@ def _end_stopped(inst: dg.DagsterInstance, run_id: str, label: str) -> None:
     print(f"{PREFIX} {label} interrupted ({what})", file=sys.stderr, flush=True)
 
 
-# --- audiorec demo --------------------------------------------------------------------------------------------
-
-
 def prepare_classical(lake: LakePaths, seed: int, n_works: int = 300) -> None:
     """Into an empty (or classical) ``raw/``: the classical catalogue (``datasets/classical/``, cached between builds),
     then a mock listening log whose tastes follow composer and instrumentation (``datasets/mock_logs/``)."""
@@ -129,8 +126,7 @@ def prepare_classical(lake: LakePaths, seed: int, n_works: int = 300) -> None:
 
 def demo(lake_root: Path, dataset: str = "demo") -> None:
     """Write the demo data if ``raw/`` is empty (``dataset``: the synthetic demo, or the classical catalogue with a
-    mock log), then bring the study up to date as Dagster's automation would (``defs/execute.py``): observe the
-    inputs, run what the automation conditions request, repeat."""
+    mock log), then bring the study up to date as Dagster's automation would (``defs/execute.py``)."""
     from audiorec_assets.datasets.demo import write_demo_if_empty
     from audiorec_assets.datasets.demo_settings import write_demo_settings
     from audiorec_assets.defs.execute import bring_up_to_date
@@ -194,9 +190,6 @@ def print_leaderboard(lake: LakePaths) -> None:
         print(board[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
-# --- audiorec materialize -------------------------------------------------------------------------------------
-
-
 def materialize(lake_root: Path, encoders: list[str] | None, recommenders: list[str] | None,
                 select: str | None, force: bool, dry_run: bool = False, rich: bool | None = None) -> None:
     """Bring the chosen cells up to date with the planner of ``audiorec demo`` restricted to them
@@ -254,9 +247,6 @@ def materialize(lake_root: Path, encoders: list[str] | None, recommenders: list[
           flush=True)
 
 
-# --- audiorec status ------------------------------------------------------------------------------------------
-
-
 def status_frame(lake_root: Path, observe: bool = True) -> tuple[pd.DataFrame, str]:
     """Every layer and cell with its state, and a one-line header (the lake and the instance)."""
     from audiorec_assets.defs.execute import observe_sources
@@ -269,13 +259,12 @@ def status_frame(lake_root: Path, observe: bool = True) -> tuple[pd.DataFrame, s
     if observe:
         observe_sources(lake.root, inst)
     status = study_status(defs, inst, lake.root, settings)
-    rows = []
-    for layer, states in (("ingest", status.ingest), ("embeddings", status.embeddings), ("cell", status.cells),
-                          ("tables", [status.tables])):
-        for s in states:
-            rows.append({"layer": layer, "asset": s.target.key.to_user_string(), "encoder": s.target.encoder or "",
-                         "recommender": s.target.recommender or "", "state": s.state, "detail": s.detail,
-                         "command": (fill_command([s]) or "") if layer == "cell" else ""})
+    layers = (("ingest", status.ingest), ("embeddings", status.embeddings), ("cell", status.cells),
+              ("tables", [status.tables]))
+    rows = [{"layer": layer, "asset": s.target.key.to_user_string(), "encoder": s.target.encoder or "",
+             "recommender": s.target.recommender or "", "state": s.state, "detail": s.detail,
+             "command": (fill_command([s]) or "") if layer == "cell" else ""}
+            for layer, states in layers for s in states]
     where = os.environ.get("DAGSTER_HOME") or "a throw-away one (DAGSTER_HOME unset)"
     return pd.DataFrame(rows), f"lake {lake.root} · Dagster instance {where}"
 

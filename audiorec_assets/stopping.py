@@ -1,13 +1,10 @@
 """SIGINT (Ctrl-C) and SIGTERM end a command that launches runs, as a whole (no Dagster here).
 
-During a run Dagster owns both signals (``dagster._utils.interrupts``): it interrupts the step at its next
-checkpoint, marks the run failed in the instance, puts the handlers back and returns the run as failed, like a
-failed step. Its handlers do not tell that a signal came, nor which; but Python writes the number of every signal it
-handles to the wakeup fd (:func:`signal.set_wakeup_fd`), whichever handler runs. So within :func:`stop_on_signals`
-the command asks :func:`received` after each run, and between runs this module's own handler stops at once. Either
-way :class:`Stopped` unwinds the command, which exits with 128 + the signal's number (130, 143), as a shell reports
-a process ended by that signal.
-"""
+During a run Dagster owns both signals (``dagster._utils.interrupts``): it interrupts the step, marks the run failed
+and returns it as failed, without telling that a signal came. But Python writes the number of every signal it
+handles to the wakeup fd (:func:`signal.set_wakeup_fd`), whichever handler runs: so the command asks
+:func:`received` after each run, and between runs this module's own handler stops at once. Either way
+:class:`Stopped` unwinds the command, which exits with 128 + the signal's number (130, 143), as a shell would."""
 
 from __future__ import annotations
 
@@ -54,9 +51,8 @@ def _on_signal(signum: int, _frame) -> None:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Within: SIGINT or SIGTERM ends the command with exit status 128 + its number; the caller raises
-    :class:`Stopped` after a run when :func:`received` says so. Off the main thread (which alone gets signals and
-    may set handlers) it changes nothing."""
+    """Within: SIGINT or SIGTERM ends the command with exit status 128 + its number (the caller raises :class:`Stopped`
+    after a run when :func:`received` says so). Off the main thread, which alone gets signals, it changes nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -1,33 +1,17 @@
-"""The SQL warehouse: Parquet files in ``<lake>/tables/<table>/`` behind views in ``warehouse.duckdb``.
+"""The SQL warehouse: Parquet files in ``<lake>/tables/<table>/`` behind views in ``warehouse.duckdb``; the ingest's
+four tables behind the symlink ``tables/ingest`` (:func:`publish_ingest`, :func:`migrate_ingest_tables`).
 
-The ingest's four tables (listens, tracks, interactions, split_info) lie in ``tables/ingest/<table>/``, where
-``tables/ingest`` is a symlink to one complete set in ``tables/.ingest/<id>/``, switched in one step when an
-ingest publishes (:func:`publish_ingest`); a lake of an older audiorec, with those tables in ``tables/<table>/``,
-is moved there once (:func:`migrate_ingest_tables`).
+DuckDB lets one process write a database file, and while it does no other process can open it, not even to read;
+a reader blocks writers. So assets never write rows into the database: each writes Parquet atomically, and the
+database holds only views over globs of those files, created once, or again only when their definition changes
+(:func:`register_view` checks read-only first): runs and read-only sessions never wait on each other.
 
-DuckDB lets one process write a database file, and while it does no other process can open it,
-not even to read; a process reading it blocks writers. Assets therefore never write rows into the
-database: each writes its rows atomically as Parquet (one file per partition, the temporary in the
-staging area, then one rename), and the database only holds views over globs of those files. A
-glob view picks up new and replaced files by itself, so a view is created once, or again only when
-its definition changes (:func:`register_view` checks with a read-only connection first): writing
-rows never opens the database for writing, and runs and read-only sessions never wait on each other.
-
-The lake is relocatable: a view's definition names no lake. It reads ``tables/<table>/[!.]*.parquet``
-beside the database file the session opened, which DuckDB tells at query time through the setting
-``temp_directory`` (by default ``<database file>.tmp``: absolute from Python; from the DuckDB CLI the
-path as given, which then resolves against the current folder just as the database's did). So after
-``cp -a`` or ``mv`` every reader reads the copy's own files: ``audiorec sql``, the runs, and a plain
-``duckdb warehouse.duckdb`` in the lake's folder or ``duckdb.connect("<lake>/warehouse.duckdb")`` from
-any folder. Paths relative to the lake root were the other choice, but DuckDB resolves those against
-the current folder (or ``file_search_path``), so a session started in another lake's folder would read
-that lake's rows without a word. Where a view cannot know its lake it fails, naming the setting, rather
-than guess: ``temp_directory`` changed, ``file_search_path`` set while the database path is relative, a
-warehouse opened by ATTACH from another session, or a second audiorec warehouse attached (a view cannot
-tell which attached database it belongs to). Views of older versions hold absolute paths, which read
-the original lake from a copy; :func:`refresh_views` rewrites them (at the start of a run's steps, and
-``audiorec sql`` before it queries).
-"""
+Relocatable (docs/lake.md, "The lake is relocatable"): a view names no lake; it reads the ``tables/`` beside the
+database file the session opened, which DuckDB tells at query time through ``temp_directory`` (by default
+``<database file>.tmp``: absolute from Python, as given from the DuckDB CLI). Paths relative to the lake root were
+the other choice, but DuckDB resolves those against the current folder (or ``file_search_path``), so a session
+started in another lake's folder would read that lake's rows without a word. Where a view cannot know its lake it
+fails, naming the setting, rather than guess."""
 
 from __future__ import annotations
 
@@ -162,13 +146,9 @@ def while_locked(action: Callable, timeout_s: float, busy: Callable[[str], str])
 
 
 def register_view(lake: LakePaths, table: str, timeout_s: float | None = None, connect: Connect | None = None) -> None:
-    """Make sure ``audiorec.<table>`` is the view over ``<lake>/tables/<table>/[!.]*.parquet``.
-
-    When the view already has this definition (the usual case: only a table's first write, or a
-    changed definition, needs a new one) this reads the warehouse without locking writers out and
-    never opens it for writing. A new view waits up to ``timeout_s`` (default :data:`VIEW_TIMEOUT_S`) for
-    other sessions to let go, then raises :class:`WarehouseBusyError` naming the table.
-    """
+    """Make sure ``audiorec.<table>`` is the view over ``<lake>/tables/<table>/[!.]*.parquet``. A current view (the
+    usual case) is checked read-only, never locking writers out; a new one waits up to ``timeout_s`` (default
+    :data:`VIEW_TIMEOUT_S`) for other sessions to let go, then raises :class:`WarehouseBusyError` naming the table."""
     timeout_s = VIEW_TIMEOUT_S if timeout_s is None else timeout_s
     sql = view_sql(table)
     tag = _view_tag(sql)
@@ -215,9 +195,8 @@ def outdated_views(con, lake: LakePaths) -> list[str]:
 
 
 def refresh_views(lake: LakePaths, timeout_s: float | None = None, connect: Connect | None = None) -> list[str]:
-    """Bring the lake's views up to date (:func:`outdated_views`): rewrite those of tables with files, drop
-    the others. Reads the warehouse read-only and opens it for writing only when a view is outdated; waits
-    for other sessions as :func:`register_view` does. Returns the tables whose view changed."""
+    """Rewrite the outdated views (:func:`outdated_views`) of tables with files, drop the others (opening the warehouse
+    for writing only then, waiting as :func:`register_view` does); return the tables whose view changed."""
     import duckdb
 
     timeout_s = VIEW_TIMEOUT_S if timeout_s is None else timeout_s
@@ -275,9 +254,8 @@ def read_table(lake: LakePaths, table: str) -> pd.DataFrame:
 
 
 def publish_ingest(lake: LakePaths, folder: Path, name: str, connect: Connect | None = None) -> Path:
-    """Publish ``folder`` (``<table>/all.parquet`` for each of :data:`INGEST_TABLES`) as the lake's ingest tables,
-    all four in one step (:func:`audiorec_assets.lakeio.publish_folder`, version ``name``), and make sure their
-    views exist. Returns the published version's folder."""
+    """Publish ``folder`` (``<table>/all.parquet`` for each of :data:`INGEST_TABLES`) as the lake's ingest tables, all
+    in one step (:func:`~audiorec_assets.lakeio.publish_folder`), views ensured; return the version's folder."""
     missing = [t for t in INGEST_TABLES if not (folder / t / "all.parquet").is_file()]
     if missing:
         raise FileNotFoundError(f"{folder} lacks {missing}: an ingest publishes all of {list(INGEST_TABLES)} or none.")
@@ -313,9 +291,8 @@ def migrate_ingest_tables(lake: LakePaths) -> bool:
 
 
 def sweep_lake(lake: LakePaths) -> list[Path]:
-    """What a run does first: rewrite outdated views (:func:`refresh_views`, which first moves an older lake's
-    ingest tables), remove staging folders whose processes are gone, and the hidden temporaries earlier versions
-    left beside their targets. Returns what it removed."""
+    """Rewrite outdated views (:func:`refresh_views`), remove staging folders whose processes are gone and the hidden
+    temporaries earlier versions left beside their targets; return what it removed."""
     refresh_views(lake)
     folders = [lake.root, lake.tables, lake.tmp, lake.embeddings, lake.models]
     folders += _subdirs(lake.tables) + _subdirs(lake.models)  # tables/<table>/, models/<encoder>/

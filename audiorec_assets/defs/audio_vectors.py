@@ -1,19 +1,9 @@
 """``audiorec/audio_vectors``: one partition per audio encoder that runs here (dynamic set ``audio_encoder``): the
-catalogue's audio through that encoder, written to ``<lake>/embeddings/<encoder>.npy`` (+ the per-track index
-that lets the next run encode only new or changed audio, and ``<encoder>.encoding.json``: the run's facts, the row of
-``audiorec.encoders``).
-
-Why an asset of its own rather than a step inside ``audiorec/embeddings``: a twin (``shuffled_<e>``,
-``hybrid_<e>``, plain ``shuffled``) is computed from another encoder's vectors, i.e. from another partition of the
-same asset. Dagster cannot draw that edge — a non-time-partitioned asset may not depend on itself, and its
-partition mappings between dynamic sets map equal keys only (identity) or everything (all). So the encoding sits one
-step up: every ``audiorec/embeddings`` partition reads this asset through ``AllPartitionMapping``, which makes each
-twin's base an upstream of it in the graph (the UI, the stale status and the automation conditions all see it), and
-no run waits, polls or is ordered by hand. The price — an embeddings partition waits while any encoding is missing
-or being written (not for one whose last run failed: ``automation.after_encodings``), and all of them re-run
-(cheaply: only the changed encoder's vectors change, so only its cells do) when one encoder's vectors change — buys
-one orchestrator: Dagster's graph.
-"""
+catalogue's audio through that encoder, written to ``<lake>/embeddings/<encoder>.npy`` (+ the per-track index that
+lets the next run encode only new or changed audio, and ``<encoder>.encoding.json``: the run's facts, the row of
+``audiorec.encoders``). An asset of its own so that a twin's base is its upstream in the graph: Dagster cannot map
+one partition of an asset to another of the same asset (why, and the cost: docs/architecture.md, "The graph as it
+is built")."""
 
 import json
 import time

@@ -1,17 +1,6 @@
-"""Declarative automation: when each asset runs, decided by Dagster from data versions.
-
-Every asset carries an :class:`~dagster.AutomationCondition` (below); Dagster's automation sensor
-``audiorec_automation`` evaluates them every 30 s and is on by default. In words: an asset runs when
-it is missing, when an input's data version changed, or when its code version changed — once its
-inputs exist, none of them is being written, and (for encoding and training) their blocking checks
-passed. The sources are observed every minute. A failed run is not retried until an input or the code
-changes (or someone runs it from the UI). ``lake_partitions_sensor`` keeps the encoder / recommender / reference partitions in step
-with the lake (a dropped-in ``.npy`` appears without a reload).
-
-Turn automation off in the UI (Automation → ``audiorec_automation`` → stop), or set
-``AUDIOREC_AUTOMATION=off`` before starting ``dagster dev``. ``AUDIOREC_EXPENSIVE_CRON`` (e.g.
-``0 2 * * *``) makes encoding and training wait for that cron tick after a change.
-"""
+"""Declarative automation: each asset's :class:`~dagster.AutomationCondition` and the sensors that keep the lake,
+its partitions and its inputs in step (conditions in words, sensors, ``AUDIOREC_AUTOMATION`` and
+``AUDIOREC_EXPENSIVE_CRON``: docs/automation.md, "Sensors: nothing has to be switched on")."""
 
 from __future__ import annotations
 
@@ -31,15 +20,11 @@ AC = dg.AutomationCondition
 
 
 def _needed() -> dg.AutomationCondition:
-    """Missing (and its last try did not fail); or, since it last ran or was requested, newly missing, an input
-    with a new data version, or a new code version; or a source it reads has a new version now; or an input
-    of the same partitioning will be materialized in this same evaluation (the assets of one cell run in one
-    go; across partitionings Dagster's ``will_be_requested`` is false, and the daemon orders such a request as a
-    backfill).
-
-    ``eager`` itself reacts to *newly* missing only, so a lake started without results would never be filled.
-    A source's change counts even when the asset was written in the same tick (a run that started before the
-    observation read the old files)."""
+    """When an asset is due (each clause labelled). Plain missing counts: ``eager`` reacts to *newly* missing only,
+    so a lake started without results would never be filled. A source's change counts even when the asset was
+    written in the same tick (a run that started before the observation read the old files). ``will_be_requested``
+    holds within one partitioning (a cell's assets run in one go); across partitionings the daemon orders such a
+    request as a backfill."""
     changed = AC.any_deps_match(AC.data_version_changed()) | AC.code_version_changed()
     source_changed = AC.any_deps_match(AC.data_version_changed()).allow(dg.AssetSelection.assets(*SOURCE_KEYS))
     return ((AC.missing() & ~AC.execution_failed()).with_label("missing, not failed")

@@ -1,10 +1,6 @@
-"""Blocking asset checks: Great Expectations suites on the ingest tables.
-
-They are ``check_specs`` of the ingest (``defs/ingest.py``), evaluated inside it on the freshly written files
-before anything is published: a failed check publishes nothing, fails the ingest, and stops everything
-downstream; its failures show in the UI as check metadata.
-"""
-
+"""Blocking asset checks: Great Expectations suites on the ingest tables, ``check_specs`` of the ingest
+(``defs/ingest.py``) evaluated on its freshly written files before anything is published (docs/lake.md,
+"Data-quality checks")."""
 
 from pathlib import Path
 

@@ -4,12 +4,9 @@
 classes (``AssetKey``, inside the run and the known state) are namedtuples that forbid iteration, so
 ``dagster_dask.DaskExecutor`` fails before the first step ("Iteration is not allowed on `@record` AssetKey"; seen
 with dagster-dask 0.29.27 and distributed 2024.10 to 2026.8; ``test_cluster.py`` pins that it still does).
-:class:`SealedDaskExecutor` is the same executor (same config, clusters, resources tags, worker function); only
-the arguments travel in :class:`_Sealed`, and the futures of the step's dependencies stay outside so Dask still
-orders the steps. One more difference: the task key holds the run id (``dagster-dask`` keys tasks by job and
-step, so two runs of a job on one scheduler at once — two partitions — got one shared result, and one of the
-two steps never ran; the two-cells test catches that).
-"""
+:class:`SealedDaskExecutor` is the same executor, but the arguments travel in :class:`_Sealed` (the futures of the
+step's dependencies stay outside, so Dask still orders the steps), and the task key holds the run id (see
+:meth:`~SealedDaskExecutor.execute`; the two-cells test catches its absence)."""
 
 from __future__ import annotations
 
@@ -64,8 +61,8 @@ class SealedDaskExecutor(DaskExecutor):
                     sealed = _Sealed((plan_context.reconstructable_job, plan_context.dagster_run,
                                       plan_context.run_config, [step.key], instance.get_ref(),
                                       execution_plan.known_state))
-                    # the run id in the key: Dask takes a task with a key it already holds for the same task, so
-                    # two runs of one job on one scheduler (two partitions at once) would share one result
+                    # the run id in the key (dagster-dask's has job and step only): Dask takes a task with a key it
+                    # already holds for the same task, so two runs of one job at once (two partitions) shared a result
                     key = f"{job_name}.{plan_context.dagster_run.run_id}.{step.key}"
                     future = client.submit(_on_worker, dependencies, sealed, key=key,
                                            resources=get_dask_resource_requirements(step.tags))

@@ -1,11 +1,7 @@
 """``audiorec/embeddings`` (+ the ``audiorec.encoders`` table): one partition per encoder (dynamic set ``encoder``),
-each checked, described and stored as ``<lake>/embeddings/<encoder>.npy``.
-
-An audio encoder's vectors come from ``audiorec/audio_vectors`` (``defs/audio_vectors.py``, which says why the
-encoding is an asset of its own); a control or twin is computed here from them; a user's dropped-in file is checked
-and never rewritten. Every partition reads all of ``audio_vectors`` (``AllPartitionMapping``), so a twin's base is
-its upstream in the graph.
-"""
+checked, described and stored as ``<lake>/embeddings/<encoder>.npy``. An audio encoder's vectors come from
+``audiorec/audio_vectors``; a control or twin is computed here from them; a user's dropped-in file is checked and
+never rewritten."""
 
 import time
 
@@ -108,10 +104,8 @@ def _derived(name: str, tracks: pd.DataFrame, paths: LakePaths, settings: Experi
         return random_vectors(len(tracks), dim, seed=settings.seed), {
             "model_id": "gaussian N(0, 1)", "base_encoder": shuffled_base, "seed": settings.seed, "skipped": []}, {}
     verb = "puts track metadata beside" if hybrid_base_of(name) else "permutes"
-    if base == "random" or is_twin(base):
-        base_vectors = _derived(base, tracks, paths, settings, log)[0]
-    else:
-        base_vectors = _stored_vectors(name, base, verb, paths)
+    base_vectors = (_derived(base, tracks, paths, settings, log)[0] if base == "random" or is_twin(base)
+                    else _stored_vectors(name, base, verb, paths))
     if len(base_vectors) != len(tracks):
         raise ValueError(f"{paths.embedding_file(base)} has {len(base_vectors)} rows but audiorec.tracks has "
                          f"{len(tracks)} tracks: materialize {_producer(base)} partition '{base}' again first.")

@@ -1,9 +1,6 @@
-"""Across partitions: ``audiorec/leaderboard`` (+ ``leaderboard_cold``), the study's comparison tables and the
-figure of what audio adds (``audiorec/audio_effect_plot``, after the comparison tables).
-
-Every table is at ``settings.headline_k``, made of the configured cells (:func:`audiorec_assets.study.study_cells`)
-whose files exist; the tables themselves are pure functions in :mod:`audiorec_assets.evaluation.tables`.
-"""
+"""Across partitions: ``audiorec/leaderboard`` (+ ``leaderboard_cold``), the comparison tables and the figure of
+what audio adds (``audiorec/audio_effect_plot``), at ``settings.headline_k`` over the configured cells whose files
+exist; the tables themselves are pure functions in :mod:`audiorec_assets.evaluation.tables`."""
 
 from collections.abc import Callable
 from pathlib import Path

@@ -1,10 +1,5 @@
-"""Running the graph in-process (``audiorec demo``, tests): what the automation sensor does, step by step.
-
-:func:`bring_up_to_date` observes the sources, asks Dagster which assets its automation conditions
-request (:func:`dagster.evaluate_automation_conditions`, over the same definitions and instance as
-``dagster dev``), materializes those in dependency order, and repeats until nothing is requested. The
-evaluation cursor is kept beside the instance, so a later call sees what changed since.
-"""
+"""Running the graph in-process (``audiorec demo``, ``materialize``, tests): what the automation sensor does, step by
+step, in :func:`bring_up_to_date` (docs/automation.md, "One planner: `audiorec demo` and `audiorec materialize`")."""
 
 from __future__ import annotations
 
@@ -32,14 +27,13 @@ def add_partition_members(instance: dg.DagsterInstance, partitions_def: dg.Parti
     if partition_key is None or partitions_def is None:
         return
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        key = partition_key if isinstance(partition_key, dg.MultiPartitionKey) else None
-        parts = key.keys_by_dimension if key else dict(zip(partitions_def.partition_dimension_names,
-                                                             str(partition_key).split("|")))
+        parts = (partition_key.keys_by_dimension if isinstance(partition_key, dg.MultiPartitionKey)
+                 else dict(zip(partitions_def.partition_dimension_names, str(partition_key).split("|"))))
         for dimension in partitions_def.partitions_defs:
             add_partition_members(instance, dimension.partitions_def, parts[dimension.name])
-    elif isinstance(partitions_def, dg.DynamicPartitionsDefinition):
-        if not instance.has_dynamic_partition(partitions_def.name, str(partition_key)):
-            instance.add_dynamic_partitions(partitions_def.name, [str(partition_key)])
+    elif (isinstance(partitions_def, dg.DynamicPartitionsDefinition)
+          and not instance.has_dynamic_partition(partitions_def.name, str(partition_key))):
+        instance.add_dynamic_partitions(partitions_def.name, [str(partition_key)])
 
 
 def materialize(assets: list, selection=None, partition_key=None, instance: dg.DagsterInstance | None = None,
@@ -51,10 +45,9 @@ def materialize(assets: list, selection=None, partition_key=None, instance: dg.D
         chosen = dg.AssetSelection.all() if selection is None else (
             selection if isinstance(selection, dg.AssetSelection) else dg.AssetSelection.assets(*selection))
         keys = chosen.resolve([a for a in assets if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))])
-        for definition in assets:
-            if isinstance(definition, dg.AssetsDefinition) and set(definition.keys) & set(keys):
-                add_partition_members(instance, definition.partitions_def, partition_key)
-                break
+        owner = next((a for a in assets if isinstance(a, dg.AssetsDefinition) and set(a.keys) & set(keys)), None)
+        if owner is not None:
+            add_partition_members(instance, owner.partitions_def, partition_key)
     return dg.materialize(assets, selection=selection, partition_key=partition_key, instance=instance, **kwargs)
 
 
@@ -116,13 +109,9 @@ def requested_runs(defs: dg.Definitions, result: dg.EvaluateAutomationConditions
 
 def requested(defs: dg.Definitions, result: dg.EvaluateAutomationConditionsResult,
               scope: Scope | None = None) -> Wanted:
-    wanted: Wanted = {}
-    for definition in _assets_defs(defs):
-        for key in definition.keys:
-            partitions = {p for p in result.get_requested_partitions(key) if scope is None or scope(key, p)}
-            if partitions:
-                wanted[key] = partitions
-    return wanted
+    wanted = {key: {p for p in result.get_requested_partitions(key) if scope is None or scope(key, p)}
+              for definition in _assets_defs(defs) for key in definition.keys}
+    return {key: partitions for key, partitions in wanted.items() if partitions}
 
 
 def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: PlannedRun,
@@ -170,16 +159,12 @@ RunFn = Callable[[PlannedRun], bool]  # run one planned run; True when it succee
 def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, run: RunFn,
                      scope: Scope | None = None, asked: Wanted | None = None, keep_cursor: bool = True,
                      max_rounds: int = 20) -> list[tuple[PlannedRun, bool]]:
-    """Observe, evaluate the automation conditions, run what they request; until nothing is requested.
-    Returns every run made and whether it succeeded.
-
-    This is the one planner of ``audiorec demo`` (everything, the cursor kept between commands, as the automation
-    sensor does) and of ``audiorec materialize`` (``scope``: only the chosen cells' partitions; the cursor only for
-    this command's rounds, so the sensor's own view of what it handled is left alone). ``asked``: what a person
-    asked for on top of the conditions (cells to run again, partitions whose last run failed, which the conditions
-    do not retry by themselves); run once the conditions request nothing more in scope, so their inputs are up to
-    date, unless a round already ran them. ``max_rounds`` guards against conditions that never settle.
-    """
+    """Observe, evaluate the automation conditions, run what they request; until nothing is requested. Returns
+    every run made and whether it succeeded. ``audiorec demo`` keeps the cursor between commands, as the automation
+    sensor does; ``audiorec materialize`` (``scope``: the chosen cells' partitions) keeps it for this command's rounds
+    only, leaving the sensor's view alone. ``asked``: what a person asked for on top of the conditions (cells to run
+    again, partitions whose last run failed); run once the conditions request nothing more in scope, unless a round
+    already ran them. ``max_rounds`` guards against conditions that never settle."""
     cursor_path = cursor_file(instance, lake_root) if keep_cursor else None
     cursor = _load_cursor(cursor_file(instance, lake_root))
     pending: Wanted = {key: set(parts) for key, parts in (asked or {}).items()}

@@ -1,20 +1,7 @@
-"""Where the steps run, chosen by configuration alone (docs/cluster.md).
-
-``$AUDIOREC_EXECUTOR`` names the executor of every job:
-
-* unset or ``multiprocess``: Dagster's default (one process per step, on this machine);
-* ``in_process``: every step in the run's own process;
-* ``dask``: ``dagster-dask`` — a ``distributed.LocalCluster``, a running scheduler (``existing``), or a batch
-  cluster through ``dask-jobqueue`` (``slurm``, ``pbs``, ...), as its config says;
-* ``k8s``: ``dagster-k8s``' ``k8s_job_executor`` — one Kubernetes Job per step.
-
-``$AUDIOREC_EXECUTOR_CONFIG`` names a YAML file holding that executor's config (what the launchpad shows under
-``execution: config:``); ``deploy/`` has one per setting. A run may still override it in its run config.
-
-Steps in the ``torch`` pool (encoding, training) carry :data:`TORCH_OP_TAGS`: on Dask they need a worker that
-declares the resource ``torch`` (start GPU workers with ``--resources torch=1``), which is how the pool's
-one-at-a-time rule and the GPU placement map onto a Dask cluster; other executors ignore the tag.
-"""
+"""Where the steps run, chosen by configuration alone: ``$AUDIOREC_EXECUTOR`` (``multiprocess``, the default;
+``in_process``, ``dask``, ``k8s``) names the executor of every job, and ``$AUDIOREC_EXECUTOR_CONFIG`` a YAML file
+with its config (``deploy/`` has one per setting; a run may still override it). On Dask, steps tagged
+:data:`~audiorec_assets.defs.resources.TORCH_OP_TAGS` need a worker with the resource ``torch`` (docs/cluster.md)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""Runs that died and what they left behind, handled beside the runs instead of inside their steps.
-
-A run whose worker was killed (``kill -9``, the OOM killer, a reboot) stays STARTED in the instance — Dagster's run
-monitoring has no worker health check with the DefaultRunLauncher (``run_health.py``) — and its process's staging
-folder stays in the lake. :func:`tidy` marks such runs failed, removes the staging folders of processes that are
-gone (what :func:`~audiorec_assets.warehouse.sweep_lake` does) and the settings snapshots of runs that are over.
-``lake_health_sensor`` calls it every minute under ``dagster dev`` and every ``audiorec`` command that runs the
-graph calls it first (``runner.py``); no step does, so a step's time is its asset's own.
-"""
+"""Runs that died and what they left behind, handled beside the runs instead of inside their steps (so a step's time
+is its asset's own): :func:`tidy` marks runs whose worker was killed failed (``run_health.py``) and removes the staging
+folders of processes that are gone and the settings snapshots of runs that are over. ``lake_health_sensor`` calls
+it every minute under ``dagster dev``, and every ``audiorec`` command that runs the graph calls it first."""
 
 from __future__ import annotations
 
@@ -37,9 +32,8 @@ UNKNOWN_RUN_SNAPSHOT_DAYS = 2  # a snapshot of a run this instance does not know
 
 
 def sweep_run_snapshots(paths: LakePaths, alive, keep: str, now: float | None = None) -> list[Path]:
-    """Remove ``<lake>/tmp/staging/run-<id>/`` (a run's settings snapshot) of runs known to be over, and of runs
-    the instance does not know (``audiorec demo`` without ``DAGSTER_HOME``) once they are
-    :data:`UNKNOWN_RUN_SNAPSHOT_DAYS` days old."""
+    """Remove the settings snapshots ``<lake>/tmp/staging/run-<id>/`` of runs known to be over, and of runs the instance
+    does not know (no ``DAGSTER_HOME``) once :data:`UNKNOWN_RUN_SNAPSHOT_DAYS` days old."""
     import shutil
 
     now = time.time() if now is None else now

@@ -1,15 +1,8 @@
-"""The ingest: raw files → ``audiorec.listens``, ``tracks``, ``interactions`` and ``split_info``, in one op.
-
-The four tables are one multi-asset that cannot be split (``can_subset=False``): selecting any of them runs the
-ingest. It writes the four tables into a fresh folder of its process's staging area
-(:func:`audiorec_assets.data.ingest.run_ingest`), runs the two blocking Great Expectations checks on those files,
-and only when both pass publishes them by one atomic switch of the symlink ``tables/ingest`` to the new set
-(:func:`audiorec_assets.warehouse.publish_ingest`). A failed check, a failure, or a kill at any moment leaves the
-previous complete set where every reader looks; there is nothing to complete or roll back afterwards. One op
-replaces three steps that had to hand staged files to each other and publish them from whichever ran last.
-"""
-
-
+"""The ingest: raw files → ``audiorec.listens``, ``tracks``, ``interactions`` and ``split_info``, in one op that
+cannot be split (``can_subset=False``). It writes the four tables into a fresh staging folder, runs the two
+blocking checks on those files, and only when both pass publishes them by one atomic switch of the symlink
+``tables/ingest`` (:func:`audiorec_assets.warehouse.publish_ingest`): a failed check, a failure or a kill leaves the
+previous complete set, with nothing to complete or roll back (docs/lake.md, "Atomic writes and killed runs")."""
 
 import dagster as dg
 
@@ -26,8 +19,7 @@ LISTENS = dg.AssetKey(["audiorec", "listens"])
 TRACKS = dg.AssetKey(["audiorec", "tracks"])
 INTERACTIONS = dg.AssetKey(["audiorec", "interactions"])
 SPLIT_INFO = dg.AssetKey(["audiorec", "split_info"])
-# bump when a change to the ingest changes what its tables hold. 2: split_info.synthetic. 3: one op whose blocking
-# checks pass before anything is published (under 2 a set whose interactions check failed was published all the same)
+# bump when a change to the ingest changes its tables (2: split_info.synthetic; 3: published only once checks pass)
 CODE_VERSION = "3"
 
 

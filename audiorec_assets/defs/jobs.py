@@ -1,7 +1,5 @@
 """Asset jobs, one per partitioning: what ``audiorec demo`` (and a user in the launchpad) runs a selection in.
-
-Automation launches runs by itself; these jobs name the layers of the study for people and tools.
-"""
+Automation launches runs by itself; these jobs name the layers of the study for people and tools."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Per encoder × recommender: ``audiorec/models`` → ``recommendations`` → ``metrics`` + ``user_metrics``; the
-same for the references without audio (``audiorec/reference_models`` → ..., one partition per recommender).
-
-Both families write the same SQL tables (``audiorec.metrics`` has one file per cell, references
-included, as ``none__<recommender>.parquet``)."""
+"""Per encoder × recommender: ``audiorec/models`` → ``recommendations`` → ``metrics`` + ``user_metrics``; the same
+for the references without audio (``audiorec/reference_models`` → ..., one partition per recommender). Both
+families write the same SQL tables (references as ``none__<recommender>.parquet``)."""
 
 import time
 import warnings
@@ -59,12 +57,7 @@ class PartitionInputs:
     settings: ExperimentSettings
     data: InteractionData
     vectors: np.ndarray  # what the recommenders see (z-scored when encode.standardize)
-    stored_vectors: np.ndarray  # the embeddings partition as stored
     connect: Callable  # opens the warehouse (the lake resource's DuckDBResource)
-
-    @property
-    def asset_prefix(self) -> str:
-        return "reference_" if self.encoder == NO_AUDIO_ENCODER else ""
 
     @property
     def part(self) -> str:
@@ -82,8 +75,9 @@ class PartitionInputs:
     def require(self, path: Path, name: str) -> Path:
         """``path``, written by this cell's ``name`` asset; missing: a run selected a later asset of the cell alone."""
         if not path.exists():
+            prefix = "reference_" if self.encoder == NO_AUDIO_ENCODER else ""
             raise dg.Failure(
-                f"Partition {self.encoder}|{self.recommender}: audiorec/{self.asset_prefix}{name} is not materialized "
+                f"Partition {self.encoder}|{self.recommender}: audiorec/{prefix}{name} is not materialized "
                 f"({path} missing). Materialize it first, or the whole cell together (its group, or `audiorec "
                 f"materialize --encoders {self.encoder} --recommenders {self.recommender}`).")
         return path
@@ -103,7 +97,7 @@ def partition_inputs(context: dg.AssetExecutionContext, lake: LakeResource, enco
     paths, settings = lake.paths(), lake.settings()
     refresh_views(paths)
     data, stored = _loaded(paths, encoder)
-    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings), stored,
+    return PartitionInputs(encoder, recommender, paths, settings, data, vectors_for_models(stored, settings),
                            lake.connect)
 
 
@@ -121,10 +115,8 @@ def _loaded(paths: LakePaths, encoder: str) -> tuple[InteractionData, np.ndarray
         return _LAST_LOADED[key]
     _LAST_LOADED.clear()
     data = load_interaction_data(paths)
-    if encoder == NO_AUDIO_ENCODER:  # references: no item vectors
-        stored = np.zeros((data.n_items, 0), dtype=np.float32)
-    else:
-        stored = load_item_vectors(paths, encoder, data.n_items)
+    stored = (np.zeros((data.n_items, 0), dtype=np.float32) if encoder == NO_AUDIO_ENCODER  # references: no vectors
+              else load_item_vectors(paths, encoder, data.n_items))
     _LAST_LOADED[key] = (data, stored)
     return data, stored
 
@@ -160,8 +152,7 @@ def families() -> list[Family]:
 
 def build_model_assets(family: Family) -> list[dg.AssetsDefinition]:
     """One family's two ops: ``models`` (training, in the ``torch`` pool) and ``evaluation`` (recommendations →
-    metrics + user_metrics, subsettable, outside the pool: scoring and metrics of different cells run side by
-    side while one cell trains). A run of the whole cell reads its data once (:func:`_loaded`)."""
+    metrics + user_metrics, subsettable, outside the pool, so one cell is scored while another trains)."""
     models_key, recs_key = family.key("models"), family.key("recommendations")
     metrics_key, users_key = family.key("metrics"), family.key("user_metrics")
     what = "a reference recommender (no audio)" if family.prefix else "a recommender on frozen item vectors"

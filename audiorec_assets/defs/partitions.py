@@ -1,22 +1,7 @@
-"""Partitions that follow the lake: which encoders, recommenders and reference models the graph offers.
-
-Four dynamic partition sets, kept in step with the lake by ``lake_partitions_sensor``
-(``defs/automation.py``) and by ``audiorec demo``:
-
-* ``encoder``: the configured encoders (``experiment.yaml``'s ``encoders``) that can run here
-  (built-ins whose weights are present or need none, controls; a twin computed from another encoder's
-  vectors only where that encoder runs, and a ``hybrid_<encoder>`` only where ``raw/tracks.csv`` has
-  usable metadata columns), plus every ``<lake>/embeddings/<name>.npy`` a user dropped in;
-* ``audio_encoder``: the audio encoders among them, and those their twins are computed from
-  (``audiorec/audio_vectors``);
-* ``recommender``: the configured recommenders that use audio (``knn``, ``shallow``, ``bert4rec``, ``sasrec``);
-  their cells are ``encoder × recommender``;
-* ``reference``: the recommenders run once without audio (``popularity``, ``als``, and
-  ``shallow``/``bert4rec``/``sasrec`` on learned item ids when ``none`` is configured).
-
-So every cell the UI offers can run; an encoder that cannot is listed, with the reason, in the
-sensor's skip message instead.
-"""
+"""Partitions that follow the lake: the four dynamic sets ``encoder``, ``audio_encoder``, ``recommender`` and
+``reference``, kept in step by ``lake_partitions_sensor`` and ``audiorec demo`` (what each holds: docs/automation.md,
+"Assets and partitions"). Only what can run here is offered; an encoder that cannot is listed, with the reason,
+in the sensor's skip message instead."""
 
 from __future__ import annotations
 
@@ -81,9 +66,8 @@ def lake_members(lake: LakePaths, settings: ExperimentSettings) -> LakeMembers:
 
 
 def audio_roots(encoders: list[str], settings: ExperimentSettings) -> list[str]:
-    """The audio encoders whose vectors ``encoders`` are (or, for twins, are computed from) and that can run here
-    (weights present or none needed): the partitions of ``audiorec/audio_vectors``. A twin whose base cannot run
-    here but whose file is in the lake reads that file."""
+    """The partitions of ``audiorec/audio_vectors``: the audio encoders that ``encoders`` are (or are computed from) and
+    that can run here. A twin whose base cannot run here but whose file is in the lake reads that file."""
     context = EncoderContext(models_dir=settings.encode.models_dir)
     roots = dict.fromkeys(twin_chain(e, settings.encode.shuffled_base)[-1] for e in encoders)
     return [r for r in roots if r in AUDIO_ENCODERS and not weights_problem(r, context)]

@@ -1,19 +1,10 @@
-"""What ``audiorec materialize`` runs: the chosen cells and what they stand on, decided by the one planner.
-
-Without ``--select``, ``materialize`` runs :func:`~audiorec_assets.defs.execute.bring_up_to_date` — what
-``audiorec demo`` and Dagster's automation sensor run — restricted to a :class:`Scope`: the chosen cells'
-partitions, their encoders' vectors (and the audio encodings they are computed from), and every unpartitioned asset (the ingest, the tables).
-So the ingest, the vectors, the cells and the tables run exactly when their automation conditions say so
-(missing, an input or the code changed), in the asset graph's order; no list of layers is kept here. On top of
-the conditions a person's request adds (:attr:`Plan.asked`): every in-scope partition that Dagster's stale status
-(``defs/status.py``) calls missing, stale or failed — the conditions react to a change when they observe it and
-do not retry a failure until an input changes, while a command is a person asking now — and the chosen cells
-again with ``--force``. They run once the conditions request nothing more, so their inputs are up to date.
-
-With ``--select`` (Dagster's asset selection syntax, e.g. ``key:audiorec/leaderboard`` or ``group:recommenders``)
-exactly the selected assets run — with the multi-asset siblings they cannot run without — for the chosen
-partitions, as ``dagster asset materialize --select`` would.
-"""
+"""What ``audiorec materialize`` runs (docs/architecture.md, "One planner"). Without ``--select``: the one planner,
+:func:`~audiorec_assets.defs.execute.bring_up_to_date`, restricted to a :class:`Scope` (the chosen cells'
+partitions, their encoders' vectors and audio encodings, every unpartitioned asset), plus :attr:`Plan.asked`: what
+Dagster's stale status calls missing, stale or failed in scope — the conditions react to a change when they observe
+it and do not retry a failure, while a command is a person asking now — and the chosen cells again with ``--force``.
+With ``--select`` (Dagster's selection syntax): exactly the selected assets and the multi-asset siblings they cannot
+run without, for the chosen partitions."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""The run's events, handed to a live display in the same process (``audiorec materialize``).
-
-:data:`LOGGERS` are the definitions' loggers: Dagster's console logger (the default) and
-``audiorec_progress``, a Dagster logger that turns each record of the run into a :class:`RunEvent` for
-whoever listens in this process (:func:`listening`), with the ``Progress`` a step's record carries. It is off
-unless a run's config names it, so ``dagster dev``'s runs are untouched; in-process runs (the CLI's) switch it on.
-
-:func:`forwarded` brings a science module's Python log (the training loop's epochs, their Progress
-attached) into the step's Dagster log for the time of a block, so the UI's run log and the display both see it.
-"""
+"""The run's events, handed to a live display in the same process (``audiorec materialize``), and science modules'
+Python logs forwarded into a step's Dagster log (:func:`forwarded`). The ``audiorec_progress`` logger of
+:data:`LOGGERS` is off unless a run's config names it, so ``dagster dev``'s runs are untouched."""
 
 from __future__ import annotations
 

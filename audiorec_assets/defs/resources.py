@@ -1,10 +1,5 @@
-"""Resources: where the lake is, which settings a run uses, and the warehouse connection.
-
-``LakeResource.settings()`` is resolved once per run: the first step of a run reads
-``<lake>/experiment.yaml``, applies the run's typed overrides (``overrides`` in the launchpad) and
-the deployment's device, and stores the result in the run's staging folder; every later step of the
-run, in any process, reads that snapshot. Editing the file during a run changes the next run only.
-"""
+"""Resources: where the lake is, which settings a run uses (one snapshot per run: docs/automation.md, "Concurrency,
+device, settings"), and the warehouse connection."""
 
 from __future__ import annotations
 

@@ -1,21 +1,7 @@
-"""Observable sources: the files and settings the study reads from outside the graph.
-
-Each observation reports a content fingerprint as the source's data version; an asset
-materialized from an older version shows as stale in the UI, and the automation condition
-(``defs/automation.py``) re-materializes it. What each source covers:
-
-* ``audiorec/raw_log``: every file under ``raw/`` except audio (the log, ``tracks.csv``, the synthetic-log
-  marker ``listens.synthetic.json``, so writing a new mock log is a new version);
-* ``audiorec/raw_audio``: the audio files (sizes and mtimes first; only files that changed are hashed);
-* ``audiorec/encoder_inputs`` (per audio encoder): what it reads besides the catalogue — the audio's content, its
-  weights folder and ``encode`` settings;
-* ``audiorec/embedding_inputs`` (per encoder): what an embeddings partition reads besides the catalogue and the
-  encoders' vectors (which reach it through the graph) — a user's ``.npy``, the seed of a shuffled twin or of
-  ``random`` (which reads no audio: replacing an audio file leaves it alone), a hybrid's ``hybrid`` settings (its
-  metadata comes through ``audiorec/tracks``);
-* ``audiorec/settings/<part>``: the settings each layer depends on, so editing ``shallow.max_epochs``
-  makes only the ``shallow`` partitions stale and editing ``ks`` only the metrics.
-"""
+"""Observable sources: the files and settings the study reads from outside the graph, each reporting a content
+fingerprint as its data version, so an asset built from an older version is stale (what each source covers:
+docs/automation.md, the ``observe_inputs_sensor`` row). The ``audiorec/settings/<part>`` sources split the
+settings by the layer that reads them: editing ``shallow.max_epochs`` makes only the ``shallow`` partitions stale."""
 
 from __future__ import annotations
 
@@ -60,16 +46,14 @@ def _hashes(paths: LakePaths) -> ContentHashes:
     return ContentHashes(paths.tmp / "fingerprints" / "content_hashes.json")
 
 
-def audio_files(paths: LakePaths) -> list[str]:
-    """The audio files, as paths relative to ``raw/``."""
-    return [f"{folder}/{name}" for folder in AUDIO_FOLDERS for name in visible_files(paths.raw / folder)]
-
-
 def audio_version(paths: LakePaths, hashes: ContentHashes) -> str:
-    return hashes.folder(paths.raw, audio_files(paths))
+    """The audio files' fingerprint (paths relative to ``raw/``)."""
+    return hashes.folder(paths.raw, [f"{folder}/{name}" for folder in AUDIO_FOLDERS
+                                     for name in visible_files(paths.raw / folder)])
 
 
 def log_version(paths: LakePaths, hashes: ContentHashes) -> str:
+    """Every file under ``raw/`` but the audio: the log, ``tracks.csv``, the synthetic-log marker."""
     files = visible_files(paths.raw, skip=AUDIO_FOLDERS)
     return hashes.folder(paths.raw, files) if files else "empty"
 

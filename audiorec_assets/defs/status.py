@@ -1,14 +1,10 @@
 """Where the study stands, as Dagster's instance sees it (``audiorec status``, ``audiorec materialize``).
 
-Each asset partition gets one of :data:`STATES`: ``running`` and ``failed`` from the instance's partition
-status (:meth:`dagster.DagsterInstance.get_status_by_partition`; for unpartitioned assets the asset record's
-last planned and failed materialization), ``missing`` / ``stale`` / ``materialized`` from Dagster's own
-stale-status resolver — the code behind the UI's "Stale" badge and behind sensors' ``stale_assets_only``
-(data versions of the observed inputs and of the code versions). It lives in ``dagster._core``: Dagster has no
-public API for a partition's stale status (the UI reads it over GraphQL), so this module is the one place that
-touches it, and ``test_automation.py`` keeps it that way. ``not runnable`` comes from the lake itself (``defs/partitions.py: lake_members``:
-weights absent, a dropped-in file missing).
-"""
+``running`` / ``failed`` come from the instance's partition status (for unpartitioned assets, the asset record);
+``missing`` / ``stale`` / ``materialized`` from Dagster's stale-status resolver, the code behind the UI's "Stale"
+badge. It lives in ``dagster._core`` (no public API gives a partition's stale status; the UI reads it over
+GraphQL), so this module is the one place that touches it, and ``test_automation.py`` keeps it that way.
+``not runnable`` comes from the lake itself (``defs/partitions.py: lake_members``)."""
 
 from __future__ import annotations
 
@@ -30,7 +26,6 @@ from audiorec_assets.study import is_valid_cell, study_cells
 
 MATERIALIZED, STALE, FAILED, RUNNING, MISSING, NOT_RUNNABLE = (
     "materialized", "stale", "failed", "running", "missing", "not runnable")
-STATES = (MATERIALIZED, STALE, FAILED, RUNNING, MISSING, NOT_RUNNABLE)
 NEEDS_RUN = (STALE, FAILED, MISSING)  # what `audiorec materialize` runs without --force
 
 
