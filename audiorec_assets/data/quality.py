@@ -13,6 +13,7 @@ import pandas as pd
 from audiorec_assets.data.audio import AUDIO_ODDITIES, duration_or_nan, probe_audio_and_duration
 from audiorec_assets.data.audio_verdicts import Verdict, file_fingerprint, read_verdicts, write_verdicts
 from audiorec_assets.data.splits import SplitWindows
+from audiorec_assets.settings import AudioCheckSettings
 
 INTERACTION_COLUMNS = ["user_id", "track_id", "first_ts", "plays", "split"]
 TRACK_COLUMNS = ["track_id", "item_idx", "audio_path", "duration_s"]
@@ -257,11 +258,11 @@ def _tracks_suite_rows(flags: pd.DataFrame) -> pd.DataFrame:
 
 def check_tracks(flags: pd.DataFrame, audio_checks: dict[str, str] | None = None) -> QualityResult:
     """Schema, unique ids, dense ``item_idx`` in track-id order, audio exists and decodes, positive duration,
-    and each audio oddity (``audio_checks``: kind → ``fail`` or ``warn``; default
-    :data:`DEFAULT_AUDIO_CHECKS`): a ``fail`` one is an expectation, a ``warn`` one lands in ``warnings``."""
+    and each audio oddity (``audio_checks``: kind → ``fail`` or ``warn``; default: the setting ``audio_checks``'s
+    defaults): a ``fail`` one is an expectation, a ``warn`` one lands in ``warnings``."""
     import great_expectations as gx
 
-    levels = {**DEFAULT_AUDIO_CHECKS, **(audio_checks or {})}
+    levels = {**AudioCheckSettings().model_dump(), **(audio_checks or {})}
     E = gx.expectations
     expectations: list[Any] = [
         E.ExpectTableRowCountToBeBetween(min_value=1),
@@ -288,7 +289,3 @@ def check_tracks(flags: pd.DataFrame, audio_checks: dict[str, str] | None = None
         result.warnings.append({"kind": kind, "count": len(odd), "examples": odd[
             ["track_id", "audio_path", "audio_problem"]].head(5).astype(str).to_dict(orient="records")})
     return result
-
-
-# unreadable, truncated or NaN audio gives a wrong embedding: fail; short or silent audio may be real
-DEFAULT_AUDIO_CHECKS = {"truncated": "fail", "nan_samples": "fail", "short": "warn", "silent": "warn"}

@@ -41,10 +41,8 @@ def missing_snapshot_message(name: str, repo_id: str, folder: Path, context: Enc
 def hf_cache_snapshot(repo_id: str) -> Path | None:
     """The cached snapshot of ``repo_id`` in the local Hugging Face cache, or ``None`` (never downloads)."""
     try:
-        from huggingface_hub import snapshot_download
-    except ImportError:  # pragma: no cover - transformers depends on huggingface_hub
-        return None
-    try:
+        from huggingface_hub import snapshot_download  # a dependency of transformers
+
         path = Path(snapshot_download(repo_id, local_files_only=True))
     except Exception:  # LocalEntryNotFoundError, offline mode errors, a broken cache
         return None
@@ -56,8 +54,7 @@ def resolve_weights_dir(context: EncoderContext, name: str, repo_id: str) -> Pat
     folder = context.resolved_models_dir() / name
     if (folder / CONFIG_FILE).is_file():
         return folder
-    cached = hf_cache_snapshot(repo_id)
-    if cached is not None:
+    if (cached := hf_cache_snapshot(repo_id)) is not None:
         return cached
     raise WeightsNotFoundError(missing_snapshot_message(name, repo_id, folder, context))
 
@@ -71,13 +68,10 @@ def fill_missing_config(config: Any, reference_class: str) -> list[str]:
     import transformers
 
     defaults = getattr(transformers, reference_class)().to_dict()
-    filled = []
-    for key, value in defaults.items():
-        if key.startswith("_") or key in ("model_type", "architectures", "auto_map", "transformers_version"):
-            continue
-        if not hasattr(config, key):
-            setattr(config, key, value)
-            filled.append(key)
+    filled = [key for key in defaults if not key.startswith("_") and not hasattr(config, key)
+              and key not in ("model_type", "architectures", "auto_map", "transformers_version")]
+    for key in filled:
+        setattr(config, key, defaults[key])
     return filled
 
 

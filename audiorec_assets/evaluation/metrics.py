@@ -27,10 +27,7 @@ class _CsrLike(Protocol):
 
 
 def _as_csr(relevant: _CsrLike | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(relevant, tuple):
-        indptr, indices = relevant
-    else:
-        indptr, indices = relevant.indptr, relevant.indices
+    indptr, indices = relevant if isinstance(relevant, tuple) else (relevant.indptr, relevant.indices)
     return np.asarray(indptr, dtype=np.int64), np.asarray(indices, dtype=np.int64)
 
 

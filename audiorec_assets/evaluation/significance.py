@@ -92,10 +92,7 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     if m == 0:
         return out
     order = np.argsort(q, kind="stable")
-    adjusted = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q[order]))
-    family = np.empty(m)
-    family[order] = adjusted
-    out[tested] = family
+    out[np.flatnonzero(tested)[order]] = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * q[order]))
     return out
 
 

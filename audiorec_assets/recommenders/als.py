@@ -134,7 +134,6 @@ class AlsRecommender(Recommender):
     def load(
         cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray
     ) -> AlsRecommender:
-        """Restore a model written by :meth:`save`; ``data`` supplies the train history to exclude."""
         directory = Path(directory)
         config, fitted_on = read_manifest(directory, cls.name, data)
         model = cls(settings)

@@ -73,7 +73,7 @@ class Recommender(ABC):
     @classmethod
     @abstractmethod
     def load(cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray) -> Recommender:
-        """Rebuild a fitted model written by :meth:`save`."""
+        """Rebuild a fitted model written by :meth:`save`; ``data`` supplies the train history to exclude."""
 
 
 def top_n_in_blocks(users: np.ndarray, n: int, block_size: int, rank_block: Callable[[np.ndarray], TopN]) -> TopN:
@@ -152,11 +152,13 @@ def exclude_and_top_n(scores: np.ndarray | torch.Tensor, users: np.ndarray, data
     # within the top n: score descending, then item index ascending (topk's order of equal scores is unspecified)
     resort = np.lexsort((items, -top), axis=1)
     items, top = np.take_along_axis(items, resort, axis=1), np.take_along_axis(top, resort, axis=1)
-    invalid = ~np.isfinite(top)
-    items[invalid] = -1
-    top[invalid] = np.nan
-    if n_eff < n:
-        pad = n - n_eff
-        items = np.pad(items, ((0, 0), (0, pad)), constant_values=-1)
-        top = np.pad(top, ((0, 0), (0, pad)), constant_values=np.nan)
+    items, top = padded_top(items, top, ~np.isfinite(top), n)
     return TopN(users=users, items=items, scores=top)
+
+
+def padded_top(items: np.ndarray, scores: np.ndarray, invalid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``items`` and ``scores`` with the ``invalid`` entries, and the columns added up to ``n``, as -1 and NaN."""
+    items[invalid] = -1
+    scores[invalid] = np.nan
+    pad = ((0, 0), (0, n - items.shape[1]))
+    return np.pad(items, pad, constant_values=-1), np.pad(scores, pad, constant_values=np.nan)

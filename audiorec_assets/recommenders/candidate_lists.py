@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from audiorec_assets.evaluation.metrics import membership
-from audiorec_assets.recommenders.base import TopN
+from audiorec_assets.recommenders.base import TopN, padded_top
 from audiorec_assets.recommenders.data import UserItems
 
 # Bounds per generator call: users per batch, and batch × candidates (≈ 25 bytes per entry → 400 MB at most).
@@ -53,17 +53,10 @@ def drop_seen_top_n(
     """
     seen, _ = membership(candidates, train, users)
     drop = seen | (candidates < 0)
-    b, width = candidates.shape
     take = np.argsort(drop, axis=1, kind="stable")[:, :n]
     items = np.take_along_axis(candidates, take, axis=1).astype(np.int64)
     top = np.take_along_axis(scores, take, axis=1).astype(np.float32)
-    dropped = np.take_along_axis(drop, take, axis=1)
-    items[dropped] = -1
-    top[dropped] = np.nan
-    if width < n:
-        items = np.pad(items, ((0, 0), (0, n - width)), constant_values=-1)
-        top = np.pad(top, ((0, 0), (0, n - width)), constant_values=np.nan)
-    return items, top
+    return padded_top(items, top, np.take_along_axis(drop, take, axis=1), n)
 
 
 Candidates = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]  # (users, depth) -> (items, scores)

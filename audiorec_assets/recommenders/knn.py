@@ -144,7 +144,6 @@ class KnnRecommender(Recommender):
     def load(
         cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray
     ) -> KnnRecommender:
-        """Restore a model written by :meth:`save`; ``data`` supplies the train history to exclude."""
         import faiss
 
         directory = Path(directory)

@@ -79,7 +79,6 @@ class PopularityRecommender(Recommender):
     def load(
         cls, directory: Path, settings: ExperimentSettings, data: InteractionData, item_vectors: np.ndarray
     ) -> PopularityRecommender:
-        """Restore a model written by :meth:`save`; ``data`` supplies the train history to exclude."""
         directory = Path(directory)
         _, fitted_on = read_manifest(directory, cls.name, data)
         model = cls(settings)

@@ -27,8 +27,8 @@ from audiorec_assets.recommenders.data import InteractionData, UserItems
 from audiorec_assets.recommenders.persistence import (data_fingerprint, load_state, read_manifest, save_state,
                                                       write_manifest)
 from audiorec_assets.recommenders.runtime import autocast, resolve_device, seeded, training_precision
-from audiorec_assets.recommenders.training import (adam, fit_report, plateau_scheduler, train_with_early_stopping,
-                                                   training_params, uses_plateau_scheduler)
+from audiorec_assets.recommenders.training import (adam, plateau_scheduler, train_with_early_stopping, training_params,
+                                                   uses_plateau_scheduler)
 from audiorec_assets.settings import ExperimentSettings
 
 # Learned item-id embeddings (encoder none) start as BERT's initializer: N(0, 0.02).
@@ -160,15 +160,16 @@ class TorchRecommender(Recommender):
             net = self.build_net(asdict(config), audio)
             optimizer = adam(net, section.lr)
             plan = self.prepare_training(net, optimizer, data)
-            history = train_with_early_stopping(
+            report = train_with_early_stopping(
                 net, optimizer, train_epoch=plan.train_epoch, val_loss=plan.val_loss, max_epochs=section.max_epochs,
                 patience=section.patience, label=f"{self.name}[{settings.preset}]",
                 scheduler=plateau_scheduler(optimizer, enabled=uses_plateau_scheduler(settings)),
             )
         self._remember(net, data, item_vectors)
         params = training_params(config, net, settings, section.batch_size, section.lr, device)
-        params.update(plan.params, precision=precision)
-        return fit_report(history, params, time.perf_counter() - started)
+        report.params = {**params, **plan.params, "precision": precision, **report.params}
+        report.seconds = time.perf_counter() - started
+        return report
 
     def _remember(self, net: nn.Module, data: InteractionData, item_vectors: np.ndarray) -> None:
         net.eval()

@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -84,42 +84,31 @@ class BestCheckpoint:
             net.load_state_dict(self._best_state)
 
 
-@dataclass
-class TrainingHistory:
-    """Per-epoch curves of one training run, after the best checkpoint has been restored."""
-
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    learning_rate: list[float] = field(default_factory=list)
-    best_epoch: int | None = None
-    stopped_early: bool = False
-
-
 def train_with_early_stopping(
     net: nn.Module, optimizer: torch.optim.Optimizer, *, train_epoch: Callable[[int], float],
     val_loss: Callable[[], float] | None, max_epochs: int, patience: int,
     scheduler: ReduceLROnPlateau | None = None, label: str = "model",
-) -> TrainingHistory:
+) -> FitReport:
     """Run up to ``max_epochs`` epochs, stop after ``patience`` epochs without a better monitored loss,
-    and leave ``net`` holding the best epoch's weights.
+    and leave ``net`` holding the best epoch's weights; the report's ``params`` hold the loop's own facts.
 
     The monitored loss is ``val_loss()`` (computed in eval mode), or the train loss when there is no
     validation data (``val_loss is None``). The plateau scheduler, if any, steps on the same loss.
     """
-    history = TrainingHistory()
+    report, learning_rate, stopped_early = FitReport(), [], False
     checkpoint = BestCheckpoint(patience)
     started = time.perf_counter()
     for epoch in range(max_epochs):
         net.train()
         train_value = float(train_epoch(epoch))
-        history.train_loss.append(train_value)
+        report.train_loss.append(train_value)
         monitored = train_value
         if val_loss is not None:
             net.eval()
             with torch.no_grad():
                 monitored = float(val_loss())
-            history.val_loss.append(monitored)
-        history.learning_rate.append(float(optimizer.param_groups[0]["lr"]))
+            report.val_loss.append(monitored)
+        learning_rate.append(float(optimizer.param_groups[0]["lr"]))
         if not math.isfinite(monitored):
             raise FloatingPointError(f"{label}: loss became {monitored} in epoch {epoch}; lower the learning rate")
         losses = {"train loss": train_value, **({"val loss": monitored} if val_loss is not None else {})}
@@ -127,12 +116,15 @@ def train_with_early_stopping(
         if scheduler is not None:
             scheduler.step(monitored)
         if checkpoint.update(epoch, monitored, net):
-            history.stopped_early = True
+            stopped_early = True
             break
     checkpoint.restore(net)
     net.eval()
-    history.best_epoch = checkpoint.best_epoch
-    return history
+    report.best_epoch = checkpoint.best_epoch
+    report.params = {"epochs_run": len(report.train_loss), "stopped_early": stopped_early,
+                     "early_stopping_on": "val_loss" if report.val_loss else "train_loss",
+                     "learning_rate_per_epoch": learning_rate}
+    return report
 
 
 def parameter_counts(net: nn.Module) -> dict[str, int]:
@@ -149,14 +141,3 @@ def training_params(
     """The FitReport ``params`` every torch model reports: its config dataclass, sizes and run choices."""
     return {**asdict(config), **parameter_counts(net), "batch_size": batch_size, "lr": lr,
             "plateau_scheduler": uses_plateau_scheduler(settings), "device": str(device), "seed": settings.seed}
-
-
-def fit_report(history: TrainingHistory, params: dict[str, object], seconds: float) -> FitReport:
-    """A :class:`FitReport` from a training run, with the loop's own facts added to ``params``."""
-    return FitReport(
-        train_loss=list(history.train_loss), val_loss=list(history.val_loss), best_epoch=history.best_epoch,
-        seconds=seconds,
-        params={**params, "epochs_run": len(history.train_loss), "stopped_early": history.stopped_early,
-                "early_stopping_on": "val_loss" if history.val_loss else "train_loss",
-                "learning_rate_per_epoch": list(history.learning_rate)},
-    )

@@ -131,27 +131,13 @@ def _decode_shape(buf: bytes, where: str) -> tuple[int, ...]:
 
 
 def _decode_entry(name: str, buf: bytes, where: str) -> BundleEntry:
-    """``BundleEntryProto``: dtype=1, shape=2, shard_id=3, offset=4, size=5, crc32c=6 (fixed32), slices=7."""
-    dtype = shard_id = offset = size = 0
-    shape: tuple[int, ...] = ()
-    crc: int | None = None
-    sliced = False
-    for number, _, value in _proto_fields(buf, f"{where} (entry {name!r})"):
-        if number == 1:
-            dtype = value  # type: ignore[assignment]
-        elif number == 2:
-            shape = _decode_shape(value, f"{where} (entry {name!r})")  # type: ignore[arg-type]
-        elif number == 3:
-            shard_id = value  # type: ignore[assignment]
-        elif number == 4:
-            offset = _signed64(value)  # type: ignore[arg-type]
-        elif number == 5:
-            size = _signed64(value)  # type: ignore[arg-type]
-        elif number == 6:
-            crc = value  # type: ignore[assignment]
-        elif number == 7:
-            sliced = True
-    return BundleEntry(name, dtype, shape, shard_id, offset, size, crc, sliced)
+    """``BundleEntryProto``: dtype=1, shape=2, shard_id=3, offset=4, size=5, crc32c=6 (fixed32), slices=7; proto3
+    omits zero-valued fields (an absent crc32c: None)."""
+    where = f"{where} (entry {name!r})"
+    fields: dict = {number: value for number, _, value in _proto_fields(buf, where)}
+    shape = _decode_shape(fields[2], where) if 2 in fields else ()
+    return BundleEntry(name, fields.get(1, 0), shape, fields.get(3, 0), _signed64(fields.get(4, 0)),
+                       _signed64(fields.get(5, 0)), fields.get(6), 7 in fields)
 
 
 def _decode_header(buf: bytes, where: str) -> tuple[int, int]:
@@ -210,14 +196,10 @@ def snappy_decompress(data: bytes, where: str = "snappy block") -> bytes:
             n = 4 + ((tag >> 2) & 7)
             offset = ((tag >> 5) << 8) | data[pos]
             pos += 1
-        elif kind == 2:
-            n = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos : pos + 2], "little")
-            pos += 2
-        else:
-            n = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos : pos + 4], "little")
-            pos += 4
+        else:  # kind 2: a 2-byte offset, kind 3: a 4-byte one
+            n, width = (tag >> 2) + 1, 2 if kind == 2 else 4
+            offset = int.from_bytes(data[pos : pos + width], "little")
+            pos += width
         if offset == 0 or offset > len(out):
             raise CheckpointError(f"{where}: corrupt snappy copy offset {offset}")
         start = len(out) - offset

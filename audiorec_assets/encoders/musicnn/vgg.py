@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiorec_assets.encoders.musicnn.model import _tf_bn, forward_in_chunks, load_converted
+from audiorec_assets.encoders.musicnn.model import TF_BN_EPSILON, _convert, _tf_bn, forward_in_chunks, load_converted
 from audiorec_assets.encoders.musicnn.tf_checkpoint import read_checkpoint
 
-TF_BN_EPSILON = 1e-3  # TF batch norm's default
 VGG_FILTERS = 128  # upstream define_model: vgg(x, is_training, num_classes, 128) for MSD_vgg and MTT_vgg
 # (pool size, stride) per block, (time, mel); TF max_pooling2d with the default 'valid' padding.
 POOLS: tuple[tuple[tuple[int, int], tuple[int, int]], ...] = (
@@ -104,15 +103,6 @@ def tf_variable_map() -> dict[str, tuple[str, str]]:
     mapping["logits.weight"] = ("dense/kernel", "dense")
     mapping["logits.bias"] = ("dense/bias", "vector")
     return mapping
-
-
-def _convert(value: np.ndarray, kind: str) -> np.ndarray:
-    """TF layouts → torch: conv HWIO → OIHW, dense IO → OI (the dense input order is kept by ``forward_all``)."""
-    if kind == "conv2d":
-        return value.transpose(3, 2, 0, 1)
-    if kind == "dense":
-        return value.T
-    return value
 
 
 def load_vgg(checkpoint_prefix: Path | str, device: str = "cpu") -> Vgg:

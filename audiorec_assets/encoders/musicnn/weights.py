@@ -57,11 +57,8 @@ def checkpoint_prefix_in(folder: Path) -> str | None:
 
 def find_checkpoint(models_dir: Path, model: str) -> str | None:
     """The checkpoint prefix of ``model`` under ``models_dir``, or None; never downloads."""
-    for folder in candidate_dirs(models_dir, model):
-        prefix = checkpoint_prefix_in(folder)
-        if prefix is not None:
-            return prefix
-    return None
+    prefixes = (checkpoint_prefix_in(folder) for folder in candidate_dirs(models_dir, model))
+    return next((prefix for prefix in prefixes if prefix is not None), None)
 
 
 def downloads_allowed() -> bool:
@@ -96,8 +93,7 @@ def locate_checkpoint(model: str, models_dir: Path, allow_download: bool | None 
     if model not in AVAILABLE_CHECKPOINTS:
         raise ValueError(f"Unknown musicnn-package checkpoint {model!r}; known: {list(AVAILABLE_CHECKPOINTS)}")
     models_dir = Path(models_dir).expanduser()
-    prefix = find_checkpoint(models_dir, model)
-    if prefix is not None:
+    if (prefix := find_checkpoint(models_dir, model)) is not None:
         return prefix
     if allow_download is None:
         allow_download = downloads_allowed()
@@ -160,14 +156,10 @@ def _archive_members(archive: Path) -> dict[str, tuple[str, str]]:
     else:
         with zipfile.ZipFile(archive) as zf:
             names = zf.namelist()
-    wanted: dict[str, tuple[str, str]] = {}
-    for name in names:
-        parts = name.split("/")
-        # wheel: musicnn/<MODEL>/<file>; sdist: musicnn-0.1.0/musicnn/<MODEL>/<file>
-        if len(parts) >= 3 and parts[-3] == "musicnn" and parts[-2] in AVAILABLE_CHECKPOINTS:
-            if parts[-1] in CHECKPOINT_SUFFIXES:
-                wanted[name] = (parts[-2], parts[-1])
-    return wanted
+    # wheel: musicnn/<MODEL>/<file>; sdist: musicnn-0.1.0/musicnn/<MODEL>/<file>
+    split = {name: name.split("/") for name in names}
+    return {name: (p[-2], p[-1]) for name, p in split.items()
+            if len(p) >= 3 and p[-3] == "musicnn" and p[-2] in AVAILABLE_CHECKPOINTS and p[-1] in CHECKPOINT_SUFFIXES}
 
 
 def _extract_checkpoints(archive: Path, dest: Path) -> dict[str, Path]:
