@@ -184,7 +184,7 @@ def answer_errors(what: str, command) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from audiorec_assets.guide import sql_tables_help
-    from audiorec_assets.queries import ALL_COLUMNS, DEFAULT_K, FORMATS
+    from audiorec_assets.queries import ALL_COLUMNS, DEFAULT_K, FORMATS, recommend_for_user, similar_tracks
 
     parser = argparse.ArgumentParser(prog="audiorec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -278,13 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "sql":
         sql(lake_root, args.query, fmt=args.format)
     elif args.command == "recommend":
-        from audiorec_assets.queries import recommend_for_user
-
         answer("recommend", args.format, lambda: recommend_for_user(
             LakePaths(lake_root), args.user, args.encoder, args.recommender, args.k), args.columns)
     elif args.command == "similar":
-        from audiorec_assets.queries import similar_tracks
-
         answer("similar", args.format, lambda: similar_tracks(LakePaths(lake_root), args.track, args.encoder, args.k),
                args.columns)
 

@@ -1,12 +1,8 @@
 """Atomic writes into the lake: a killed or failed run never leaves a half-written or stray file where a
-reader looks (docs/lake.md, "Atomic writes and killed runs").
-
-Temporaries live in the staging area ``<lake>/tmp/staging/`` (same filesystem as the lake, outside every folder a
-view or a glob reads), never beside their target: ``proc-<pid>-<start>/`` holds one process's temporaries
-(:func:`process_staging`) and is swept once that process is gone (``<start>``: its start time, so a reused pid
-does not keep a dead process's folder alive). ``publish.lock`` serialises publishers. A rename within one
-filesystem is atomic; files that must change together are written into one folder and published by pointing
-one symlink at it (:func:`publish_folder`), POSIX only."""
+reader looks (docs/lake.md, "Atomic writes and killed runs"). Temporaries live in ``<lake>/tmp/staging/`` (the
+lake's filesystem, so a rename is atomic): ``proc-<pid>-<start>/`` per process, swept once it is gone (``<start>``:
+its start time, so a reused pid does not keep a dead process's folder alive). ``publish.lock`` serialises
+publishers; files that change together are published by pointing one symlink at their folder (POSIX only)."""
 
 from __future__ import annotations
 
@@ -46,11 +42,9 @@ def owner_alive(owner: str) -> bool:
     try:
         pid = int(pid_text)
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:  # exists, belongs to another user
         pass
-    except (ValueError, OSError):
+    except (ValueError, OSError):  # no such process (ProcessLookupError), or not a pid
         return False
     current = _start_token(pid)
     return current is None or token in ("0", current)
@@ -73,15 +67,13 @@ def process_staging(staging_root: Path) -> Path:
 
 def sweep_processes(staging_root: Path) -> list[Path]:
     """Remove the folders of processes that are gone; return them."""
-    removed = []
     try:
         entries = sorted(p for p in staging_root.iterdir() if p.name.startswith(PROC_PREFIX) and p.is_dir())
     except FileNotFoundError:
         return []
-    for entry in entries:
-        if not owner_alive(entry.name[len(PROC_PREFIX):]):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
+    removed = [entry for entry in entries if not owner_alive(entry.name[len(PROC_PREFIX):])]
+    for entry in removed:
+        shutil.rmtree(entry, ignore_errors=True)
     return removed
 
 
@@ -238,12 +230,10 @@ def sweep_legacy(folders: list[Path]) -> list[Path]:
     cutoff = time.time() - LEGACY_STALE_AFTER_S
     for folder in folders:
         try:
-            entries = list(folder.iterdir())
+            entries = [entry for entry in folder.iterdir() if _LEGACY_TEMP.fullmatch(entry.name)]
         except (FileNotFoundError, NotADirectoryError):
             continue
         for entry in entries:
-            if not _LEGACY_TEMP.fullmatch(entry.name):
-                continue
             try:
                 if entry.lstat().st_mtime > cutoff:
                     continue

@@ -92,10 +92,8 @@ class LiveProgress:
             self._live = None
 
     def _plain(self, line: str, force: bool = False) -> None:
-        if self.use_rich:
-            return
         now = self.clock()
-        if force or now - self._last_plain >= PLAIN_EVERY_S:
+        if not self.use_rich and (force or now - self._last_plain >= PLAIN_EVERY_S):
             self._last_plain = now
             print(f"[audiorec] {line}", file=self.out, flush=True)
 

@@ -1,13 +1,10 @@
-"""Fail runs whose run worker process died without telling the instance (``kill -9``, the OOM killer, a reboot):
-otherwise they stay STARTING/STARTED forever, because Dagster's run monitoring has no worker health check with
-the DefaultRunLauncher. Only Dagster's public API is used.
+"""Fail runs whose run worker process died without telling the instance (why: docs/automation.md, "Killed runs").
+Only Dagster's public API is used.
 
 A run's worker is the latest pid its event log records: run-level engine events with a ``pid`` metadata entry (the
 launcher's "Started process for run", the in-process and multiprocess executors' own), else the process that
-logged RUN_START. It is dead when that pid no longer exists, is a zombie, or (Linux) now belongs to a process
-started after the event that recorded it. Dagster does not record a run's host: a run launched with
-:func:`host_tags` is judged only on that host; one without the tag anywhere, unless ``require_host_tag=True`` (for
-several machines sharing one DAGSTER_HOME)."""
+logged RUN_START (when it counts as dead: :func:`worker_gone`). Dagster does not record a run's host, so runs carry
+:func:`host_tags` (why: docs/cluster.md, "Killed workers")."""
 
 from __future__ import annotations
 
@@ -16,6 +13,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 
@@ -62,11 +60,9 @@ def _run_worker(instance: dg.DagsterInstance, run_id: str) -> _Worker | None:
 def _linux_process(pid: int) -> tuple[str, float] | None:
     """(state letter, start time as a UNIX timestamp) of ``pid`` from /proc, or None where there is none."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read().decode("ascii", "replace")
-        with open("/proc/stat", "rb") as handle:
-            boot = next(float(line.split()[1]) for line in handle.read().decode().splitlines()
-                        if line.startswith("btime "))
+        stat = Path(f"/proc/{pid}/stat").read_bytes().decode("ascii", "replace")
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_bytes().decode().splitlines()
+                    if line.startswith("btime "))
     except (OSError, StopIteration, ValueError, IndexError):
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": comm may hold spaces

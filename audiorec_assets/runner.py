@@ -274,11 +274,10 @@ def status(lake_root: Path, fmt: str = "table", observe: bool = True) -> None:
     from audiorec_assets.queries import render
 
     frame, header = status_frame(lake_root, observe)
+    print(f"{PREFIX} {header}", file=sys.stdout if fmt in ("table", "markdown") else sys.stderr, flush=True)
     if fmt != "table":
-        print(f"{PREFIX} {header}", file=sys.stdout if fmt == "markdown" else sys.stderr, flush=True)
         print(render(frame, fmt))
         return
-    print(f"{PREFIX} {header}")
     for layer in ("ingest", "embeddings"):
         part = frame[frame["layer"] == layer]
         names = part["encoder"].where(part["encoder"] != "", part["asset"])

@@ -166,8 +166,7 @@ def register_view(lake: LakePaths, table: str, timeout_s: float | None = None, c
         f"audiorec.{table} needs a new view in {lake.warehouse} (first write of the table, or its definition "
         f"changed), but for {timeout_s:.0f} s {holder} kept the warehouse open. Close other DuckDB sessions on "
         f"it for a moment (read-only ones too) and run again; the rows are safe in {lake.table_dir(table)}."))
-    key = _cache_key(lake, table, tag)
-    if key:
+    if key := _cache_key(lake, table, tag):
         _current_views.add(key)
 
 

@@ -1,9 +1,7 @@
-"""``audiorec/audio_vectors``: one partition per audio encoder that runs here (dynamic set ``audio_encoder``): the
-catalogue's audio through that encoder, written to ``<lake>/embeddings/<encoder>.npy`` (+ the per-track index that
-lets the next run encode only new or changed audio, and ``<encoder>.encoding.json``: the run's facts, the row of
-``audiorec.encoders``). An asset of its own so that a twin's base is its upstream in the graph: Dagster cannot map
-one partition of an asset to another of the same asset (why, and the cost: docs/architecture.md, "The graph as it
-is built")."""
+"""``audiorec/audio_vectors``: the catalogue's audio through one audio encoder per partition, written to
+``<lake>/embeddings/<encoder>.npy`` (+ the per-track index that lets the next run encode only new or changed audio,
+and ``<encoder>.encoding.json``: the run's facts, the row of ``audiorec.encoders``). Why an asset of its own:
+docs/architecture.md, "The graph as it is built"."""
 
 import json
 import time

@@ -50,10 +50,8 @@ def after_encodings(encodings: dg.AssetKey) -> dg.AutomationCondition:
 
 
 def across_cells(inputs: list[dg.AssetKey]) -> dg.AutomationCondition:
-    """For a table over every cell: like :func:`on_change`, but it does not wait for cells that are missing
-    (one that failed would hold it forever): it runs once none of its inputs is being written and at least one of
-    ``inputs`` (the metrics) exists. It can run early, while cells are still queued, and then runs again when
-    their metrics change."""
+    """For a table over every cell: like :func:`on_change`, but it waits only until none of its inputs is being
+    written and at least one of ``inputs`` (the metrics) exists, not for missing cells (why: docs/automation.md)."""
     some_input = AC.any_deps_match(~AC.missing()).allow(dg.AssetSelection.assets(*inputs))
     return (_needed()
             & ~AC.any_deps_match(AC.will_be_requested()) & ~AC.any_deps_in_progress() & ~AC.in_progress()

@@ -53,7 +53,7 @@ class SealedDaskExecutor(DaskExecutor):
                                                     "(set DAGSTER_HOME)")
         instance, job_name = plan_context.instance, plan_context.job_name
         with dask.distributed.Client(self.cluster(job_name)) as client:
-            futures, by_step = [], {}
+            by_step = {}
             for level in execution_plan.get_steps_to_execute_by_level():
                 for step in level:
                     dependencies = [by_step[key] for step_input in step.step_inputs
@@ -64,11 +64,9 @@ class SealedDaskExecutor(DaskExecutor):
                     # the run id in the key (dagster-dask's has job and step only): Dask takes a task with a key it
                     # already holds for the same task, so two runs of one job at once (two partitions) shared a result
                     key = f"{job_name}.{plan_context.dagster_run.run_id}.{step.key}"
-                    future = client.submit(_on_worker, dependencies, sealed, key=key,
-                                           resources=get_dask_resource_requirements(step.tags))
-                    futures.append(future)
-                    by_step[step.key] = future
-            done = dask.distributed.as_completed(futures, with_results=True)
+                    by_step[step.key] = client.submit(_on_worker, dependencies, sealed, key=key,
+                                                      resources=get_dask_resource_requirements(step.tags))
+            done = dask.distributed.as_completed(list(by_step.values()), with_results=True)
             for _future, events in iterate_with_context(raise_execution_interrupts, done):
                 yield from events.value
 

@@ -1,7 +1,6 @@
-"""``audiorec/embeddings`` (+ the ``audiorec.encoders`` table): one partition per encoder (dynamic set ``encoder``),
-checked, described and stored as ``<lake>/embeddings/<encoder>.npy``. An audio encoder's vectors come from
-``audiorec/audio_vectors``; a control or twin is computed here from them; a user's dropped-in file is checked and
-never rewritten."""
+"""``audiorec/embeddings`` (+ the ``audiorec.encoders`` table): one partition per encoder, stored as
+``<lake>/embeddings/<encoder>.npy`` (what it does per kind of encoder: docs/architecture.md, "The graph as it is
+built"); a user's dropped-in file is checked and never rewritten."""
 
 import time
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from audiorec_assets.lakeio import atomic_path
+from audiorec_assets.run_health import host_tags
+
 
 def _assets_defs(defs: dg.Definitions) -> list[dg.AssetsDefinition]:
     return [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
@@ -46,8 +49,7 @@ def materialize(assets: list, selection=None, partition_key=None, instance: dg.D
             selection if isinstance(selection, dg.AssetSelection) else dg.AssetSelection.assets(*selection))
         keys = chosen.resolve([a for a in assets if isinstance(a, (dg.AssetsDefinition, dg.SourceAsset))])
         owner = next((a for a in assets if isinstance(a, dg.AssetsDefinition) and set(a.keys) & set(keys)), None)
-        if owner is not None:
-            add_partition_members(instance, owner.partitions_def, partition_key)
+        add_partition_members(instance, None if owner is None else owner.partitions_def, partition_key)
     return dg.materialize(assets, selection=selection, partition_key=partition_key, instance=instance, **kwargs)
 
 
@@ -118,8 +120,6 @@ def execute(defs: dg.Definitions, instance: dg.DagsterInstance, planned: Planned
             **kwargs) -> dg.ExecuteInProcessResult:
     """Run ``planned`` in-process through its job, so the run records its asset selection as a launched run does
     (the automation conditions read it)."""
-    from audiorec_assets.run_health import host_tags
-
     job = defs.resolve_job_def(planned.job)
     return job.execute_in_process(asset_selection=list(planned.keys), partition_key=planned.partition_key,
                                   instance=instance, raise_on_error=False, tags=host_tags(), **kwargs)
@@ -146,9 +146,6 @@ def _load_cursor(path: Path | None):
 def _save_cursor(path: Path | None, cursor) -> None:
     if path is None:
         return
-    from audiorec_assets.lakeio import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, staging=path.parent) as tmp:
         tmp.write_text(dg.serialize_value(cursor))
 
@@ -159,12 +156,10 @@ RunFn = Callable[[PlannedRun], bool]  # run one planned run; True when it succee
 def bring_up_to_date(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, run: RunFn,
                      scope: Scope | None = None, asked: Wanted | None = None, keep_cursor: bool = True,
                      max_rounds: int = 20) -> list[tuple[PlannedRun, bool]]:
-    """Observe, evaluate the automation conditions, run what they request; until nothing is requested. Returns
-    every run made and whether it succeeded. ``audiorec demo`` keeps the cursor between commands, as the automation
-    sensor does; ``audiorec materialize`` (``scope``: the chosen cells' partitions) keeps it for this command's rounds
-    only, leaving the sensor's view alone. ``asked``: what a person asked for on top of the conditions (cells to run
-    again, partitions whose last run failed); run once the conditions request nothing more in scope, unless a round
-    already ran them. ``max_rounds`` guards against conditions that never settle."""
+    """Observe, evaluate the automation conditions, run what they request, until nothing is requested; returns
+    every run made and whether it succeeded (docs/automation.md, "One planner"). ``keep_cursor``: keep the cursor
+    between commands, as the sensor does, else for this command's rounds only. ``asked``: what a person asked for on
+    top of the conditions, run once they request nothing more in ``scope``, unless a round already ran it."""
     cursor_path = cursor_file(instance, lake_root) if keep_cursor else None
     cursor = _load_cursor(cursor_file(instance, lake_root))
     pending: Wanted = {key: set(parts) for key, parts in (asked or {}).items()}

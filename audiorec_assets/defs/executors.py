@@ -1,7 +1,6 @@
-"""Where the steps run, chosen by configuration alone: ``$AUDIOREC_EXECUTOR`` (``multiprocess``, the default;
-``in_process``, ``dask``, ``k8s``) names the executor of every job, and ``$AUDIOREC_EXECUTOR_CONFIG`` a YAML file
-with its config (``deploy/`` has one per setting; a run may still override it). On Dask, steps tagged
-:data:`~audiorec_assets.defs.resources.TORCH_OP_TAGS` need a worker with the resource ``torch`` (docs/cluster.md)."""
+"""Where the steps run, chosen by configuration alone: ``$AUDIOREC_EXECUTOR`` and ``$AUDIOREC_EXECUTOR_CONFIG``
+(docs/cluster.md). On Dask, steps tagged :data:`~audiorec_assets.defs.resources.TORCH_OP_TAGS` need a worker with
+the resource ``torch``."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Runs that died and what they left behind, handled beside the runs instead of inside their steps (so a step's time
-is its asset's own): :func:`tidy` marks runs whose worker was killed failed (``run_health.py``) and removes the staging
-folders of processes that are gone and the settings snapshots of runs that are over. ``lake_health_sensor`` calls
-it every minute under ``dagster dev``, and every ``audiorec`` command that runs the graph calls it first."""
+"""Runs that died and what they left behind (docs/automation.md, "Killed runs"), handled beside the runs, never
+inside a step: :func:`tidy` also removes the settings snapshots of runs that are over."""
 
 from __future__ import annotations
 
+import shutil
 import time
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -17,15 +17,13 @@ from audiorec_assets.settings import LakePaths
 from audiorec_assets.warehouse import sweep_lake
 
 
-def run_alive(instance: dg.DagsterInstance):
-    """Whether a run is still going, as far as this instance knows (None: it does not know the run)."""
-    def alive(run_id: str) -> bool | None:
-        try:
-            run = instance.get_run_by_id(run_id)
-        except Exception:  # a malformed id, or storage trouble: no opinion
-            return None
-        return None if run is None else not run.is_finished
-    return alive
+def run_alive(instance: dg.DagsterInstance, run_id: str) -> bool | None:
+    """Whether run ``run_id`` is still going, as far as ``instance`` knows (None: it does not know the run)."""
+    try:
+        run = instance.get_run_by_id(run_id)
+    except Exception:  # a malformed id, or storage trouble: no opinion
+        return None
+    return None if run is None else not run.is_finished
 
 
 UNKNOWN_RUN_SNAPSHOT_DAYS = 2  # a snapshot of a run this instance does not know (a throw-away instance's)
@@ -34,8 +32,6 @@ UNKNOWN_RUN_SNAPSHOT_DAYS = 2  # a snapshot of a run this instance does not know
 def sweep_run_snapshots(paths: LakePaths, alive, keep: str, now: float | None = None) -> list[Path]:
     """Remove the settings snapshots ``<lake>/tmp/staging/run-<id>/`` of runs known to be over, and of runs the instance
     does not know (no ``DAGSTER_HOME``) once :data:`UNKNOWN_RUN_SNAPSHOT_DAYS` days old."""
-    import shutil
-
     now = time.time() if now is None else now
     removed = []
     folders = sorted(paths.staging.glob("run-*")) if paths.staging.exists() else []
@@ -53,7 +49,7 @@ def tidy(instance: dg.DagsterInstance, paths: LakePaths) -> tuple[list[str], lis
     """Mark the runs whose process died as failed, then remove what processes and runs that are over left in the
     lake's staging area; returns the failed run ids and the removed paths."""
     dead = fail_dead_runs(instance)  # first: their staging then counts as left behind
-    removed = sweep_lake(paths) + sweep_run_snapshots(paths, run_alive(instance), keep="")
+    removed = sweep_lake(paths) + sweep_run_snapshots(paths, partial(run_alive, instance), keep="")
     return dead, removed
 
 

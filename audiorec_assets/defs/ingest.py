@@ -1,8 +1,6 @@
-"""The ingest: raw files → ``audiorec.listens``, ``tracks``, ``interactions`` and ``split_info``, in one op that
-cannot be split (``can_subset=False``). It writes the four tables into a fresh staging folder, runs the two
-blocking checks on those files, and only when both pass publishes them by one atomic switch of the symlink
-``tables/ingest`` (:func:`audiorec_assets.warehouse.publish_ingest`): a failed check, a failure or a kill leaves the
-previous complete set, with nothing to complete or roll back (docs/lake.md, "Atomic writes and killed runs")."""
+"""The ingest: raw files → ``audiorec.listens``, ``tracks``, ``interactions`` and ``split_info`` in one op, checked
+before one atomic publish (:func:`audiorec_assets.warehouse.publish_ingest`; docs/lake.md, "Atomic writes and killed
+runs")."""
 
 import dagster as dg
 

@@ -204,9 +204,8 @@ def train(context: dg.AssetExecutionContext, inputs: PartitionInputs, key: dg.As
         for seed in inputs.seeds():
             model = recommender_class(recommender)(settings.model_copy(update={"seed": seed}))
             with forwarded("audiorec_assets.recommenders", context.log):  # the epochs, into the run's log
-                reports[seed] = model.fit(data, vectors)
+                report = reports[seed] = model.fit(data, vectors)
             model.save(tmp / f"seed-{seed}")
-            report = reports[seed]
             epochs = (f" (best_epoch {report.best_epoch}, epochs_run {len(report.train_loss)})"
                       if report.train_loss else "")
             context.log.info(f"{recommender} on {encoder}, seed {seed}: fitted in {report.seconds:.1f} s{epochs}")

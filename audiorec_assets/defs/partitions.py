@@ -119,18 +119,14 @@ def partition_requests(instance: dg.DagsterInstance, wanted: LakeMembers
     return requests
 
 
-def sync_partitions(instance: dg.DagsterInstance, wanted: LakeMembers) -> list[str]:
-    """Apply :func:`partition_requests` to ``instance`` directly (``audiorec demo``); what changed, in words."""
-    changes = []
+def sync_partitions(instance: dg.DagsterInstance, wanted: LakeMembers) -> None:
+    """Apply :func:`partition_requests` to ``instance`` directly (``audiorec demo``)."""
     for request in partition_requests(instance, wanted):
         if isinstance(request, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-            changes.append(f"+{request.partitions_def_name} {list(request.partition_keys)}")
         else:
             for key in request.partition_keys:
                 instance.delete_dynamic_partition(request.partitions_def_name, key)
-            changes.append(f"-{request.partitions_def_name} {list(request.partition_keys)}")
-    return changes
 
 
 def cell_of(partition_key: str | dg.MultiPartitionKey) -> tuple[str, str]:

@@ -1,10 +1,6 @@
-"""What ``audiorec materialize`` runs (docs/architecture.md, "One planner"). Without ``--select``: the one planner,
-:func:`~audiorec_assets.defs.execute.bring_up_to_date`, restricted to a :class:`Scope` (the chosen cells'
-partitions, their encoders' vectors and audio encodings, every unpartitioned asset), plus :attr:`Plan.asked`: what
-Dagster's stale status calls missing, stale or failed in scope — the conditions react to a change when they observe
-it and do not retry a failure, while a command is a person asking now — and the chosen cells again with ``--force``.
-With ``--select`` (Dagster's selection syntax): exactly the selected assets and the multi-asset siblings they cannot
-run without, for the chosen partitions."""
+"""What ``audiorec materialize`` runs: the one planner, :func:`~audiorec_assets.defs.execute.bring_up_to_date`,
+restricted to a :class:`Scope` plus :attr:`Plan.asked`, or with ``--select`` exactly the selected assets (what each
+holds: docs/architecture.md, "One planner")."""
 
 from __future__ import annotations
 
@@ -38,16 +34,17 @@ class Scope:
     graph: object  # the definitions' asset graph
     keys: tuple[tuple[dg.PartitionsDefinition, frozenset[str]], ...]
 
-    def __call__(self, key: dg.AssetKey, partition: str | None) -> bool:
-        if partition is None:
-            return True
+    def partitions(self, key: dg.AssetKey) -> set[str | None]:
+        """The partitions of ``key`` in scope (``{None}`` for an unpartitioned asset)."""
         partitions_def = self.graph.get(key).partitions_def
-        return any(partitions_def == d and partition in chosen for d, chosen in self.keys)
+        return {None} if partitions_def is None else {k for d, ks in self.keys if d == partitions_def for k in ks}
+
+    def __call__(self, key: dg.AssetKey, partition: str | None) -> bool:
+        return partition is None or partition in self.partitions(key)
 
 
 @dataclass(frozen=True)
 class Plan:
-    cells: list[tuple[str, str]]
     scope: Scope
     asked: Wanted = field(default_factory=dict)  # what runs whatever the automation conditions say
     selected: list[PlannedRun] | None = None  # --select: exactly these runs, no automation
@@ -99,17 +96,10 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
     for partitions_def, keys in chosen_keys:
         for key in keys:
             add_partition_members(instance, partitions_def, key)
-    graph = defs.resolve_asset_graph()
-    scope = Scope(graph, tuple((partitions_def, frozenset(keys)) for partitions_def, keys in chosen_keys))
+    scope = Scope(defs.resolve_asset_graph(), tuple((d, frozenset(keys)) for d, keys in chosen_keys))
     if select is not None:
-        keys = _selected_keys(defs, select)
-        wanted: Wanted = {}
-        for key in keys:
-            partitions_def = graph.get(key).partitions_def
-            chosen = [None] if partitions_def is None else [k for d, ks in scope.keys if d == partitions_def for k in ks]
-            if chosen:
-                wanted[key] = set(chosen)
-        return Plan(cells, scope, selected=runs_for(defs, wanted))
+        wanted = {key: chosen for key in _selected_keys(defs, select) if (chosen := scope.partitions(key))}
+        return Plan(scope, selected=runs_for(defs, wanted))
     reader = StatusReader(defs, instance)
     targets = [*INGEST_TARGETS, *map(audio_target, audio), *map(embeddings_target, vectors), *(cell_target(e, r) for e, r in cells), TABLES_TARGET]
     states = [reader.state(t) for t in targets]
@@ -123,7 +113,7 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: Path, se
     asked = _runs_of(defs, again, reader, whole=False)
     for key, partitions in _runs_of(defs, [cell_target(e, r) for e, r in cells] if force else [], reader).items():
         asked.setdefault(key, set()).update(partitions)
-    return Plan(cells, scope, asked=asked)
+    return Plan(scope, asked=asked)
 
 
 def _runs_of(defs: dg.Definitions, targets: list[Target], reader: StatusReader, whole: bool = True) -> Wanted:

@@ -73,8 +73,8 @@ def run_config_loggers(console_level: str = "WARNING") -> dict:
 
 
 class _ToDagsterLog(logging.Handler):
-    def __init__(self, log: dg.DagsterLogManager):
-        super().__init__()
+    def __init__(self, log: dg.DagsterLogManager, level: int):
+        super().__init__(level)
         self.log = log
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -85,8 +85,7 @@ class _ToDagsterLog(logging.Handler):
 def forwarded(logger_name: str, log: dg.DagsterLogManager, level: int = logging.INFO) -> Iterator[None]:
     """Inside the block, ``logger_name``'s records at ``level`` or above also go to ``log``."""
     logger = logging.getLogger(logger_name)
-    handler = _ToDagsterLog(log)
-    handler.setLevel(level)
+    handler = _ToDagsterLog(log, level)
     old_level = logger.level
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > level:

@@ -1,10 +1,7 @@
-"""Where the study stands, as Dagster's instance sees it (``audiorec status``, ``audiorec materialize``).
-
-``running`` / ``failed`` come from the instance's partition status (for unpartitioned assets, the asset record);
-``missing`` / ``stale`` / ``materialized`` from Dagster's stale-status resolver, the code behind the UI's "Stale"
-badge. It lives in ``dagster._core`` (no public API gives a partition's stale status; the UI reads it over
-GraphQL), so this module is the one place that touches it, and ``test_automation.py`` keeps it that way.
-``not runnable`` comes from the lake itself (``defs/partitions.py: lake_members``)."""
+"""Where the study stands, as Dagster's instance sees it (``audiorec status``, ``audiorec materialize``; where each
+state comes from: docs/architecture.md, "One planner"). The stale-status resolver lives in ``dagster._core`` (no
+public API gives a partition's stale status; the UI reads it over GraphQL), so this module is the one place that
+touches it, and ``test_automation.py`` keeps it that way."""
 
 from __future__ import annotations
 
@@ -165,8 +162,6 @@ def _cause(cause) -> str:
 
 @dataclass(frozen=True)
 class StudyStatus:
-    settings: ExperimentSettings
-    members: LakeMembers
     ingest: list[State]
     embeddings: list[State]
     cells: list[State]
@@ -195,8 +190,7 @@ def study_status(defs: dg.Definitions, instance: dg.DagsterInstance, lake_root: 
 
     embeddings = [unrunnable(embeddings_target(e)) or vectors(e) for e in encoders]
     cells = [unrunnable(t) or reader.state(t) for t in (cell_target(e, r) for e, r in grid_cells(settings, members))]
-    return StudyStatus(settings, members, [reader.state(t) for t in INGEST_TARGETS], embeddings, cells,
-                       reader.state(TABLES_TARGET))
+    return StudyStatus([reader.state(t) for t in INGEST_TARGETS], embeddings, cells, reader.state(TABLES_TARGET))
 
 
 def fill_command(states: Iterable[State]) -> str | None:
