@@ -4,7 +4,7 @@ Only Dagster's public API is used.
 A run's worker is the latest pid its event log records: run-level engine events with a ``pid`` metadata entry (the
 launcher's "Started process for run", the in-process and multiprocess executors' own), else the process that
 logged RUN_START (when it counts as dead: :func:`worker_gone`). Dagster does not record a run's host, so runs carry
-:func:`host_tags` (why: docs/cluster.md, "Killed workers")."""
+:func:`host_tags` (why: docs/cluster.md, the paragraph "Killed workers")."""
 
 from __future__ import annotations
 

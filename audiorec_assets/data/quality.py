@@ -153,7 +153,8 @@ def interactions_flags(con, interactions: Path, windows: SplitWindows) -> pd.Dat
 
 def check_interactions(flags: pd.DataFrame) -> QualityResult:
     """Schema, nulls, split values (train / val / test each non-empty), windows, no train/eval leak, warm start,
-    cold test, no duplicates: the flags of :func:`interactions_flags`."""
+    cold test, no duplicates: the flags of :func:`interactions_flags` (the rules: docs/lake.md, "Data-quality
+    checks")."""
     import great_expectations as gx
 
     E = gx.expectations

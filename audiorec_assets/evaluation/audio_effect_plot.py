@@ -49,8 +49,9 @@ def audio_effect_rows(metrics: pd.DataFrame, k: int, shuffled_base: str | None,
 
     ``value``/``ci_low``/``ci_high``/``n_users``: the encoder's ``metric``@``k`` as stored in ``audiorec.metrics``;
     ``twin_*`` the same for its twin. ``p_holm`` and ``verdict`` come from ``verdicts`` (:func:`twin_verdicts`),
-    matched on split, cell and twin; NaN / "not tested" where no comparison table tested the pair. Ordered by
-    split (as given), recommender (knn, shallow, bert4rec, then by name), encoder.
+    matched on split, cell and twin; NaN / "not tested" where no comparison table tested the pair. Encoders without
+    a twin, the twins themselves and the no-audio cells are left out. Ordered by split (as given), recommender (knn,
+    shallow, bert4rec, then by name), encoder.
     """
     rows = metrics[(metrics["metric"] == metric) & (metrics["k"] == k) & metrics["split"].isin(splits)]
     cells = rows.drop_duplicates(["split", "encoder", "recommender"], keep="last").set_index(

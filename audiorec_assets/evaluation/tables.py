@@ -230,7 +230,8 @@ def comparison(metrics: pd.DataFrame, user_metrics: pd.DataFrame, recommender: s
         audio.loc[best_i, [f"{metric}_diff_vs_best", "hitrate_diff_vs_best"]] = 0.0
     refs = refs.assign(best=False, twin=None)
     if ref_i is not None:
-        refs.loc[ref_i, [f"{metric}_diff_vs_reference", "hitrate_diff_vs_reference"]] = 0.0
+        refs.loc[ref_i, f"{metric}_diff_vs_reference"] = 0.0  # one by one: new columns (older pandas refuse a list)
+        refs.loc[ref_i, "hitrate_diff_vs_reference"] = 0.0
     table = pd.concat([audio, refs.reindex(columns=audio.columns)], ignore_index=True) if len(refs) else audio
     table["best"] = table["best"].astype(bool)
     table["reference"] = table["reference"].astype(bool)

@@ -157,7 +157,8 @@ def exclude_and_top_n(scores: np.ndarray | torch.Tensor, users: np.ndarray, data
 
 
 def padded_top(items: np.ndarray, scores: np.ndarray, invalid: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``items`` and ``scores`` with the ``invalid`` entries, and the columns added up to ``n``, as -1 and NaN."""
+    """``items`` and ``scores`` with the ``invalid`` entries, and the columns added up to ``n``, as -1 and NaN (the
+    invalid entries are overwritten in place: pass arrays of your own)."""
     items[invalid] = -1
     scores[invalid] = np.nan
     pad = ((0, 0), (0, n - items.shape[1]))

@@ -153,8 +153,10 @@ def paper_code_validation_loss(net: Bert4RecNet, batches: list[MaskedValBatch]) 
     n_masked = sum(len(batch.targets) for batch in batches)
 
     def val_loss() -> float:
-        losses = (float(net.masked_lm_loss(b.inputs, b.masked, b.targets)) * len(b.targets) for b in batches)
-        return sum(losses) / n_masked
+        total = 0.0  # a plain loop: Python 3.12's sum() of floats rounds differently
+        for b in batches:
+            total += float(net.masked_lm_loss(b.inputs, b.masked, b.targets)) * len(b.targets)
+        return total / n_masked
 
     return val_loss
 

@@ -18,8 +18,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
-
 from audiorec_assets.datasets.classical.cache import read_json
 from audiorec_assets.datasets.classical.instruments import SCORINGS, program_names
 from audiorec_assets.datasets.classical.works import ClassicalError, WorkSpec
@@ -160,6 +158,8 @@ def _write_manifest(raw_dir: Path, staging: Path, state: str, files: list[str], 
 
 
 def _tracks_table(kept: list[Outcome], music21_version: str):
+    import pandas as pd  # here: the music21 worker imports this module and needs no pandas
+
     rows = []
     for outcome in kept:
         spec, meta = outcome.spec, outcome.meta or {}
